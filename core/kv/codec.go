@@ -1,0 +1,316 @@
+package kv
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// The codecs write integers as (u)varints and byte strings as a uvarint length
+// followed by the bytes, in field order. Encoding is deterministic, and decoding
+// accepts exactly what encoding produces, so replicas and disks never disagree
+// about what a log entry or record says.
+
+// ErrMalformed marks bytes that no encoder produced: truncated, out of range
+// or followed by garbage.
+var ErrMalformed = errors.New("kv: malformed encoding")
+
+// Smallest encodings of the repeated elements, used to reject counts that the
+// remaining input could not possibly hold before allocating for them.
+const (
+	compareBytesMin  = 6 // key, target, result, value, rev, exists
+	opBytesMin       = 6 // type, key, value, end, prefix, limit
+	keyValueBytesMin = 5 // key, value, create rev, mod rev, version
+	resultBytesMin   = 3 // record count, more, deleted
+)
+
+// EncodeTxn encodes t for the raft log.
+func EncodeTxn(t Txn) []byte {
+	b := make([]byte, 0, txnSizeMax(t))
+	b = binary.AppendUvarint(b, uint64(len(t.Compares)))
+	for _, c := range t.Compares {
+		b = appendBytes(b, c.Key)
+		b = append(b, byte(c.Target), byte(c.Result))
+		b = appendBytes(b, c.Value)
+		b = binary.AppendVarint(b, c.Rev)
+		b = appendBool(b, c.Exists)
+	}
+	b = appendOps(b, t.Then)
+	return appendOps(b, t.Else)
+}
+
+func appendOps(b []byte, ops []Op) []byte {
+	b = binary.AppendUvarint(b, uint64(len(ops)))
+	for _, op := range ops {
+		b = append(b, byte(op.Type))
+		b = appendBytes(b, op.Key)
+		b = appendBytes(b, op.Value)
+		b = appendBytes(b, op.End)
+		b = appendBool(b, op.Prefix)
+		b = binary.AppendVarint(b, int64(op.Limit))
+	}
+	return b
+}
+
+// txnSizeMax bounds the encoded size of t so that encoding allocates once.
+func txnSizeMax(t Txn) int {
+	n := 3 * binary.MaxVarintLen64
+	for _, c := range t.Compares {
+		n += len(c.Key) + len(c.Value) + 3*binary.MaxVarintLen64 + 3
+	}
+	for _, ops := range [2][]Op{t.Then, t.Else} {
+		for _, op := range ops {
+			n += len(op.Key) + len(op.Value) + len(op.End) + 4*binary.MaxVarintLen64 + 2
+		}
+	}
+	return n
+}
+
+// DecodeTxn decodes a txn written by EncodeTxn. The txn does not alias b.
+func DecodeTxn(b []byte) (Txn, error) {
+	d := decoder{b: bytes.Clone(b)}
+	var t Txn
+	if n := d.count(compareBytesMin); n > 0 {
+		t.Compares = make([]Compare, n)
+		for i := range t.Compares {
+			c := &t.Compares[i]
+			c.Key = d.bytes()
+			c.Target = CompareTarget(d.byte())
+			c.Result = CompareResult(d.byte())
+			c.Value = d.bytes()
+			c.Rev = d.varint()
+			c.Exists = d.bool()
+		}
+	}
+	t.Then = d.ops()
+	t.Else = d.ops()
+	if err := d.finish("txn"); err != nil {
+		return Txn{}, err
+	}
+	return t, nil
+}
+
+func (d *decoder) ops() []Op {
+	n := d.count(opBytesMin)
+	if n == 0 {
+		return nil
+	}
+	ops := make([]Op, n)
+	for i := range ops {
+		op := &ops[i]
+		op.Type = OpType(d.byte())
+		op.Key = d.bytes()
+		op.Value = d.bytes()
+		op.End = d.bytes()
+		op.Prefix = d.bool()
+		op.Limit = d.int()
+	}
+	return ops
+}
+
+// EncodeRecord encodes r for disk.
+func EncodeRecord(r Record) []byte {
+	b := make([]byte, 0, len(r.Value)+4*binary.MaxVarintLen64)
+	return appendRecord(b, r)
+}
+
+func appendRecord(b []byte, r Record) []byte {
+	b = appendBytes(b, r.Value)
+	b = binary.AppendVarint(b, r.CreateRev)
+	b = binary.AppendVarint(b, r.ModRev)
+	return binary.AppendVarint(b, r.Version)
+}
+
+// DecodeRecord decodes a record written by EncodeRecord. The record does not
+// alias b.
+func DecodeRecord(b []byte) (Record, error) {
+	d := decoder{b: bytes.Clone(b)}
+	r := d.record()
+	if err := d.finish("record"); err != nil {
+		return Record{}, err
+	}
+	return r, nil
+}
+
+func (d *decoder) record() Record {
+	return Record{Value: d.bytes(), CreateRev: d.varint(), ModRev: d.varint(), Version: d.varint()}
+}
+
+// EncodeResponse encodes r, for instance to remember the answer to a client's
+// retried request.
+func EncodeResponse(r Response) []byte {
+	b := make([]byte, 0, responseSizeMax(r))
+	b = appendBool(b, r.Succeeded)
+	b = binary.AppendVarint(b, r.Revision)
+	b = binary.AppendUvarint(b, uint64(len(r.Results)))
+	for _, res := range r.Results {
+		b = binary.AppendUvarint(b, uint64(len(res.Records)))
+		for _, kv := range res.Records {
+			b = appendBytes(b, kv.Key)
+			b = appendRecord(b, kv.Record)
+		}
+		b = appendBool(b, res.More)
+		b = binary.AppendVarint(b, res.Deleted)
+	}
+	return b
+}
+
+func responseSizeMax(r Response) int {
+	n := 1 + 2*binary.MaxVarintLen64
+	for _, res := range r.Results {
+		n += 1 + 2*binary.MaxVarintLen64
+		for _, kv := range res.Records {
+			n += len(kv.Key) + len(kv.Value) + 5*binary.MaxVarintLen64
+		}
+	}
+	return n
+}
+
+// DecodeResponse decodes a response written by EncodeResponse. The response
+// does not alias b.
+func DecodeResponse(b []byte) (Response, error) {
+	d := decoder{b: bytes.Clone(b)}
+	r := Response{Succeeded: d.bool(), Revision: d.varint()}
+	if n := d.count(resultBytesMin); n > 0 {
+		r.Results = make([]OpResult, n)
+		for i := range r.Results {
+			r.Results[i] = d.opResult()
+		}
+	}
+	if err := d.finish("response"); err != nil {
+		return Response{}, err
+	}
+	return r, nil
+}
+
+func (d *decoder) opResult() OpResult {
+	var res OpResult
+	if n := d.count(keyValueBytesMin); n > 0 {
+		res.Records = make([]KeyValue, n)
+		for i := range res.Records {
+			res.Records[i] = KeyValue{Key: d.bytes(), Record: d.record()}
+		}
+	}
+	res.More = d.bool()
+	res.Deleted = d.varint()
+	return res
+}
+
+func appendBytes(b, s []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendBool(b []byte, v bool) []byte {
+	if v {
+		return append(b, 1)
+	}
+	return append(b, 0)
+}
+
+// decoder reads fields off b. The first failure is kept in err and empties b, so
+// callers can read a whole structure and check once at the end; every read after
+// a failure returns a zero value.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(what string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: %s", ErrMalformed, what)
+	}
+	d.b = nil
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("bad or truncated uvarint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail("bad or truncated varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) int() int {
+	v := d.varint()
+	if int64(int(v)) != v {
+		d.fail("integer out of range")
+		return 0
+	}
+	return int(v)
+}
+
+func (d *decoder) byte() byte {
+	if len(d.b) == 0 {
+		d.fail("truncated byte")
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+func (d *decoder) bool() bool {
+	switch d.byte() {
+	case 0:
+		return false
+	case 1:
+		return true
+	}
+	d.fail("bad bool")
+	return false
+}
+
+// bytes returns the next byte string, aliasing the decoder's input; empty
+// strings decode as nil.
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		d.fail("truncated byte string")
+		return nil
+	}
+	if n == 0 {
+		return nil
+	}
+	s := d.b[:n:n]
+	d.b = d.b[n:]
+	return s
+}
+
+// count reads an element count, failing when the rest of the input is too short
+// to hold that many elements of at least elemMin bytes each.
+func (d *decoder) count(elemMin int) int {
+	n := d.uvarint()
+	if n > uint64(len(d.b)/elemMin) {
+		d.fail("count exceeds input")
+		return 0
+	}
+	return int(n)
+}
+
+func (d *decoder) finish(what string) error {
+	if d.err == nil && len(d.b) > 0 {
+		d.fail("trailing bytes")
+	}
+	if d.err != nil {
+		return fmt.Errorf("decode %s: %w", what, d.err)
+	}
+	return nil
+}
+
+func decodeError(what, why string) error {
+	return fmt.Errorf("decode %s: %w: %s", what, ErrMalformed, why)
+}

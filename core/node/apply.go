@@ -1,0 +1,161 @@
+package node
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/aspen-db/aspen/core/assert"
+	"github.com/aspen-db/aspen/core/kv"
+	"github.com/aspen-db/aspen/core/session"
+	"github.com/aspen-db/aspen/core/storage"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// applyEntries applies committed entries in order; their effects go into the
+// same batch as the applied index that covers them.
+func (n *Node) applyEntries(ents []raftpb.Entry, out *Ready) {
+	for _, e := range ents {
+		assert.That(e.Index == n.applied+1, "applying entry %d after %d", e.Index, n.applied)
+		switch e.Type {
+		case raftpb.EntryNormal:
+			if len(e.Data) > 0 {
+				n.applyCommand(e, &out.Batch)
+			}
+		case raftpb.EntryConfChange:
+			var cc raftpb.ConfChange
+			assert.That(cc.Unmarshal(e.Data) == nil, "conf change at %d does not decode", e.Index)
+			n.conf = *n.raw.ApplyConfChange(cc)
+		case raftpb.EntryConfChangeV2:
+			var cc raftpb.ConfChangeV2
+			assert.That(cc.Unmarshal(e.Data) == nil, "conf change v2 at %d does not decode", e.Index)
+			n.conf = *n.raw.ApplyConfChange(cc)
+		}
+		n.applied = e.Index
+		if n.cfg.AppliedRecordsEnabled {
+			out.Applied = append(out.Applied, Applied{Index: e.Index, Term: e.Term, EntryHash: entryHash(e), StateHash: n.StateHash()})
+		}
+	}
+	if len(ents) > 0 {
+		out.Batch.Put(keyApplied, encodeApplied(n.appliedMeta()))
+	}
+}
+
+func (n *Node) applyCommand(e raftpb.Entry, b *storage.Batch) {
+	client, seq, txn, err := decodeCommand(e.Data)
+	// Only encodeCommand makes entries and the log is checksummed on disk, so an
+	// entry that does not decode means the replica cannot be trusted.
+	assert.That(err == nil, "entry %d does not decode: %v", e.Index, err)
+	verdict, saved := n.sessions.Check(client, seq)
+	if n.cfg.Bugs.NoDedup && verdict == session.Duplicate {
+		verdict = session.Fresh
+	}
+	switch verdict {
+	case session.Fresh:
+		resp, changes := n.kv.Apply(txn)
+		persistChanges(changes, b)
+		enc := kv.EncodeResponse(resp)
+		if evicted, ok := n.sessions.Record(client, seq, e.Index, enc); ok {
+			b.Delete(clientKey(evicted))
+		}
+		entry, _ := n.sessions.Get(client)
+		b.Put(clientKey(client), session.EncodeEntry(entry))
+		n.answer(client, seq, resp, "")
+	case session.Duplicate:
+		resp, err := kv.DecodeResponse(saved)
+		assert.That(err == nil, "saved response of client %d does not decode: %v", client, err)
+		n.answer(client, seq, resp, "")
+	case session.Stale:
+		n.answer(client, seq, kv.Response{}, ErrStale)
+	}
+}
+
+func persistChanges(changes []kv.Change, b *storage.Batch) {
+	for _, c := range changes {
+		if c.Deleted {
+			b.Delete(kvKey(c.Key))
+		} else {
+			b.Put(kvKey(c.Key), kv.EncodeRecord(c.Record))
+		}
+	}
+}
+
+// answer responds to the client's pending write, if it is waiting here.
+func (n *Node) answer(client, seq uint64, resp kv.Response, errCode string) {
+	p, ok := n.writes[client]
+	if !ok || p.seq != seq {
+		return
+	}
+	delete(n.writes, client)
+	n.responses = append(n.responses, Response{Client: client, Seq: seq, Result: resp, Err: errCode})
+}
+
+// installSnapshot replaces the whole state with one sent by the leader.
+func (n *Node) installSnapshot(snap raftpb.Snapshot, b *storage.Batch) {
+	kvData, sessData, err := decodeSnapshot(snap.Data)
+	assert.That(err == nil, "snapshot at %d does not decode: %v", snap.Metadata.Index, err)
+	assert.That(n.log.ApplySnapshot(snap) == nil, "snapshot at %d refused", snap.Metadata.Index)
+	n.kv.Ascend(func(key []byte, _ kv.Record) bool {
+		b.Delete(kvKey(key))
+		return true
+	})
+	for _, id := range n.sessions.Clients() {
+		b.Delete(clientKey(id))
+	}
+	assert.That(n.kv.Restore(kvData) == nil, "snapshot kv state does not decode")
+	assert.That(n.sessions.Restore(sessData) == nil, "snapshot sessions do not decode")
+	n.kv.Ascend(func(key []byte, r kv.Record) bool {
+		b.Put(kvKey(key), kv.EncodeRecord(r))
+		return true
+	})
+	for _, id := range n.sessions.Clients() {
+		e, _ := n.sessions.Get(id)
+		b.Put(clientKey(id), session.EncodeEntry(e))
+	}
+	for i := n.logFirst; i <= n.logLast; i++ {
+		b.Delete(logKey(i))
+	}
+	n.applied, n.snapIndex, n.conf = snap.Metadata.Index, snap.Metadata.Index, snap.Metadata.ConfState
+	n.logFirst, n.logLast = snap.Metadata.Index+1, snap.Metadata.Index
+	b.Put(keySnapshot, mustMarshal(&snap))
+	b.Put(keyApplied, encodeApplied(n.appliedMeta()))
+}
+
+// maybeSnapshot takes a snapshot once enough entries were applied since the
+// last, and compacts the log behind it, keeping a tail for slow followers.
+func (n *Node) maybeSnapshot(b *storage.Batch) {
+	if n.applied < n.snapIndex+n.cfg.SnapshotEntries {
+		return
+	}
+	data := encodeSnapshot(n.kv.Snapshot(), n.sessions.Snapshot())
+	snap, err := n.log.CreateSnapshot(n.applied, &n.conf, data)
+	assert.That(err == nil, "create snapshot at %d: %v", n.applied, err)
+	n.snapIndex = n.applied
+	b.Put(keySnapshot, mustMarshal(&snap))
+	if n.applied <= n.cfg.CompactKeepEntries {
+		return
+	}
+	compact := n.applied - n.cfg.CompactKeepEntries
+	if compact < n.logFirst {
+		return
+	}
+	assert.That(n.log.Compact(compact) == nil, "compact to %d", compact)
+	for i := n.logFirst; i <= compact; i++ {
+		b.Delete(logKey(i))
+	}
+	n.logFirst = compact + 1
+}
+
+// encodeSnapshot frames the KV state and the session table together.
+func encodeSnapshot(kvData, sessData []byte) []byte {
+	b := binary.AppendUvarint(make([]byte, 0, len(kvData)+len(sessData)+10), uint64(len(kvData)))
+	b = append(b, kvData...)
+	return append(b, sessData...)
+}
+
+func decodeSnapshot(b []byte) (kvData, sessData []byte, err error) {
+	size, n := binary.Uvarint(b)
+	if n <= 0 || uint64(len(b[n:])) < size {
+		return nil, nil, fmt.Errorf("%w: snapshot framing", storage.ErrCorrupt)
+	}
+	return b[n : n+int(size)], b[n+int(size):], nil
+}

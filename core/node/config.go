@@ -1,0 +1,65 @@
+package node
+
+import "github.com/aspen-db/aspen/core/kv"
+
+// Config is everything a replica needs to know that is not on its disk. Every
+// queue and table has a named bound here, checked where it grows.
+type Config struct {
+	ID    uint64
+	Peers []uint64 // initial voters, used only when the disk is empty
+
+	TickNs         int64 // virtual or wall nanoseconds per raft tick
+	ElectionTicks  int
+	HeartbeatTicks int
+
+	RequestTimeoutNs int64 // a client request still pending after this fails with ErrTimeout
+	ReadRetryNs      int64 // a ReadIndex with no answer after this is re-issued with a fresh context
+	PendingMax       int   // client requests in flight at this replica
+	SessionsMax      int   // clients remembered for exactly-once writes
+
+	SnapshotEntries    uint64 // take a snapshot after this many entries applied since the last one
+	CompactKeepEntries uint64 // entries kept behind a snapshot for slow followers
+
+	MaxSizePerMsgBytes    uint64
+	MaxInflightMsgs       int
+	MaxUncommittedBytes   uint64
+	ProposalBatchMax      int // client writes proposed in one MsgProp
+	AppliedRecordsEnabled bool
+
+	Limits kv.Limits
+	Bugs   Bugs
+}
+
+// Bugs are planted defects, switched on only by tests that prove a checker can
+// catch them. Production configs leave every field false.
+type Bugs struct {
+	LocalReads        bool // serve reads from local state without ReadIndex
+	SkipSync          bool // acknowledge writes without syncing the disk
+	NoDedup           bool // apply a retried write again instead of answering from the session
+	RecomputeRevision bool // on restart, derive the revision from the keys instead of the disk
+}
+
+// Any reports whether any planted bug is on.
+func (b Bugs) Any() bool { return b.LocalReads || b.SkipSync || b.NoDedup || b.RecomputeRevision }
+
+// DefaultConfig returns a config with sane bounds for a replica with id and peers.
+func DefaultConfig(id uint64, peers []uint64) Config {
+	return Config{
+		ID:                  id,
+		Peers:               peers,
+		TickNs:              10_000_000,
+		ElectionTicks:       10,
+		HeartbeatTicks:      1,
+		RequestTimeoutNs:    2_000_000_000,
+		ReadRetryNs:         300_000_000,
+		PendingMax:          4096,
+		SessionsMax:         1024,
+		SnapshotEntries:     1000,
+		CompactKeepEntries:  200,
+		MaxSizePerMsgBytes:  1 << 20,
+		MaxInflightMsgs:     256,
+		MaxUncommittedBytes: 64 << 20,
+		ProposalBatchMax:    512,
+		Limits:              kv.DefaultLimits(),
+	}
+}

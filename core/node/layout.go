@@ -1,0 +1,92 @@
+package node
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/aspen-db/aspen/core/storage"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// The store layout. Every value is sealed with a checksum by storage.Batch.Put.
+var (
+	keyHardState = []byte("m/hardstate")
+	keySnapshot  = []byte("m/snapshot")
+	keyApplied   = []byte("m/applied") // applied index, revision and conf state, written with the state they describe
+	prefixLog    = []byte("l/")
+	prefixKV     = []byte("k/")
+	prefixClient = []byte("c/")
+)
+
+func logKey(index uint64) []byte {
+	k := make([]byte, len(prefixLog)+8)
+	copy(k, prefixLog)
+	binary.BigEndian.PutUint64(k[len(prefixLog):], index)
+	return k
+}
+
+func kvKey(key []byte) []byte {
+	return append(append(make([]byte, 0, len(prefixKV)+len(key)), prefixKV...), key...)
+}
+
+func clientKey(id uint64) []byte {
+	k := make([]byte, len(prefixClient)+8)
+	copy(k, prefixClient)
+	binary.BigEndian.PutUint64(k[len(prefixClient):], id)
+	return k
+}
+
+// appliedMeta is what keyApplied holds.
+type appliedMeta struct {
+	Index    uint64
+	Revision int64
+	Conf     raftpb.ConfState
+}
+
+func encodeApplied(m appliedMeta) []byte {
+	conf, err := m.Conf.Marshal()
+	if err != nil {
+		panic(fmt.Sprintf("marshal conf state: %v", err))
+	}
+	b := binary.AppendUvarint(nil, m.Index)
+	b = binary.AppendVarint(b, m.Revision)
+	return append(b, conf...)
+}
+
+func decodeApplied(b []byte) (appliedMeta, error) {
+	var m appliedMeta
+	idx, n := binary.Uvarint(b)
+	if n <= 0 {
+		return m, fmt.Errorf("%w: applied index", storage.ErrCorrupt)
+	}
+	rev, k := binary.Varint(b[n:])
+	if k <= 0 {
+		return m, fmt.Errorf("%w: applied revision", storage.ErrCorrupt)
+	}
+	m.Index, m.Revision = idx, rev
+	if err := m.Conf.Unmarshal(b[n+k:]); err != nil {
+		return m, fmt.Errorf("%w: applied conf state: %v", storage.ErrCorrupt, err)
+	}
+	return m, nil
+}
+
+// getSealed reads and verifies one record.
+func getSealed(r storage.Reader, key []byte) ([]byte, bool, error) {
+	v, ok, err := r.Get(key)
+	if err != nil || !ok {
+		return nil, ok, err
+	}
+	payload, err := storage.Open(key, v)
+	return payload, err == nil, err
+}
+
+// scanSealed visits verified records under prefix.
+func scanSealed(r storage.Reader, prefix []byte, fn func(key, payload []byte) error) error {
+	return r.Scan(prefix, func(key, v []byte) error {
+		payload, err := storage.Open(key, v)
+		if err != nil {
+			return err
+		}
+		return fn(key[len(prefix):], payload)
+	})
+}

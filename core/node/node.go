@@ -1,0 +1,316 @@
+// Package node is one Aspen replica as a pure step machine: raft (through
+// RawNode), the KV state machine, client sessions and linearizable reads.
+//
+// A driver feeds it inputs (Tick with the time, peer messages, client requests)
+// and carries out what Ready returns: write the batch (and sync it when asked),
+// then send the messages and deliver the responses, then call Advance. The
+// simulator and the real runtime are two such drivers; nothing here does I/O.
+package node
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+
+	"github.com/aspen-db/aspen/core/assert"
+	"github.com/aspen-db/aspen/core/kv"
+	"github.com/aspen-db/aspen/core/session"
+	"github.com/aspen-db/aspen/core/storage"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// Rand is the injected source of randomness; the simulator seeds it.
+type Rand interface{ Uint64() uint64 }
+
+// Ready is what the driver must carry out, in order: apply Batch (atomically),
+// Sync if asked, then send Messages and deliver Responses, then Advance.
+type Ready struct {
+	Batch     storage.Batch
+	Sync      bool
+	Messages  []raftpb.Message
+	Responses []Response
+	Applied   []Applied // filled only when Config.AppliedRecordsEnabled, for checkers
+}
+
+// Applied describes one applied log entry and the state right after it.
+type Applied struct {
+	Index, Term uint64
+	EntryHash   uint64
+	StateHash   uint64
+}
+
+// Status is a replica's view of the cluster.
+type Status struct {
+	ID, Term, Lead    uint64
+	Role              string
+	Commit, Applied   uint64
+	Revision          int64
+	SnapshotIndex     uint64
+	Keys, Sessions    int
+	PendingWrites     int
+	PendingReads      int
+	LogFirst, LogLast uint64
+}
+
+// Node is one replica.
+type Node struct {
+	cfg      Config
+	rng      Rand
+	raw      *raft.RawNode
+	log      *raft.MemoryStorage
+	kv       *kv.Machine
+	sessions *session.Table
+
+	now       int64
+	role      raft.StateType
+	lead      uint64
+	applied   uint64
+	conf      raftpb.ConfState
+	snapIndex uint64
+	logFirst  uint64 // durable log records span [logFirst, logLast]
+	logLast   uint64
+
+	proposals []raftpb.Entry
+	writes    map[uint64]pendingWrite // by client: one write in flight per client
+	reads     []*pendingRead
+	readCtx   uint64
+
+	responses []Response
+	boot      storage.Batch // records written on first start, carried by the first Ready
+	rd        raft.Ready
+	haveRd    bool
+}
+
+type pendingWrite struct {
+	seq      uint64
+	deadline int64
+}
+
+// New builds a replica from what disk holds, or bootstraps a fresh one when the
+// disk is empty. A record that fails its checksum is an error wrapping
+// storage.ErrCorrupt: the replica must not start on corrupt state.
+func New(cfg Config, rng Rand, disk storage.Reader) (*Node, error) {
+	assert.That(cfg.ID != 0, "replica id must be non-zero")
+	n := &Node{
+		cfg:      cfg,
+		rng:      rng,
+		log:      raft.NewMemoryStorage(),
+		kv:       kv.New(),
+		sessions: session.NewTable(cfg.SessionsMax),
+		writes:   make(map[uint64]pendingWrite),
+	}
+	fresh, err := n.load(disk)
+	if err != nil {
+		return nil, err
+	}
+	if fresh {
+		n.bootstrap()
+	}
+	raw, err := raft.NewRawNode(n.raftConfig())
+	if err != nil {
+		return nil, fmt.Errorf("node %d: start raft: %w", cfg.ID, err)
+	}
+	n.raw = raw
+	return n, nil
+}
+
+func (n *Node) raftConfig() *raft.Config {
+	return &raft.Config{
+		ID:                        n.cfg.ID,
+		ElectionTick:              n.cfg.ElectionTicks,
+		HeartbeatTick:             n.cfg.HeartbeatTicks,
+		Storage:                   confStorage{n.log, n.conf},
+		Applied:                   n.applied,
+		MaxSizePerMsg:             n.cfg.MaxSizePerMsgBytes,
+		MaxUncommittedEntriesSize: n.cfg.MaxUncommittedBytes,
+		MaxInflightMsgs:           n.cfg.MaxInflightMsgs,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		ReadOnlyOption:            raft.ReadOnlySafe,
+		Logger:                    quietLogger{},
+	}
+}
+
+// confStorage reports the conf state saved with the applied index rather than
+// the snapshot's: conf changes applied after the last snapshot are not replayed.
+type confStorage struct {
+	*raft.MemoryStorage
+	conf raftpb.ConfState
+}
+
+func (s confStorage) InitialState() (raftpb.HardState, raftpb.ConfState, error) {
+	hs, _, err := s.MemoryStorage.InitialState()
+	return hs, s.conf, err
+}
+
+// bootstrap starts every replica of a new cluster from the same snapshot at
+// index 1 naming the initial voters, so no replica needs a special first step.
+func (n *Node) bootstrap() {
+	snap := raftpb.Snapshot{
+		Data:     encodeSnapshot(n.kv.Snapshot(), n.sessions.Snapshot()),
+		Metadata: raftpb.SnapshotMetadata{Index: 1, Term: 1, ConfState: raftpb.ConfState{Voters: n.cfg.Peers}},
+	}
+	hs := raftpb.HardState{Term: 1, Commit: 1}
+	assert.That(n.log.ApplySnapshot(snap) == nil, "bootstrap snapshot refused")
+	assert.That(n.log.SetHardState(hs) == nil, "bootstrap hard state refused")
+	n.applied, n.snapIndex, n.conf = 1, 1, snap.Metadata.ConfState
+	n.logFirst, n.logLast = 2, 1
+	n.boot.Put(keySnapshot, mustMarshal(&snap))
+	n.boot.Put(keyHardState, mustMarshal(&hs))
+	n.boot.Put(keyApplied, encodeApplied(n.appliedMeta()))
+}
+
+func (n *Node) appliedMeta() appliedMeta {
+	return appliedMeta{Index: n.applied, Revision: n.kv.Revision(), Conf: n.conf}
+}
+
+// Tick advances the replica's clock to now (its own, possibly drifting, clock).
+// Followers pass on each raft tick with probability one half: raft's own
+// election jitter reads crypto/rand, which drivers may pin for determinism, so
+// the seeded thinning here is what keeps elections from colliding forever.
+func (n *Node) Tick(now int64) {
+	n.now = now
+	if n.role == raft.StateLeader || n.rng.Uint64()&1 == 0 {
+		n.raw.Tick()
+	}
+	n.expire()
+}
+
+// Step hands the replica a message from a peer.
+func (n *Node) Step(m raftpb.Message) error {
+	if m.To != n.cfg.ID {
+		return fmt.Errorf("node %d: message for node %d", n.cfg.ID, m.To)
+	}
+	return n.raw.Step(m)
+}
+
+// ReportSnapshot tells raft whether a snapshot sent to peer arrived.
+func (n *Node) ReportSnapshot(peer uint64, ok bool) {
+	status := raft.SnapshotFinish
+	if !ok {
+		status = raft.SnapshotFailure
+	}
+	n.raw.ReportSnapshot(peer, status)
+}
+
+// ReportUnreachable tells raft that a message to peer could not be sent.
+func (n *Node) ReportUnreachable(peer uint64) { n.raw.ReportUnreachable(peer) }
+
+// ErrNotReady is returned by Ready when there is nothing to do.
+var ErrNotReady = errors.New("node: nothing ready")
+
+// HasReady reports whether Ready has work for the driver.
+func (n *Node) HasReady() bool {
+	return len(n.boot.Ops) > 0 || len(n.responses) > 0 || len(n.proposals) > 0 ||
+		n.readsToIssue() || n.raw.HasReady()
+}
+
+// Ready gathers the next batch of intents. The driver must call Advance after
+// carrying them out and before calling Ready again.
+func (n *Node) Ready() Ready {
+	assert.That(!n.haveRd, "Ready called twice without Advance")
+	n.flushProposals()
+	n.issueReads()
+	out := Ready{Batch: n.boot}
+	n.boot = storage.Batch{}
+	if n.raw.HasReady() {
+		n.rd, n.haveRd = n.raw.Ready(), true
+		n.handleRaftReady(n.rd, &out)
+	}
+	n.serveReads()
+	n.maybeSnapshot(&out.Batch)
+	out.Responses, n.responses = n.responses, nil
+	if n.cfg.Bugs.SkipSync {
+		out.Sync = false
+	}
+	return out
+}
+
+// Advance acknowledges that the last Ready was carried out.
+func (n *Node) Advance() {
+	if n.haveRd {
+		n.raw.Advance(n.rd)
+		n.rd, n.haveRd = raft.Ready{}, false
+	}
+}
+
+func (n *Node) handleRaftReady(rd raft.Ready, out *Ready) {
+	if rd.SoftState != nil {
+		n.role, n.lead = rd.SoftState.RaftState, rd.SoftState.Lead
+	}
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		n.installSnapshot(rd.Snapshot, &out.Batch)
+	}
+	n.appendEntries(rd.Entries, &out.Batch)
+	if !raft.IsEmptyHardState(rd.HardState) {
+		assert.That(n.log.SetHardState(rd.HardState) == nil, "set hard state")
+		out.Batch.Put(keyHardState, mustMarshal(&rd.HardState))
+	}
+	n.applyEntries(rd.CommittedEntries, out)
+	for _, rs := range rd.ReadStates {
+		n.readIndexArrived(rs)
+	}
+	out.Messages = rd.Messages
+	out.Sync = rd.MustSync
+}
+
+// appendEntries persists new log entries, deleting any older tail they replace.
+func (n *Node) appendEntries(ents []raftpb.Entry, b *storage.Batch) {
+	if len(ents) == 0 {
+		return
+	}
+	assert.That(n.log.Append(ents) == nil, "append entries at %d", ents[0].Index)
+	for i := range ents {
+		b.Put(logKey(ents[i].Index), mustMarshal(&ents[i]))
+	}
+	first, last := ents[0].Index, ents[len(ents)-1].Index
+	for i := last + 1; i <= n.logLast; i++ {
+		b.Delete(logKey(i))
+	}
+	if n.logLast < n.logFirst || first < n.logFirst {
+		n.logFirst = first
+	}
+	n.logLast = last
+}
+
+// Status reports the replica's view of the cluster.
+func (n *Node) Status() Status {
+	bs := n.raw.BasicStatus()
+	return Status{
+		ID: n.cfg.ID, Term: bs.Term, Lead: bs.Lead, Role: bs.RaftState.String(),
+		Commit: bs.Commit, Applied: n.applied, Revision: n.kv.Revision(),
+		SnapshotIndex: n.snapIndex, Keys: n.kv.Len(), Sessions: n.sessions.Len(),
+		PendingWrites: len(n.writes), PendingReads: len(n.reads),
+		LogFirst: n.logFirst, LogLast: n.logLast,
+	}
+}
+
+// IsLeader reports whether this replica believes it leads.
+func (n *Node) IsLeader() bool { return n.role == raft.StateLeader }
+
+// StateHash digests the replicated state (keys, revision, sessions).
+func (n *Node) StateHash() uint64 {
+	return n.kv.Hash() ^ (n.sessions.Hash() * 0x9E3779B97F4A7C15)
+}
+
+// Applied returns the index of the last applied entry.
+func (n *Node) AppliedIndex() uint64 { return n.applied }
+
+// Dump visits the replica's keys in order, for checkers and tools.
+func (n *Node) Dump(fn func(key []byte, r kv.Record) bool) { n.kv.Ascend(fn) }
+
+type marshaler interface{ Marshal() ([]byte, error) }
+
+func mustMarshal(m marshaler) []byte {
+	b, err := m.Marshal()
+	assert.That(err == nil, "marshal %T: %v", m, err)
+	return b
+}
+
+func entryHash(e raftpb.Entry) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte{byte(e.Type)})
+	h.Write(e.Data)
+	return h.Sum64() ^ e.Term
+}

@@ -1,0 +1,159 @@
+package node
+
+import (
+	"encoding/binary"
+	"sort"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+type pendingRead struct {
+	req      Request
+	deadline int64
+	ctx      uint64 // ReadIndex context; 0 until issued
+	issuedAt int64
+	index    uint64 // commit index the read must wait for
+	ready    bool   // index is known
+}
+
+// Submit takes a client request. The answer comes in a later Ready: writes once
+// their entry applies, reads once a ReadIndex confirms this replica is current.
+func (n *Node) Submit(req Request) {
+	if err := n.cfg.Limits.Validate(req.Txn); err != nil {
+		n.reply(req, ErrInvalid+err.Error())
+		return
+	}
+	if len(n.writes)+len(n.reads) >= n.cfg.PendingMax {
+		n.reply(req, ErrBusy)
+		return
+	}
+	deadline := n.now + n.cfg.RequestTimeoutNs
+	if req.Txn.ReadOnly() {
+		if n.cfg.Bugs.LocalReads {
+			n.responses = append(n.responses, Response{Client: req.Client, Seq: req.Seq, Result: n.kv.Read(req.Txn)})
+			return
+		}
+		n.reads = append(n.reads, &pendingRead{req: req, deadline: deadline})
+		return
+	}
+	// A client has one write in flight; a newer one replaces it here, and a retry
+	// of the same one proposes it again (the session table applies it once).
+	n.writes[req.Client] = pendingWrite{seq: req.Seq, deadline: deadline}
+	n.proposals = append(n.proposals, raftpb.Entry{Data: encodeCommand(req.Client, req.Seq, req.Txn)})
+	if len(n.proposals) >= n.cfg.ProposalBatchMax {
+		n.flushProposals()
+	}
+}
+
+func (n *Node) reply(req Request, code string) {
+	n.responses = append(n.responses, Response{Client: req.Client, Seq: req.Seq, Err: code})
+}
+
+// flushProposals hands every queued write to raft as one MsgProp, which raft
+// appends and replicates together: far cheaper than one proposal per write.
+func (n *Node) flushProposals() {
+	if len(n.proposals) == 0 {
+		return
+	}
+	ents := n.proposals
+	n.proposals = nil
+	err := n.raw.Step(raftpb.Message{Type: raftpb.MsgProp, From: n.cfg.ID, Entries: ents})
+	if err == nil {
+		return
+	}
+	for _, e := range ents {
+		client, seq, _, derr := decodeCommand(e.Data)
+		if derr == nil {
+			n.answer(client, seq, emptyResult, ErrDropped)
+		}
+	}
+}
+
+// readsToIssue reports whether some read needs a (new) ReadIndex.
+func (n *Node) readsToIssue() bool {
+	for _, r := range n.reads {
+		if n.needsIssue(r) {
+			return true
+		}
+	}
+	return false
+}
+
+func (n *Node) needsIssue(r *pendingRead) bool {
+	// ReadIndex is dropped silently when there is no leader, so an unanswered
+	// one is re-issued under a fresh context after ReadRetryNs.
+	return r.ctx == 0 || (!r.ready && n.now-r.issuedAt >= n.cfg.ReadRetryNs)
+}
+
+// issueReads covers every read waiting for an index with one ReadIndex.
+func (n *Node) issueReads() {
+	var ctx uint64
+	for _, r := range n.reads {
+		if !n.needsIssue(r) {
+			continue
+		}
+		if ctx == 0 {
+			n.readCtx++
+			ctx = n.readCtx
+			n.raw.ReadIndex(binary.BigEndian.AppendUint64(nil, ctx))
+		}
+		r.ctx, r.issuedAt = ctx, n.now
+	}
+}
+
+func (n *Node) readIndexArrived(rs raft.ReadState) {
+	if len(rs.RequestCtx) != 8 {
+		return
+	}
+	ctx := binary.BigEndian.Uint64(rs.RequestCtx)
+	for _, r := range n.reads {
+		if r.ctx == ctx && !r.ready {
+			r.index, r.ready = rs.Index, true
+		}
+	}
+}
+
+// serveReads answers, in arrival order, every read whose index has applied.
+func (n *Node) serveReads() {
+	kept := n.reads[:0]
+	for _, r := range n.reads {
+		if r.ready && r.index <= n.applied {
+			n.responses = append(n.responses, Response{Client: r.req.Client, Seq: r.req.Seq, Result: n.kv.Read(r.req.Txn)})
+			continue
+		}
+		kept = append(kept, r)
+	}
+	clearTail(n.reads, len(kept))
+	n.reads = kept
+}
+
+// expire fails requests past their deadline; the client decides whether to retry.
+func (n *Node) expire() {
+	kept := n.reads[:0]
+	for _, r := range n.reads {
+		if n.now >= r.deadline {
+			n.reply(r.req, ErrTimeout)
+			continue
+		}
+		kept = append(kept, r)
+	}
+	clearTail(n.reads, len(kept))
+	n.reads = kept
+	var late []uint64
+	for client, p := range n.writes {
+		if n.now >= p.deadline {
+			late = append(late, client)
+		}
+	}
+	sort.Slice(late, func(i, j int) bool { return late[i] < late[j] }) // map order must not reach output
+	for _, client := range late {
+		n.answer(client, n.writes[client].seq, emptyResult, ErrTimeout)
+	}
+}
+
+func clearTail(s []*pendingRead, from int) {
+	for i := from; i < len(s); i++ {
+		s[i] = nil
+	}
+}

@@ -1,0 +1,93 @@
+package sim
+
+import (
+	"fmt"
+
+	"github.com/aspen-db/aspen/core/node"
+)
+
+// violationsMax bounds how many violations a run keeps: the first ones explain
+// the failure, the rest are echoes.
+const violationsMax = 20
+
+type entryRecord struct {
+	term, hash uint64
+	node       uint64
+}
+
+// checker holds the invariants checked while the run goes on.
+type checker struct {
+	leaders    map[uint64]uint64      // term -> the leader seen in it
+	entries    map[uint64]entryRecord // index -> the entry applied there
+	states     map[uint64]uint64      // applied index -> state hash right after it
+	maxApplied uint64
+	violations []string
+}
+
+func newChecker() checker {
+	return checker{leaders: map[uint64]uint64{}, entries: map[uint64]entryRecord{}, states: map[uint64]uint64{}}
+}
+
+func (c *checker) fail(format string, args ...any) {
+	if len(c.violations) < violationsMax {
+		c.violations = append(c.violations, fmt.Sprintf(format, args...))
+	}
+}
+
+// leader checks that no two nodes lead in the same term.
+func (c *checker) leader(id, term uint64) {
+	if prev, ok := c.leaders[term]; ok && prev != id {
+		c.fail("two leaders in term %d: nodes %d and %d", term, prev, id)
+		return
+	}
+	c.leaders[term] = id
+}
+
+// applied checks that every replica applies the same entry at each index (so
+// no committed entry is lost or changed) and reaches the same state after it.
+func (c *checker) applied(id uint64, recs []node.Applied) {
+	for _, a := range recs {
+		if prev, ok := c.entries[a.Index]; !ok {
+			c.entries[a.Index] = entryRecord{term: a.Term, hash: a.EntryHash, node: id}
+		} else if prev.term != a.Term || prev.hash != a.EntryHash {
+			c.fail("committed entry %d changed: node %d applied term %d (hash %x), node %d applied term %d (hash %x)",
+				a.Index, prev.node, prev.term, prev.hash, id, a.Term, a.EntryHash)
+		}
+		if prev, ok := c.states[a.Index]; !ok {
+			c.states[a.Index] = a.StateHash
+		} else if prev != a.StateHash {
+			c.fail("replicas diverge: node %d has state %x after entry %d, another replica had %x", id, a.StateHash, a.Index, prev)
+		}
+		c.maxApplied = max(c.maxApplied, a.Index)
+	}
+}
+
+// checkConvergence runs after the healed phase: every node must be up and
+// identical, no committed entry may be missing, and every client must be done.
+func (w *World) checkConvergence() {
+	var first *simNode
+	for _, sn := range w.nodes {
+		if sn.n == nil || sn.paused {
+			w.check.fail("healed phase ended with node %d down", sn.id)
+			continue
+		}
+		if first == nil {
+			first = sn
+			continue
+		}
+		a, b := first.n.Status(), sn.n.Status()
+		if a.Applied != b.Applied || first.n.StateHash() != sn.n.StateHash() {
+			w.check.fail("healed phase ended unconverged: node %d applied %d (state %x), node %d applied %d (state %x)",
+				first.id, a.Applied, first.n.StateHash(), sn.id, b.Applied, sn.n.StateHash())
+		}
+	}
+	if first != nil && first.n.AppliedIndex() < w.check.maxApplied {
+		w.check.fail("committed entries lost: entry %d was applied once, but the healed cluster is at %d",
+			w.check.maxApplied, first.n.AppliedIndex())
+	}
+	for _, c := range w.clients {
+		if c.op != nil {
+			w.check.fail("healed phase ended with client %d still waiting (operation started at %.3fs)", c.idx, float64(c.op.start)/1e9)
+		}
+	}
+}

@@ -1,0 +1,316 @@
+package sim
+
+import (
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/anishathalye/porcupine"
+	"github.com/aspen-db/aspen/core/kv"
+	"github.com/aspen-db/aspen/core/node"
+)
+
+// clientIDBase offsets client session ids from node ids, for readable traces.
+const clientIDBase = 1000
+
+// memo is the last (value, mod revision) a client saw for a key; CAS and
+// transactions compare against it.
+type memo struct {
+	value string
+	rev   int64
+}
+
+type simClient struct {
+	idx     int
+	session uint64
+	seq     uint64 // last write sequence number used
+	op      *clientOp
+	target  int
+	memos   map[string]memo
+	puts    int
+}
+
+// clientOp is the operation a client has in flight, across retries.
+type clientOp struct {
+	in       opInput
+	txn      kv.Txn
+	reqSeq   uint64 // the Seq its requests carry
+	write    bool
+	start    int64
+	deadline int64
+	attempt  int
+}
+
+func newSimClient(i int) *simClient {
+	return &simClient{idx: i, session: uint64(clientIDBase + i), memos: map[string]memo{}}
+}
+
+// clientNext starts the client's next operation, if the workload still runs.
+func (w *World) clientNext(i int) {
+	c := w.clients[i]
+	if !w.clientsOn || c.op != nil {
+		return
+	}
+	in := w.genOp(c)
+	op := &clientOp{in: in, txn: w.toTxn(in), start: w.now, deadline: w.now + millis(float64(w.sc.Workload.OpDeadlineMs))}
+	op.write = !op.txn.ReadOnly()
+	if op.write {
+		c.seq++
+		op.reqSeq = c.seq
+	} else {
+		w.readSeq++
+		op.reqSeq = 1<<63 | w.readSeq
+	}
+	c.op = op
+	c.target = w.rng.IntN(len(w.nodes))
+	w.attempt(c)
+}
+
+func (w *World) attempt(c *simClient) {
+	c.op.attempt++
+	w.toNode(c.target, node.Request{Client: c.session, Seq: c.op.reqSeq, Txn: c.op.txn})
+	timeout := w.now + millis(float64(w.sc.Workload.AttemptTimeoutMs))
+	w.schedule(event{at: timeout, kind: evAttemptTimeout, node: -1, client: c.idx, n: c.op.attempt})
+}
+
+// retry sends the same request (same sequence number, so it applies at most
+// once) to the next node, or gives up once the deadline has passed.
+func (w *World) retry(c *simClient) {
+	if w.now >= c.op.deadline {
+		w.giveUp(c)
+		return
+	}
+	c.target = (c.target + 1) % len(w.nodes)
+	w.attempt(c)
+}
+
+func (w *World) attemptTimeout(e event) {
+	c := w.clients[e.client]
+	if c.op != nil && c.op.attempt == e.n {
+		w.retry(c)
+	}
+}
+
+func (w *World) clientResponse(e event) {
+	c := w.clients[e.client]
+	if c.op == nil || e.resp.Seq != c.op.reqSeq {
+		return // an answer to an operation already finished
+	}
+	switch {
+	case e.resp.Err == "":
+		w.complete(c, w.toOutput(c, e.resp.Result))
+	case strings.HasPrefix(e.resp.Err, node.ErrInvalid):
+		w.check.fail("client %d: valid request refused: %s", c.idx, e.resp.Err)
+		w.giveUp(c)
+	default:
+		w.retry(c)
+	}
+}
+
+// giveUp ends an operation whose outcome is unknown. A write may still take
+// effect at any later time, so it enters the history as never returning; a read
+// that never answered says nothing and is left out.
+func (w *World) giveUp(c *simClient) {
+	if c.op.write {
+		w.record(c, opOutput{Unknown: true}, math.MaxInt64)
+		w.res.OpsUnknown++
+	}
+	w.nextOp(c)
+}
+
+func (w *World) complete(c *simClient, out opOutput) {
+	w.record(c, out, w.now)
+	w.nextOp(c)
+}
+
+func (w *World) record(c *simClient, out opOutput, ret int64) {
+	w.history = append(w.history, porcupine.Operation{ClientId: c.idx, Input: c.op.in, Call: c.op.start, Output: out, Return: ret})
+}
+
+func (w *World) nextOp(c *simClient) {
+	c.op = nil
+	w.schedule(event{at: w.thinkTime(), kind: evClientNext, node: -1, client: c.idx})
+}
+
+// genOp draws the client's next operation from the scenario's mix.
+func (w *World) genOp(c *simClient) opInput {
+	wl := w.sc.Workload
+	in := opInput{Group: w.rng.IntN(wl.Groups), Key: w.rng.IntN(wl.KeysPerGroup)}
+	in.Kind = w.pickKind()
+	switch in.Kind {
+	case kPut:
+		in.Value = w.newValue(c)
+	case kCAS:
+		m := c.memos[w.names[in.Group][in.Key]]
+		in.Cmps = []txnCmp{{Kind: cmpModRev, Key: in.Key, Value: m.value, Rev: m.rev}}
+		in.Value = w.newValue(c)
+	case kTxn:
+		w.genTxn(c, &in)
+	}
+	return in
+}
+
+func (w *World) pickKind() opKind {
+	total := 0
+	for _, k := range mixKinds {
+		total += w.sc.Workload.Mix[k]
+	}
+	pick := w.rng.IntN(total)
+	for i, k := range mixKinds {
+		if pick < w.sc.Workload.Mix[k] {
+			return opKind(i + 1)
+		}
+		pick -= w.sc.Workload.Mix[k]
+	}
+	return kGet
+}
+
+func (w *World) newValue(c *simClient) string {
+	c.puts++
+	return fmt.Sprintf("c%d-%d", c.idx, c.puts)
+}
+
+// genTxn builds a transaction over one group: one or two compares against what
+// the client last saw, and branches of gets, puts and deletes.
+func (w *World) genTxn(c *simClient, in *opInput) {
+	keys := w.sc.Workload.KeysPerGroup
+	for i := 0; i < 1+w.rng.IntN(2); i++ {
+		k := w.rng.IntN(keys)
+		m := c.memos[w.names[in.Group][k]]
+		cmp := txnCmp{Key: k, Kind: cmpKind(1 + w.rng.IntN(4)), Value: m.value, Rev: m.rev}
+		if cmp.Kind == cmpValue && m.value == "" {
+			cmp.Kind = cmpAbsent
+		}
+		in.Cmps = append(in.Cmps, cmp)
+	}
+	branch := func() []txnOp {
+		var ops []txnOp
+		for i := 0; i < 1+w.rng.IntN(3); i++ {
+			op := txnOp{Kind: []opKind{kGet, kPut, kDelete}[w.rng.IntN(3)], Key: w.rng.IntN(keys)}
+			if op.Kind == kPut {
+				op.Value = w.newValue(c)
+			}
+			ops = append(ops, op)
+		}
+		return ops
+	}
+	in.Then, in.Else = branch(), branch()
+}
+
+// toTxn translates a model operation into the request the store executes.
+func (w *World) toTxn(in opInput) kv.Txn {
+	names := w.names[in.Group]
+	key := []byte(names[in.Key])
+	prefix := []byte(fmt.Sprintf("g%d/", in.Group))
+	switch in.Kind {
+	case kGet:
+		return kv.Txn{Then: []kv.Op{{Type: kv.OpGet, Key: key}}}
+	case kPut:
+		return kv.Txn{Then: []kv.Op{{Type: kv.OpPut, Key: key, Value: []byte(in.Value)}}}
+	case kDelete:
+		return kv.Txn{Then: []kv.Op{{Type: kv.OpDelete, Key: key}}}
+	case kCAS:
+		return kv.Txn{Compares: w.toCompares(in), Then: []kv.Op{{Type: kv.OpPut, Key: key, Value: []byte(in.Value)}}}
+	case kScan:
+		return kv.Txn{Then: []kv.Op{{Type: kv.OpRange, Key: prefix, Prefix: true}}}
+	case kDeletePrefix:
+		return kv.Txn{Then: []kv.Op{{Type: kv.OpDeleteRange, Key: prefix, Prefix: true}}}
+	}
+	return kv.Txn{Compares: w.toCompares(in), Then: w.toOps(in.Group, in.Then), Else: w.toOps(in.Group, in.Else)}
+}
+
+func (w *World) toCompares(in opInput) []kv.Compare {
+	var out []kv.Compare
+	for _, c := range in.Cmps {
+		key := []byte(w.names[in.Group][c.Key])
+		switch c.Kind {
+		case cmpValue:
+			out = append(out, kv.Compare{Key: key, Target: kv.TargetValue, Result: kv.Equal, Value: []byte(c.Value)})
+		case cmpExists, cmpAbsent:
+			out = append(out, kv.Compare{Key: key, Target: kv.TargetExists, Result: kv.Equal, Exists: c.Kind == cmpExists})
+		case cmpModRev:
+			out = append(out, kv.Compare{Key: key, Target: kv.TargetModRev, Result: kv.Equal, Rev: c.Rev})
+		}
+	}
+	return out
+}
+
+func (w *World) toOps(group int, ops []txnOp) []kv.Op {
+	out := make([]kv.Op, 0, len(ops))
+	for _, op := range ops {
+		key := []byte(w.names[group][op.Key])
+		switch op.Kind {
+		case kGet:
+			out = append(out, kv.Op{Type: kv.OpGet, Key: key})
+		case kPut:
+			out = append(out, kv.Op{Type: kv.OpPut, Key: key, Value: []byte(op.Value)})
+		case kDelete:
+			out = append(out, kv.Op{Type: kv.OpDelete, Key: key})
+		}
+	}
+	return out
+}
+
+// toOutput reads a store response as the model sees it, and refreshes the
+// client's memory of the keys it saw.
+func (w *World) toOutput(c *simClient, r kv.Response) opOutput {
+	in := c.op.in
+	out := opOutput{Ok: r.Succeeded}
+	switch in.Kind {
+	case kGet:
+		out.Values = []string{w.observe(c, r, 0, in.Group, in.Key)}
+	case kScan:
+		out.Values = w.scanValues(c, r, in.Group)
+	case kPut, kCAS:
+		if in.Kind == kPut || r.Succeeded {
+			c.memos[w.names[in.Group][in.Key]] = memo{value: in.Value, rev: r.Revision}
+		}
+	case kDelete, kDeletePrefix:
+		if in.Kind == kDelete {
+			c.memos[w.names[in.Group][in.Key]] = memo{}
+		}
+	case kTxn:
+		branch := in.Then
+		if !r.Succeeded {
+			branch = in.Else
+		}
+		for i, op := range branch {
+			if op.Kind == kGet {
+				out.Values = append(out.Values, w.observe(c, r, i, in.Group, op.Key))
+			}
+		}
+	}
+	return out
+}
+
+// observe returns the value a get result shows ("" for absent) and remembers it.
+func (w *World) observe(c *simClient, r kv.Response, i, group, key int) string {
+	if i >= len(r.Results) || len(r.Results[i].Records) == 0 {
+		c.memos[w.names[group][key]] = memo{}
+		return ""
+	}
+	rec := r.Results[i].Records[0]
+	c.memos[string(rec.Key)] = memo{value: string(rec.Value), rev: rec.ModRev}
+	return string(rec.Value)
+}
+
+func (w *World) scanValues(c *simClient, r kv.Response, group int) []string {
+	vals := make([]string, w.sc.Workload.KeysPerGroup)
+	if len(r.Results) == 0 {
+		return vals
+	}
+	for _, rec := range r.Results[0].Records {
+		k := -1
+		for i, name := range w.names[group] {
+			if name == string(rec.Key) {
+				k = i
+			}
+		}
+		if k < 0 {
+			return append(vals, "unexpected key "+string(rec.Key)) // can never match the model
+		}
+		vals[k] = string(rec.Value)
+		c.memos[string(rec.Key)] = memo{value: string(rec.Value), rev: rec.ModRev}
+	}
+	return vals
+}

@@ -1,0 +1,378 @@
+// Package disk is the simulator's in-memory disk: a storage.Store with realistic
+// crash semantics.
+//
+// The disk has a durable layer, which survives any crash, and above it a
+// write-ahead log holding, as encoded frames, every batch applied since the last
+// Sync. Reads see the durable layer plus every applied batch, through a
+// materialized volatile view. Sync folds the log into the durable layer. Crash
+// decides, from a caller-supplied random source, how much of the log reached the
+// platter (possibly tearing a frame), then recovers the way a real restart
+// would: it decodes the surviving log frame by frame, checks each frame's length
+// and checksum, applies the whole valid frames and discards everything from the
+// first bad one on. It can also flip a bit in a durable record, which the core's
+// record checksums (storage.Open) must catch.
+//
+// A Disk belongs to one goroutine (the simulator's) and is deterministic: its
+// only randomness is the *rand.Rand passed to Crash, and it never lets map
+// iteration order reach a result.
+package disk
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+
+	"github.com/google/btree"
+
+	"github.com/aspen-db/aspen/core/storage"
+)
+
+// Faults says what can go wrong at a crash. Probabilities are in [0, 1]; values
+// outside behave as the nearer bound.
+type Faults struct {
+	// KeepUnsyncedProb is the chance each unsynced batch, in order, reached the
+	// platter before the crash; the first lost one ends the run of kept ones.
+	KeepUnsyncedProb float64
+	// TornProb is the chance the log is cut in the middle of the first lost frame
+	// (a torn write), leaving a partial frame recovery must discard.
+	TornProb float64
+	// BitFlipProb is the chance one bit of one durable record's value is flipped
+	// (after recovery, so it hits the state the restarted node reads). Records
+	// with empty values, or still corrupt from an earlier crash, are spared.
+	BitFlipProb float64
+}
+
+// CrashReport says what a crash did.
+type CrashReport struct {
+	UnsyncedBatches int    // batches applied since the last Sync
+	KeptBatches     int    // of those, how many recovery applied (a prefix)
+	Torn            bool   // the first lost frame was partly written
+	FlippedKey      []byte // the record whose value had a bit flipped, or nil
+}
+
+// Disk is an in-memory storage.Store with crash semantics. The zero value is not
+// usable; call New.
+type Disk struct {
+	// SyncIsNoop, for planted-bug tests, makes Sync return nil without making
+	// anything durable: a disk that lies about fsync.
+	SyncIsNoop bool
+
+	durable     *btree.BTreeG[entry] // what survives any crash
+	durableSize int                  // key and value bytes in durable
+	view        *btree.BTreeG[entry] // durable plus every frame in wal
+
+	wal       []byte // frames of the batches applied since the last Sync
+	frameEnds []int  // offset in wal just past each frame
+
+	flips map[string]*flip // records whose value a crash corrupted
+}
+
+var _ storage.Store = (*Disk)(nil)
+
+// entry is one record. val is never modified in place once stored, so the two
+// trees (and the trees' lazily copied nodes) may share it.
+type entry struct {
+	key string
+	val []byte
+}
+
+func lessEntry(a, b entry) bool { return a.key < b.key }
+
+// flip remembers a record's value from before a bit flip so Repair can restore
+// it. The durable layer still holds the flipped value for as long as the entry
+// exists (any durable write to the key deletes the entry); viewTouched says a
+// later, not yet durable, Apply has overwritten the key in the view.
+type flip struct {
+	orig        []byte
+	viewTouched bool
+}
+
+const btreeDegree = 16
+
+// scanChunk is how many records Scan buffers at once, so fn may write to the
+// disk while a scan runs.
+const scanChunk = 64
+
+// maxRetainedWAL bounds the log buffer capacity kept for reuse after a Sync.
+const maxRetainedWAL = 1 << 20
+
+// New returns an empty disk.
+func New() *Disk {
+	return &Disk{
+		durable: btree.NewG(btreeDegree, lessEntry),
+		view:    btree.NewG(btreeDegree, lessEntry),
+		flips:   make(map[string]*flip),
+	}
+}
+
+// Get returns a copy of key's value as the disk's readers see it: the durable
+// layer plus every applied batch.
+func (d *Disk) Get(key []byte) ([]byte, bool, error) {
+	e, ok := d.view.Get(entry{key: string(key)})
+	if !ok {
+		return nil, false, nil
+	}
+	return clone(e.val), true, nil
+}
+
+// Scan calls fn with copies of each key with the prefix and its value, in
+// ascending key order, and stops at the first error fn returns, returning it.
+// fn may write to the disk; keys written past the current one during the scan
+// may or may not be visited.
+func (d *Disk) Scan(prefix []byte, fn func(key, value []byte) error) error {
+	p := string(prefix)
+	pivot := entry{key: p}
+	buf := make([]entry, 0, scanChunk)
+	for {
+		buf = buf[:0]
+		d.view.AscendGreaterOrEqual(pivot, func(e entry) bool {
+			if !strings.HasPrefix(e.key, p) {
+				return false
+			}
+			buf = append(buf, e)
+			return len(buf) < scanChunk
+		})
+		for _, e := range buf {
+			if err := fn([]byte(e.key), clone(e.val)); err != nil {
+				return err
+			}
+		}
+		if len(buf) < scanChunk {
+			return nil
+		}
+		// Resume just past the last key visited: key+"\x00" is its successor.
+		pivot = entry{key: buf[len(buf)-1].key + "\x00"}
+	}
+}
+
+// Apply appends the batch to the write-ahead log and makes it visible to reads.
+// It copies everything it keeps, so the caller may reuse b.
+func (d *Disk) Apply(b storage.Batch) error {
+	wal, err := appendFrame(d.wal, b.Ops)
+	if err != nil {
+		return err
+	}
+	d.wal = wal
+	d.frameEnds = append(d.frameEnds, len(wal))
+	for i := range b.Ops {
+		op := &b.Ops[i]
+		k := string(op.Key)
+		if op.Delete {
+			d.view.Delete(entry{key: k})
+		} else {
+			d.view.ReplaceOrInsert(entry{key: k, val: clone(op.Value)})
+		}
+		if len(d.flips) > 0 {
+			if f := d.flips[k]; f != nil {
+				f.viewTouched = true
+			}
+		}
+	}
+	return nil
+}
+
+// Sync makes every applied batch durable by folding the write-ahead log into
+// the durable layer, then empties the log. With SyncIsNoop it does nothing.
+func (d *Disk) Sync() error {
+	if d.SyncIsNoop || len(d.frameEnds) == 0 {
+		return nil
+	}
+	frames, valid, stop := decodeLog(d.wal)
+	if stop != nil || valid != len(d.wal) || len(frames) != len(d.frameEnds) {
+		// Only a bug in this package gets here: the log is written by Apply alone.
+		return fmt.Errorf("disk: write-ahead log unreadable at sync: %d of %d frames, %d of %d bytes: %v",
+			len(frames), len(d.frameEnds), valid, len(d.wal), stop)
+	}
+	for _, ops := range frames {
+		d.applyDurable(ops)
+	}
+	d.resetWAL()
+	return nil
+}
+
+// Crash simulates power loss and the restart after it. It decides from rng which
+// unsynced batches reached the platter (a prefix, each with chance
+// f.KeepUnsyncedProb) and whether the first lost one was torn, then recovers:
+// it decodes the surviving log frame by frame, applies each whole frame whose
+// length and checksum are valid to the durable layer, and discards the rest.
+// Afterwards the disk holds only the recovered state, in which, with chance
+// f.BitFlipProb, one bit of one record's value is flipped.
+func (d *Disk) Crash(rng *rand.Rand, f Faults) CrashReport {
+	n := len(d.frameEnds)
+	rep := CrashReport{UnsyncedBatches: n}
+	kept := 0
+	for kept < n && rng.Float64() < f.KeepUnsyncedProb {
+		kept++
+	}
+	end := d.frameStart(kept)
+	surviving := d.wal[:end:end] // capped, so appending below copies
+	if kept < n && rng.Float64() < f.TornProb {
+		rep.Torn = true
+		frame := d.wal[end:d.frameEnds[kept]]
+		cut := 1 + rng.IntN(len(frame)-1) // frames are at least headerSize+1 bytes
+		surviving = append(surviving, frame[:cut]...)
+		if rng.IntN(2) == 0 {
+			// The rest of the frame's sectors hold stale garbage rather than
+			// nothing. Recovery must reject it by checksum; in the unlikely event
+			// the garbage checks out, fall back to a plain truncation.
+			partial := len(surviving)
+			for range len(frame) - cut {
+				surviving = append(surviving, byte(rng.Uint32()))
+			}
+			if _, _, err := decodeFrame(surviving[end:]); err == nil {
+				surviving = surviving[:partial]
+			}
+		}
+	}
+
+	// Restart: recovery sees only the surviving bytes.
+	frames, _, _ := decodeLog(surviving)
+	for _, ops := range frames {
+		d.applyDurable(ops)
+	}
+	rep.KeptBatches = len(frames)
+	d.resetWAL()
+	d.view = d.durable.Clone()
+	for _, fl := range d.flips {
+		fl.viewTouched = false // the view is the durable layer again
+	}
+
+	if rng.Float64() < f.BitFlipProb {
+		rep.FlippedKey = d.flipBit(rng)
+	}
+	return rep
+}
+
+// Repair undoes the bit flips injected by earlier crashes, in records not
+// overwritten since, standing in for an operator restoring the bad sectors from
+// a mirror.
+func (d *Disk) Repair() {
+	keys := make([]string, 0, len(d.flips))
+	for k := range d.flips {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		fl := d.flips[k]
+		d.putDurable(k, fl.orig)
+		if !fl.viewTouched {
+			d.view.ReplaceOrInsert(entry{key: k, val: fl.orig})
+		}
+		delete(d.flips, k)
+	}
+}
+
+// Bytes returns the approximate size of the disk: durable keys and values plus
+// the write-ahead log.
+func (d *Disk) Bytes() int { return d.durableSize + len(d.wal) }
+
+// Hash returns a SHA-256 of the durable layer, in key order.
+func (d *Disk) Hash() [32]byte {
+	h := sha256.New()
+	var lens [2 * binary.MaxVarintLen64]byte
+	d.durable.Ascend(func(e entry) bool {
+		b := binary.AppendUvarint(lens[:0], uint64(len(e.key)))
+		h.Write(b)
+		h.Write([]byte(e.key))
+		b = binary.AppendUvarint(lens[:0], uint64(len(e.val)))
+		h.Write(b)
+		h.Write(e.val)
+		return true
+	})
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// frameStart is the offset in the log of frame i (len(wal) for i = len(frameEnds)).
+func (d *Disk) frameStart(i int) int {
+	if i == 0 {
+		return 0
+	}
+	return d.frameEnds[i-1]
+}
+
+func (d *Disk) resetWAL() {
+	if cap(d.wal) > maxRetainedWAL {
+		d.wal = nil
+	} else {
+		d.wal = d.wal[:0]
+	}
+	d.frameEnds = d.frameEnds[:0]
+}
+
+// applyDurable writes one decoded frame to the durable layer. The records alias
+// the log, so values are copied. A durable write to a key ends any bit flip in it.
+func (d *Disk) applyDurable(ops []record) {
+	for _, r := range ops {
+		k := string(r.key)
+		if r.del {
+			if old, ok := d.durable.Delete(entry{key: k}); ok {
+				d.durableSize -= len(old.key) + len(old.val)
+			}
+		} else {
+			d.putDurable(k, clone(r.value))
+		}
+		if len(d.flips) > 0 {
+			delete(d.flips, k)
+		}
+	}
+}
+
+func (d *Disk) putDurable(k string, v []byte) {
+	if old, ok := d.durable.ReplaceOrInsert(entry{key: k, val: v}); ok {
+		d.durableSize -= len(old.key) + len(old.val)
+	}
+	d.durableSize += len(k) + len(v)
+}
+
+// flipBit flips one bit of one flippable durable value, chosen from rng over the
+// keys in ascending order, and returns the key (nil if none is flippable).
+// Called right after recovery, when the view is the durable layer.
+func (d *Disk) flipBit(rng *rand.Rand) []byte {
+	candidates := 0
+	d.durable.Ascend(func(e entry) bool {
+		if d.flippable(e) {
+			candidates++
+		}
+		return true
+	})
+	if candidates == 0 {
+		return nil
+	}
+	target := rng.IntN(candidates)
+	var victim entry
+	d.durable.Ascend(func(e entry) bool {
+		if !d.flippable(e) {
+			return true
+		}
+		if target == 0 {
+			victim = e
+			return false
+		}
+		target--
+		return true
+	})
+	bit := rng.IntN(8 * len(victim.val))
+	flipped := clone(victim.val) // values are shared, never modified in place
+	flipped[bit/8] ^= 1 << (bit % 8)
+	d.durable.ReplaceOrInsert(entry{key: victim.key, val: flipped})
+	d.view.ReplaceOrInsert(entry{key: victim.key, val: flipped})
+	d.flips[victim.key] = &flip{orig: victim.val}
+	return []byte(victim.key)
+}
+
+// flippable says whether a bit flip may hit e: a non-empty value not already
+// corrupt, so that every flip leaves exactly one bad bit for checksums to catch
+// (a second flip could otherwise undo the first).
+func (d *Disk) flippable(e entry) bool {
+	return len(e.val) > 0 && d.flips[e.key] == nil
+}
+
+// clone returns a copy of b, non-nil even when b is empty.
+func clone(b []byte) []byte {
+	return append(make([]byte, 0, len(b)), b...)
+}

@@ -1,0 +1,192 @@
+package sim
+
+import (
+	"github.com/aspen-db/aspen/core/node"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// network decides the fate of every message: dropped, delayed, reordered (by
+// an extra random delay), duplicated, or cut off by a partition.
+type network struct {
+	spec    NetworkSpec
+	blocked [][]bool // blocked[from][to]
+}
+
+func newNetwork(nodes int, spec NetworkSpec) network {
+	b := make([][]bool, nodes)
+	for i := range b {
+		b[i] = make([]bool, nodes)
+	}
+	return network{spec: spec, blocked: b}
+}
+
+func (n *network) heal() {
+	for i := range n.blocked {
+		clear(n.blocked[i])
+	}
+}
+
+// delay draws a message's flight time, or ok=false when the message is lost.
+func (w *World) flight() (delay int64, ok bool) {
+	s := w.net.spec
+	if s.DropProb > 0 && w.rng.Float64() < s.DropProb {
+		return 0, false
+	}
+	d := w.uniform(s.DelayMinMs, s.DelayMaxMs)
+	if s.ReorderProb > 0 && w.rng.Float64() < s.ReorderProb {
+		d += w.uniform(0, s.ReorderDelayMs)
+	}
+	return millis(d), true
+}
+
+func (w *World) duplicated() bool {
+	return w.net.spec.DuplicateProb > 0 && w.rng.Float64() < w.net.spec.DuplicateProb
+}
+
+// send puts a raft message on the wire. It is marshalled here: the bytes are
+// the copy the receiver gets (no aliasing between replicas) and what the trace
+// hashes.
+func (w *World) send(from *simNode, m *raftpb.Message) {
+	to := int(m.To) - 1
+	if to < 0 || to >= len(w.nodes) {
+		w.check.fail("node %d sent a message to unknown node %d", from.id, m.To)
+		return
+	}
+	w.res.Messages++
+	data := mustMarshal(m)
+	isSnap := m.Type == raftpb.MsgSnap
+	copies := 1
+	if w.duplicated() {
+		copies = 2
+	}
+	for c := 0; c < copies; c++ {
+		delay, ok := w.flight()
+		if !ok || w.net.blocked[from.idx][to] {
+			if isSnap && c == 0 {
+				from.n.ReportSnapshot(m.To, false)
+			}
+			continue
+		}
+		w.schedule(event{at: w.now + delay, kind: evDeliver, node: to, inc: w.nodes[to].inc, from: from.idx, snap: isSnap && c == 0, msg: data})
+	}
+}
+
+// toClient sends a response back to its client (clients are never partitioned
+// away, but their messages can be lost or late).
+func (w *World) toClient(resp node.Response) {
+	idx := int(resp.Client) - clientIDBase
+	if idx < 0 || idx >= len(w.clients) {
+		return
+	}
+	if delay, ok := w.flight(); ok {
+		w.schedule(event{at: w.now + delay, kind: evToClient, node: -1, client: idx, resp: resp})
+	}
+}
+
+// toNode sends a client request to a node.
+func (w *World) toNode(target int, req node.Request) {
+	if delay, ok := w.flight(); ok {
+		w.schedule(event{at: w.now + delay, kind: evToNode, node: target, inc: w.nodes[target].inc, req: req})
+	}
+}
+
+type marshaler interface{ Marshal() ([]byte, error) }
+
+func mustMarshal(m marshaler) []byte {
+	b, err := m.Marshal()
+	if err != nil {
+		panic("sim: marshal: " + err.Error())
+	}
+	return b
+}
+
+// nemesis injects one fault, chosen by the scenario's weights, then schedules
+// its next visit.
+func (w *World) nemesis() {
+	if !w.faultsOn {
+		return
+	}
+	f := w.sc.Faults
+	weights := []float64{f.Partition, f.OneWayPartition, f.Crash, f.Pause}
+	total := 0.0
+	for _, x := range weights {
+		total += x
+	}
+	if total > 0 {
+		pick := w.rng.Float64() * total
+		for i, x := range weights {
+			if pick < x {
+				w.inject(i)
+				break
+			}
+			pick -= x
+		}
+	}
+	w.schedule(event{at: w.nemesisGap(), kind: evNemesis, node: -1})
+}
+
+func (w *World) nemesisGap() int64 {
+	return w.now + int64(w.rng.ExpFloat64()*w.sc.Faults.IntervalMs*1e6)
+}
+
+func (w *World) inject(kind int) {
+	switch kind {
+	case 0, 1:
+		w.partition(kind == 1)
+	case 2, 3:
+		sn := w.pickVictim()
+		if sn == nil {
+			return
+		}
+		if kind == 2 {
+			w.crash(sn)
+		} else {
+			w.pause(sn)
+		}
+	}
+}
+
+// partition splits the nodes in two at random; one-way partitions drop only the
+// messages from the first side to the second.
+func (w *World) partition(oneWay bool) {
+	n := len(w.nodes)
+	if n < 2 {
+		return
+	}
+	order := w.rng.Perm(n)
+	cut := 1 + w.rng.IntN(n-1)
+	side := make([]bool, n)
+	for _, i := range order[:cut] {
+		side[i] = true
+	}
+	w.net.heal()
+	for a := 0; a < n; a++ {
+		for b := 0; b < n; b++ {
+			if side[a] && !side[b] || (!oneWay && !side[a] && side[b]) {
+				w.net.blocked[a][b] = true
+			}
+		}
+	}
+	w.partitions++
+	w.res.Partitions++
+	w.trace.note("partition %d: side %v one-way %v", w.partitions, side, oneWay)
+	w.schedule(event{at: w.now + w.downTime(), kind: evPartitionEnd, node: -1, n: w.partitions})
+}
+
+// pickVictim chooses a running node to crash or pause, keeping at most
+// CrashesMax nodes down at once.
+func (w *World) pickVictim() *simNode {
+	var up []*simNode
+	down := 0
+	for _, sn := range w.nodes {
+		if sn.n == nil || sn.paused {
+			down++
+		} else {
+			up = append(up, sn)
+		}
+	}
+	if down >= w.sc.Faults.CrashesMax || len(up) == 0 {
+		return nil
+	}
+	return up[w.rng.IntN(len(up))]
+}

@@ -1,0 +1,220 @@
+package sim
+
+import (
+	"errors"
+	"math/rand/v2"
+
+	"github.com/aspen-db/aspen/core/node"
+	"github.com/aspen-db/aspen/core/storage"
+	"github.com/aspen-db/aspen/sim/disk"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// simNode is a replica's place in the world: its disk outlives crashes, its
+// node.Node does not.
+type simNode struct {
+	idx      int
+	id       uint64
+	n        *node.Node // nil while crashed
+	disk     *disk.Disk
+	inc      uint64 // bumped at every crash; events of older incarnations are void
+	paused   bool
+	deferred []event // inputs that arrived while paused
+	busy     bool    // a Ready is being written
+	rd       node.Ready
+	driftPPM float64
+	skewNs   int64
+	flipped  bool // the disk holds a bit flip not yet caught
+}
+
+func (w *World) newSimNode(i int) *simNode {
+	sn := &simNode{idx: i, id: uint64(i + 1), disk: disk.New()}
+	sn.driftPPM = w.uniform(-w.sc.Clock.DriftPPMMax, w.sc.Clock.DriftPPMMax)
+	sn.skewNs = millis(w.uniform(0, w.sc.Clock.SkewMsMax))
+	return sn
+}
+
+func (w *World) nodeConfig(sn *simNode) node.Config {
+	peers := make([]uint64, len(w.nodes))
+	for i := range peers {
+		peers[i] = uint64(i + 1)
+	}
+	cfg := node.DefaultConfig(sn.id, peers)
+	cfg.TickNs = millis(float64(w.sc.Cluster.TickMs))
+	cfg.ElectionTicks = w.sc.Cluster.ElectionTicks
+	cfg.SnapshotEntries = uint64(w.sc.Cluster.SnapshotEntries)
+	cfg.CompactKeepEntries = cfg.SnapshotEntries / 5
+	cfg.RequestTimeoutNs = millis(float64(w.sc.Workload.AttemptTimeoutMs))
+	cfg.ReadRetryNs = 5 * cfg.TickNs * int64(cfg.ElectionTicks) / 2
+	cfg.AppliedRecordsEnabled = true
+	cfg.Bugs = w.sc.Bugs.node()
+	return cfg
+}
+
+// startNode builds the replica from its disk. A disk whose checksums fail keeps
+// the replica down: that is the right outcome, and the checker counts it.
+func (w *World) startNode(sn *simNode) {
+	rng := rand.New(rand.NewPCG(w.rng.Uint64(), w.rng.Uint64()))
+	n, err := node.New(w.nodeConfig(sn), rng, sn.disk)
+	switch {
+	case errors.Is(err, storage.ErrCorrupt):
+		w.res.CorruptionsCaught++
+		w.trace.note("node %d refused to start: %v", sn.id, err)
+		sn.flipped = false
+		sn.disk.Repair() // stands in for an operator restoring the sector from a mirror
+		w.schedule(event{at: w.now + millis(100), kind: evRestart, node: sn.idx, inc: sn.inc})
+		return
+	case err != nil:
+		w.check.fail("node %d failed to start: %v", sn.id, err)
+		return
+	case sn.flipped:
+		w.check.fail("node %d started on a disk with a flipped bit: corruption went undetected", sn.id)
+		sn.flipped = false
+	}
+	sn.n = n
+	w.schedule(event{at: w.now + w.tickGap(sn), kind: evTick, node: sn.idx, inc: sn.inc})
+	w.pump(sn)
+}
+
+// tickGap is how long the node's next tick takes in virtual time, given its drift.
+func (w *World) tickGap(sn *simNode) int64 {
+	return int64(float64(millis(float64(w.sc.Cluster.TickMs))) * 1e6 / (1e6 + sn.driftPPM))
+}
+
+// localNow is the node's own reading of the clock: skewed and drifting.
+func (w *World) localNow(sn *simNode) int64 {
+	return sn.skewNs + w.now + int64(float64(w.now)*sn.driftPPM/1e6)
+}
+
+func (w *World) nodeEvent(e event) {
+	sn := w.nodes[e.node]
+	if e.inc != sn.inc || sn.n == nil {
+		if e.kind == evDeliver && e.snap {
+			w.reportSnapshot(e.from, sn.id, false)
+		}
+		return
+	}
+	if sn.paused {
+		if e.kind != evTick { // a paused process misses its timers
+			sn.deferred = append(sn.deferred, e)
+		}
+		if e.kind == evTick {
+			w.schedule(event{at: w.now + w.tickGap(sn), kind: evTick, node: sn.idx, inc: sn.inc})
+		}
+		return
+	}
+	switch e.kind {
+	case evTick:
+		sn.n.Tick(w.localNow(sn))
+		w.schedule(event{at: w.now + w.tickGap(sn), kind: evTick, node: sn.idx, inc: sn.inc})
+	case evDeliver:
+		var m raftpb.Message
+		if err := m.Unmarshal(e.msg); err != nil {
+			w.check.fail("message to node %d does not decode: %v", sn.id, err)
+			return
+		}
+		_ = sn.n.Step(m) // raft rejects stray messages itself; nothing to do
+		if e.snap {
+			w.reportSnapshot(e.from, sn.id, true)
+		}
+	case evToNode:
+		sn.n.Submit(e.req)
+	case evReadyDone:
+		w.finishReady(sn)
+	}
+	w.pump(sn)
+}
+
+func (w *World) reportSnapshot(from int, to uint64, ok bool) {
+	if sender := w.nodes[from]; sender.n != nil && !sender.paused {
+		sender.n.ReportSnapshot(to, ok)
+		w.pump(sender)
+	}
+}
+
+// pump carries out Ready after Ready: the batch goes to the disk at once, and
+// its sync (if any) completes after the disk's latency; only then do messages
+// and responses leave, as the durability contract demands.
+func (w *World) pump(sn *simNode) {
+	for sn.n != nil && !sn.busy && !sn.paused && sn.n.HasReady() {
+		rd := sn.n.Ready()
+		if err := sn.disk.Apply(rd.Batch); err != nil {
+			w.check.fail("node %d disk apply: %v", sn.id, err)
+		}
+		sn.rd, sn.busy = rd, true
+		if rd.Sync && w.sc.Disk.SyncMsMax > 0 {
+			lat := millis(w.uniform(0, w.sc.Disk.SyncMsMax))
+			w.schedule(event{at: w.now + lat, kind: evReadyDone, node: sn.idx, inc: sn.inc})
+			return
+		}
+		w.finishReady(sn)
+	}
+}
+
+func (w *World) finishReady(sn *simNode) {
+	rd := sn.rd
+	if rd.Sync {
+		if err := sn.disk.Sync(); err != nil {
+			w.check.fail("node %d disk sync: %v", sn.id, err)
+		}
+	}
+	w.check.applied(sn.id, rd.Applied)
+	if sn.n.IsLeader() {
+		w.check.leader(sn.id, sn.n.Status().Term)
+	}
+	for i := range rd.Messages {
+		w.send(sn, &rd.Messages[i])
+	}
+	for _, resp := range rd.Responses {
+		w.toClient(resp)
+	}
+	sn.rd, sn.busy = node.Ready{}, false
+	sn.n.Advance()
+}
+
+// crash kills a node's process: whatever it had not synced may be lost.
+func (w *World) crash(sn *simNode) {
+	sn.n, sn.busy, sn.rd, sn.paused, sn.deferred = nil, false, node.Ready{}, false, nil
+	sn.inc++
+	rep := sn.disk.Crash(w.rng, disk.Faults{
+		KeepUnsyncedProb: w.sc.Disk.KeepUnsyncedProb,
+		TornProb:         w.sc.Disk.TornProb,
+		BitFlipProb:      w.sc.Disk.BitFlipProb,
+	})
+	sn.flipped = sn.flipped || rep.FlippedKey != nil
+	w.res.Crashes++
+	w.trace.note("crash node %d: unsynced %d kept %d torn %v flipped %q", sn.id, rep.UnsyncedBatches, rep.KeptBatches, rep.Torn, rep.FlippedKey)
+	w.schedule(event{at: w.now + w.downTime(), kind: evRestart, node: sn.idx, inc: sn.inc})
+}
+
+func (w *World) restart(sn *simNode, inc uint64) {
+	if inc != sn.inc || sn.n != nil {
+		return
+	}
+	w.trace.note("restart node %d", sn.id)
+	w.startNode(sn)
+}
+
+func (w *World) pause(sn *simNode) {
+	sn.paused = true
+	w.trace.note("pause node %d", sn.id)
+	w.schedule(event{at: w.now + w.downTime(), kind: evUnpause, node: sn.idx, inc: sn.inc})
+}
+
+func (w *World) unpause(sn *simNode, inc uint64) {
+	if inc != sn.inc || !sn.paused {
+		return
+	}
+	sn.paused = false
+	w.trace.note("unpause node %d (%d deferred inputs)", sn.id, len(sn.deferred))
+	for _, e := range sn.deferred {
+		e.at = w.now
+		w.schedule(e)
+	}
+	sn.deferred = nil
+	w.pump(sn)
+}
+
+func (w *World) downTime() int64 {
+	return millis(w.uniform(0.1, 1) * w.sc.Faults.DownMsMax)
+}

@@ -1,0 +1,241 @@
+package sim
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"os"
+
+	"github.com/BurntSushi/toml"
+	"github.com/aspen-db/aspen/core/node"
+)
+
+// Scenario is the shape of a run, read from scenarios/*.toml. It never holds a
+// seed: the harness supplies seeds. Keys carry their units.
+type Scenario struct {
+	Name        string `toml:"name"`
+	Description string `toml:"description"`
+
+	Cluster  ClusterSpec  `toml:"cluster"`
+	Run      RunSpec      `toml:"run"`
+	Workload WorkloadSpec `toml:"workload"`
+	Network  NetworkSpec  `toml:"network"`
+	Faults   FaultSpec    `toml:"faults"`
+	Disk     DiskSpec     `toml:"disk"`
+	Clock    ClockSpec    `toml:"clock"`
+	Swarm    bool         `toml:"swarm"`
+	Checkers CheckerSpec  `toml:"checkers"`
+	Bugs     BugSpec      `toml:"bugs"`
+
+	source []byte // the file as read, copied into artifacts
+}
+
+// ClusterSpec sizes the cluster.
+type ClusterSpec struct {
+	Nodes           int `toml:"nodes"`
+	TickMs          int `toml:"tick_ms"`
+	ElectionTicks   int `toml:"election_ticks"`
+	SnapshotEntries int `toml:"snapshot_entries"`
+}
+
+// RunSpec splits the run into a fault phase and a healed phase that must converge.
+type RunSpec struct {
+	FaultSeconds float64 `toml:"fault_seconds"`
+	HealSeconds  float64 `toml:"heal_seconds"`
+}
+
+// WorkloadSpec describes the clients. Keys live in groups; every operation
+// touches one group, so histories can be checked group by group.
+type WorkloadSpec struct {
+	Clients         int            `toml:"clients"`
+	OpsPerSecond    float64        `toml:"ops_per_second"`
+	Groups          int            `toml:"groups"`
+	KeysPerGroup    int            `toml:"keys_per_group"`
+	AttemptTimeoutMs int           `toml:"attempt_timeout_ms"`
+	OpDeadlineMs    int            `toml:"op_deadline_ms"`
+	Mix             map[string]int `toml:"mix"`
+}
+
+// NetworkSpec sets message faults. Probabilities are per message.
+type NetworkSpec struct {
+	DelayMinMs     float64 `toml:"delay_min_ms"`
+	DelayMaxMs     float64 `toml:"delay_max_ms"`
+	DropProb       float64 `toml:"drop_prob"`
+	DuplicateProb  float64 `toml:"duplicate_prob"`
+	ReorderProb    float64 `toml:"reorder_prob"` // chance of an extra delay of up to reorder_delay_ms
+	ReorderDelayMs float64 `toml:"reorder_delay_ms"`
+}
+
+// FaultSpec sets the nemesis: every interval_ms on average it picks one action,
+// by weight, among those with a non-zero weight.
+type FaultSpec struct {
+	IntervalMs      float64 `toml:"interval_ms"`
+	Partition       float64 `toml:"partition"`
+	OneWayPartition float64 `toml:"one_way_partition"`
+	Crash           float64 `toml:"crash"`
+	Pause           float64 `toml:"pause"`
+	Heal            float64 `toml:"heal"`
+	DownMsMax       float64 `toml:"down_ms_max"`  // longest a crashed or paused node stays down
+	CrashesMax      int     `toml:"crashes_max"` // nodes down at once (keep a quorum to make progress)
+}
+
+// DiskSpec sets what a crash does to unsynced writes and how slow syncs are.
+type DiskSpec struct {
+	KeepUnsyncedProb float64 `toml:"keep_unsynced_prob"`
+	TornProb         float64 `toml:"torn_prob"`
+	BitFlipProb      float64 `toml:"bit_flip_prob"`
+	SyncMsMax        float64 `toml:"sync_ms_max"`
+}
+
+// ClockSpec sets per-node clock drift (rate error) and skew (offset).
+type ClockSpec struct {
+	DriftPPMMax float64 `toml:"drift_ppm_max"`
+	SkewMsMax   float64 `toml:"skew_ms_max"`
+}
+
+// CheckerSpec switches checkers; all default on.
+type CheckerSpec struct {
+	Linearizability   *bool   `toml:"linearizability"`
+	Invariants        *bool   `toml:"invariants"`
+	Convergence       *bool   `toml:"convergence"`
+	LinearizeBudgetS  float64 `toml:"linearize_budget_seconds"`
+}
+
+// BugSpec plants defects, for tests that prove the checkers catch them.
+type BugSpec struct {
+	LocalReads        bool `toml:"local_reads"`
+	SkipSync          bool `toml:"skip_sync"`
+	NoDedup           bool `toml:"no_dedup"`
+	RecomputeRevision bool `toml:"recompute_revision"`
+}
+
+func (b BugSpec) node() node.Bugs {
+	return node.Bugs{LocalReads: b.LocalReads, SkipSync: b.SkipSync, NoDedup: b.NoDedup, RecomputeRevision: b.RecomputeRevision}
+}
+
+// mixKinds is every operation a workload can weigh, in a fixed order.
+var mixKinds = []string{"get", "put", "delete", "cas", "txn", "scan", "delete_prefix"}
+
+// LoadScenario reads and validates a scenario file.
+func LoadScenario(path string) (Scenario, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Scenario{}, fmt.Errorf("read scenario: %w", err)
+	}
+	return ParseScenario(data, path)
+}
+
+// ParseScenario decodes scenario TOML; unknown keys are errors, not silence.
+func ParseScenario(data []byte, name string) (Scenario, error) {
+	sc := defaultScenario()
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&sc)
+	if err != nil {
+		return Scenario{}, fmt.Errorf("scenario %s: %w", name, err)
+	}
+	if undec := md.Undecoded(); len(undec) > 0 {
+		return Scenario{}, fmt.Errorf("scenario %s: unknown key %q", name, undec[0].String())
+	}
+	sc.source = append([]byte(nil), data...)
+	if err := sc.validate(); err != nil {
+		return Scenario{}, fmt.Errorf("scenario %s: %w", name, err)
+	}
+	return sc, nil
+}
+
+// Source returns the scenario file as it was read.
+func (sc Scenario) Source() []byte { return sc.source }
+
+func defaultScenario() Scenario {
+	return Scenario{
+		Cluster: ClusterSpec{Nodes: 3, TickMs: 10, ElectionTicks: 10, SnapshotEntries: 500},
+		Run:     RunSpec{FaultSeconds: 20, HealSeconds: 10},
+		Workload: WorkloadSpec{
+			Clients: 8, OpsPerSecond: 200, Groups: 3, KeysPerGroup: 4,
+			AttemptTimeoutMs: 500, OpDeadlineMs: 3000,
+			Mix: map[string]int{"get": 30, "put": 25, "delete": 5, "cas": 15, "txn": 10, "scan": 10, "delete_prefix": 5},
+		},
+		Network: NetworkSpec{DelayMinMs: 0.5, DelayMaxMs: 2},
+		Faults:  FaultSpec{IntervalMs: 1000, DownMsMax: 3000, CrashesMax: 1},
+		Checkers: CheckerSpec{LinearizeBudgetS: 20},
+	}
+}
+
+func (sc *Scenario) validate() error {
+	switch {
+	case sc.Cluster.Nodes < 1 || sc.Cluster.Nodes > 9:
+		return fmt.Errorf("cluster.nodes = %d, want 1..9", sc.Cluster.Nodes)
+	case sc.Cluster.TickMs < 1 || sc.Cluster.ElectionTicks < 3:
+		return fmt.Errorf("cluster.tick_ms must be >= 1 and election_ticks >= 3")
+	case sc.Run.FaultSeconds < 0 || sc.Run.HealSeconds < 1:
+		return fmt.Errorf("run.heal_seconds must be >= 1 and fault_seconds >= 0")
+	case sc.Workload.Groups < 1 || sc.Workload.KeysPerGroup < 1 || sc.Workload.KeysPerGroup > modelKeysMax:
+		return fmt.Errorf("workload needs groups >= 1 and keys_per_group in 1..%d", modelKeysMax)
+	case sc.Workload.Clients < 0 || sc.Workload.OpsPerSecond < 0:
+		return fmt.Errorf("workload.clients and ops_per_second must not be negative")
+	case sc.Workload.AttemptTimeoutMs < 1 || sc.Workload.OpDeadlineMs < sc.Workload.AttemptTimeoutMs:
+		return fmt.Errorf("workload.op_deadline_ms must be >= attempt_timeout_ms >= 1")
+	case sc.Network.DelayMaxMs < sc.Network.DelayMinMs || sc.Network.DelayMinMs < 0:
+		return fmt.Errorf("network delays must satisfy 0 <= delay_min_ms <= delay_max_ms")
+	case sc.Faults.CrashesMax < 0:
+		return fmt.Errorf("faults.crashes_max must not be negative")
+	}
+	for _, p := range []float64{sc.Network.DropProb, sc.Network.DuplicateProb, sc.Network.ReorderProb,
+		sc.Disk.KeepUnsyncedProb, sc.Disk.TornProb, sc.Disk.BitFlipProb} {
+		if p < 0 || p > 1 {
+			return fmt.Errorf("probability %v outside [0, 1]", p)
+		}
+	}
+	total := 0
+	for k, w := range sc.Workload.Mix {
+		if !contains(mixKinds, k) {
+			return fmt.Errorf("workload.mix: unknown operation %q (want one of %v)", k, mixKinds)
+		}
+		if w < 0 {
+			return fmt.Errorf("workload.mix.%s is negative", k)
+		}
+		total += w
+	}
+	if total == 0 && sc.Workload.Clients > 0 {
+		return fmt.Errorf("workload.mix weighs nothing")
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// swarm returns a copy in which the seed has chosen which faults are on and how
+// hard: each fault kind is kept with probability one half and scaled by a
+// random factor, so different seeds explore different corners.
+func (sc Scenario) swarm(rng *rand.Rand) Scenario {
+	out := sc
+	scale := func(v float64) float64 {
+		if rng.IntN(2) == 0 {
+			return 0
+		}
+		return v * (0.25 + 1.5*rng.Float64())
+	}
+	prob := func(v float64) float64 { return min(1, scale(v)) }
+	out.Network.DropProb = prob(sc.Network.DropProb)
+	out.Network.DuplicateProb = prob(sc.Network.DuplicateProb)
+	out.Network.ReorderProb = prob(sc.Network.ReorderProb)
+	out.Faults.Partition = scale(sc.Faults.Partition)
+	out.Faults.OneWayPartition = scale(sc.Faults.OneWayPartition)
+	out.Faults.Crash = scale(sc.Faults.Crash)
+	out.Faults.Pause = scale(sc.Faults.Pause)
+	out.Disk.KeepUnsyncedProb = prob(sc.Disk.KeepUnsyncedProb)
+	out.Disk.TornProb = prob(sc.Disk.TornProb)
+	out.Disk.BitFlipProb = prob(sc.Disk.BitFlipProb)
+	out.Disk.SyncMsMax = scale(sc.Disk.SyncMsMax)
+	out.Clock.DriftPPMMax = scale(sc.Clock.DriftPPMMax)
+	out.Clock.SkewMsMax = scale(sc.Clock.SkewMsMax)
+	return out
+}
+
+func on(b *bool) bool { return b == nil || *b }
