@@ -159,8 +159,8 @@ func (w *World) finishReady(sn *simNode) {
 		}
 	}
 	w.check.applied(sn.id, rd.Applied)
-	if sn.n.IsLeader() {
-		w.check.leader(sn.id, sn.n.Status().Term)
+	if term, ok := sn.n.LeaderTerm(); ok {
+		w.check.leader(sn.id, term)
 	}
 	for i := range rd.Messages {
 		w.send(sn, &rd.Messages[i])

@@ -47,13 +47,13 @@ type RunSpec struct {
 // WorkloadSpec describes the clients. Keys live in groups; every operation
 // touches one group, so histories can be checked group by group.
 type WorkloadSpec struct {
-	Clients         int            `toml:"clients"`
-	OpsPerSecond    float64        `toml:"ops_per_second"`
-	Groups          int            `toml:"groups"`
-	KeysPerGroup    int            `toml:"keys_per_group"`
-	AttemptTimeoutMs int           `toml:"attempt_timeout_ms"`
-	OpDeadlineMs    int            `toml:"op_deadline_ms"`
-	Mix             map[string]int `toml:"mix"`
+	Clients          int            `toml:"clients"`
+	OpsPerSecond     float64        `toml:"ops_per_second"`
+	Groups           int            `toml:"groups"`
+	KeysPerGroup     int            `toml:"keys_per_group"`
+	AttemptTimeoutMs int            `toml:"attempt_timeout_ms"`
+	OpDeadlineMs     int            `toml:"op_deadline_ms"`
+	Mix              map[string]int `toml:"mix"`
 }
 
 // NetworkSpec sets message faults. Probabilities are per message.
@@ -75,7 +75,7 @@ type FaultSpec struct {
 	Crash           float64 `toml:"crash"`
 	Pause           float64 `toml:"pause"`
 	Heal            float64 `toml:"heal"`
-	DownMsMax       float64 `toml:"down_ms_max"`  // longest a crashed or paused node stays down
+	DownMsMax       float64 `toml:"down_ms_max"` // longest a crashed or paused node stays down
 	CrashesMax      int     `toml:"crashes_max"` // nodes down at once (keep a quorum to make progress)
 }
 
@@ -95,10 +95,10 @@ type ClockSpec struct {
 
 // CheckerSpec switches checkers; all default on.
 type CheckerSpec struct {
-	Linearizability   *bool   `toml:"linearizability"`
-	Invariants        *bool   `toml:"invariants"`
-	Convergence       *bool   `toml:"convergence"`
-	LinearizeBudgetS  float64 `toml:"linearize_budget_seconds"`
+	Linearizability  *bool   `toml:"linearizability"`
+	Invariants       *bool   `toml:"invariants"`
+	Convergence      *bool   `toml:"convergence"`
+	LinearizeBudgetS float64 `toml:"linearize_budget_seconds"`
 }
 
 // BugSpec plants defects, for tests that prove the checkers catch them.
@@ -154,8 +154,8 @@ func defaultScenario() Scenario {
 			AttemptTimeoutMs: 500, OpDeadlineMs: 3000,
 			Mix: map[string]int{"get": 30, "put": 25, "delete": 5, "cas": 15, "txn": 10, "scan": 10, "delete_prefix": 5},
 		},
-		Network: NetworkSpec{DelayMinMs: 0.5, DelayMaxMs: 2},
-		Faults:  FaultSpec{IntervalMs: 1000, DownMsMax: 3000, CrashesMax: 1},
+		Network:  NetworkSpec{DelayMinMs: 0.5, DelayMaxMs: 2},
+		Faults:   FaultSpec{IntervalMs: 1000, DownMsMax: 3000, CrashesMax: 1},
 		Checkers: CheckerSpec{LinearizeBudgetS: 20},
 	}
 }

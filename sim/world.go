@@ -97,8 +97,11 @@ func Run(sc Scenario, seed uint64, opts Options) Result {
 	pinRaftRandomness()
 	start := time.Now()
 	w := newWorld(sc, seed, opts)
-	w.loop()
-	w.finish()
+	if w.loopRecovering() {
+		w.finish()
+	} else {
+		w.finishAfterPanic()
+	}
 	w.res.WallSeconds = time.Since(start).Seconds()
 	return w.res
 }
@@ -144,8 +147,8 @@ func keyNames(groups, keys int) [][]string {
 	return names
 }
 
-func seconds(s float64) int64   { return int64(s * 1e9) }
-func millis(ms float64) int64   { return int64(ms * 1e6) }
+func seconds(s float64) int64     { return int64(s * 1e9) }
+func millis(ms float64) int64     { return int64(ms * 1e6) }
 func (w *World) schedule(e event) { w.q.push(e) }
 
 // loop runs events in time order until the end event; time jumps straight to
@@ -205,6 +208,31 @@ func (w *World) heal() {
 		}
 	}
 	w.trace.note("heal: faults off")
+}
+
+// loopRecovering runs the loop, turning a panic inside a replica (an assert,
+// or raft finding its log broken) into a violation: a broken invariant is a
+// finding, not a crash of the harness.
+func (w *World) loopRecovering() (ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			w.check.fail("panic at %.6fs: %v", float64(w.now)/1e9, r)
+			w.trace.note("panic: %v", r)
+			ok = false
+		}
+	}()
+	w.loop()
+	return true
+}
+
+// finishAfterPanic reports a run cut short; the world's state is not worth
+// checking further.
+func (w *World) finishAfterPanic() {
+	w.res.VirtualSeconds = float64(w.now) / 1e9
+	w.res.Ops = len(w.history)
+	w.res.Linearizability = "not checked (run aborted)"
+	w.res.Violations = w.check.violations
+	w.res.TraceHash = w.trace.sum()
 }
 
 // finish runs the end-of-run checks and fills in the result.

@@ -124,7 +124,8 @@ func (t Txn) ReadOnly() bool {
 
 // OpResult is the outcome of one op: the records a Get or Range found, whether a
 // limited Range left some out, and how many keys a Delete or DeleteRange removed.
-// A Put, or an op of unknown type, yields an empty OpResult.
+// A Put, or an op of unknown type, yields an empty OpResult. Records are copies
+// that the caller owns.
 type OpResult struct {
 	Records []KeyValue
 	More    bool

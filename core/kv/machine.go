@@ -34,7 +34,7 @@ type Machine struct {
 	digest uint64 // XOR of item.sum over all items
 
 	// Scratch reused across calls to keep the hot path free of allocations.
-	touched [][]byte // keys written by the txn being applied
+	touched []Change // every write of the txn being applied, in order
 	found   []item   // items matched by the range being read or deleted
 }
 
@@ -167,7 +167,7 @@ func (m *Machine) put(key, value []byte, rev int64) {
 	var k []byte
 	k, rec.Value = cloneKV(key, value)
 	m.insert(item{key: k, rec: rec})
-	m.touched = append(m.touched, k)
+	m.touched = append(m.touched, Change{Key: k, Record: rec})
 }
 
 // deleteSpan removes every stored key inside s and returns how many there were.
@@ -208,24 +208,24 @@ func (m *Machine) insert(it item) {
 
 func (m *Machine) removed(it item) {
 	m.digest ^= it.sum
-	m.touched = append(m.touched, it.key)
+	m.touched = append(m.touched, Change{Key: it.key, Deleted: true})
 }
 
-// collectChanges turns the keys written by the txn into one Change per key, in
-// key order, holding the key's final state.
+// collectChanges reduces the writes of the txn to one Change per key, in key
+// order, holding the key's final state.
 func (m *Machine) collectChanges() []Change {
 	if len(m.touched) == 0 {
 		return nil
 	}
-	slices.SortFunc(m.touched, bytes.Compare)
-	keys := slices.CompactFunc(m.touched, bytes.Equal)
-	changes := make([]Change, len(keys))
-	for i, k := range keys {
-		it, ok := m.tree.Get(item{key: k})
-		if ok {
-			k = it.key
+	// A stable sort keeps each key's writes in txn order, so the last of a run
+	// of equal keys is the key's final state.
+	slices.SortStableFunc(m.touched, func(a, b Change) int { return bytes.Compare(a.Key, b.Key) })
+	changes := make([]Change, 0, len(m.touched))
+	for i, c := range m.touched {
+		if i+1 < len(m.touched) && bytes.Equal(c.Key, m.touched[i+1].Key) {
+			continue
 		}
-		changes[i] = Change{Key: k, Record: it.rec, Deleted: !ok}
+		changes = append(changes, c)
 	}
 	clear(m.touched)
 	m.touched = m.touched[:0]

@@ -104,62 +104,64 @@ func (md *model) apply(t kv.Txn) (kv.Response, []kv.Change) {
 	if !ok {
 		ops = t.Else
 	}
-	next := md.rev + 1
 	touched := map[string]bool{}
 	var results []kv.OpResult
 	for _, op := range ops {
-		var res kv.OpResult
-		k := string(op.Key)
-		switch op.Type {
-		case kv.OpGet:
+		results = append(results, md.exec(op, touched))
+	}
+	var changes []kv.Change
+	for _, k := range slices.Sorted(maps.Keys(touched)) {
+		r, found := md.recs[k]
+		changes = append(changes, kv.Change{Key: []byte(k), Record: r, Deleted: !found})
+	}
+	if len(touched) > 0 {
+		md.rev++
+	}
+	return kv.Response{Succeeded: ok, Revision: md.rev, Results: results}, changes
+}
+
+// exec runs one op, stamping writes with the next revision and noting the keys
+// it changed in touched.
+func (md *model) exec(op kv.Op, touched map[string]bool) kv.OpResult {
+	var res kv.OpResult
+	next, k := md.rev+1, string(op.Key)
+	switch op.Type {
+	case kv.OpGet:
+		if _, found := md.recs[k]; found {
+			res.Records = []kv.KeyValue{md.kv(k)}
+		}
+	case kv.OpRange:
+		keys := md.covered(op)
+		if op.Limit > 0 && len(keys) > op.Limit {
+			keys, res.More = keys[:op.Limit], true
+		}
+		for _, k := range keys {
+			res.Records = append(res.Records, md.kv(k))
+		}
+	case kv.OpPut:
+		r, found := md.recs[k]
+		if found {
+			r = kv.Record{CreateRev: r.CreateRev, ModRev: next, Version: r.Version + 1}
+		} else {
+			r = kv.Record{CreateRev: next, ModRev: next, Version: 1}
+		}
+		r.Value = bytes.Clone(op.Value)
+		md.recs[k] = r
+		touched[k] = true
+	case kv.OpDelete, kv.OpDeleteRange:
+		keys := []string{k}
+		if op.Type == kv.OpDeleteRange {
+			keys = md.covered(op)
+		}
+		for _, k := range keys {
 			if _, found := md.recs[k]; found {
-				res.Records = []kv.KeyValue{md.kv(k)}
-			}
-		case kv.OpRange:
-			keys := md.covered(op)
-			if op.Limit > 0 && len(keys) > op.Limit {
-				keys, res.More = keys[:op.Limit], true
-			}
-			for _, k := range keys {
-				res.Records = append(res.Records, md.kv(k))
-			}
-		case kv.OpPut:
-			r, found := md.recs[k]
-			if found {
-				r = kv.Record{CreateRev: r.CreateRev, ModRev: next, Version: r.Version + 1}
-			} else {
-				r = kv.Record{CreateRev: next, ModRev: next, Version: 1}
-			}
-			r.Value = bytes.Clone(op.Value)
-			md.recs[k] = r
-			touched[k] = true
-		case kv.OpDelete:
-			if _, found := md.recs[k]; found {
-				delete(md.recs, k)
-				res.Deleted = 1
-				touched[k] = true
-			}
-		case kv.OpDeleteRange:
-			for _, k := range md.covered(op) {
 				delete(md.recs, k)
 				res.Deleted++
 				touched[k] = true
 			}
 		}
-		results = append(results, res)
 	}
-	var changes []kv.Change
-	for _, k := range slices.Sorted(maps.Keys(touched)) {
-		r, found := md.recs[k]
-		if !found {
-			r = kv.Record{}
-		}
-		changes = append(changes, kv.Change{Key: []byte(k), Record: r, Deleted: !found})
-	}
-	if len(touched) > 0 {
-		md.rev = next
-	}
-	return kv.Response{Succeeded: ok, Revision: md.rev, Results: results}, changes
+	return res
 }
 
 // The Machine and the model may differ in whether an empty slice is nil; these

@@ -286,8 +286,11 @@ func (n *Node) Status() Status {
 	}
 }
 
-// IsLeader reports whether this replica believes it leads.
-func (n *Node) IsLeader() bool { return n.role == raft.StateLeader }
+// LeaderTerm reports the term this replica leads in right now, if it leads.
+func (n *Node) LeaderTerm() (term uint64, ok bool) {
+	bs := n.raw.BasicStatus()
+	return bs.Term, bs.RaftState == raft.StateLeader
+}
 
 // StateHash digests the replicated state (keys, revision, sessions).
 func (n *Node) StateHash() uint64 {

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"sort"
 
+	"github.com/aspen-db/aspen/core/kv"
+
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 )
@@ -20,6 +22,7 @@ type pendingRead struct {
 // Submit takes a client request. The answer comes in a later Ready: writes once
 // their entry applies, reads once a ReadIndex confirms this replica is current.
 func (n *Node) Submit(req Request) {
+	req.Txn = capRanges(req.Txn, n.cfg.Limits.RangeLimitMax)
 	if err := n.cfg.Limits.Validate(req.Txn); err != nil {
 		n.reply(req, ErrInvalid+err.Error())
 		return
@@ -156,4 +159,25 @@ func clearTail(s []*pendingRead, from int) {
 	for i := from; i < len(s); i++ {
 		s[i] = nil
 	}
+}
+
+// capRanges gives every uncapped range the configured maximum, so no single
+// read can return (and hold in memory) the whole store.
+func capRanges(t kv.Txn, limit int) kv.Txn {
+	capOps := func(ops []kv.Op) []kv.Op {
+		for i, op := range ops {
+			if op.Type == kv.OpRange && op.Limit == 0 {
+				out := append([]kv.Op(nil), ops...) // the caller's slice stays as it was
+				for j := i; j < len(out); j++ {
+					if out[j].Type == kv.OpRange && out[j].Limit == 0 {
+						out[j].Limit = limit
+					}
+				}
+				return out
+			}
+		}
+		return ops
+	}
+	t.Then, t.Else = capOps(t.Then), capOps(t.Else)
+	return t
 }

@@ -1,0 +1,143 @@
+package node_test
+
+import (
+	"errors"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/aspen-db/aspen/core/kv"
+	"github.com/aspen-db/aspen/core/node"
+	"github.com/aspen-db/aspen/core/storage"
+	"github.com/aspen-db/aspen/sim/disk"
+)
+
+// single drives a one-node cluster by hand: the smallest honest driver.
+type single struct {
+	t    *testing.T
+	n    *node.Node
+	d    *disk.Disk
+	now  int64
+	resp []node.Response
+}
+
+func start(t *testing.T, d *disk.Disk) *single {
+	t.Helper()
+	cfg := node.DefaultConfig(1, []uint64{1})
+	n, err := node.New(cfg, rand.New(rand.NewPCG(1, 2)), d)
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	s := &single{t: t, n: n, d: d}
+	for i := 0; i < 1000; i++ {
+		if _, ok := n.LeaderTerm(); ok {
+			return s
+		}
+		s.step()
+	}
+	t.Fatal("a one-node cluster elected no leader")
+	return nil
+}
+
+// step advances the clock one tick and carries out every Ready.
+func (s *single) step() {
+	s.t.Helper()
+	s.now += 10_000_000
+	s.n.Tick(s.now)
+	for s.n.HasReady() {
+		rd := s.n.Ready()
+		if err := s.d.Apply(rd.Batch); err != nil {
+			s.t.Fatal(err)
+		}
+		if rd.Sync {
+			if err := s.d.Sync(); err != nil {
+				s.t.Fatal(err)
+			}
+		}
+		s.resp = append(s.resp, rd.Responses...)
+		s.n.Advance()
+	}
+}
+
+// run ticks until the node has answered want responses.
+func (s *single) run(want int) {
+	s.t.Helper()
+	for i := 0; i < 1000 && len(s.resp) < want; i++ {
+		s.step()
+	}
+	if len(s.resp) < want {
+		s.t.Fatalf("got %d responses, want %d", len(s.resp), want)
+	}
+}
+
+func put(client, seq uint64, key, value string) node.Request {
+	return node.Request{Client: client, Seq: seq, Txn: kv.Txn{Then: []kv.Op{{Type: kv.OpPut, Key: []byte(key), Value: []byte(value)}}}}
+}
+
+func get(key string) node.Request {
+	return node.Request{Client: 99, Seq: 1, Txn: kv.Txn{Then: []kv.Op{{Type: kv.OpGet, Key: []byte(key)}}}}
+}
+
+func TestAcknowledgedWriteSurvivesCrash(t *testing.T) {
+	d := disk.New()
+	s := start(t, d)
+	s.n.Submit(put(7, 1, "a", "1"))
+	s.run(1)
+	if s.resp[0].Err != "" || s.resp[0].Result.Revision != 1 {
+		t.Fatalf("put: got %+v, want success at revision 1", s.resp[0])
+	}
+	d.Crash(rand.New(rand.NewPCG(3, 4)), disk.Faults{}) // every unsynced batch lost
+
+	s = start(t, d)
+	s.n.Submit(get("a"))
+	s.run(1)
+	recs := s.resp[0].Result.Results[0].Records
+	if len(recs) != 1 || string(recs[0].Value) != "1" || s.resp[0].Result.Revision != 1 {
+		t.Fatalf("after restart: got %+v, want a=1 at revision 1", s.resp[0].Result)
+	}
+}
+
+func TestRetriedWriteAppliesOnce(t *testing.T) {
+	s := start(t, disk.New())
+	s.n.Submit(put(7, 1, "a", "1"))
+	s.run(1)
+	s.n.Submit(put(7, 1, "a", "1")) // the same write, retried
+	s.run(2)
+	if s.resp[1].Err != "" || s.resp[1].Result.Revision != 1 {
+		t.Fatalf("retry: got %+v, want the saved answer at revision 1", s.resp[1])
+	}
+	s.n.Submit(put(7, 2, "a", "2"))
+	s.run(3)
+	if got := s.resp[2].Result.Revision; got != 2 {
+		t.Fatalf("next write: got revision %d, want 2", got)
+	}
+}
+
+func TestOversizedRequestRefused(t *testing.T) {
+	s := start(t, disk.New())
+	big := make([]byte, kv.DefaultLimits().ValueBytesMax+1)
+	s.n.Submit(put(7, 1, "a", string(big)))
+	s.run(1)
+	if got := s.resp[0].Err; len(got) < len(node.ErrInvalid) || got[:len(node.ErrInvalid)] != node.ErrInvalid {
+		t.Fatalf("got error %q, want an %q error", got, node.ErrInvalid)
+	}
+	if st := s.n.Status(); st.Revision != 0 {
+		t.Fatalf("revision %d after a refused write, want 0", st.Revision)
+	}
+}
+
+func TestCorruptDiskRefusesToStart(t *testing.T) {
+	d := disk.New()
+	s := start(t, d)
+	s.n.Submit(put(7, 1, "a", "1"))
+	s.run(1)
+	rep := d.Crash(rand.New(rand.NewPCG(5, 6)), disk.Faults{BitFlipProb: 1})
+	if rep.FlippedKey == nil {
+		t.Fatal("no bit was flipped")
+	}
+	_, err := node.New(node.DefaultConfig(1, []uint64{1}), rand.New(rand.NewPCG(1, 2)), d)
+	if !errors.Is(err, storage.ErrCorrupt) {
+		t.Fatalf("start on flipped key %q: got %v, want ErrCorrupt", rep.FlippedKey, err)
+	}
+	d.Repair()
+	start(t, d)
+}
