@@ -104,7 +104,7 @@ func writeTrace(folder string, sc Scenario, seed uint64) (Result, error) {
 	buf := bufio.NewWriterSize(f, 1<<16)
 	// A panicking run leaves its trace up to the panic, which is the part
 	// worth reading; guarding keeps the rest of the artifact coming.
-	rerun := RunGuarded(sc, seed, Options{Trace: buf})
+	rerun := Run(sc, seed, Options{Trace: buf})
 	if err := buf.Flush(); err != nil {
 		return Result{}, fmt.Errorf("write artifact trace: %w", err)
 	}

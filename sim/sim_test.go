@@ -108,6 +108,7 @@ func TestParallelRunsIndependent(t *testing.T) {
 func TestTraceIsReadable(t *testing.T) {
 	sc := loadScenario(t, "../scenarios/crashes.toml")
 	sc.Run.FaultSeconds, sc.Run.HealSeconds = 3, 2
+	sc.Faults.IntervalMs = 100 // faults every 100 ms on average: a crash is all but certain
 	var b strings.Builder
 	Run(sc, 3, Options{Trace: &b})
 	for _, want := range []string{"deliver", "tick", "request", "response", "crash node"} {

@@ -3,10 +3,8 @@ package sim
 import (
 	"fmt"
 	"io"
-	"runtime/debug"
 	"sync"
 	"text/tabwriter"
-	"time"
 )
 
 // Job is one seeded run of a scenario.
@@ -15,15 +13,11 @@ type Job struct {
 	Seed     uint64
 }
 
-// panicStackBytesMax bounds the stack kept from a panicking run: the top
-// frames name the broken invariant, the rest is the simulator's own loop.
-const panicStackBytesMax = 4096
-
-// Sweep runs jobs on parallel worker goroutines and calls onResult for each
-// result as it finishes. onResult is called from the caller's goroutine, one
-// call at a time, so it needs no locking; Sweep returns once every job has
-// been reported. Runs are independent, so the order of completion never
-// changes what a run does.
+// Sweep runs jobs on parallel worker goroutines (at least one, at most one per
+// job) and calls onResult for each result as it finishes. onResult is called
+// from the caller's goroutine, one call at a time, so it needs no locking;
+// Sweep returns once every job has been reported. Runs are independent, so
+// the order of completion never changes what a run does.
 func Sweep(jobs []Job, parallel int, onResult func(Result)) {
 	parallel = max(1, min(parallel, len(jobs)))
 	work := make(chan Job)
@@ -32,7 +26,7 @@ func Sweep(jobs []Job, parallel int, onResult func(Result)) {
 	for range parallel {
 		workers.Go(func() {
 			for j := range work {
-				results <- RunGuarded(j.Scenario, j.Seed, Options{})
+				results <- Run(j.Scenario, j.Seed, Options{})
 			}
 		})
 	}
@@ -47,36 +41,6 @@ func Sweep(jobs []Job, parallel int, onResult func(Result)) {
 	for res := range results {
 		onResult(res)
 	}
-}
-
-// RunGuarded is Run, except that a panic (the core's reaction to a broken
-// invariant) becomes a failed result whose first violation names it. One
-// crashing seed must not end a sweep of thousands and take the others'
-// results with it. A panicking run has no trace hash: it never finished.
-func RunGuarded(sc Scenario, seed uint64, opts Options) Result {
-	start := time.Now()
-	return guard(sc.Name, seed, start, func() Result { return Run(sc, seed, opts) })
-}
-
-func guard(scenario string, seed uint64, start time.Time, run func() Result) (res Result) {
-	defer func() {
-		v := recover()
-		if v == nil {
-			return
-		}
-		stack := debug.Stack()
-		if len(stack) > panicStackBytesMax {
-			stack = stack[:panicStackBytesMax]
-		}
-		res = Result{
-			Scenario:        scenario,
-			Seed:            seed,
-			WallSeconds:     time.Since(start).Seconds(),
-			Linearizability: "not checked (run panicked)",
-			Violations:      []string{fmt.Sprintf("panic: %v", v), "panic stack:\n" + string(stack)},
-		}
-	}()
-	return run()
 }
 
 // Summary aggregates results per scenario. The zero value is ready to use.

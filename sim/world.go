@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -74,6 +75,10 @@ type World struct {
 	partitions int // epoch of the current partition
 }
 
+// panicStackBytesMax bounds the stack kept from a panicking run: the top
+// frames name the broken invariant, the rest is the simulator's own loop.
+const panicStackBytesMax = 4096
+
 var pinOnce sync.Once
 
 // pinRaftRandomness makes raft's election jitter deterministic. Raft draws it
@@ -122,7 +127,9 @@ func newWorld(sc Scenario, seed uint64, opts Options) *World {
 		w.nodes = append(w.nodes, w.newSimNode(i))
 	}
 	for i := range w.nodes {
-		w.startNode(w.nodes[i])
+		// Nodes start from inside the loop, so a panic while starting is caught
+		// like any other.
+		w.schedule(event{at: 0, kind: evRestart, node: i})
 	}
 	for i := 0; i < sc.Workload.Clients; i++ {
 		w.clients = append(w.clients, newSimClient(i))
@@ -216,7 +223,9 @@ func (w *World) heal() {
 func (w *World) loopRecovering() (ok bool) {
 	defer func() {
 		if r := recover(); r != nil {
+			stack := debug.Stack()
 			w.check.fail("panic at %.6fs: %v", float64(w.now)/1e9, r)
+			w.check.fail("panic stack:\n%s", stack[:min(len(stack), panicStackBytesMax)])
 			w.trace.note("panic: %v", r)
 			ok = false
 		}

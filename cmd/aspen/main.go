@@ -31,7 +31,26 @@ func newApp() *cli.App {
 		Usage:           "the Aspen key-value store and its tools",
 		HideHelpCommand: true,
 		Commands:        []*cli.Command{simCommand()},
+		CommandNotFound: func(c *cli.Context, name string) {
+			fmt.Fprintf(c.App.ErrWriter, "aspen: unknown command %q (see aspen --help)\n", name)
+			os.Exit(exitUsage)
+		},
 	}
+}
+
+// onUsageError turns a flag the parser rejected into one line and the usage
+// exit status, instead of the whole help text.
+func onUsageError(c *cli.Context, err error, _ bool) error {
+	return usageError("%v (see %s --help)", err, c.Command.HelpName)
+}
+
+// unknownSubcommand is a command group's action: the parser reaches it only
+// when no subcommand matched.
+func unknownSubcommand(c *cli.Context) error {
+	if c.NArg() == 0 {
+		return cli.ShowSubcommandHelp(c)
+	}
+	return usageError("unknown command %q (see %s --help)", c.Args().First(), c.Command.HelpName)
 }
 
 // usageError reports bad input with the usage exit status.

@@ -16,15 +16,21 @@ import (
 
 // simCommand groups the commands that drive the deterministic simulator.
 func simCommand() *cli.Command {
+	subcommands := []*cli.Command{
+		simRunCommand(),
+		simSweepCommand(),
+		simReplayCommand(),
+		simCheckDeterminismCommand(),
+	}
+	for _, sub := range subcommands {
+		sub.OnUsageError = onUsageError
+	}
 	return &cli.Command{
-		Name:  "sim",
-		Usage: "run the deterministic simulator: single seeds, sweeps, replays",
-		Subcommands: []*cli.Command{
-			simRunCommand(),
-			simSweepCommand(),
-			simReplayCommand(),
-			simCheckDeterminismCommand(),
-		},
+		Name:            "sim",
+		Usage:           "run the deterministic simulator: single seeds, sweeps, replays",
+		Subcommands:     subcommands,
+		HideHelpCommand: true,
+		Action:          unknownSubcommand,
 	}
 }
 
@@ -35,7 +41,7 @@ func scenarioFlag(usage string) cli.Flag {
 }
 
 func seedFlag() cli.Flag {
-	return &cli.Uint64Flag{Name: "seed", Usage: "the seed to run (required)"}
+	return &cli.Uint64Flag{Name: "seed", Usage: "the seed `N` to run (required)"}
 }
 
 func jsonFlag(usage string) cli.Flag {
@@ -82,7 +88,7 @@ func loadScenario(path string) (sim.Scenario, error) {
 // runTraced runs one seed, writing the readable trace to path when it is set.
 func runTraced(sc sim.Scenario, seed uint64, path string) (sim.Result, error) {
 	if path == "" {
-		return sim.RunGuarded(sc, seed, sim.Options{}), nil
+		return sim.Run(sc, seed, sim.Options{}), nil
 	}
 	f, err := os.Create(path)
 	if err != nil {
@@ -90,7 +96,7 @@ func runTraced(sc sim.Scenario, seed uint64, path string) (sim.Result, error) {
 	}
 	defer f.Close()
 	buf := bufio.NewWriterSize(f, 1<<16)
-	res := sim.RunGuarded(sc, seed, sim.Options{Trace: buf})
+	res := sim.Run(sc, seed, sim.Options{Trace: buf})
 	if err := buf.Flush(); err != nil {
 		return res, cli.Exit(fmt.Sprintf("aspen: write trace: %v", err), exitUsage)
 	}

@@ -54,8 +54,11 @@ func replayVerdict(res sim.Result, same bool) error {
 		problems = append(problems, "the trace hash differs from the recorded one "+
 			"(the code changed since the artifact was written, or the run is not deterministic)")
 	}
-	if !res.Passed {
-		problems = append(problems, fmt.Sprintf("the run failed with %d violations", len(res.Violations)))
+	switch {
+	case !res.Passed && same:
+		problems = append(problems, fmt.Sprintf("the failure reproduces (%d violations)", len(res.Violations)))
+	case !res.Passed:
+		problems = append(problems, fmt.Sprintf("the run failed (%d violations)", len(res.Violations)))
 	}
 	if len(problems) > 0 {
 		return failure("replay: %s", strings.Join(problems, "; and "))

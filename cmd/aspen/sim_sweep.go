@@ -22,10 +22,10 @@ func simSweepCommand() *cli.Command {
 		Name:  "sweep",
 		Usage: "run many seeds of one scenario, or of every scenario in a folder",
 		Flags: []cli.Flag{
-			scenarioFlag("a scenario `FILE`, or a `DIR` whose *.toml files all run (required)"),
-			&cli.Uint64Flag{Name: "seeds", Usage: "how many seeds to run per scenario (required)"},
-			&cli.Uint64Flag{Name: "start-seed", Value: 1, Usage: "the first seed; seeds are S..S+N-1"},
-			&cli.IntFlag{Name: "parallel", Value: runtime.NumCPU(), Usage: "runs at once"},
+			scenarioFlag("a scenario `FILE|DIR` (a folder runs each *.toml in it; required)"),
+			&cli.Uint64Flag{Name: "seeds", Usage: "run `N` seeds per scenario (required)"},
+			&cli.Uint64Flag{Name: "start-seed", Value: 1, Usage: "the first seed `S`; seeds are S..S+N-1"},
+			&cli.IntFlag{Name: "parallel", Value: runtime.NumCPU(), Usage: "`P` runs at once"},
 			jsonFlag("print one JSON object per run on stdout, the summary on stderr"),
 			artifactsFlag(),
 		},
@@ -59,6 +59,8 @@ func planSweep(c *cli.Context) (sweepPlan, error) {
 	}
 	p := sweepPlan{scenarios: scenarios, start: c.Uint64("start-seed"), seeds: c.Uint64("seeds"), parallel: c.Int("parallel")}
 	switch {
+	case !c.IsSet("seeds"):
+		return sweepPlan{}, usageError("missing --seeds N")
 	case p.seeds == 0:
 		return sweepPlan{}, usageError("--seeds must be at least 1")
 	case p.start+p.seeds-1 < p.start:

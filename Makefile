@@ -1,0 +1,44 @@
+# Aspen. `make sweep` is the main job; `make test` is the fast test run.
+SEEDS ?= 30
+START ?= 1
+PARALLEL ?= $(shell nproc 2>/dev/null || echo 2)
+GO ?= go
+BIN := bin/aspen
+
+.PHONY: all build test sweep sweep-long determinism bench vet ci clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/aspen
+
+# Fast tests: unit, property, planted-bug and a few seeds of every scenario.
+test:
+	$(GO) test ./...
+
+# Seeded sweep of every scenario; SEEDS=100 for the full acceptance sweep.
+sweep: build
+	$(BIN) sim sweep --scenario scenarios --seeds $(SEEDS) --start-seed $(START) --parallel $(PARALLEL)
+
+# A long sweep, for nightly runs or before a release.
+sweep-long: build
+	$(BIN) sim sweep --scenario scenarios --seeds 1000 --start-seed $(START) --parallel $(PARALLEL)
+
+# The same seed in separate processes and with other GOMAXPROCS must hash the same.
+determinism: build
+	@for f in scenarios/*.toml; do for s in 1 17 4242; do \
+		$(BIN) sim check-determinism --scenario $$f --seed $$s || exit 1; done; done
+
+# Simulation speed on one core, and the core's hot paths.
+bench:
+	GOMAXPROCS=1 $(GO) test ./sim/ -run '^$$' -bench . -benchtime 5x
+	$(GO) test ./core/... ./sim/disk/ -run '^$$' -bench . -benchtime 1s
+
+vet:
+	$(GO) vet ./...
+
+ci: vet test determinism
+	$(MAKE) sweep SEEDS=10
+
+clean:
+	rm -rf bin artifacts

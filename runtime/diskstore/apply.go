@@ -1,0 +1,120 @@
+package diskstore
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/aspen-db/aspen/core/storage"
+)
+
+// valueBytesMax bounds a value well inside one value log file, which Badger
+// requires of every value.
+const valueBytesMax = valueLogFileBytes / 2
+
+// Apply makes every op in b visible at once, later ops on a key winning, and
+// atomically with respect to crashes: after a crash and Open, either all of b
+// is in the store or none of it is. Only Sync makes b durable.
+//
+// A batch that fits one Badger transaction is committed as one. A larger one is
+// journaled under reserved keys, committed by a marker, applied over several
+// transactions, and its journal deleted; Open finishes a committed journal a
+// crash interrupted and discards an uncommitted one. If a journaled Apply fails
+// part way, the store refuses every call until it is reopened.
+func (s *Store) Apply(b storage.Batch) error {
+	if err := checkBatch(b); err != nil {
+		return fmt.Errorf("diskstore: apply: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.usableLocked(); err != nil {
+		return err
+	}
+	if b.Empty() {
+		return nil
+	}
+	err := s.applyInOneTxn(b.Ops)
+	if !errors.Is(err, badger.ErrTxnTooBig) {
+		return err
+	}
+	if err := s.applyJournaled(b.Ops); err != nil {
+		s.broken = err
+		return err
+	}
+	return nil
+}
+
+// checkBatch rejects, before anything is written, every op Badger would refuse,
+// so that a journaled batch can always be applied once it is committed.
+func checkBatch(b storage.Batch) error {
+	for i, op := range b.Ops {
+		if err := checkKey(op.Key); err != nil {
+			return fmt.Errorf("op %d: %w", i, err)
+		}
+		if !op.Delete && len(op.Value) > valueBytesMax {
+			return fmt.Errorf("op %d: value of %d bytes is longer than %d", i, len(op.Value), valueBytesMax)
+		}
+	}
+	return nil
+}
+
+// applyInOneTxn commits ops as one transaction, or returns badger.ErrTxnTooBig
+// having written nothing.
+func (s *Store) applyInOneTxn(ops []storage.Op) error {
+	txn := s.db.NewTransaction(true)
+	defer txn.Discard()
+	for _, op := range ops {
+		if err := setOp(txn, op); err != nil {
+			return fmt.Errorf("diskstore: apply: %w", err)
+		}
+	}
+	if err := txn.Commit(); err != nil {
+		return fmt.Errorf("diskstore: apply: commit: %w", err)
+	}
+	return nil
+}
+
+// setOp adds op to txn. Badger keeps op's slices until the transaction ends.
+func setOp(txn *badger.Txn, op storage.Op) error {
+	if op.Delete {
+		return txn.Delete(op.Key)
+	}
+	return txn.Set(op.Key, op.Value)
+}
+
+// writeOps applies ops in order over as many transactions as it takes, each at
+// most about one Badger transaction limit of key and value bytes. It is not
+// atomic: callers journal what must be.
+func (s *Store) writeOps(ops []storage.Op) error {
+	txnBytesMax := int(s.db.MaxBatchSize())
+	txn := s.db.NewTransaction(true)
+	defer func() { txn.Discard() }()
+	txnOps, txnBytes := 0, 0
+	for i, op := range ops {
+		opBytes := len(op.Key) + len(op.Value)
+		err := errTxnFull
+		if txnOps == 0 || txnBytes+opBytes <= txnBytesMax {
+			err = setOp(txn, op)
+		}
+		if errors.Is(err, badger.ErrTxnTooBig) || errors.Is(err, errTxnFull) {
+			if err := txn.Commit(); err != nil {
+				return fmt.Errorf("commit before op %d: %w", i, err)
+			}
+			txn = s.db.NewTransaction(true)
+			txnOps, txnBytes = 0, 0
+			err = setOp(txn, op)
+		}
+		if err != nil {
+			return fmt.Errorf("op %d: %w", i, err)
+		}
+		txnOps, txnBytes = txnOps+1, txnBytes+opBytes
+	}
+	if err := txn.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// errTxnFull marks a transaction writeOps has filled to its own byte budget.
+var errTxnFull = errors.New("transaction byte budget reached")
