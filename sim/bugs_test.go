@@ -26,9 +26,17 @@ func TestPlantedBugsAreCaught(t *testing.T) {
 			if !ok {
 				t.Fatalf("no seed in 1..200 reported %q", c.want)
 			}
-			again := Run(sc, seed, Options{})
-			if again.TraceHash != res.TraceHash || again.Passed {
-				t.Fatalf("seed %d did not replay: hash %s then %s, passed %v", seed, res.TraceHash, again.TraceHash, again.Passed)
+			folder, err := WriteArtifact(t.TempDir(), sc, seed, res, "test")
+			if err != nil {
+				t.Fatalf("write artifact: %v", err)
+			}
+			replaySc, replaySeed, recorded, err := ReadArtifact(folder)
+			if err != nil {
+				t.Fatalf("read artifact: %v", err)
+			}
+			again := Run(replaySc, replaySeed, Options{})
+			if again.TraceHash != recorded || again.Passed {
+				t.Fatalf("artifact for seed %d did not replay: hash %s then %s, passed %v", seed, recorded, again.TraceHash, again.Passed)
 			}
 			t.Logf("caught at seed %d: %s", seed, res.Violations[0])
 		})

@@ -276,11 +276,22 @@ func (w *World) toOutput(c *simClient, r kv.Response) opOutput {
 		}
 		for i, op := range branch {
 			if op.Kind == kGet {
-				out.Values = append(out.Values, w.observe(c, r, i, in.Group, op.Key))
+				out.Values = append(out.Values, getValue(r, i))
 			}
 		}
 	}
 	return out
+}
+
+// getValue returns the value result i shows ("" for absent). Gets inside a
+// transaction are not remembered: a later put of the same key in the same
+// transaction shares the revision, so the memo's "this revision means this
+// value" would be false (the simulator's first sweep found exactly that).
+func getValue(r kv.Response, i int) string {
+	if i >= len(r.Results) || len(r.Results[i].Records) == 0 {
+		return ""
+	}
+	return string(r.Results[i].Records[0].Value)
 }
 
 // observe returns the value a get result shows ("" for absent) and remembers it.

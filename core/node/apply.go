@@ -19,7 +19,7 @@ func (n *Node) applyEntries(ents []raftpb.Entry, out *Ready) {
 		switch e.Type {
 		case raftpb.EntryNormal:
 			if len(e.Data) > 0 {
-				n.applyCommand(e, &out.Batch)
+				n.applyCommand(e, out)
 			}
 		case raftpb.EntryConfChange:
 			var cc raftpb.ConfChange
@@ -40,7 +40,8 @@ func (n *Node) applyEntries(ents []raftpb.Entry, out *Ready) {
 	}
 }
 
-func (n *Node) applyCommand(e raftpb.Entry, b *storage.Batch) {
+func (n *Node) applyCommand(e raftpb.Entry, out *Ready) {
+	b := &out.Batch
 	client, seq, txn, err := decodeCommand(e.Data)
 	// Only encodeCommand makes entries and the log is checksummed on disk, so an
 	// entry that does not decode means the replica cannot be trusted.
@@ -53,6 +54,11 @@ func (n *Node) applyCommand(e raftpb.Entry, b *storage.Batch) {
 	case session.Fresh:
 		resp, changes := n.kv.Apply(txn)
 		persistChanges(changes, b)
+		if n.cfg.EventsEnabled {
+			for _, c := range changes {
+				out.Events = append(out.Events, Event{Revision: resp.Revision, Key: c.Key, Record: c.Record, Deleted: c.Deleted})
+			}
+		}
 		enc := kv.EncodeResponse(resp)
 		if evicted, ok := n.sessions.Record(client, seq, e.Index, enc); ok {
 			b.Delete(clientKey(evicted))

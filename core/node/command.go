@@ -13,6 +13,7 @@ type Request struct {
 	Client uint64
 	Seq    uint64
 	Txn    kv.Txn
+	Stale  bool // a read served from this replica's state at once, without ReadIndex
 }
 
 // Response answers a Request. Err is empty on success, else one of the Err*

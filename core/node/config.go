@@ -24,7 +24,8 @@ type Config struct {
 	MaxInflightMsgs       int
 	MaxUncommittedBytes   uint64
 	ProposalBatchMax      int // client writes proposed in one MsgProp
-	AppliedRecordsEnabled bool
+	AppliedRecordsEnabled bool // report every applied entry in Ready.Applied (checkers)
+	EventsEnabled         bool // report every key change in Ready.Events (watches)
 
 	Limits kv.Limits
 	Bugs   Bugs

@@ -31,6 +31,18 @@ type Ready struct {
 	Messages  []raftpb.Message
 	Responses []Response
 	Applied   []Applied // filled only when Config.AppliedRecordsEnabled, for checkers
+	Events    []Event   // filled only when Config.EventsEnabled, for watches
+	// Reset is set when a snapshot replaced the whole state: Events cannot
+	// describe that, so watchers must start over from the new state.
+	Reset bool
+}
+
+// Event is one key's change, at the revision that made it.
+type Event struct {
+	Revision int64
+	Key      []byte
+	Record   kv.Record // the new state; meaningless when Deleted
+	Deleted  bool
 }
 
 // Applied describes one applied log entry and the state right after it.
@@ -75,6 +87,7 @@ type Node struct {
 	writes    map[uint64]pendingWrite // by client: one write in flight per client
 	reads     []*pendingRead
 	readCtx   uint64
+	readEpoch uint64 // random per incarnation, prefixes every ReadIndex context
 
 	responses []Response
 	boot      storage.Batch // records written on first start, carried by the first Ready
@@ -100,6 +113,7 @@ func New(cfg Config, rng Rand, disk storage.Reader) (*Node, error) {
 		sessions: session.NewTable(cfg.SessionsMax),
 		writes:   make(map[uint64]pendingWrite),
 	}
+	n.readEpoch = rng.Uint64()
 	fresh, err := n.load(disk)
 	if err != nil {
 		return nil, err
@@ -241,6 +255,7 @@ func (n *Node) handleRaftReady(rd raft.Ready, out *Ready) {
 	}
 	if !raft.IsEmptySnap(rd.Snapshot) {
 		n.installSnapshot(rd.Snapshot, &out.Batch)
+		out.Reset = true
 	}
 	n.appendEntries(rd.Entries, &out.Batch)
 	if !raft.IsEmptyHardState(rd.HardState) {

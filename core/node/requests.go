@@ -33,7 +33,7 @@ func (n *Node) Submit(req Request) {
 	}
 	deadline := n.now + n.cfg.RequestTimeoutNs
 	if req.Txn.ReadOnly() {
-		if n.cfg.Bugs.LocalReads {
+		if req.Stale || n.cfg.Bugs.LocalReads {
 			n.responses = append(n.responses, Response{Client: req.Client, Seq: req.Seq, Result: n.kv.Read(req.Txn)})
 			return
 		}
@@ -99,17 +99,25 @@ func (n *Node) issueReads() {
 		if ctx == 0 {
 			n.readCtx++
 			ctx = n.readCtx
-			n.raw.ReadIndex(binary.BigEndian.AppendUint64(nil, ctx))
+			n.raw.ReadIndex(n.readContext(ctx))
 		}
 		r.ctx, r.issuedAt = ctx, n.now
 	}
 }
 
+// readContext makes a ReadIndex context unique across incarnations: a leader
+// may answer a context issued before this replica restarted, and a counter
+// alone would match that stale answer to a new read.
+func (n *Node) readContext(ctx uint64) []byte {
+	b := binary.BigEndian.AppendUint64(make([]byte, 0, 16), n.readEpoch)
+	return binary.BigEndian.AppendUint64(b, ctx)
+}
+
 func (n *Node) readIndexArrived(rs raft.ReadState) {
-	if len(rs.RequestCtx) != 8 {
+	if len(rs.RequestCtx) != 16 || binary.BigEndian.Uint64(rs.RequestCtx) != n.readEpoch {
 		return
 	}
-	ctx := binary.BigEndian.Uint64(rs.RequestCtx)
+	ctx := binary.BigEndian.Uint64(rs.RequestCtx[8:])
 	for _, r := range n.reads {
 		if r.ctx == ctx && !r.ready {
 			r.index, r.ready = rs.Index, true

@@ -1,0 +1,146 @@
+package diskstore
+
+import (
+	"fmt"
+	"maps"
+	"os"
+	"strings"
+	"testing"
+
+	"pgregory.net/rapid"
+
+	"github.com/aspen-db/aspen/core/storage"
+)
+
+// Keys are short strings over a small alphabet, so batches collide and prefix
+// scans select something.
+var keyGen = rapid.StringOfN(rapid.RuneFrom([]rune("abc/")), 1, 3, -1)
+
+// drawBatch draws a batch; a big one does not fit one Badger transaction.
+func drawBatch(t *rapid.T, big bool) storage.Batch {
+	n := rapid.IntRange(0, 8).Draw(t, "ops")
+	if big {
+		n = rapid.IntRange(400, 600).Draw(t, "bigOps")
+	}
+	var b storage.Batch
+	for i := range n {
+		var key string
+		if big {
+			key = fmt.Sprintf("%s%04d", keyGen.Draw(t, "keyPrefix"), i)
+		} else {
+			key = keyGen.Draw(t, "key")
+		}
+		if rapid.IntRange(0, 3).Draw(t, "kind") == 0 {
+			b.Ops = append(b.Ops, del(key))
+			continue
+		}
+		// Sizes straddle the 1 KiB threshold between inline and value-log values.
+		size := rapid.SampledFrom([]int{0, 10, 256, 1500}).Draw(t, "valueBytes")
+		b.Ops = append(b.Ops, put(key, strings.Repeat(string(rune('a'+i%26)), size)))
+	}
+	return b
+}
+
+// modelMachine compares a Store with a map through batches, syncs, reopens and
+// crashes in the middle of journaled batches.
+type modelMachine struct {
+	t     *testing.T
+	opts  Options
+	s     *Store
+	model map[string]string
+}
+
+func (m *modelMachine) applyTo(model map[string]string, b storage.Batch) {
+	for _, op := range b.Ops {
+		if op.Delete {
+			delete(model, string(op.Key))
+		} else {
+			model[string(op.Key)] = string(op.Value)
+		}
+	}
+}
+
+func (m *modelMachine) Apply(t *rapid.T) {
+	b := drawBatch(t, rapid.IntRange(0, 9).Draw(t, "big") == 0)
+	if err := m.s.Apply(b); err != nil {
+		t.Fatalf("Apply(%d ops): %v", len(b.Ops), err)
+	}
+	m.applyTo(m.model, b)
+}
+
+func (m *modelMachine) Sync(t *rapid.T) {
+	if err := m.s.Sync(); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+}
+
+func (m *modelMachine) Reopen(t *rapid.T) {
+	m.s = reopen(m.t, m.s, m.opts)
+}
+
+// CrashMidJournal leaves a big batch's journal, committed or not and partly
+// applied or not, then reopens: Open must apply all of it or none.
+func (m *modelMachine) CrashMidJournal(t *rapid.T) {
+	b := drawBatch(t, true)
+	commit := rapid.Bool().Draw(t, "commit")
+	opsBefore := 0
+	if commit {
+		opsBefore = rapid.IntRange(0, len(b.Ops)).Draw(t, "opsBefore")
+	}
+	crashMidJournal(m.t, m.s, b, commit, opsBefore)
+	if commit {
+		m.applyTo(m.model, b)
+	}
+	m.Reopen(t)
+}
+
+func (m *modelMachine) Get(t *rapid.T) {
+	key := keyGen.Draw(t, "key")
+	got, ok, err := m.s.Get([]byte(key))
+	want, wantOK := m.model[key]
+	if err != nil || ok != wantOK || string(got) != want {
+		t.Fatalf("Get(%q) = %q, %v, %v; want %q, %v, nil", key, trim(string(got)), ok, err, trim(want), wantOK)
+	}
+}
+
+func (m *modelMachine) ScanPrefix(t *rapid.T) {
+	prefix := rapid.StringOfN(rapid.RuneFrom([]rune("abc/")), 0, 2, -1).Draw(t, "prefix")
+	want := maps.Clone(m.model)
+	maps.DeleteFunc(want, func(k, _ string) bool { return !strings.HasPrefix(k, prefix) })
+	if got := contents(m.t, m.s, prefix); !maps.Equal(got, want) {
+		t.Fatalf("Scan(%q): %s", prefix, diff(got, want))
+	}
+}
+
+func (m *modelMachine) Check(t *rapid.T) {
+	if n := journalKeys(m.t, m.s); n != 0 {
+		t.Fatalf("got %d journals after an Apply returned, want 0", n)
+	}
+}
+
+func TestStoreMatchesModel(t *testing.T) {
+	root := t.TempDir()
+	checks := 0
+	rapid.Check(t, func(rt *rapid.T) {
+		checks++
+		dir := fmt.Sprintf("%s/%d", root, checks)
+		defer os.RemoveAll(dir)
+		opts := testOptions()
+		m := &modelMachine{t: t, opts: opts, s: openStore(t, dir, opts), model: map[string]string{}}
+		defer m.s.Close()
+		actions := rapid.StateMachineActions(m)
+		// Reopening costs tens of milliseconds; keep it a rarer step.
+		reopen, crash := actions["Reopen"], actions["CrashMidJournal"]
+		actions["Reopen"] = func(t *rapid.T) {
+			if rapid.IntRange(0, 3).Draw(t, "reopenNow") == 0 {
+				reopen(t)
+			}
+		}
+		actions["CrashMidJournal"] = func(t *rapid.T) {
+			if rapid.IntRange(0, 3).Draw(t, "crashNow") == 0 {
+				crash(t)
+			}
+		}
+		rt.Repeat(actions)
+	})
+}

@@ -1,0 +1,26 @@
+package sim
+
+import "testing"
+
+// Every failure the simulator finds stays as a regression: the scenario as it
+// was, and the seeds that failed. Code changes move trajectories, so these
+// seeds are not guaranteed to hit the same schedule again; they keep the shape
+// of the world that found the bug in every test run.
+var regressions = []struct {
+	file  string
+	seeds []uint64
+}{
+	{"testdata/regressions/txn-memo-crashes.toml", []uint64{44}},
+	{"testdata/regressions/txn-memo-clock-drift.toml", []uint64{23, 89}},
+}
+
+func TestRegressions(t *testing.T) {
+	for _, r := range regressions {
+		sc := loadScenario(t, r.file)
+		for _, seed := range r.seeds {
+			if res := Run(sc, seed, Options{}); !res.Passed {
+				t.Errorf("%s seed %d: %v", r.file, seed, res.Violations)
+			}
+		}
+	}
+}
