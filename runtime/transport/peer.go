@@ -195,16 +195,15 @@ func (p *peer) writeBatch(fw *frameWriter, batch []raftpb.Message) error {
 // and only then reported, because raft takes the report to mean the snapshot
 // has left this node.
 func (p *peer) write(fw *frameWriter, m *raftpb.Message) error {
-	size := m.Size()
-	if int64(size) > p.t.cfg.SnapshotBytesMax {
-		p.reject(m, fmt.Errorf("%d bytes exceeds limit of %d bytes", size, p.t.cfg.SnapshotBytesMax))
+	data, err := p.marshal(fw, m)
+	if err != nil {
+		p.reject(m, err)
 		return nil
 	}
-	var err error
-	if 1+size <= p.t.cfg.FrameBytesMax {
-		err = p.writeFrame(fw, m, size)
+	if 1+len(data) <= p.t.cfg.FrameBytesMax {
+		err = fw.write(messageHead, data)
 	} else {
-		err = p.writeChunks(fw, m, size)
+		err = p.writeChunks(fw, data)
 	}
 	if err != nil {
 		return err
@@ -219,30 +218,35 @@ func (p *peer) write(fw *frameWriter, m *raftpb.Message) error {
 	return nil
 }
 
-// writeFrame marshals m into the writer's reused buffer and writes it whole.
-func (p *peer) writeFrame(fw *frameWriter, m *raftpb.Message, size int) error {
-	fw.buf = slices.Grow(fw.buf[:0], size)[:size]
-	if _, err := m.MarshalToSizedBuffer(fw.buf); err != nil {
-		p.reject(m, fmt.Errorf("marshal: %w", err))
-		return nil
+// marshal encodes m: into the writer's reused buffer when it fits one frame,
+// else into a buffer of its own, since large messages are rare and must not
+// pin their size in the writer.
+func (p *peer) marshal(fw *frameWriter, m *raftpb.Message) ([]byte, error) {
+	size := m.Size()
+	if int64(size) > p.t.cfg.SnapshotBytesMax {
+		return nil, fmt.Errorf("%d bytes exceeds limit of %d bytes", size, p.t.cfg.SnapshotBytesMax)
 	}
-	return fw.write(messageHead, fw.buf)
+	var data []byte
+	if 1+size <= p.t.cfg.FrameBytesMax {
+		fw.buf = slices.Grow(fw.buf[:0], size)[:size]
+		data = fw.buf
+	} else {
+		data = make([]byte, size)
+	}
+	if _, err := m.MarshalToSizedBuffer(data); err != nil {
+		return nil, fmt.Errorf("marshal: %w", err)
+	}
+	return data, nil
 }
 
-// writeChunks marshals m into a buffer of its own (large messages are rare and
-// must not pin their size in the writer) and writes it as consecutive chunks.
-func (p *peer) writeChunks(fw *frameWriter, m *raftpb.Message, size int) error {
-	data := make([]byte, size)
-	if _, err := m.MarshalToSizedBuffer(data); err != nil {
-		p.reject(m, fmt.Errorf("marshal: %w", err))
-		return nil
-	}
+// writeChunks writes data as consecutive chunk frames of one message.
+func (p *peer) writeChunks(fw *frameWriter, data []byte) error {
 	p.chunkID++
 	step := p.t.cfg.FrameBytesMax - chunkHeaderBytes
 	var head [chunkHeaderBytes]byte
-	for off := 0; off < size; off += step {
-		encodeChunkHeader(&head, chunk{id: p.chunkID, total: uint64(size), offset: uint64(off)})
-		if err := fw.write(head[:], data[off:min(off+step, size)]); err != nil {
+	for off := 0; off < len(data); off += step {
+		encodeChunkHeader(&head, chunk{id: p.chunkID, total: uint64(len(data)), offset: uint64(off)})
+		if err := fw.write(head[:], data[off:min(off+step, len(data))]); err != nil {
 			return err
 		}
 	}

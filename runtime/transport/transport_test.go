@@ -391,3 +391,38 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestUndeliverableSnapshotsFail checks that raft hears of every snapshot the
+// transport gives up on, since raft waits for that report before retrying.
+func TestUndeliverableSnapshotsFail(t *testing.T) {
+	snap := func(dataBytes int) raftpb.Message {
+		return raftpb.Message{Type: raftpb.MsgSnap, From: 1, To: 2, Snapshot: &raftpb.Snapshot{Data: make([]byte, dataBytes)}}
+	}
+	t.Run("larger than SnapshotBytesMax", func(t *testing.T) {
+		trs, recs := startCluster(t, 2, func(c *Config) {
+			c.FrameBytesMax = 64 << 10
+			c.SnapshotBytesMax = 1 << 20
+		})
+		trs[0].Send([]raftpb.Message{snap(2 << 20), msgApp(1, 2, 1, nil)})
+		if got := recs[1].waitReceived(t, 1); got[0].Type != raftpb.MsgApp {
+			t.Errorf("got %s, want the MsgApp behind the oversized snapshot", got[0].Type)
+		}
+		recs[0].waitFor(t, "SnapshotStatus(2, false)", func(r *recorder) bool {
+			return len(r.snapshots) == 1 && r.snapshots[0] == snapshotStatus{2, false}
+		})
+		if s := trs[0].Stats()[2]; s.Dropped != 1 || s.Sent != 1 {
+			t.Errorf("got dropped %d sent %d, want 1 and 1", s.Dropped, s.Sent)
+		}
+	})
+	t.Run("peer unreachable", func(t *testing.T) {
+		a, ra := start(t, testConfig(t, 1))
+		a.AddPeer(2, reserveAddr(t))
+		a.Send([]raftpb.Message{msgApp(1, 2, 1, nil), snap(1 << 10)})
+		ra.waitFor(t, "SnapshotStatus(2, false)", func(r *recorder) bool {
+			return len(r.snapshots) == 1 && r.snapshots[0] == snapshotStatus{2, false}
+		})
+		if s := a.Stats()[2]; s.Queued != 1 || s.Dropped != 1 {
+			t.Errorf("got queued %d dropped %d, want the MsgApp kept and the snapshot dropped", s.Queued, s.Dropped)
+		}
+	})
+}

@@ -1,0 +1,109 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+
+	"github.com/aspen-db/aspen/core/node"
+	"github.com/aspen-db/aspen/runtime/transport"
+)
+
+// StatusReport is what /v1/aspen/status answers.
+type StatusReport struct {
+	node.Status
+	LeaderAddr string                         `json:"leader_addr"`
+	Members    map[uint64]string              `json:"members"`
+	Peers      map[uint64]transport.PeerStats `json:"peers"`
+}
+
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		methodNotAllowed(w, r, "GET")
+		return
+	}
+	writeJSON(w, http.StatusOK, StatusReport{Status: s.Status(), LeaderAddr: s.LeaderAddr(), Members: s.cfg.Cluster, Peers: s.tr.Stats()})
+}
+
+// WatchEvent is one line of a watch stream.
+type WatchEvent struct {
+	Revision       int64  `json:"revision"`
+	Type           string `json:"type"` // put or delete
+	Key            string `json:"key"`
+	Value          []byte `json:"value,omitempty"`
+	CreateRevision int64  `json:"create_revision,omitempty"`
+	ModRevision    int64  `json:"mod_revision,omitempty"`
+	Version        int64  `json:"version,omitempty"`
+	Error          string `json:"error,omitempty"`
+}
+
+// handleWatch streams changes to a key (?key=) or a prefix (?prefix=), one
+// JSON object per line, starting at ?from= (default: the next revision). A
+// start older than the retained history is answered 410 Gone.
+func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	key, prefix := q.Get("key"), q.Get("prefix")
+	if (key == "") == (!q.Has("prefix")) {
+		writeError(w, http.StatusBadRequest, "give exactly one of ?key= or ?prefix=")
+		return
+	}
+	from, _, err := uintParam(r, "from")
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	next := int64(from)
+	if next == 0 {
+		rev, _ := s.hub.revision()
+		next = rev + 1
+	}
+	match := func(e node.Event) bool {
+		if q.Has("prefix") {
+			return bytes.HasPrefix(e.Key, []byte(prefix))
+		}
+		return string(e.Key) == key
+	}
+	if _, _, ok, _ := s.hub.since(next, match); !ok {
+		writeError(w, http.StatusGone, "revision "+strconv.FormatInt(next, 10)+" is older than the retained history; read the current state and watch from its revision")
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	s.streamWatch(r.Context(), w, next, match)
+}
+
+func (s *Server) streamWatch(ctx context.Context, w http.ResponseWriter, next int64, match func(node.Event) bool) {
+	enc := json.NewEncoder(w)
+	flusher, _ := w.(http.Flusher)
+	for {
+		evs, upTo, ok, changed := s.hub.since(next, match)
+		if !ok {
+			enc.Encode(WatchEvent{Error: "history lost (node restarted or installed a snapshot); watch again"})
+			return
+		}
+		for _, e := range evs {
+			enc.Encode(toWatchEvent(e))
+		}
+		next = max(next, upTo+1)
+		if flusher != nil {
+			flusher.Flush()
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+func toWatchEvent(e node.Event) WatchEvent {
+	if e.Deleted {
+		return WatchEvent{Revision: e.Revision, Type: "delete", Key: string(e.Key)}
+	}
+	return WatchEvent{Revision: e.Revision, Type: "put", Key: string(e.Key), Value: e.Record.Value,
+		CreateRevision: e.Record.CreateRev, ModRevision: e.Record.ModRev, Version: e.Record.Version}
+}

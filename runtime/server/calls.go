@@ -1,0 +1,130 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/aspen-db/aspen/core/kv"
+	"github.com/aspen-db/aspen/core/node"
+)
+
+// sessionsPerServer bounds writes in flight from one server: each holds one
+// client session for its duration, so retries of it apply once.
+const sessionsPerServer = 512
+
+// callDeadline is how long a request is retried (no leader yet, a lost
+// proposal) before the client is told the outcome is unknown.
+const callDeadline = 10 * time.Second
+
+var (
+	// ErrUnavailable means no answer came in time; a write may or may not have
+	// been applied.
+	ErrUnavailable = errors.New("no answer from the cluster in time (is there a leader?); a write may or may not have been applied")
+	// ErrStopped means the node is shutting down.
+	ErrStopped = errors.New("node is stopping")
+)
+
+// InvalidError is a request the replica refused as malformed; nothing was applied.
+type InvalidError struct{ Msg string }
+
+func (e *InvalidError) Error() string { return e.Msg }
+
+type session struct {
+	id  uint64
+	seq uint64
+}
+
+// sessionPool hands out client sessions; a session serves one write at a time.
+type sessionPool struct{ free chan *session }
+
+func newSessionPool(n int) *sessionPool {
+	p := &sessionPool{free: make(chan *session, n)}
+	for i := 0; i < n; i++ {
+		p.free <- &session{id: randomID()}
+	}
+	return p
+}
+
+// Write proposes a txn with writes and waits until it is applied.
+func (s *Server) Write(ctx context.Context, txn kv.Txn) (kv.Response, error) {
+	var sess *session
+	select {
+	case sess = <-s.pool.free:
+	case <-ctx.Done():
+		return kv.Response{}, ctx.Err()
+	}
+	defer func() { s.pool.free <- sess }()
+	sess.seq++
+	s.metrics.proposals.Inc()
+	return s.retry(ctx, node.Request{Client: sess.id, Seq: sess.seq, Txn: txn})
+}
+
+// Read runs a read-only txn: linearizable through ReadIndex, or from this
+// node's state at once when stale is set.
+func (s *Server) Read(ctx context.Context, txn kv.Txn, stale bool) (kv.Response, error) {
+	return s.retry(ctx, node.Request{Client: s.readID, Seq: s.readSeq.Add(1), Txn: txn, Stale: stale})
+}
+
+// Do runs txn as a read when it has no writes, else as a write.
+func (s *Server) Do(ctx context.Context, txn kv.Txn, stale bool) (kv.Response, error) {
+	if txn.ReadOnly() {
+		return s.Read(ctx, txn, stale)
+	}
+	return s.Write(ctx, txn)
+}
+
+// retry resubmits the same request (same session and sequence number, so it
+// applies once) while the replica answers with a retryable error.
+func (s *Server) retry(ctx context.Context, req node.Request) (kv.Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, callDeadline)
+	defer cancel()
+	backoff := 5 * time.Millisecond
+	for {
+		resp, err := s.call(ctx, req)
+		switch {
+		case err != nil:
+			return kv.Response{}, err
+		case resp.Err == "":
+			return resp.Result, nil
+		case strings.HasPrefix(resp.Err, node.ErrInvalid):
+			return kv.Response{}, &InvalidError{Msg: strings.TrimPrefix(resp.Err, node.ErrInvalid)}
+		}
+		select {
+		case <-time.After(backoff):
+			backoff = min(2*backoff, 200*time.Millisecond)
+		case <-ctx.Done():
+			return kv.Response{}, ErrUnavailable
+		case <-s.stop:
+			return kv.Response{}, ErrStopped
+		}
+	}
+}
+
+// call submits one request and waits for its answer.
+func (s *Server) call(ctx context.Context, req node.Request) (node.Response, error) {
+	ch := make(chan node.Response, 1)
+	k := waitKey{req.Client, req.Seq}
+	if !s.post(func() { s.waiters[k] = ch; s.node.Submit(req) }) {
+		return node.Response{}, ErrStopped
+	}
+	select {
+	case r := <-ch:
+		return r, nil
+	case <-ctx.Done():
+		s.post(func() { delete(s.waiters, k) })
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return node.Response{}, ErrUnavailable
+		}
+		return node.Response{}, ctx.Err()
+	case <-s.stop:
+		return node.Response{}, ErrStopped
+	}
+}
+
+// Status is this node's latest view of the cluster.
+func (s *Server) Status() node.Status { return *s.status.Load() }
+
+// LeaderAddr is the leader's peer address, or "" when there is none.
+func (s *Server) LeaderAddr() string { return s.cfg.Cluster[s.Status().Lead] }

@@ -1,0 +1,241 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aspen-db/aspen/core/kv"
+)
+
+// The KV endpoints follow Consul's /v1/kv API, so that Consul KV clients work
+// unchanged. Consul's ModifyIndex and CreateIndex are Aspen's mod and create
+// revisions; X-Consul-Index is the store's revision.
+
+// consulEntry is Consul's KVPair as JSON.
+type consulEntry struct {
+	LockIndex   uint64
+	Key         string
+	Flags       uint64
+	Value       []byte // base64 in JSON, like Consul
+	CreateIndex uint64
+	ModifyIndex uint64
+}
+
+const (
+	blockingWaitDefault = 5 * time.Minute
+	blockingWaitMax     = 10 * time.Minute
+)
+
+func (s *Server) handleKV(w http.ResponseWriter, r *http.Request) {
+	key := strings.TrimPrefix(r.URL.Path, "/v1/kv/")
+	q := r.URL.Query()
+	for _, unsupported := range []string{"acquire", "release", "flags"} {
+		if q.Has(unsupported) && !(unsupported == "flags" && q.Get("flags") == "0") {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("?%s is not supported by Aspen (sessions, locks and flags are not implemented)", unsupported))
+			return
+		}
+	}
+	switch r.Method {
+	case http.MethodGet:
+		s.kvGet(w, r, key)
+	case http.MethodPut:
+		s.kvPut(w, r, key)
+	case http.MethodDelete:
+		s.kvDelete(w, r, key)
+	default:
+		methodNotAllowed(w, r, "GET, PUT, DELETE")
+	}
+}
+
+func (s *Server) kvGet(w http.ResponseWriter, r *http.Request, key string) {
+	q := r.URL.Query()
+	if err := s.block(r); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	op := kv.Op{Type: kv.OpGet, Key: []byte(key)}
+	if q.Has("recurse") || q.Has("keys") {
+		op = kv.Op{Type: kv.OpRange, Key: []byte(key), Prefix: true}
+	}
+	resp, err := s.Read(r.Context(), kv.Txn{Then: []kv.Op{op}}, q.Has("stale"))
+	if err != nil {
+		writeCallError(w, err)
+		return
+	}
+	s.consulHeaders(w, resp.Revision)
+	recs := resp.Results[0].Records
+	if len(recs) == 0 {
+		w.WriteHeader(http.StatusNotFound)
+		return
+	}
+	switch {
+	case q.Has("keys"):
+		writeJSON(w, http.StatusOK, keysUnder(recs, key, q.Get("separator")))
+	case q.Has("raw"):
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Write(recs[0].Value)
+	default:
+		out := make([]consulEntry, len(recs))
+		for i, rec := range recs {
+			out[i] = toConsul(rec)
+		}
+		writeJSON(w, http.StatusOK, out)
+	}
+}
+
+func toConsul(rec kv.KeyValue) consulEntry {
+	return consulEntry{Key: string(rec.Key), Value: rec.Value, CreateIndex: uint64(rec.CreateRev), ModifyIndex: uint64(rec.ModRev)}
+}
+
+// keysUnder lists keys, folding everything after the first separator that
+// follows the prefix into one entry, as Consul does.
+func keysUnder(recs []kv.KeyValue, prefix, sep string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, rec := range recs {
+		k := string(rec.Key)
+		if sep != "" {
+			if i := strings.Index(k[len(prefix):], sep); i >= 0 {
+				k = k[:len(prefix)+i+len(sep)]
+			}
+		}
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// block implements Consul's blocking queries: with ?index=N, wait (up to
+// ?wait, default 5 minutes) until the store's revision passes N.
+func (s *Server) block(r *http.Request) error {
+	index, ok, err := uintParam(r, "index")
+	if err != nil || !ok {
+		return err
+	}
+	wait := blockingWaitDefault
+	if v := r.URL.Query().Get("wait"); v != "" {
+		d, err := parseConsulDuration(v)
+		if err != nil {
+			return err
+		}
+		wait = min(d, blockingWaitMax)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	s.hub.waitAbove(ctx, int64(index))
+	return nil
+}
+
+// parseConsulDuration accepts Go durations and bare numbers of seconds.
+func parseConsulDuration(v string) (time.Duration, error) {
+	if n, err := strconv.ParseUint(v, 10, 64); err == nil {
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("query parameter wait=%q is not a duration", v)
+	}
+	return d, nil
+}
+
+func (s *Server) consulHeaders(w http.ResponseWriter, rev int64) {
+	// Consul clients treat index 0 as "no index"; a fresh store reports 1.
+	w.Header().Set("X-Consul-Index", strconv.FormatInt(max(rev, 1), 10))
+	st := s.Status()
+	w.Header().Set("X-Consul-KnownLeader", strconv.FormatBool(st.Lead != 0))
+	w.Header().Set("X-Consul-LastContact", "0")
+}
+
+func (s *Server) kvPut(w http.ResponseWriter, r *http.Request, key string) {
+	if key == "" {
+		writeError(w, http.StatusBadRequest, "missing key: PUT /v1/kv/<key>")
+		return
+	}
+	limit := int64(s.limits().ValueBytesMax)
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "reading body: "+err.Error())
+		return
+	}
+	if int64(len(body)) > limit {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("value exceeds %d byte limit", limit))
+		return
+	}
+	txn := kv.Txn{Then: []kv.Op{{Type: kv.OpPut, Key: []byte(key), Value: body}}}
+	if !s.addCAS(w, r, key, &txn) {
+		return
+	}
+	s.writeBool(w, r, txn)
+}
+
+func (s *Server) kvDelete(w http.ResponseWriter, r *http.Request, key string) {
+	op := kv.Op{Type: kv.OpDelete, Key: []byte(key)}
+	if r.URL.Query().Has("recurse") {
+		op = kv.Op{Type: kv.OpDeleteRange, Key: []byte(key), Prefix: true}
+	}
+	txn := kv.Txn{Then: []kv.Op{op}}
+	if !s.addCAS(w, r, key, &txn) {
+		return
+	}
+	s.writeBool(w, r, txn)
+}
+
+// addCAS turns ?cas=N into a compare on the key's mod revision (0: must not exist).
+func (s *Server) addCAS(w http.ResponseWriter, r *http.Request, key string, txn *kv.Txn) bool {
+	index, ok, err := uintParam(r, "cas")
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return false
+	}
+	if ok {
+		txn.Compares = []kv.Compare{{Key: []byte(key), Target: kv.TargetModRev, Result: kv.Equal, Rev: int64(index)}}
+	}
+	return true
+}
+
+// writeBool answers a write the way Consul does: true, or false when a CAS failed.
+func (s *Server) writeBool(w http.ResponseWriter, r *http.Request, txn kv.Txn) {
+	resp, err := s.Write(r.Context(), txn)
+	if err != nil {
+		writeCallError(w, err)
+		return
+	}
+	s.consulHeaders(w, resp.Revision)
+	writeJSON(w, http.StatusOK, resp.Succeeded)
+}
+
+func (s *Server) limits() kv.Limits {
+	if s.cfg.Node != nil {
+		return s.cfg.Node.Limits
+	}
+	return kv.DefaultLimits()
+}
+
+func (s *Server) handleLeader(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		methodNotAllowed(w, r, "GET")
+		return
+	}
+	writeJSON(w, http.StatusOK, s.LeaderAddr())
+}
+
+func (s *Server) handlePeers(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		methodNotAllowed(w, r, "GET")
+		return
+	}
+	var peers []string
+	for _, id := range s.memberIDs() {
+		peers = append(peers, s.cfg.Cluster[id])
+	}
+	writeJSON(w, http.StatusOK, peers)
+}

@@ -1,0 +1,78 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/aspen-db/aspen/core/kv"
+)
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	route := func(pattern, name string, h http.HandlerFunc) { mux.HandleFunc(pattern, s.metrics.instrument(name, h)) }
+	route("/v1/kv/", "kv", s.handleKV)
+	route("/v1/txn", "txn", s.handleTxn)
+	route("/v1/status/leader", "status_leader", s.handleLeader)
+	route("/v1/status/peers", "status_peers", s.handlePeers)
+	route("/v1/aspen/status", "aspen_status", s.handleStatus)
+	route("/v1/aspen/watch", "aspen_watch", s.handleWatch)
+	mux.Handle("/metrics", s.metrics.handler())
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+// apiError is the JSON body of every error answer.
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(apiError{Error: msg})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+// writeCallError maps a failed call onto a status code: refused input is the
+// client's fault (nothing applied); the rest is unavailability, and for a
+// write the outcome is unknown.
+func writeCallError(w http.ResponseWriter, err error) {
+	var inv *InvalidError
+	switch {
+	case errors.As(err, &inv) && strings.Contains(inv.Msg, kv.ErrValueTooLarge.Error()):
+		writeError(w, http.StatusRequestEntityTooLarge, inv.Msg)
+	case errors.As(err, &inv):
+		writeError(w, http.StatusBadRequest, inv.Msg)
+	default:
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+	}
+}
+
+func methodNotAllowed(w http.ResponseWriter, r *http.Request, allowed string) {
+	w.Header().Set("Allow", allowed)
+	writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allowed))
+}
+
+// uintParam parses an optional unsigned query parameter.
+func uintParam(r *http.Request, name string) (v uint64, present bool, err error) {
+	q := r.URL.Query()
+	if !q.Has(name) {
+		return 0, false, nil
+	}
+	v, err = strconv.ParseUint(q.Get(name), 10, 64)
+	if err != nil {
+		return 0, true, fmt.Errorf("query parameter %s=%q is not an unsigned integer", name, q.Get(name))
+	}
+	return v, true, nil
+}

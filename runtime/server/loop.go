@@ -1,0 +1,93 @@
+package server
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/aspen-db/aspen/core/node"
+)
+
+// inputsPerRoundMax bounds how many queued inputs one loop round takes before
+// it writes: everything taken in one round is written and synced together.
+const inputsPerRoundMax = 4096
+
+// loop is the only goroutine that touches the replica.
+func (s *Server) loop() {
+	defer close(s.done)
+	defer s.shutdown()
+	start := time.Now()
+	ticker := time.NewTicker(s.cfg.Tick)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-ticker.C:
+			s.node.Tick(int64(time.Since(start)))
+		case f := <-s.inbox:
+			f()
+			s.drainInbox()
+		}
+		if err := s.handleReady(); err != nil {
+			s.fail(err)
+			return
+		}
+	}
+}
+
+func (s *Server) drainInbox() {
+	for i := 0; i < inputsPerRoundMax; i++ {
+		select {
+		case f := <-s.inbox:
+			f()
+		default:
+			return
+		}
+	}
+}
+
+// handleReady carries out the replica's intents in the order durability
+// demands: write, sync, and only then send and answer.
+func (s *Server) handleReady() error {
+	for s.node.HasReady() {
+		rd := s.node.Ready()
+		if err := s.store.Apply(rd.Batch); err != nil {
+			return fmt.Errorf("write batch: %w", err)
+		}
+		if rd.Sync {
+			t0 := time.Now()
+			if err := s.store.Sync(); err != nil {
+				return fmt.Errorf("sync: %w", err)
+			}
+			s.metrics.fsync.Observe(time.Since(t0).Seconds())
+		}
+		s.tr.Send(rd.Messages)
+		for _, r := range rd.Responses {
+			s.deliver(r)
+		}
+		s.publish(rd)
+		s.node.Advance()
+	}
+	st := s.node.Status()
+	s.status.Store(&st)
+	s.metrics.observeStatus(st)
+	return nil
+}
+
+func (s *Server) deliver(r node.Response) {
+	k := waitKey{r.Client, r.Seq}
+	if ch, ok := s.waiters[k]; ok {
+		delete(s.waiters, k)
+		ch <- r // buffered: never blocks
+	}
+}
+
+func (s *Server) publish(rd node.Ready) {
+	if rd.Reset {
+		s.hub.reset(s.node.Status().Revision)
+		return
+	}
+	if len(rd.Events) > 0 {
+		s.hub.publish(rd.Events)
+	}
+}

@@ -1,0 +1,243 @@
+// Package server drives one Aspen replica for real: Badger for its disk, TCP
+// for its peers, HTTP for its clients, the wall clock for its ticks. It holds
+// no logic of its own beyond I/O: the replica is core/node, the same code the
+// simulator breaks.
+package server
+
+import (
+	crand "crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aspen-db/aspen/core/node"
+	"github.com/aspen-db/aspen/runtime/diskstore"
+	"github.com/aspen-db/aspen/runtime/transport"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// Config is one node's settings.
+type Config struct {
+	ID       uint64
+	DataDir  string
+	PeerAddr string            // where peers reach this node (also its listen address)
+	HTTPAddr string            // where clients reach this node
+	Cluster  map[uint64]string // initial members: id -> peer address, this node included
+	Tick     time.Duration     // raft tick (default 100 ms)
+	Logger   *slog.Logger
+
+	// Node tunes the replica; zero means node.DefaultConfig.
+	Node *node.Config
+}
+
+// inboxMax bounds queued inputs to the loop; a full inbox drops raft messages
+// (raft retransmits) and makes client calls wait.
+const inboxMax = 8192
+
+// Server is a running node.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	node    *node.Node
+	store   *diskstore.Store
+	tr      *transport.Transport
+	httpSrv *http.Server
+	httpLn  net.Listener
+	metrics *metrics
+	hub     *hub
+	pool    *sessionPool
+
+	inbox   chan func()
+	waiters map[waitKey]chan node.Response // loop-owned
+	status  atomic.Pointer[node.Status]
+	readSeq atomic.Uint64
+	readID  uint64
+
+	stop     chan struct{}
+	done     chan struct{}
+	stopOnce sync.Once
+	errMu    sync.Mutex
+	err      error
+}
+
+type waitKey struct{ client, seq uint64 }
+
+// Start opens the disk, restores the replica, and starts serving peers and
+// clients. A disk that fails its checksums is an error: the node does not start.
+func Start(cfg Config) (*Server, error) {
+	cfg = withDefaults(cfg)
+	s := &Server{
+		cfg: cfg, log: cfg.Logger, inbox: make(chan func(), inboxMax),
+		waiters: map[waitKey]chan node.Response{}, stop: make(chan struct{}), done: make(chan struct{}),
+		metrics: newMetrics(), hub: newHub(), pool: newSessionPool(sessionsPerServer),
+	}
+	s.readID = randomID()
+	store, err := diskstore.Open(cfg.DataDir, diskstore.DefaultOptions())
+	if err != nil {
+		return nil, fmt.Errorf("open data dir %s: %w", cfg.DataDir, err)
+	}
+	s.store = store
+	if err := s.startReplica(); err != nil {
+		store.Close()
+		return nil, err
+	}
+	if err := s.startNetwork(); err != nil {
+		store.Close()
+		return nil, err
+	}
+	go s.loop()
+	return s, nil
+}
+
+func withDefaults(cfg Config) Config {
+	if cfg.Tick == 0 {
+		cfg.Tick = 100 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return cfg
+}
+
+func (s *Server) startReplica() error {
+	ncfg := node.DefaultConfig(s.cfg.ID, s.memberIDs())
+	if s.cfg.Node != nil {
+		ncfg = *s.cfg.Node
+		ncfg.ID, ncfg.Peers = s.cfg.ID, s.memberIDs()
+	}
+	ncfg.TickNs = int64(s.cfg.Tick)
+	ncfg.RequestTimeoutNs = int64(5 * time.Second)
+	ncfg.ReadRetryNs = int64(ncfg.ElectionTicks) * int64(s.cfg.Tick)
+	ncfg.EventsEnabled = true
+	rng := rand.New(rand.NewPCG(randomID(), randomID()))
+	n, err := node.New(ncfg, rng, s.store)
+	if err != nil {
+		return fmt.Errorf("node %d: restore from %s: %w", s.cfg.ID, s.cfg.DataDir, err)
+	}
+	s.node = n
+	st := n.Status()
+	s.status.Store(&st)
+	s.hub.reset(st.Revision)
+	return nil
+}
+
+func (s *Server) memberIDs() []uint64 {
+	ids := make([]uint64, 0, len(s.cfg.Cluster))
+	for id := range s.cfg.Cluster {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	return ids
+}
+
+func (s *Server) startNetwork() error {
+	tr, err := transport.New(transport.Config{
+		ID: s.cfg.ID, Listen: s.cfg.PeerAddr, Peers: s.cfg.Cluster,
+		Logf: func(f string, a ...any) { s.log.Debug(fmt.Sprintf(f, a...), "node", s.cfg.ID) },
+	}, peerHandler{s})
+	if err != nil {
+		return fmt.Errorf("listen for peers on %s: %w", s.cfg.PeerAddr, err)
+	}
+	s.tr = tr
+	ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
+	if err != nil {
+		tr.Close()
+		return fmt.Errorf("listen for clients on %s: %w", s.cfg.HTTPAddr, err)
+	}
+	s.httpLn = ln
+	s.httpSrv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := s.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.fail(fmt.Errorf("http: %w", err))
+		}
+	}()
+	return nil
+}
+
+// HTTPAddr is the address clients reach this node at (useful with port 0).
+func (s *Server) HTTPAddr() string { return s.httpLn.Addr().String() }
+
+// PeerAddr is the address peers reach this node at.
+func (s *Server) PeerAddr() string { return s.tr.Addr() }
+
+// Done is closed when the node stops, by Close or because it failed.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// Err says why the node stopped on its own, if it did.
+func (s *Server) Err() error {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return s.err
+}
+
+// fail stops the node: a disk that cannot be written or read back must not
+// keep serving.
+func (s *Server) fail(err error) {
+	s.errMu.Lock()
+	if s.err == nil {
+		s.err = err
+	}
+	s.errMu.Unlock()
+	s.log.Error("node stopping", "node", s.cfg.ID, "err", err)
+	s.stopOnce.Do(func() { close(s.stop) })
+}
+
+// Close stops the node and releases its disk and ports.
+func (s *Server) Close() error {
+	s.stopOnce.Do(func() { close(s.stop) })
+	<-s.done
+	return nil
+}
+
+func (s *Server) shutdown() {
+	s.httpSrv.Close()
+	s.tr.Close()
+	if err := s.store.Close(); err != nil {
+		s.log.Error("close data dir", "err", err)
+	}
+	s.hub.close()
+}
+
+type peerHandler struct{ s *Server }
+
+func (h peerHandler) Receive(m raftpb.Message) {
+	select {
+	case h.s.inbox <- func() { _ = h.s.node.Step(m) }:
+	default: // the loop is behind; raft will resend
+		h.s.metrics.droppedInbound.Inc()
+	}
+}
+
+func (h peerHandler) Unreachable(peer uint64) {
+	h.s.post(func() { h.s.node.ReportUnreachable(peer) })
+}
+
+func (h peerHandler) SnapshotStatus(peer uint64, ok bool) {
+	h.s.post(func() { h.s.node.ReportSnapshot(peer, ok) })
+}
+
+// post queues f for the loop unless the node is stopping.
+func (s *Server) post(f func()) bool {
+	select {
+	case s.inbox <- f:
+		return true
+	case <-s.stop:
+		return false
+	}
+}
+
+func randomID() uint64 {
+	var b [8]byte
+	if _, err := crand.Read(b[:]); err != nil {
+		panic("crypto/rand: " + err.Error())
+	}
+	return binary.LittleEndian.Uint64(b[:]) | 1
+}
