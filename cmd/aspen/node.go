@@ -1,0 +1,187 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/aspen-db/aspen/runtime/server"
+	"github.com/urfave/cli/v2"
+)
+
+// nodeFile is the TOML config `aspen node start --config` reads. Flags given
+// on the command line override it.
+type nodeFile struct {
+	ID             uint64 `toml:"id"`
+	DataDir        string `toml:"data_dir"`
+	PeerAddr       string `toml:"peer_addr"`
+	HTTPAddr       string `toml:"http_addr"`
+	InitialCluster string `toml:"initial_cluster"`
+	TickMs         int    `toml:"tick_ms"`
+	LogLevel       string `toml:"log_level"`
+}
+
+func nodeCommand() *cli.Command {
+	start := &cli.Command{
+		Name:  "start",
+		Usage: "run one node until interrupted",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "config", Usage: "TOML file with id, data_dir, peer_addr, http_addr, initial_cluster, tick_ms, log_level"},
+			&cli.Uint64Flag{Name: "id", Usage: "this node's id (non-zero, unique in the cluster)"},
+			&cli.StringFlag{Name: "data-dir", Usage: "where this node keeps its data"},
+			&cli.StringFlag{Name: "peer-addr", Usage: "host:port peers reach this node at (default: its entry in --initial-cluster)"},
+			&cli.StringFlag{Name: "http-addr", Usage: "host:port for clients", Value: "127.0.0.1:8500"},
+			&cli.StringFlag{Name: "initial-cluster", Usage: "members as 1=host:port,2=host:port,..."},
+			&cli.IntFlag{Name: "tick-ms", Usage: "raft tick in milliseconds", Value: 100},
+			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},
+		},
+		OnUsageError: onUsageError,
+		Action:       runNodeStart,
+	}
+	return &cli.Command{
+		Name:            "node",
+		Usage:           "run an Aspen node",
+		Subcommands:     []*cli.Command{start},
+		HideHelpCommand: true,
+		Action:          unknownSubcommand,
+	}
+}
+
+func runNodeStart(c *cli.Context) error {
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	cfg, err := nodeConfig(c)
+	if err != nil {
+		return usageError("%v", err)
+	}
+	s, err := server.Start(cfg)
+	if err != nil {
+		return failure("%v", err)
+	}
+	cfg.Logger.Info("node started", "id", cfg.ID, "peer_addr", s.PeerAddr(), "http_addr", s.HTTPAddr(), "data_dir", cfg.DataDir)
+	return waitForStop(cfg.Logger, s)
+}
+
+// waitForStop runs until Ctrl-C, SIGTERM, or the node failing on its own.
+func waitForStop(log *slog.Logger, servers ...*server.Server) error {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	failed := make(chan *server.Server, len(servers))
+	for _, s := range servers {
+		go func() { <-s.Done(); failed <- s }()
+	}
+	var err error
+	select {
+	case got := <-sig:
+		log.Info("stopping", "signal", got.String())
+	case s := <-failed:
+		if s.Err() != nil {
+			err = failure("node stopped: %v", s.Err())
+		}
+	}
+	for _, s := range servers {
+		s.Close()
+	}
+	return err
+}
+
+// nodeConfig merges the config file (if any) with flags, flags winning.
+func nodeConfig(c *cli.Context) (server.Config, error) {
+	var f nodeFile
+	if path := c.String("config"); path != "" {
+		md, err := toml.DecodeFile(path, &f)
+		if err != nil {
+			return server.Config{}, fmt.Errorf("config %s: %w", path, err)
+		}
+		if undec := md.Undecoded(); len(undec) > 0 {
+			return server.Config{}, fmt.Errorf("config %s: unknown key %q", path, undec[0].String())
+		}
+	}
+	overrideFromFlags(c, &f)
+	members, err := parseCluster(f.InitialCluster)
+	if err != nil {
+		return server.Config{}, err
+	}
+	switch {
+	case f.ID == 0:
+		return server.Config{}, fmt.Errorf("--id is required and must not be 0")
+	case f.DataDir == "":
+		return server.Config{}, fmt.Errorf("--data-dir is required")
+	case members[f.ID] == "":
+		return server.Config{}, fmt.Errorf("node %d is not in --initial-cluster %q", f.ID, f.InitialCluster)
+	}
+	if f.PeerAddr == "" {
+		f.PeerAddr = members[f.ID]
+	}
+	return server.Config{ID: f.ID, DataDir: f.DataDir, PeerAddr: f.PeerAddr, HTTPAddr: f.HTTPAddr,
+		Cluster: members, Tick: time.Duration(f.TickMs) * time.Millisecond, Logger: newLogger(f.LogLevel)}, nil
+}
+
+func overrideFromFlags(c *cli.Context, f *nodeFile) {
+	setIf := func(name string, dst *string) {
+		if c.IsSet(name) || *dst == "" {
+			*dst = c.String(name)
+		}
+	}
+	if c.IsSet("id") || f.ID == 0 {
+		f.ID = c.Uint64("id")
+	}
+	setIf("data-dir", &f.DataDir)
+	setIf("peer-addr", &f.PeerAddr)
+	setIf("http-addr", &f.HTTPAddr)
+	setIf("initial-cluster", &f.InitialCluster)
+	setIf("log-level", &f.LogLevel)
+	if c.IsSet("tick-ms") || f.TickMs == 0 {
+		f.TickMs = c.Int("tick-ms")
+	}
+}
+
+// parseCluster reads "1=host:port,2=host:port".
+func parseCluster(s string) (map[uint64]string, error) {
+	members := map[uint64]string{}
+	if strings.TrimSpace(s) == "" {
+		return nil, fmt.Errorf("--initial-cluster is required, as 1=host:port,2=host:port,...")
+	}
+	for _, part := range strings.Split(s, ",") {
+		idStr, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
+		id, err := strconv.ParseUint(idStr, 10, 64)
+		if !ok || err != nil || id == 0 || addr == "" {
+			return nil, fmt.Errorf("--initial-cluster entry %q: want id=host:port with a non-zero id", part)
+		}
+		if _, dup := members[id]; dup {
+			return nil, fmt.Errorf("--initial-cluster names node %d twice", id)
+		}
+		members[id] = addr
+	}
+	return members, nil
+}
+
+func formatCluster(members map[uint64]string) string {
+	ids := make([]uint64, 0, len(members))
+	for id := range members {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	parts := make([]string, len(ids))
+	for i, id := range ids {
+		parts[i] = fmt.Sprintf("%d=%s", id, members[id])
+	}
+	return strings.Join(parts, ",")
+}
+
+func newLogger(level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}
