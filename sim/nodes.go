@@ -153,6 +153,10 @@ func (w *World) pump(sn *simNode) {
 
 func (w *World) finishReady(sn *simNode) {
 	rd := sn.rd
+	if rd.Reset {
+		w.res.SnapshotInstalls++
+		w.trace.note("node %d installed a snapshot", sn.id)
+	}
 	if rd.Sync {
 		if err := sn.disk.Sync(); err != nil {
 			w.check.fail("node %d disk sync: %v", sn.id, err)

@@ -49,14 +49,15 @@ func TestScenariosPass(t *testing.T) {
 // the crash scenario must crash nodes, lose writes and catch flipped bits.
 func TestFaultsHappen(t *testing.T) {
 	sc := loadScenario(t, "../scenarios/crashes.toml")
-	var crashes, caught int
+	var crashes, caught, installs int
 	for seed := uint64(1); seed <= 8; seed++ {
 		r := Run(sc, seed, Options{})
 		crashes += r.Crashes
 		caught += r.CorruptionsCaught
+		installs += r.SnapshotInstalls
 	}
-	if crashes == 0 || caught == 0 {
-		t.Fatalf("got %d crashes and %d corruptions caught over 8 seeds, want both > 0", crashes, caught)
+	if crashes == 0 || caught == 0 || installs == 0 {
+		t.Fatalf("over 8 seeds: %d crashes, %d corruptions caught, %d snapshot installs; want all > 0", crashes, caught, installs)
 	}
 	part := loadScenario(t, "../scenarios/partitions.toml")
 	if r := Run(part, 1, Options{}); r.Partitions == 0 {

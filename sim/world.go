@@ -36,6 +36,7 @@ type Result struct {
 	Messages          int      `json:"messages"`
 	Crashes           int      `json:"crashes"`
 	CorruptionsCaught int      `json:"corruptions_caught"`
+	SnapshotInstalls  int      `json:"snapshot_installs"`
 	Partitions        int      `json:"partitions"`
 	Linearizability   string   `json:"linearizability"`
 	Violations        []string `json:"violations"`
