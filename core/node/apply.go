@@ -24,11 +24,11 @@ func (n *Node) applyEntries(ents []raftpb.Entry, out *Ready) {
 		case raftpb.EntryConfChange:
 			var cc raftpb.ConfChange
 			assert.That(cc.Unmarshal(e.Data) == nil, "conf change at %d does not decode", e.Index)
-			n.conf = *n.raw.ApplyConfChange(cc)
+			n.applyConfChange(e, cc.AsV2(), out)
 		case raftpb.EntryConfChangeV2:
 			var cc raftpb.ConfChangeV2
 			assert.That(cc.Unmarshal(e.Data) == nil, "conf change v2 at %d does not decode", e.Index)
-			n.conf = *n.raw.ApplyConfChange(cc)
+			n.applyConfChange(e, cc, out)
 		}
 		n.applied = e.Index
 		if n.cfg.AppliedRecordsEnabled {
@@ -59,12 +59,7 @@ func (n *Node) applyCommand(e raftpb.Entry, out *Ready) {
 				out.Events = append(out.Events, Event{Revision: resp.Revision, Key: c.Key, Record: c.Record, Deleted: c.Deleted})
 			}
 		}
-		enc := kv.EncodeResponse(resp)
-		if evicted, ok := n.sessions.Record(client, seq, e.Index, enc); ok {
-			b.Delete(clientKey(evicted))
-		}
-		entry, _ := n.sessions.Get(client)
-		b.Put(clientKey(client), session.EncodeEntry(entry))
+		n.recordSession(client, seq, e.Index, resp, b)
 		n.answer(client, seq, resp, "")
 	case session.Duplicate:
 		resp, err := kv.DecodeResponse(saved)
@@ -73,6 +68,16 @@ func (n *Node) applyCommand(e raftpb.Entry, out *Ready) {
 	case session.Stale:
 		n.answer(client, seq, kv.Response{}, ErrStale)
 	}
+}
+
+// recordSession saves a write's answer for retries, persisting the session
+// (and forgetting the one evicted to make room).
+func (n *Node) recordSession(client, seq, index uint64, resp kv.Response, b *storage.Batch) {
+	if evicted, ok := n.sessions.Record(client, seq, index, kv.EncodeResponse(resp)); ok {
+		b.Delete(clientKey(evicted))
+	}
+	entry, _ := n.sessions.Get(client)
+	b.Put(clientKey(client), session.EncodeEntry(entry))
 }
 
 func persistChanges(changes []kv.Change, b *storage.Batch) {
@@ -97,7 +102,7 @@ func (n *Node) answer(client, seq uint64, resp kv.Response, errCode string) {
 
 // installSnapshot replaces the whole state with one sent by the leader.
 func (n *Node) installSnapshot(snap raftpb.Snapshot, b *storage.Batch) {
-	kvData, sessData, err := decodeSnapshot(snap.Data)
+	kvData, sessData, membersData, err := decodeSnapshot(snap.Data)
 	assert.That(err == nil, "snapshot at %d does not decode: %v", snap.Metadata.Index, err)
 	assert.That(n.log.ApplySnapshot(snap) == nil, "snapshot at %d refused", snap.Metadata.Index)
 	n.kv.Ascend(func(key []byte, _ kv.Record) bool {
@@ -109,6 +114,10 @@ func (n *Node) installSnapshot(snap raftpb.Snapshot, b *storage.Batch) {
 	}
 	assert.That(n.kv.Restore(kvData) == nil, "snapshot kv state does not decode")
 	assert.That(n.sessions.Restore(sessData) == nil, "snapshot sessions do not decode")
+	members, err := decodeMembership(membersData)
+	assert.That(err == nil, "snapshot membership does not decode: %v", err)
+	n.members = members
+	b.Put(keyMembers, members.encode())
 	n.kv.Ascend(func(key []byte, r kv.Record) bool {
 		b.Put(kvKey(key), kv.EncodeRecord(r))
 		return true
@@ -132,7 +141,7 @@ func (n *Node) maybeSnapshot(b *storage.Batch) {
 	if n.applied < n.snapIndex+n.cfg.SnapshotEntries {
 		return
 	}
-	data := encodeSnapshot(n.kv.Snapshot(), n.sessions.Snapshot())
+	data := n.snapshotData()
 	snap, err := n.log.CreateSnapshot(n.applied, &n.conf, data)
 	assert.That(err == nil, "create snapshot at %d: %v", n.applied, err)
 	n.snapIndex = n.applied
@@ -151,17 +160,36 @@ func (n *Node) maybeSnapshot(b *storage.Batch) {
 	n.logFirst = compact + 1
 }
 
-// encodeSnapshot frames the KV state and the session table together.
-func encodeSnapshot(kvData, sessData []byte) []byte {
-	b := binary.AppendUvarint(make([]byte, 0, len(kvData)+len(sessData)+10), uint64(len(kvData)))
-	b = append(b, kvData...)
-	return append(b, sessData...)
+// snapshotData encodes the whole replicated state: KV, sessions, membership.
+func (n *Node) snapshotData() []byte {
+	return encodeSnapshot(n.kv.Snapshot(), n.sessions.Snapshot(), n.members.encode())
 }
 
-func decodeSnapshot(b []byte) (kvData, sessData []byte, err error) {
+// encodeSnapshot frames the KV state, the session table and the membership.
+func encodeSnapshot(kvData, sessData, membersData []byte) []byte {
+	b := make([]byte, 0, len(kvData)+len(sessData)+len(membersData)+20)
+	b = binary.AppendUvarint(b, uint64(len(kvData)))
+	b = append(b, kvData...)
+	b = binary.AppendUvarint(b, uint64(len(sessData)))
+	b = append(b, sessData...)
+	return append(b, membersData...)
+}
+
+func decodeSnapshot(b []byte) (kvData, sessData, membersData []byte, err error) {
+	kvData, rest, ok := cutFrame(b)
+	if ok {
+		sessData, membersData, ok = cutFrame(rest)
+	}
+	if !ok {
+		return nil, nil, nil, fmt.Errorf("%w: snapshot framing", storage.ErrCorrupt)
+	}
+	return kvData, sessData, membersData, nil
+}
+
+func cutFrame(b []byte) (frame, rest []byte, ok bool) {
 	size, n := binary.Uvarint(b)
 	if n <= 0 || uint64(len(b[n:])) < size {
-		return nil, nil, fmt.Errorf("%w: snapshot framing", storage.ErrCorrupt)
+		return nil, nil, false
 	}
-	return b[n : n+int(size)], b[n+int(size):], nil
+	return b[n : n+int(size)], b[n+int(size):], true
 }

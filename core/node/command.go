@@ -14,6 +14,8 @@ type Request struct {
 	Seq    uint64
 	Txn    kv.Txn
 	Stale  bool // a read served from this replica's state at once, without ReadIndex
+	// Members, when set, makes this a membership change instead of a txn.
+	Members []MemberChange
 }
 
 // Response answers a Request. Err is empty on success, else one of the Err*
@@ -28,12 +30,14 @@ type Response struct {
 // Error codes a client sees. Codes other than ErrInvalid say the request may be
 // retried; after ErrTimeout a write may or may not have taken effect.
 const (
-	ErrTimeout  = "timeout"   // no answer in time: outcome unknown
-	ErrDropped  = "dropped"   // not proposed (no leader, or raft refused it): not applied
-	ErrBusy     = "busy"      // too many requests in flight at this replica: not applied
-	ErrStale    = "stale"     // superseded by a later write of the same client: not applied
-	ErrStopping = "stopping"  // the replica is shutting down
-	ErrInvalid  = "invalid: " // prefix of a validation failure: never applied
+	ErrTimeout   = "timeout"    // no answer in time: outcome unknown
+	ErrDropped   = "dropped"    // not proposed (no leader, or raft refused it): not applied
+	ErrBusy      = "busy"       // too many requests in flight at this replica: not applied
+	ErrStale     = "stale"      // superseded by a later write of the same client: not applied
+	ErrStopping  = "stopping"   // the replica is shutting down
+	ErrNotLeader = "not leader" // only the leader can judge this request: send it there
+	ErrBehind    = "behind"     // a learner is too far behind to be promoted yet: retry later
+	ErrInvalid   = "invalid: "  // prefix of a validation failure: never applied
 )
 
 var errMalformedCommand = errors.New("node: malformed command")

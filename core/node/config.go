@@ -5,8 +5,10 @@ import "github.com/aspen-db/aspen/core/kv"
 // Config is everything a replica needs to know that is not on its disk. Every
 // queue and table has a named bound here, checked where it grows.
 type Config struct {
-	ID    uint64
-	Peers []uint64 // initial voters, used only when the disk is empty
+	ID      uint64
+	Peers   []uint64 // initial voters, used only when the disk is empty
+	Members []Member // their addresses, if the driver has them (optional)
+	Join    bool     // an empty disk waits for the leader instead of bootstrapping
 
 	TickNs         int64 // virtual or wall nanoseconds per raft tick
 	ElectionTicks  int
@@ -23,9 +25,10 @@ type Config struct {
 	MaxSizePerMsgBytes    uint64
 	MaxInflightMsgs       int
 	MaxUncommittedBytes   uint64
-	ProposalBatchMax      int // client writes proposed in one MsgProp
-	AppliedRecordsEnabled bool // report every applied entry in Ready.Applied (checkers)
-	EventsEnabled         bool // report every key change in Ready.Events (watches)
+	ProposalBatchMax      int    // client writes proposed in one MsgProp
+	PromoteLagEntriesMax  uint64 // a learner further behind the commit index than this is not promoted
+	AppliedRecordsEnabled bool   // report every applied entry in Ready.Applied (checkers)
+	EventsEnabled         bool   // report every key change in Ready.Events (watches)
 
 	Limits kv.Limits
 	Bugs   Bugs
@@ -37,30 +40,34 @@ type Bugs struct {
 	LocalReads        bool // serve reads from local state without ReadIndex
 	SkipSync          bool // acknowledge writes without syncing the disk
 	NoDedup           bool // apply a retried write again instead of answering from the session
+	EarlyConfChange   bool // the proposing leader applies a membership change before it commits
 	RecomputeRevision bool // on restart, derive the revision from the keys instead of the disk
 }
 
 // Any reports whether any planted bug is on.
-func (b Bugs) Any() bool { return b.LocalReads || b.SkipSync || b.NoDedup || b.RecomputeRevision }
+func (b Bugs) Any() bool {
+	return b.LocalReads || b.SkipSync || b.NoDedup || b.RecomputeRevision || b.EarlyConfChange
+}
 
 // DefaultConfig returns a config with sane bounds for a replica with id and peers.
 func DefaultConfig(id uint64, peers []uint64) Config {
 	return Config{
-		ID:                  id,
-		Peers:               peers,
-		TickNs:              10_000_000,
-		ElectionTicks:       10,
-		HeartbeatTicks:      1,
-		RequestTimeoutNs:    2_000_000_000,
-		ReadRetryNs:         300_000_000,
-		PendingMax:          4096,
-		SessionsMax:         1024,
-		SnapshotEntries:     1000,
-		CompactKeepEntries:  200,
-		MaxSizePerMsgBytes:  1 << 20,
-		MaxInflightMsgs:     256,
-		MaxUncommittedBytes: 64 << 20,
-		ProposalBatchMax:    512,
-		Limits:              kv.DefaultLimits(),
+		ID:                   id,
+		Peers:                peers,
+		TickNs:               10_000_000,
+		ElectionTicks:        10,
+		HeartbeatTicks:       1,
+		RequestTimeoutNs:     2_000_000_000,
+		ReadRetryNs:          300_000_000,
+		PendingMax:           4096,
+		SessionsMax:          1024,
+		SnapshotEntries:      1000,
+		CompactKeepEntries:   200,
+		MaxSizePerMsgBytes:   1 << 20,
+		MaxInflightMsgs:      256,
+		MaxUncommittedBytes:  64 << 20,
+		ProposalBatchMax:     512,
+		PromoteLagEntriesMax: 100,
+		Limits:               kv.DefaultLimits(),
 	}
 }

@@ -13,6 +13,7 @@ var (
 	keyHardState = []byte("m/hardstate")
 	keySnapshot  = []byte("m/snapshot")
 	keyApplied   = []byte("m/applied") // applied index, revision and conf state, written with the state they describe
+	keyMembers   = []byte("m/members") // member addresses and removed ids
 	prefixLog    = []byte("l/")
 	prefixKV     = []byte("k/")
 	prefixClient = []byte("c/")

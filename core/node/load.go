@@ -124,11 +124,28 @@ func (n *Node) loadState(disk storage.Reader) error {
 	if err != nil {
 		return err
 	}
+	if err := n.loadMembers(disk); err != nil {
+		return err
+	}
 	n.applied, n.conf = meta.Index, meta.Conf
+	n.removedSelf = n.members.removed[n.cfg.ID]
 	rev := meta.Revision
 	if n.cfg.Bugs.RecomputeRevision {
 		rev = maxMod
 	}
 	n.kv.SetRevision(rev)
+	return nil
+}
+
+func (n *Node) loadMembers(disk storage.Reader) error {
+	b, ok, err := getSealed(disk, keyMembers)
+	if err != nil || !ok {
+		return err
+	}
+	m, err := decodeMembership(b)
+	if err != nil {
+		return fmt.Errorf("%w: %v", storage.ErrCorrupt, err)
+	}
+	n.members = m
 	return nil
 }

@@ -63,6 +63,19 @@ type Status struct {
 	PendingWrites     int
 	PendingReads      int
 	LogFirst, LogLast uint64
+	Removed           bool           // a committed change removed this replica
+	Voters, Learners  []uint64       // the applied configuration
+	Progress          []PeerProgress // each member's replication, as the leader sees it (leader only)
+}
+
+// PeerProgress is the leader's view of one member's log.
+type PeerProgress struct {
+	ID           uint64
+	Match, Next  uint64
+	Lag          uint64 // commit index minus match
+	State        string // probe, replicate or snapshot
+	RecentActive bool   // heard from within the last election timeout
+	Learner      bool
 }
 
 // Node is one replica.
@@ -89,10 +102,14 @@ type Node struct {
 	readCtx   uint64
 	readEpoch uint64 // random per incarnation, prefixes every ReadIndex context
 
-	responses []Response
-	boot      storage.Batch // records written on first start, carried by the first Ready
-	rd        raft.Ready
-	haveRd    bool
+	responses    []Response
+	members      membership
+	removedSelf  bool            // a committed change removed this replica: the driver should stop it
+	earlyApplied map[string]bool // planted bug EarlyConfChange: changes applied at proposal
+
+	boot   storage.Batch // records written on first start, carried by the first Ready
+	rd     raft.Ready
+	haveRd bool
 }
 
 type pendingWrite struct {
@@ -112,14 +129,20 @@ func New(cfg Config, rng Rand, disk storage.Reader) (*Node, error) {
 		kv:       kv.New(),
 		sessions: session.NewTable(cfg.SessionsMax),
 		writes:   make(map[uint64]pendingWrite),
+		members:  newMembership(),
+
+		earlyApplied: map[string]bool{},
 	}
 	n.readEpoch = rng.Uint64()
 	fresh, err := n.load(disk)
 	if err != nil {
 		return nil, err
 	}
-	if fresh {
+	if fresh && !cfg.Join {
 		n.bootstrap()
+	}
+	if fresh && cfg.Join {
+		n.logFirst, n.logLast = 1, 0 // empty: the leader sends a snapshot
 	}
 	raw, err := raft.NewRawNode(n.raftConfig())
 	if err != nil {
@@ -161,8 +184,11 @@ func (s confStorage) InitialState() (raftpb.HardState, raftpb.ConfState, error) 
 // bootstrap starts every replica of a new cluster from the same snapshot at
 // index 1 naming the initial voters, so no replica needs a special first step.
 func (n *Node) bootstrap() {
+	for _, m := range n.cfg.Members {
+		n.members.addrs[m.ID] = [2]string{m.PeerAddr, m.HTTPAddr}
+	}
 	snap := raftpb.Snapshot{
-		Data:     encodeSnapshot(n.kv.Snapshot(), n.sessions.Snapshot()),
+		Data:     n.snapshotData(),
 		Metadata: raftpb.SnapshotMetadata{Index: 1, Term: 1, ConfState: raftpb.ConfState{Voters: n.cfg.Peers}},
 	}
 	hs := raftpb.HardState{Term: 1, Commit: 1}
@@ -173,6 +199,7 @@ func (n *Node) bootstrap() {
 	n.boot.Put(keySnapshot, mustMarshal(&snap))
 	n.boot.Put(keyHardState, mustMarshal(&hs))
 	n.boot.Put(keyApplied, encodeApplied(n.appliedMeta()))
+	n.boot.Put(keyMembers, n.members.encode())
 }
 
 func (n *Node) appliedMeta() appliedMeta {
@@ -298,7 +325,27 @@ func (n *Node) Status() Status {
 		SnapshotIndex: n.snapIndex, Keys: n.kv.Len(), Sessions: n.sessions.Len(),
 		PendingWrites: len(n.writes), PendingReads: len(n.reads),
 		LogFirst: n.logFirst, LogLast: n.logLast,
+		Removed: n.removedSelf, Voters: n.conf.Voters, Learners: n.conf.Learners,
+		Progress: n.progress(),
 	}
+}
+
+func (n *Node) progress() []PeerProgress {
+	if n.role != raft.StateLeader {
+		return nil
+	}
+	st := n.raw.Status()
+	out := make([]PeerProgress, 0, len(st.Progress))
+	for _, id := range sortedIDs(st.Progress) {
+		pr := st.Progress[id]
+		lag := uint64(0)
+		if st.Commit > pr.Match {
+			lag = st.Commit - pr.Match
+		}
+		out = append(out, PeerProgress{ID: id, Match: pr.Match, Next: pr.Next, Lag: lag, State: pr.State.String(),
+			RecentActive: pr.RecentActive, Learner: pr.IsLearner})
+	}
+	return out
 }
 
 // LeaderTerm reports the term this replica leads in right now, if it leads.
@@ -309,7 +356,7 @@ func (n *Node) LeaderTerm() (term uint64, ok bool) {
 
 // StateHash digests the replicated state (keys, revision, sessions).
 func (n *Node) StateHash() uint64 {
-	return n.kv.Hash() ^ (n.sessions.Hash() * 0x9E3779B97F4A7C15)
+	return n.kv.Hash() ^ (n.sessions.Hash() * 0x9E3779B97F4A7C15) ^ (n.members.hash() * 0xC2B2AE3D27D4EB4F)
 }
 
 // Applied returns the index of the last applied entry.

@@ -22,6 +22,10 @@ type pendingRead struct {
 // Submit takes a client request. The answer comes in a later Ready: writes once
 // their entry applies, reads once a ReadIndex confirms this replica is current.
 func (n *Node) Submit(req Request) {
+	if len(req.Members) > 0 {
+		n.submitMembers(req)
+		return
+	}
 	req.Txn = capRanges(req.Txn, n.cfg.Limits.RangeLimitMax)
 	if err := n.cfg.Limits.Validate(req.Txn); err != nil {
 		n.reply(req, ErrInvalid+err.Error())
@@ -189,3 +193,52 @@ func capRanges(t kv.Txn, limit int) kv.Txn {
 	t.Then, t.Else = capOps(t.Then), capOps(t.Else)
 	return t
 }
+
+// submitMembers proposes a membership change. Promotions are judged by the
+// leader, the only replica that knows how far behind a learner is.
+func (n *Node) submitMembers(req Request) {
+	if len(n.writes)+len(n.reads) >= n.cfg.PendingMax {
+		n.reply(req, ErrBusy)
+		return
+	}
+	cc := toConfChange(req.Members, encodeConfContext(req.Client, req.Seq, req.Members))
+	if err := n.checkChanges(cc, req.Members); err != nil {
+		n.reply(req, ErrInvalid+"membership change refused: "+err.Error())
+		return
+	}
+	if code := n.promotionCheck(req.Members); code != "" {
+		n.reply(req, code)
+		return
+	}
+	n.writes[req.Client] = pendingWrite{seq: req.Seq, deadline: n.now + n.cfg.RequestTimeoutNs}
+	if err := n.raw.ProposeConfChange(cc); err != nil {
+		n.answer(req.Client, req.Seq, emptyResult, ErrDropped)
+		return
+	}
+	if n.cfg.Bugs.EarlyConfChange && n.role == raft.StateLeader {
+		n.conf = *n.raw.ApplyConfChange(cc)
+		n.earlyApplied[string(cc.Context)] = true
+	}
+}
+
+// promotionCheck refuses to promote a learner that has not caught up: a voter
+// that cannot vote on recent entries weakens the quorum it joins.
+func (n *Node) promotionCheck(changes []MemberChange) string {
+	for _, c := range changes {
+		if c.Type != AddVoter || !contains(n.conf.Learners, c.ID) {
+			continue
+		}
+		if n.role != raft.StateLeader {
+			return ErrNotLeader
+		}
+		st := n.raw.Status()
+		pr, ok := st.Progress[c.ID]
+		if !ok || pr.Match+n.cfg.PromoteLagEntriesMax < st.Commit {
+			return ErrBehind
+		}
+	}
+	return ""
+}
+
+// TransferLeader asks the leader to hand leadership to the given voter.
+func (n *Node) TransferLeader(to uint64) { n.raw.TransferLeader(to) }

@@ -1,0 +1,335 @@
+package node
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"sort"
+
+	"github.com/aspen-db/aspen/core/assert"
+	"github.com/aspen-db/aspen/core/kv"
+	"github.com/aspen-db/aspen/core/session"
+	"github.com/aspen-db/aspen/core/storage"
+	"go.etcd.io/raft/v3/confchange"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
+)
+
+// MemberChangeType is one kind of membership change.
+type MemberChangeType uint8
+
+const (
+	AddVoter   MemberChangeType = iota + 1 // add a voter, or promote a learner
+	AddLearner                             // add a non-voting member that catches up first
+	RemoveMember
+)
+
+// MemberChange is one change of a membership request. Addresses are kept in
+// the replicated state so every member learns how to reach a newcomer.
+type MemberChange struct {
+	Type     MemberChangeType
+	ID       uint64
+	PeerAddr string
+	HTTPAddr string
+}
+
+// Member is one member as the replicated state knows it.
+type Member struct {
+	ID       uint64
+	PeerAddr string
+	HTTPAddr string
+	Learner  bool
+}
+
+// membership is the replicated record of who may be a member: addresses of
+// current members and every id ever removed (ids are never reused, so a
+// removed node's stale messages and disk can never be mistaken for a new one).
+type membership struct {
+	addrs   map[uint64][2]string // id -> peer, http address
+	removed map[uint64]bool
+}
+
+func newMembership() membership {
+	return membership{addrs: map[uint64][2]string{}, removed: map[uint64]bool{}}
+}
+
+func sortedIDs[V any](m map[uint64]V) []uint64 {
+	ids := make([]uint64, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	return ids
+}
+
+func (m membership) encode() []byte {
+	var b []byte
+	ids := sortedIDs(m.addrs)
+	b = binary.AppendUvarint(b, uint64(len(ids)))
+	for _, id := range ids {
+		b = binary.AppendUvarint(b, id)
+		for _, s := range m.addrs[id] {
+			b = binary.AppendUvarint(b, uint64(len(s)))
+			b = append(b, s...)
+		}
+	}
+	removed := sortedIDs(m.removed)
+	b = binary.AppendUvarint(b, uint64(len(removed)))
+	for _, id := range removed {
+		b = binary.AppendUvarint(b, id)
+	}
+	return b
+}
+
+var errMalformedMembers = errors.New("node: malformed membership record")
+
+func decodeMembership(b []byte) (membership, error) {
+	m := newMembership()
+	r := byteReader{b: b}
+	n := r.uvarint()
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		id := r.uvarint()
+		m.addrs[id] = [2]string{r.str(), r.str()}
+	}
+	n = r.uvarint()
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		m.removed[r.uvarint()] = true
+	}
+	if r.err != nil || len(r.b) != 0 {
+		return newMembership(), errMalformedMembers
+	}
+	return m, nil
+}
+
+func (m membership) hash() uint64 {
+	h := fnv.New64a()
+	h.Write(m.encode())
+	return h.Sum64()
+}
+
+// byteReader decodes uvarints and length-prefixed strings, remembering the
+// first error so callers check once.
+type byteReader struct {
+	b   []byte
+	err error
+}
+
+func (r *byteReader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.err = errMalformedMembers
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *byteReader) str() string {
+	n := r.uvarint()
+	if r.err != nil || uint64(len(r.b)) < n {
+		r.err = errMalformedMembers
+		return ""
+	}
+	s := string(r.b[:n])
+	r.b = r.b[n:]
+	return s
+}
+
+// encodeConfContext carries the requesting client and the changes' addresses
+// inside the raft conf change, so every replica applies the same thing.
+func encodeConfContext(client, seq uint64, changes []MemberChange) []byte {
+	b := binary.AppendUvarint(nil, client)
+	b = binary.AppendUvarint(b, seq)
+	b = binary.AppendUvarint(b, uint64(len(changes)))
+	for _, c := range changes {
+		b = append(b, byte(c.Type))
+		b = binary.AppendUvarint(b, c.ID)
+		for _, s := range []string{c.PeerAddr, c.HTTPAddr} {
+			b = binary.AppendUvarint(b, uint64(len(s)))
+			b = append(b, s...)
+		}
+	}
+	return b
+}
+
+func decodeConfContext(b []byte) (client, seq uint64, changes []MemberChange, err error) {
+	r := byteReader{b: b}
+	client, seq = r.uvarint(), r.uvarint()
+	n := r.uvarint()
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		if len(r.b) == 0 {
+			r.err = errMalformedMembers
+			break
+		}
+		c := MemberChange{Type: MemberChangeType(r.b[0])}
+		r.b = r.b[1:]
+		c.ID, c.PeerAddr, c.HTTPAddr = r.uvarint(), r.str(), r.str()
+		changes = append(changes, c)
+	}
+	return client, seq, changes, r.err
+}
+
+func toConfChange(changes []MemberChange, context []byte) raftpb.ConfChangeV2 {
+	cc := raftpb.ConfChangeV2{Context: context}
+	for _, c := range changes {
+		t := raftpb.ConfChangeAddNode
+		switch c.Type {
+		case AddLearner:
+			t = raftpb.ConfChangeAddLearnerNode
+		case RemoveMember:
+			t = raftpb.ConfChangeRemoveNode
+		}
+		cc.Changes = append(cc.Changes, raftpb.ConfChangeSingle{Type: t, NodeID: c.ID})
+	}
+	return cc
+}
+
+// noopConfChange is what a replica applies in place of a refused change: raft
+// must see every conf change entry applied, and node id 0 changes nothing.
+var noopConfChange = raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeAddNode, NodeID: 0}}}
+
+// checkChanges refuses changes no replica should apply: reused or unknown ids,
+// and anything raft's own rules reject (two voters changed at once outside a
+// joint config, no voters left, ...). It is a pure function of replicated
+// state, so every replica decides the same.
+func (n *Node) checkChanges(cc raftpb.ConfChangeV2, changes []MemberChange) error {
+	for _, c := range changes {
+		switch {
+		case c.ID == 0:
+			return fmt.Errorf("member id must not be 0")
+		case c.Type != RemoveMember && n.members.removed[c.ID]:
+			return fmt.Errorf("node %d was removed; ids are never reused", c.ID)
+		case c.Type == RemoveMember && !n.isMember(c.ID):
+			return fmt.Errorf("node %d is not a member", c.ID)
+		case c.Type == AddLearner && n.isMember(c.ID):
+			return fmt.Errorf("node %d is already a member", c.ID)
+		case c.Type == AddVoter && contains(n.conf.Voters, c.ID):
+			return fmt.Errorf("node %d is already a voter", c.ID)
+		}
+	}
+	return n.tryConfChange(cc)
+}
+
+// tryConfChange runs raft's own change logic on a copy of the configuration.
+func (n *Node) tryConfChange(cc raftpb.ConfChangeV2) error {
+	chg := confchange.Changer{Tracker: tracker.MakeProgressTracker(1, 0), LastIndex: 1}
+	cfg, trk, err := confchange.Restore(chg, n.conf)
+	assert.That(err == nil, "restore conf state %v: %v", n.conf, err)
+	chg.Tracker.Config, chg.Tracker.Progress = cfg, trk
+	if cc.LeaveJoint() {
+		_, _, err = chg.LeaveJoint()
+	} else if auto, ok := cc.EnterJoint(); ok {
+		_, _, err = chg.EnterJoint(auto, cc.Changes...)
+	} else {
+		_, _, err = chg.Simple(cc.Changes...)
+	}
+	return err
+}
+
+func (n *Node) isMember(id uint64) bool {
+	return contains(n.conf.Voters, id) || contains(n.conf.Learners, id) ||
+		contains(n.conf.VotersOutgoing, id) || contains(n.conf.LearnersNext, id)
+}
+
+func contains(ids []uint64, id uint64) bool {
+	for _, x := range ids {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+// applyConfChange applies one conf change entry: the requested change if it
+// is allowed and not a retry, else a no-op, so raft and the replicated
+// membership never disagree.
+func (n *Node) applyConfChange(e raftpb.Entry, cc raftpb.ConfChangeV2, out *Ready) {
+	hasCtx := len(cc.Context) > 0
+	client, seq, changes, err := decodeConfContext(cc.Context)
+	assert.That(!hasCtx || err == nil, "conf change context at %d does not decode: %v", e.Index, err)
+	verdict, saved := session.Fresh, []byte(nil)
+	if hasCtx {
+		verdict, saved = n.sessions.Check(client, seq)
+	}
+	refusal := ""
+	if verdict != session.Fresh {
+		refusal = "a retry of a change already decided"
+	} else if err := n.checkChanges(cc, changes); err != nil {
+		refusal = "membership change refused: " + err.Error()
+	}
+	applied := cc
+	if refusal != "" || n.earlyApplied[string(cc.Context)] {
+		applied = noopConfChange
+	}
+	wasMember := n.isMember(n.cfg.ID)
+	n.conf = *n.raw.ApplyConfChange(applied)
+	if refusal == "" {
+		n.updateMembers(changes, &out.Batch)
+	}
+	if wasMember && !n.isMember(n.cfg.ID) {
+		n.removedSelf = true
+	}
+	if hasCtx {
+		n.answerConfChange(client, seq, e.Index, verdict, saved, refusal, &out.Batch)
+	}
+}
+
+func (n *Node) answerConfChange(client, seq, index uint64, verdict session.Verdict, saved []byte, refusal string, b *storage.Batch) {
+	switch verdict {
+	case session.Fresh:
+		resp := kv.Response{Succeeded: refusal == "", Revision: n.kv.Revision()}
+		n.recordSession(client, seq, index, resp, b)
+		if refusal != "" {
+			n.answer(client, seq, resp, ErrInvalid+refusal)
+			return
+		}
+		n.answer(client, seq, resp, "")
+	case session.Duplicate:
+		resp, err := kv.DecodeResponse(saved)
+		assert.That(err == nil, "saved response of client %d does not decode: %v", client, err)
+		if !resp.Succeeded {
+			n.answer(client, seq, resp, ErrInvalid+"membership change refused")
+			return
+		}
+		n.answer(client, seq, resp, "")
+	case session.Stale:
+		n.answer(client, seq, kv.Response{}, ErrStale)
+	}
+}
+
+func (n *Node) updateMembers(changes []MemberChange, b *storage.Batch) {
+	for _, c := range changes {
+		if c.Type == RemoveMember {
+			delete(n.members.addrs, c.ID)
+			n.members.removed[c.ID] = true
+			continue
+		}
+		if c.PeerAddr == "" && c.HTTPAddr == "" {
+			continue // a promotion keeps the addresses it had
+		}
+		n.members.addrs[c.ID] = [2]string{c.PeerAddr, c.HTTPAddr}
+	}
+	b.Put(keyMembers, n.members.encode())
+}
+
+// Members lists current members with their addresses, in id order.
+func (n *Node) Members() []Member {
+	var out []Member
+	ids := append(append([]uint64(nil), n.conf.Voters...), n.conf.Learners...)
+	ids = append(ids, n.conf.VotersOutgoing...)
+	seen := map[uint64]bool{}
+	for _, id := range ids {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		a := n.members.addrs[id]
+		out = append(out, Member{ID: id, PeerAddr: a[0], HTTPAddr: a[1], Learner: contains(n.conf.Learners, id) && !contains(n.conf.Voters, id)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
