@@ -12,6 +12,7 @@ var regressions = []struct {
 }{
 	{"testdata/regressions/txn-memo-crashes.toml", []uint64{44}},
 	{"testdata/regressions/txn-memo-clock-drift.toml", []uint64{23, 89}},
+	{"testdata/regressions/snapshot-sync.toml", []uint64{152}},
 }
 
 func TestRegressions(t *testing.T) {

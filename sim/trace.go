@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"hash"
 	"io"
+
+	"go.etcd.io/raft/v3/raftpb"
 )
 
 // tracer hashes every event that runs, and writes a readable line per event
@@ -49,7 +51,7 @@ func (t *tracer) line(e *event) {
 	case evTick, evReadyDone, evRestart, evUnpause:
 		s += fmt.Sprintf(" node=%d", e.node+1)
 	case evDeliver:
-		s += fmt.Sprintf(" %d->%d bytes=%d", e.from+1, e.node+1, len(e.msg))
+		s += fmt.Sprintf(" %d->%d %s", e.from+1, e.node+1, describeMessage(e.msg))
 	case evToNode:
 		s += fmt.Sprintf(" client=%d seq=%d node=%d", e.req.Client, e.req.Seq, e.node+1)
 	case evToClient:
@@ -70,3 +72,25 @@ func (t *tracer) note(format string, args ...any) {
 }
 
 func (t *tracer) sum() string { return hex.EncodeToString(t.h.Sum(nil)) }
+
+// describeMessage summarises a raft message for the readable trace.
+func describeMessage(b []byte) string {
+	var m raftpb.Message
+	if err := m.Unmarshal(b); err != nil {
+		return fmt.Sprintf("undecodable (%d bytes)", len(b))
+	}
+	s := fmt.Sprintf("%s term=%d", m.Type, m.Term)
+	switch m.Type {
+	case raftpb.MsgApp, raftpb.MsgAppResp, raftpb.MsgHeartbeat, raftpb.MsgHeartbeatResp, raftpb.MsgVote, raftpb.MsgPreVote:
+		s += fmt.Sprintf(" index=%d logterm=%d commit=%d", m.Index, m.LogTerm, m.Commit)
+	case raftpb.MsgSnap:
+		s += fmt.Sprintf(" snapshot=%d/%d", m.Snapshot.Metadata.Index, m.Snapshot.Metadata.Term)
+	}
+	if len(m.Entries) > 0 {
+		s += fmt.Sprintf(" entries=%d..%d", m.Entries[0].Index, m.Entries[len(m.Entries)-1].Index)
+	}
+	if m.Reject {
+		s += fmt.Sprintf(" reject hint=%d", m.RejectHint)
+	}
+	return s
+}

@@ -294,7 +294,10 @@ func (n *Node) handleRaftReady(rd raft.Ready, out *Ready) {
 		n.readIndexArrived(rs)
 	}
 	out.Messages = rd.Messages
-	out.Sync = rd.MustSync
+	// raft's MustSync covers entries and hard state only. An installed snapshot
+	// must be durable too before the MsgAppResp acknowledging it leaves: the
+	// leader counts this replica as holding everything up to the snapshot.
+	out.Sync = rd.MustSync || !raft.IsEmptySnap(rd.Snapshot)
 }
 
 // appendEntries persists new log entries, deleting any older tail they replace.
