@@ -67,6 +67,9 @@ func (c *checker) applied(id uint64, recs []node.Applied) {
 func (w *World) checkConvergence() {
 	var first *simNode
 	for _, sn := range w.nodes {
+		if sn.gone {
+			continue
+		}
 		if sn.n == nil || sn.paused {
 			w.check.fail("healed phase ended with node %d down", sn.id)
 			continue
@@ -85,9 +88,42 @@ func (w *World) checkConvergence() {
 		w.check.fail("committed entries lost: entry %d was applied once, but the healed cluster is at %d",
 			w.check.maxApplied, first.n.AppliedIndex())
 	}
+	w.checkMembership()
 	for _, c := range w.clients {
 		if c.op != nil {
 			w.check.fail("healed phase ended with client %d still waiting (operation started at %.3fs)", c.idx, float64(c.op.start)/1e9)
 		}
 	}
+}
+
+// checkMembership compares every running member's configuration with the one
+// the admin asked for.
+func (w *World) checkMembership() {
+	a := w.admin
+	if a == nil {
+		return
+	}
+	if a.inFlight {
+		w.check.fail("healed phase ended with a membership change still pending: %+v", a.plan[0].change)
+		return
+	}
+	want := fmt.Sprintf("voters %v learners %v", sortedKeys(a.voters), sortedKeys(a.learners))
+	for _, sn := range w.nodes {
+		if sn.gone || sn.n == nil {
+			continue
+		}
+		st := sn.n.Status()
+		got := fmt.Sprintf("voters %v learners %v", sortedIDList(st.Voters), sortedIDList(st.Learners))
+		if got != want {
+			w.check.fail("node %d ended with %s, want %s", sn.id, got, want)
+		}
+	}
+}
+
+func sortedIDList(ids []uint64) []uint64 {
+	m := map[uint64]bool{}
+	for _, id := range ids {
+		m[id] = true
+	}
+	return sortedKeys(m)
 }

@@ -62,7 +62,7 @@ func (w *World) clientNext(i int) {
 		op.reqSeq = 1<<63 | w.readSeq
 	}
 	c.op = op
-	c.target = w.rng.IntN(len(w.nodes))
+	c.target = w.liveNode()
 	w.attempt(c)
 }
 
@@ -80,7 +80,7 @@ func (w *World) retry(c *simClient) {
 		w.giveUp(c)
 		return
 	}
-	c.target = (c.target + 1) % len(w.nodes)
+	c.target = w.liveNode()
 	w.attempt(c)
 }
 

@@ -75,7 +75,7 @@ func (w *World) send(from *simNode, m *raftpb.Message) {
 // away, but their messages can be lost or late).
 func (w *World) toClient(resp node.Response) {
 	idx := int(resp.Client) - clientIDBase
-	if idx < 0 || idx >= len(w.clients) {
+	if idx < 0 || idx > len(w.clients) || (idx == len(w.clients) && w.admin == nil) {
 		return
 	}
 	if delay, ok := w.flight(); ok {
@@ -179,6 +179,9 @@ func (w *World) pickVictim() *simNode {
 	var up []*simNode
 	down := 0
 	for _, sn := range w.nodes {
+		if sn.gone {
+			continue
+		}
 		if sn.n == nil || sn.paused {
 			down++
 		} else {

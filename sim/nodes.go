@@ -25,6 +25,8 @@ type simNode struct {
 	driftPPM float64
 	skewNs   int64
 	flipped  bool // the disk holds a bit flip not yet caught
+	joining  bool // added by the admin: starts empty and waits for the leader
+	gone     bool // removed by the admin and stopped for good
 }
 
 func (w *World) newSimNode(i int) *simNode {
@@ -35,11 +37,12 @@ func (w *World) newSimNode(i int) *simNode {
 }
 
 func (w *World) nodeConfig(sn *simNode) node.Config {
-	peers := make([]uint64, len(w.nodes))
+	peers := make([]uint64, w.sc.Cluster.Nodes) // the initial members; later ones join
 	for i := range peers {
 		peers[i] = uint64(i + 1)
 	}
 	cfg := node.DefaultConfig(sn.id, peers)
+	cfg.Join = sn.joining
 	cfg.TickNs = millis(float64(w.sc.Cluster.TickMs))
 	cfg.ElectionTicks = w.sc.Cluster.ElectionTicks
 	cfg.SnapshotEntries = uint64(w.sc.Cluster.SnapshotEntries)
@@ -54,6 +57,9 @@ func (w *World) nodeConfig(sn *simNode) node.Config {
 // startNode builds the replica from its disk. A disk whose checksums fail keeps
 // the replica down: that is the right outcome, and the checker counts it.
 func (w *World) startNode(sn *simNode) {
+	if sn.gone {
+		return
+	}
 	rng := rand.New(rand.NewPCG(w.rng.Uint64(), w.rng.Uint64()))
 	n, err := node.New(w.nodeConfig(sn), rng, sn.disk)
 	switch {
@@ -88,7 +94,7 @@ func (w *World) localNow(sn *simNode) int64 {
 
 func (w *World) nodeEvent(e event) {
 	sn := w.nodes[e.node]
-	if e.inc != sn.inc || sn.n == nil {
+	if e.inc != sn.inc || sn.n == nil || sn.gone {
 		if e.kind == evDeliver && e.snap {
 			w.reportSnapshot(e.from, sn.id, false)
 		}

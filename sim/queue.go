@@ -21,12 +21,13 @@ const (
 	evHeal
 	evStopClients
 	evEnd
+	evAdmin
 )
 
 var evNames = [...]string{evTick: "tick", evDeliver: "deliver", evReadyDone: "ready-done", evToNode: "request",
 	evToClient: "response", evAttemptTimeout: "attempt-timeout", evClientNext: "client-next", evNemesis: "nemesis",
 	evRestart: "restart", evUnpause: "unpause", evPartitionEnd: "partition-end", evHeal: "heal",
-	evStopClients: "stop-clients", evEnd: "end"}
+	evStopClients: "stop-clients", evEnd: "end", evAdmin: "admin"}
 
 // event is one thing that happens at a virtual instant. Events at the same
 // instant run in the order they were scheduled (seq), which keeps runs replayable.

@@ -16,16 +16,17 @@ type Scenario struct {
 	Name        string `toml:"name"`
 	Description string `toml:"description"`
 
-	Cluster  ClusterSpec  `toml:"cluster"`
-	Run      RunSpec      `toml:"run"`
-	Workload WorkloadSpec `toml:"workload"`
-	Network  NetworkSpec  `toml:"network"`
-	Faults   FaultSpec    `toml:"faults"`
-	Disk     DiskSpec     `toml:"disk"`
-	Clock    ClockSpec    `toml:"clock"`
-	Swarm    bool         `toml:"swarm"`
-	Checkers CheckerSpec  `toml:"checkers"`
-	Bugs     BugSpec      `toml:"bugs"`
+	Cluster    ClusterSpec    `toml:"cluster"`
+	Run        RunSpec        `toml:"run"`
+	Workload   WorkloadSpec   `toml:"workload"`
+	Network    NetworkSpec    `toml:"network"`
+	Faults     FaultSpec      `toml:"faults"`
+	Disk       DiskSpec       `toml:"disk"`
+	Clock      ClockSpec      `toml:"clock"`
+	Swarm      bool           `toml:"swarm"`
+	Membership MembershipSpec `toml:"membership"`
+	Checkers   CheckerSpec    `toml:"checkers"`
+	Bugs       BugSpec        `toml:"bugs"`
 
 	source []byte // the file as read, copied into artifacts
 }
@@ -79,6 +80,21 @@ type FaultSpec struct {
 	CrashesMax      int     `toml:"crashes_max"` // nodes down at once (keep a quorum to make progress)
 }
 
+// MembershipSpec sets the simulated operator: every interval_ms on average
+// it queues one change by weight, and executes queued changes one at a time.
+type MembershipSpec struct {
+	IntervalMs float64 `toml:"interval_ms"`
+	AddLearner float64 `toml:"add_learner"`
+	Promote    float64 `toml:"promote"`
+	Remove     float64 `toml:"remove"`
+	Replace    float64 `toml:"replace"`     // add a learner, promote it, remove a voter
+	ReplaceAll bool    `toml:"replace_all"` // replacements take the original nodes in order
+	VotersMin  int     `toml:"voters_min"`  // removals never go below this many voters
+	AddsMax    int     `toml:"adds_max"`    // nodes added over the whole run
+}
+
+func (m MembershipSpec) on() bool { return m.AddLearner+m.Promote+m.Remove+m.Replace > 0 }
+
 // DiskSpec sets what a crash does to unsynced writes and how slow syncs are.
 type DiskSpec struct {
 	KeepUnsyncedProb float64 `toml:"keep_unsynced_prob"`
@@ -107,10 +123,12 @@ type BugSpec struct {
 	SkipSync          bool `toml:"skip_sync"`
 	NoDedup           bool `toml:"no_dedup"`
 	RecomputeRevision bool `toml:"recompute_revision"`
+	EarlyConfChange   bool `toml:"early_conf_change"`
 }
 
 func (b BugSpec) node() node.Bugs {
-	return node.Bugs{LocalReads: b.LocalReads, SkipSync: b.SkipSync, NoDedup: b.NoDedup, RecomputeRevision: b.RecomputeRevision}
+	return node.Bugs{LocalReads: b.LocalReads, SkipSync: b.SkipSync, NoDedup: b.NoDedup,
+		RecomputeRevision: b.RecomputeRevision, EarlyConfChange: b.EarlyConfChange}
 }
 
 // mixKinds is every operation a workload can weigh, in a fixed order.
@@ -178,6 +196,10 @@ func (sc *Scenario) validate() error {
 		return fmt.Errorf("network delays must satisfy 0 <= delay_min_ms <= delay_max_ms")
 	case sc.Faults.CrashesMax < 0:
 		return fmt.Errorf("faults.crashes_max must not be negative")
+	case sc.Membership.on() && (sc.Membership.IntervalMs <= 0 || sc.Membership.VotersMin < 1 || sc.Membership.AddsMax < 0):
+		return fmt.Errorf("membership needs interval_ms > 0, voters_min >= 1, adds_max >= 0")
+	case sc.Cluster.Nodes+sc.Membership.AddsMax > 32:
+		return fmt.Errorf("cluster.nodes + membership.adds_max = %d, want at most 32", sc.Cluster.Nodes+sc.Membership.AddsMax)
 	}
 	for _, p := range []float64{sc.Network.DropProb, sc.Network.DuplicateProb, sc.Network.ReorderProb,
 		sc.Disk.KeepUnsyncedProb, sc.Disk.TornProb, sc.Disk.BitFlipProb} {

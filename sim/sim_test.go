@@ -118,3 +118,21 @@ func TestTraceIsReadable(t *testing.T) {
 		}
 	}
 }
+
+// The replace-all scenario must really replace every original node, and the
+// cluster must agree on it (checkMembership compares every node to this).
+func TestReplaceAllReplacesEveryOriginal(t *testing.T) {
+	sc := loadScenario(t, "../scenarios/replace-all.toml")
+	r := Run(sc, 1, Options{})
+	if !r.Passed {
+		t.Fatalf("seed 1 failed: %v", r.Violations)
+	}
+	if len(r.FinalVoters) != 3 {
+		t.Fatalf("final voters %v, want 3", r.FinalVoters)
+	}
+	for _, id := range r.FinalVoters {
+		if id <= uint64(sc.Cluster.Nodes) {
+			t.Fatalf("final voters %v still hold original node %d", r.FinalVoters, id)
+		}
+	}
+}

@@ -37,6 +37,8 @@ type Result struct {
 	Crashes           int      `json:"crashes"`
 	CorruptionsCaught int      `json:"corruptions_caught"`
 	SnapshotInstalls  int      `json:"snapshot_installs"`
+	MembershipChanges int      `json:"membership_changes"`
+	FinalVoters       []uint64 `json:"final_voters,omitempty"`
 	Partitions        int      `json:"partitions"`
 	Linearizability   string   `json:"linearizability"`
 	Violations        []string `json:"violations"`
@@ -62,6 +64,7 @@ type World struct {
 	nodes   []*simNode
 	clients []*simClient
 	net     network
+	admin   *admin
 	trace   tracer
 	check   checker
 	res     Result
@@ -122,7 +125,7 @@ func newWorld(sc Scenario, seed uint64, opts Options) *World {
 	w.faultEnd = seconds(sc.Run.FaultSeconds)
 	w.end = w.faultEnd + seconds(sc.Run.HealSeconds)
 	w.faultsOn, w.clientsOn = w.faultEnd > 0, true
-	w.net = newNetwork(sc.Cluster.Nodes, sc.Network)
+	w.net = newNetwork(sc.Cluster.Nodes+sc.Membership.AddsMax, sc.Network)
 	w.names = keyNames(sc.Workload.Groups, sc.Workload.KeysPerGroup)
 	for i := 0; i < sc.Cluster.Nodes; i++ {
 		w.nodes = append(w.nodes, w.newSimNode(i))
@@ -135,6 +138,10 @@ func newWorld(sc Scenario, seed uint64, opts Options) *World {
 	for i := 0; i < sc.Workload.Clients; i++ {
 		w.clients = append(w.clients, newSimClient(i))
 		w.schedule(event{at: w.thinkTime(), kind: evClientNext, node: -1, client: i})
+	}
+	if sc.Membership.on() {
+		w.admin = w.newAdmin()
+		w.schedule(event{at: w.now + millis(sc.Membership.IntervalMs), kind: evAdmin, node: -1})
 	}
 	if w.faultsOn {
 		w.schedule(event{at: w.nemesisGap(), kind: evNemesis, node: -1})
@@ -179,9 +186,19 @@ func (w *World) dispatch(e event) {
 	case evTick, evDeliver, evReadyDone, evToNode:
 		w.nodeEvent(e)
 	case evToClient:
-		w.clientResponse(e)
+		if w.isAdmin(e.client) {
+			w.adminResponse(e)
+		} else {
+			w.clientResponse(e)
+		}
 	case evAttemptTimeout:
-		w.attemptTimeout(e)
+		if w.isAdmin(e.client) {
+			w.adminTimeout(e.n)
+		} else {
+			w.attemptTimeout(e)
+		}
+	case evAdmin:
+		w.adminTick()
 	case evClientNext:
 		w.clientNext(e.client)
 	case evNemesis:
@@ -208,6 +225,9 @@ func (w *World) heal() {
 	w.net.heal()
 	w.net.spec.DropProb, w.net.spec.DuplicateProb, w.net.spec.ReorderProb = 0, 0, 0
 	for _, sn := range w.nodes {
+		if sn.gone {
+			continue
+		}
 		if sn.paused {
 			w.unpause(sn, sn.inc)
 		}
@@ -254,6 +274,10 @@ func (w *World) finish() {
 	}
 	if on(w.sc.Checkers.Linearizability) {
 		w.checkLinearizability()
+	}
+	if w.admin != nil {
+		w.res.MembershipChanges = w.admin.done
+		w.res.FinalVoters = sortedKeys(w.admin.voters)
 	}
 	w.res.Violations = w.check.violations
 	w.res.Passed = len(w.res.Violations) == 0

@@ -6,9 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
-	"maps"
 	"strings"
 	"text/tabwriter"
 
@@ -78,7 +78,9 @@ func fetchStatus(ctx context.Context, cl *client) ([]byte, error) {
 
 func printStatus(w io.Writer, rep server.StatusReport) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	row := func(name, format string, args ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{name}, args...)...) }
+	row := func(name, format string, args ...any) {
+		fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{name}, args...)...)
+	}
 	row("node", "%d (%s)", rep.ID, rep.Members[rep.ID])
 	row("role", "%s", roleName(rep.Role))
 	row("term", "%d", rep.Term)

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path"
 	"strconv"
 	"strings"
 	"syscall"
@@ -56,7 +57,7 @@ func kvCommand() *cli.Command {
 				&cli.BoolFlag{Name: "keys-only", Usage: "print keys only"},
 				&cli.StringFlag{Name: "separator", Usage: "with --keys-only, fold keys at the first S after the prefix"}),
 			kvLeaf("cas", "write a key only if its modify index is N (0: only if absent)", "KEY VALUE", runKVCAS,
-				&cli.Uint64Flag{Name: "index", Usage: "the modify index the key must have (0: the key must not exist)", Required: true}),
+				&cli.Uint64Flag{Name: "index", Usage: "the modify index the key must have (0: the key must not exist); required"}),
 			kvLeaf("watch", "print changes to a key or prefix until Ctrl-C", "KEY | --prefix P", runKVWatch,
 				&cli.StringFlag{Name: "prefix", Usage: "watch every key starting with P"},
 				&cli.Uint64Flag{Name: "from", Usage: "start at this revision (default: the next one)"}),
@@ -87,8 +88,12 @@ func runKVGet(c *cli.Context) error {
 	if c.Bool("stale") {
 		q.Set("stale", "")
 	}
+	p, err := kvPath(key)
+	if err != nil {
+		return err
+	}
 	var entries []kvEntry
-	if _, err := kvClient(c).getJSON(ctx, kvPath(key), q, &entries); err != nil {
+	if _, err := kvClient(c).getJSON(ctx, p, q, &entries); err != nil {
 		return kvFailure(key, err)
 	}
 	if len(entries) == 0 {
@@ -123,6 +128,11 @@ func runKVCAS(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// Checked here, not with Required: urfave/cli reports a missing required
+	// flag on a subcommand as an unknown command.
+	if !c.IsSet("index") {
+		return usageError("%s needs --index N: the modify index KEY must have (0: KEY must not exist)", cmdName(c))
+	}
 	value, err := readValue(c, args[1])
 	if err != nil {
 		return err
@@ -144,9 +154,13 @@ func runKVCAS(c *cli.Context) error {
 // kvWrite PUTs value and returns the revision the server reports and
 // whether the write happened (false only when a ?cas compare failed).
 func kvWrite(c *cli.Context, key string, value []byte, q url.Values) (rev string, ok bool, err error) {
+	p, err := kvPath(key)
+	if err != nil {
+		return "", false, err
+	}
 	ctx, cancel := context.WithTimeout(c.Context, requestTimeout)
 	defer cancel()
-	hdr, err := kvClient(c).sendJSON(ctx, http.MethodPut, kvPath(key), q, value, &ok)
+	hdr, err := kvClient(c).sendJSON(ctx, http.MethodPut, p, q, value, &ok)
 	if err != nil {
 		return "", false, err
 	}
@@ -165,10 +179,14 @@ func runKVDelete(c *cli.Context) error {
 	} else if key == "" {
 		return usageError("KEY must not be empty (use --recurse \"\" to delete every key)")
 	}
+	p, err := kvPath(key)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(c.Context, requestTimeout)
 	defer cancel()
 	var ok bool
-	if _, err := kvClient(c).sendJSON(ctx, http.MethodDelete, kvPath(key), q, nil, &ok); err != nil {
+	if _, err := kvClient(c).sendJSON(ctx, http.MethodDelete, p, q, nil, &ok); err != nil {
 		return kvFailure(key, err)
 	}
 	if c.Bool("recurse") {
@@ -181,19 +199,23 @@ func runKVDelete(c *cli.Context) error {
 
 func runKVList(c *cli.Context) error {
 	if c.NArg() > 1 {
-		return usageError("%s wants at most one PREFIX, got %q (flags go before arguments)", c.Command.FullName(), c.Args().Slice())
+		return usageError("%s wants at most one PREFIX, got %q%s", cmdName(c), c.Args().Slice(), flagHint(c.Args().Slice()))
 	}
 	if c.IsSet("separator") && !c.Bool("keys-only") {
 		return usageError("--separator only applies with --keys-only")
 	}
 	prefix := c.Args().First()
+	p, err := kvPath(prefix)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(c.Context, requestTimeout)
 	defer cancel()
 	if c.Bool("keys-only") {
-		return listKeys(ctx, c, prefix)
+		return listKeys(ctx, c, prefix, p)
 	}
 	var entries []kvEntry
-	_, err := kvClient(c).getJSON(ctx, kvPath(prefix), url.Values{"recurse": {""}}, &entries)
+	_, err = kvClient(c).getJSON(ctx, p, url.Values{"recurse": {""}}, &entries)
 	if err != nil && !errors.Is(err, errNotFound) {
 		return kvFailure(prefix, err)
 	}
@@ -203,13 +225,13 @@ func runKVList(c *cli.Context) error {
 	return nil
 }
 
-func listKeys(ctx context.Context, c *cli.Context, prefix string) error {
+func listKeys(ctx context.Context, c *cli.Context, prefix, p string) error {
 	q := url.Values{"keys": {""}}
 	if sep := c.String("separator"); sep != "" {
 		q.Set("separator", sep)
 	}
 	var keys []string
-	_, err := kvClient(c).getJSON(ctx, kvPath(prefix), q, &keys)
+	_, err := kvClient(c).getJSON(ctx, p, q, &keys)
 	if err != nil && !errors.Is(err, errNotFound) {
 		return kvFailure(prefix, err)
 	}
@@ -263,7 +285,7 @@ func watchQuery(c *cli.Context) (url.Values, error) {
 	case !c.IsSet("prefix") && c.NArg() == 1 && c.Args().First() != "":
 		q.Set("key", c.Args().First())
 	default:
-		return nil, usageError("%s wants a KEY or --prefix P, not both, got %q (flags go before arguments)", c.Command.FullName(), c.Args().Slice())
+		return nil, usageError("%s wants one KEY or --prefix P (not both), got %q%s", cmdName(c), c.Args().Slice(), flagHint(c.Args().Slice()))
 	}
 	if c.IsSet("from") {
 		q.Set("from", strconv.FormatUint(c.Uint64("from"), 10))
@@ -282,10 +304,28 @@ func kvClient(c *cli.Context) *client {
 	return newClient(c.String("addr"), &http.Client{})
 }
 
-func kvPath(key string) string { return "/v1/kv/" + key }
+// kvPath is the key's URL path. Keys with empty, "." or ".." segments are
+// refused: the server's router redirects such paths to their cleaned form,
+// so they would silently name another key.
+func kvPath(key string) (string, error) {
+	p := "/v1/kv/" + key
+	clean := path.Clean(p)
+	if strings.HasSuffix(p, "/") {
+		clean += "/"
+	}
+	if clean != p {
+		return "", usageError("key %q has an empty, . or .. path segment, which the HTTP API cannot address", key)
+	}
+	return p, nil
+}
 
-// kvFailure words a failed call for the command line.
+// kvFailure words a failed call for the command line; errors that already
+// carry an exit status keep it.
 func kvFailure(key string, err error) error {
+	var exit cli.ExitCoder
+	if errors.As(err, &exit) {
+		return err
+	}
 	if errors.Is(err, errNotFound) {
 		return failure("key not found: %s", key)
 	}
@@ -304,20 +344,29 @@ func oneKey(c *cli.Context) (string, error) {
 }
 
 // exactArgs returns the positional arguments when they match names one for
-// one. The flag parser stops at the first argument, so a flag written after
-// one arrives here as an argument; the error says so.
+// one.
 func exactArgs(c *cli.Context, names ...string) ([]string, error) {
 	got := c.Args().Slice()
 	if len(got) == len(names) {
 		return got, nil
 	}
-	hint := ""
-	for _, a := range got {
+	return nil, usageError("%s wants %s, got %q%s", cmdName(c), strings.Join(names, " "), got, flagHint(got))
+}
+
+// flagHint explains an argument that looks like a flag: the parser stops at
+// the first argument, so flags written after one arrive as arguments.
+func flagHint(args []string) string {
+	for _, a := range args {
 		if strings.HasPrefix(a, "-") && a != "-" {
-			hint = " (flags go before arguments)"
+			return " (flags go before arguments)"
 		}
 	}
-	return nil, usageError("%s wants %s, got %q%s", c.Command.FullName(), strings.Join(names, " "), got, hint)
+	return ""
+}
+
+// cmdName is the command as typed after "aspen", as in "kv get".
+func cmdName(c *cli.Context) string {
+	return strings.TrimPrefix(c.Command.HelpName, c.App.Name+" ")
 }
 
 // readValue returns arg, or stdin when arg is "-".

@@ -138,9 +138,10 @@ func (n *Node) installSnapshot(snap raftpb.Snapshot, b *storage.Batch) {
 // maybeSnapshot takes a snapshot once enough entries were applied since the
 // last, and compacts the log behind it, keeping a tail for slow followers.
 func (n *Node) maybeSnapshot(b *storage.Batch) {
-	if n.applied < n.snapIndex+n.cfg.SnapshotEntries {
+	if n.applied < n.snapIndex+n.cfg.SnapshotEntries && !(n.snapshotDue && n.applied > n.snapIndex) {
 		return
 	}
+	n.snapshotDue = false
 	data := n.snapshotData()
 	snap, err := n.log.CreateSnapshot(n.applied, &n.conf, data)
 	assert.That(err == nil, "create snapshot at %d: %v", n.applied, err)
@@ -150,14 +151,17 @@ func (n *Node) maybeSnapshot(b *storage.Batch) {
 		return
 	}
 	compact := n.applied - n.cfg.CompactKeepEntries
-	if compact < n.logFirst {
-		return
+	// Raft's log and the records on disk may start at different indexes (a
+	// restart keeps records below the snapshot that raft never loads), so each
+	// is trimmed on its own terms.
+	if first, _ := n.log.FirstIndex(); compact >= first {
+		err := n.log.Compact(compact)
+		assert.That(err == nil, "compact raft log to %d (first %d): %v", compact, first, err)
 	}
-	assert.That(n.log.Compact(compact) == nil, "compact to %d", compact)
 	for i := n.logFirst; i <= compact; i++ {
 		b.Delete(logKey(i))
 	}
-	n.logFirst = compact + 1
+	n.logFirst = max(n.logFirst, compact+1)
 }
 
 // snapshotData encodes the whole replicated state: KV, sessions, membership.

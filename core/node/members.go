@@ -255,20 +255,24 @@ func (n *Node) applyConfChange(e raftpb.Entry, cc raftpb.ConfChangeV2, out *Read
 	if hasCtx {
 		verdict, saved = n.sessions.Check(client, seq)
 	}
+	early := n.earlyApplied[string(cc.Context)]
 	refusal := ""
 	if verdict != session.Fresh {
 		refusal = "a retry of a change already decided"
-	} else if err := n.checkChanges(cc, changes); err != nil {
+	} else if err := n.checkChanges(cc, changes); err != nil && !early {
 		refusal = "membership change refused: " + err.Error()
 	}
 	applied := cc
-	if refusal != "" || n.earlyApplied[string(cc.Context)] {
-		applied = noopConfChange
+	if refusal != "" || early {
+		applied = noopConfChange // refused, or (planted bug) applied at proposal already
 	}
 	wasMember := n.isMember(n.cfg.ID)
 	n.conf = *n.raw.ApplyConfChange(applied)
 	if refusal == "" {
 		n.updateMembers(changes, &out.Batch)
+		// A newcomer refuses any snapshot whose configuration lacks it, and a
+		// leader sends its latest: take one now that includes the newcomer.
+		n.snapshotDue = n.snapshotDue || addsMember(changes)
 	}
 	if wasMember && !n.isMember(n.cfg.ID) {
 		n.removedSelf = true
@@ -332,4 +336,17 @@ func (n *Node) Members() []Member {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
+}
+
+// Removed reports whether a committed change removed this replica; its driver
+// should stop it.
+func (n *Node) Removed() bool { return n.removedSelf }
+
+func addsMember(changes []MemberChange) bool {
+	for _, c := range changes {
+		if c.Type == AddLearner || c.Type == AddVoter {
+			return true
+		}
+	}
+	return false
 }

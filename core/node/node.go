@@ -105,6 +105,7 @@ type Node struct {
 	responses    []Response
 	members      membership
 	removedSelf  bool            // a committed change removed this replica: the driver should stop it
+	snapshotDue  bool            // take a snapshot at the next chance, whatever the entry count
 	earlyApplied map[string]bool // planted bug EarlyConfChange: changes applied at proposal
 
 	boot   storage.Batch // records written on first start, carried by the first Ready

@@ -5,8 +5,10 @@ import (
 	"sort"
 
 	"github.com/aspen-db/aspen/core/kv"
+	"github.com/aspen-db/aspen/core/session"
 
 	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/tracker"
 	"go.etcd.io/raft/v3/raftpb"
 )
 
@@ -201,6 +203,18 @@ func (n *Node) submitMembers(req Request) {
 		n.reply(req, ErrBusy)
 		return
 	}
+	if verdict, saved := n.sessions.Check(req.Client, req.Seq); verdict == session.Duplicate {
+		// A retry of a change this replica has applied: answer as the first time.
+		n.writes[req.Client] = pendingWrite{seq: req.Seq}
+		n.answerConfChange(req.Client, req.Seq, 0, verdict, saved, "", nil)
+		return
+	}
+	if n.role != raft.StateLeader {
+		// The leader's configuration is the newest, and only it knows how far
+		// behind a learner is; judging elsewhere could wave through a promotion.
+		n.reply(req, ErrNotLeader)
+		return
+	}
 	cc := toConfChange(req.Members, encodeConfContext(req.Client, req.Seq, req.Members))
 	if err := n.checkChanges(cc, req.Members); err != nil {
 		n.reply(req, ErrInvalid+"membership change refused: "+err.Error())
@@ -228,12 +242,11 @@ func (n *Node) promotionCheck(changes []MemberChange) string {
 		if c.Type != AddVoter || !contains(n.conf.Learners, c.ID) {
 			continue
 		}
-		if n.role != raft.StateLeader {
-			return ErrNotLeader
-		}
 		st := n.raw.Status()
 		pr, ok := st.Progress[c.ID]
-		if !ok || pr.Match+n.cfg.PromoteLagEntriesMax < st.Commit {
+		// Replicate means the learner acknowledged the leader's log and is being
+		// streamed to; probing or waiting for a snapshot means it is not there yet.
+		if !ok || pr.State != tracker.StateReplicate || pr.Match+n.cfg.PromoteLagEntriesMax < st.Commit {
 			return ErrBehind
 		}
 	}

@@ -83,38 +83,61 @@ func setOp(txn *badger.Txn, op storage.Op) error {
 	return txn.Set(op.Key, op.Value)
 }
 
-// writeOps applies ops in order over as many transactions as it takes, each at
-// most about one Badger transaction limit of key and value bytes. It is not
-// atomic: callers journal what must be.
+// writeOps applies ops in order over as many transactions as it takes. It is
+// not atomic: callers journal what must be.
 func (s *Store) writeOps(ops []storage.Op) error {
-	txnBytesMax := int(s.db.MaxBatchSize())
-	txn := s.db.NewTransaction(true)
-	defer func() { txn.Discard() }()
-	txnOps, txnBytes := 0, 0
+	w := &txnWriter{db: s.db, bytesMax: int(s.db.MaxBatchSize())}
+	w.txn = s.db.NewTransaction(true)
+	defer func() { w.txn.Discard() }()
 	for i, op := range ops {
-		opBytes := len(op.Key) + len(op.Value)
-		err := errTxnFull
-		if txnOps == 0 || txnBytes+opBytes <= txnBytesMax {
-			err = setOp(txn, op)
-		}
-		if errors.Is(err, badger.ErrTxnTooBig) || errors.Is(err, errTxnFull) {
-			if err := txn.Commit(); err != nil {
-				return fmt.Errorf("commit before op %d: %w", i, err)
-			}
-			txn = s.db.NewTransaction(true)
-			txnOps, txnBytes = 0, 0
-			err = setOp(txn, op)
-		}
-		if err != nil {
+		if err := w.add(op); err != nil {
 			return fmt.Errorf("op %d: %w", i, err)
 		}
-		txnOps, txnBytes = txnOps+1, txnBytes+opBytes
 	}
-	if err := txn.Commit(); err != nil {
+	if err := w.txn.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
 }
 
-// errTxnFull marks a transaction writeOps has filled to its own byte budget.
-var errTxnFull = errors.New("transaction byte budget reached")
+// txnWriter fills transactions up to Badger's limit, and up to bytesMax of key
+// and value bytes, because Badger counts a value-log value by its pointer alone.
+type txnWriter struct {
+	db       *badger.DB
+	txn      *badger.Txn
+	bytesMax int
+	ops      int // in txn
+	bytes    int // of keys and values in txn
+}
+
+// add adds op to the transaction, first committing it if op does not fit.
+func (w *txnWriter) add(op storage.Op) error {
+	opBytes := len(op.Key) + len(op.Value)
+	if w.ops > 0 && w.bytes+opBytes > w.bytesMax {
+		if err := w.next(); err != nil {
+			return err
+		}
+	}
+	err := setOp(w.txn, op)
+	if errors.Is(err, badger.ErrTxnTooBig) && w.ops > 0 {
+		if err := w.next(); err != nil {
+			return err
+		}
+		err = setOp(w.txn, op)
+	}
+	if err != nil {
+		return err
+	}
+	w.ops, w.bytes = w.ops+1, w.bytes+opBytes
+	return nil
+}
+
+// next commits the transaction and starts another.
+func (w *txnWriter) next() error {
+	if err := w.txn.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	w.txn = w.db.NewTransaction(true)
+	w.ops, w.bytes = 0, 0
+	return nil
+}

@@ -41,8 +41,8 @@ func markerKey(seq uint64) []byte {
 // applyJournaled applies ops over several transactions so that a crash at any
 // point leaves the batch either committed in its journal or not in the store.
 func (s *Store) applyJournaled(ops []storage.Op) error {
-	s.journal++
-	seq := s.journal
+	s.lastJournal++
+	seq := s.lastJournal
 	if err := s.writeJournal(seq, encodeOps(ops), true); err != nil {
 		return fmt.Errorf("diskstore: apply: journal %d: %w", seq, err)
 	}

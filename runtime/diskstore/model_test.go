@@ -1,9 +1,11 @@
 package diskstore
 
 import (
+	"flag"
 	"fmt"
 	"maps"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -118,7 +120,13 @@ func (m *modelMachine) Check(t *rapid.T) {
 	}
 }
 
+// modelChecks is this test's budget when -rapid.checks is not given: each
+// check opens a real Badger and syncs to disk, about 150 ms, so rapid's default
+// of 100 checks would take most of the package's time budget.
+const modelChecks = 25
+
 func TestStoreMatchesModel(t *testing.T) {
+	limitChecks(t, modelChecks)
 	root := t.TempDir()
 	checks := 0
 	rapid.Check(t, func(rt *rapid.T) {
@@ -127,7 +135,7 @@ func TestStoreMatchesModel(t *testing.T) {
 		defer os.RemoveAll(dir)
 		opts := testOptions()
 		m := &modelMachine{t: t, opts: opts, s: openStore(t, dir, opts), model: map[string]string{}}
-		defer m.s.Close()
+		defer func() { m.s.Close() }() // m.s changes as the machine reopens it.
 		actions := rapid.StateMachineActions(m)
 		// Reopening costs tens of milliseconds; keep it a rarer step.
 		reopen, crash := actions["Reopen"], actions["CrashMidJournal"]
@@ -143,4 +151,18 @@ func TestStoreMatchesModel(t *testing.T) {
 		}
 		rt.Repeat(actions)
 	})
+}
+
+// limitChecks sets -rapid.checks to n for the rest of t, unless it was given.
+func limitChecks(t *testing.T, n int) {
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "rapid.checks" })
+	if given {
+		return
+	}
+	old := flag.Lookup("rapid.checks").Value.String()
+	if err := flag.Set("rapid.checks", strconv.Itoa(n)); err != nil {
+		t.Fatalf("set rapid.checks: %v", err)
+	}
+	t.Cleanup(func() { flag.Set("rapid.checks", old) })
 }

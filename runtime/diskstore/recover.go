@@ -32,7 +32,7 @@ func (s *Store) recover() error {
 		if err := s.recoverJournal(seq, journals[seq]); err != nil {
 			return fmt.Errorf("diskstore: recover journal %d: %w", seq, err)
 		}
-		s.journal = seq
+		s.lastJournal = seq
 	}
 	return nil
 }

@@ -42,10 +42,10 @@ type Store struct {
 	// mu is held for writing across each Apply, so that a journaled batch
 	// applied over several Badger transactions is never half-visible: readers
 	// hold it only while taking their Badger snapshot.
-	mu      sync.RWMutex
-	closed  bool
-	broken  error  // set when a journaled Apply failed part way; reopening repairs it
-	journal uint64 // sequence number of the last journal written since Open
+	mu          sync.RWMutex
+	closed      bool
+	broken      error  // set when a journaled Apply failed part way; reopening repairs it
+	lastJournal uint64 // sequence number of the last journal written since Open
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -97,9 +97,9 @@ func (s *Store) Sync() error {
 	return nil
 }
 
-// Size returns the bytes in the store's table files (lsm) and value log files
-// (vlog). The open value log file is preallocated, so vlog runs ahead of the
-// data in it until the store is closed.
+// Size returns the disk space taken by the store's table files (lsm) and value
+// log files (vlog). It counts allocated blocks where the system reports them:
+// Badger maps the open value log file at twice its size limit, sparsely.
 func (s *Store) Size() (lsm, vlog int64) {
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
@@ -112,9 +112,9 @@ func (s *Store) Size() (lsm, vlog int64) {
 		}
 		switch filepath.Ext(e.Name()) {
 		case ".sst":
-			lsm += info.Size()
+			lsm += diskBytes(info)
 		case ".vlog":
-			vlog += info.Size()
+			vlog += diskBytes(info)
 		}
 	}
 	return lsm, vlog

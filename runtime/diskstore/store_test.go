@@ -254,8 +254,8 @@ func TestBatchOverTxnLimitAppliesAtomically(t *testing.T) {
 	if err := s.Apply(b); err != nil {
 		t.Fatalf("Apply(%d ops): %v", len(b.Ops), err)
 	}
-	if s.journal != 1 {
-		t.Errorf("got %d journals written, want 1", s.journal)
+	if s.lastJournal != 1 {
+		t.Errorf("got %d journals written, want 1", s.lastJournal)
 	}
 	checkContents(t, s, want)
 	if err := s.Sync(); err != nil {
@@ -297,8 +297,8 @@ func TestOpenRecoversJournal(t *testing.T) {
 // b's journal written, committed or not, and its first opsBefore ops applied.
 func crashMidJournal(t testing.TB, s *Store, b storage.Batch, commit bool, opsBefore int) {
 	t.Helper()
-	s.journal++
-	if err := s.writeJournal(s.journal, encodeOps(b.Ops), commit); err != nil {
+	s.lastJournal++
+	if err := s.writeJournal(s.lastJournal, encodeOps(b.Ops), commit); err != nil {
 		t.Fatalf("writeJournal: %v", err)
 	}
 	if err := s.writeOps(b.Ops[:opsBefore]); err != nil {
@@ -315,7 +315,7 @@ func TestCorruptJournalFailsOpen(t *testing.T) {
 	b, _ := bigBatch(t, s, 2000, "x", map[string]string{})
 	crashMidJournal(t, s, b, true, 0)
 	// Drop the first chunk, as a lost write would.
-	if err := s.writeOps([]storage.Op{{Key: chunkKey(s.journal, 0), Delete: true}}); err != nil {
+	if err := s.writeOps([]storage.Op{{Key: chunkKey(s.lastJournal, 0), Delete: true}}); err != nil {
 		t.Fatalf("writeOps: %v", err)
 	}
 	if err := s.Close(); err != nil {

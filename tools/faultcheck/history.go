@@ -9,8 +9,10 @@
 package faultcheck
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
+	"os"
 	"time"
 )
 
@@ -58,7 +60,7 @@ type Op struct {
 	// Index is the ModifyIndex a get read, or the X-Consul-Index an
 	// acknowledged put or successful cas answered with (its own revision).
 	Index uint64
-	// OK is whether a cas's compare held.
+	// OK is a write's answer: true, or false when a cas's compare failed.
 	OK bool
 	// Unknown marks a write that got no answer: it may or may not have
 	// happened. Its Return is unknownReturn.
@@ -73,7 +75,7 @@ type Op struct {
 
 // Acked says whether the cluster acknowledged that this op wrote its value.
 func (o Op) Acked() bool {
-	return !o.Unknown && (o.Kind == Put || (o.Kind == CAS && o.OK))
+	return o.Kind != Get && !o.Unknown && o.OK
 }
 
 // MayHaveWritten says whether this op's value may be in the store.
@@ -110,3 +112,15 @@ type History struct {
 
 // At converts a wall time into history time, for timelines of injected faults.
 func (h *History) At(t time.Time) time.Duration { return t.Sub(h.Start) }
+
+// WriteJSON saves h to path, for a closer look at a failed run.
+func (h *History) WriteJSON(path string) error {
+	b, err := json.MarshalIndent(h, "", " ")
+	if err != nil {
+		return fmt.Errorf("encode history: %w", err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return fmt.Errorf("write history: %w", err)
+	}
+	return nil
+}

@@ -13,10 +13,13 @@ import (
 
 // Config shapes one run.
 type Config struct {
-	Addrs     []string      // HTTP addresses (host:port) of the cluster's nodes
-	Clients   int           // concurrent clients, each with one op in flight
-	Keys      int           // size of the key space
-	KeyPrefix string        // keys are KeyPrefix0 .. KeyPrefix<Keys-1>; default "faultcheck-"
+	Addrs   []string // HTTP addresses (host:port) of the cluster's nodes
+	Clients int      // concurrent clients, each with one op in flight
+	Keys    int      // size of the key space
+	// KeyPrefix names the keys KeyPrefix0 .. KeyPrefix<Keys-1>. The keys must
+	// not exist yet: the model starts every key absent. The default is
+	// "faultcheck-<random>-", fresh for each run.
+	KeyPrefix string
 	Duration  time.Duration // how long the load runs
 	// OpTimeout bounds one client call; a write that runs out of it has an
 	// unknown outcome.
@@ -33,7 +36,7 @@ type Config struct {
 const (
 	clientsMax  = 1024
 	keysMax     = 1 << 16
-	opsMax      = 4 << 20 // ops one run may record
+	opsMax      = 1 << 20 // ops one run may record (about 200 MB)
 	errorPause  = 10 * time.Millisecond
 	defaultWait = 10 * time.Second
 )
@@ -56,7 +59,7 @@ func (c Config) validate() error {
 
 func (c Config) withDefaults() Config {
 	if c.KeyPrefix == "" {
-		c.KeyPrefix = "faultcheck-"
+		c.KeyPrefix = fmt.Sprintf("faultcheck-%08x-", rand.Uint32())
 	}
 	if c.FinalReadTimeout <= 0 {
 		c.FinalReadTimeout = defaultWait
@@ -71,13 +74,19 @@ func (c Config) withDefaults() Config {
 }
 
 // Run drives cfg.Clients clients for cfg.Duration (or until ctx ends), then
-// reads every key once more, and returns everything the clients saw.
+// reads every key once more, and returns everything the clients saw. It fails
+// only before the load: on a bad config, or keys that exist or cannot be read.
 func Run(ctx context.Context, cfg Config) (*History, error) {
 	if err := cfg.validate(); err != nil {
-		return nil, fmt.Errorf("faultcheck config: %w", err)
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	cfg = cfg.withDefaults()
 	r := newRecorder(cfg)
+	defer r.kv.http.CloseIdleConnections()
+	if err := r.checkFresh(ctx); err != nil {
+		return nil, err
+	}
+	r.start = time.Now() // time 0 is the start of the load
 	loadCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -85,7 +94,7 @@ func Run(ctx context.Context, cfg Config) (*History, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.newClient(i).run(loadCtx)
+			r.newClient(i).run(loadCtx, ctx)
 		}()
 	}
 	wg.Wait()
@@ -114,7 +123,7 @@ func newRecorder(cfg Config) *recorder {
 	}
 	// Each client has one request in flight; idle connections are kept so
 	// that a request mostly reuses one instead of dialing.
-	tr := &http.Transport{MaxIdleConnsPerHost: cfg.Clients, MaxConnsPerHost: 0, IdleConnTimeout: time.Minute}
+	tr := &http.Transport{MaxIdleConnsPerHost: cfg.Clients, IdleConnTimeout: time.Minute}
 	r := &recorder{cfg: cfg, start: time.Now(), kv: kvClient{http: &http.Client{Transport: tr}}, keys: keys}
 	r.nextProcess.Store(int64(cfg.Clients))
 	return r
@@ -149,15 +158,39 @@ func (r *recorder) uniqueValue(client int) string {
 	return fmt.Sprintf("c%d-%d", client, r.nextValue.Add(1))
 }
 
-// finalReads reads every key after the load, retrying across nodes: these
-// reads are what the durability check compares acknowledged writes with.
+// finalReads reads every key after the load through every node (so a node
+// that was restarted must serve what it recovered), retrying across nodes if
+// none answered: these reads are what the durability check compares
+// acknowledged writes with.
 func (r *recorder) finalReads(ctx context.Context) {
 	c := r.newClient(-1)
 	for _, key := range r.keys {
-		if !c.finalRead(ctx, key) {
+		answered := false
+		for i := range r.cfg.Addrs {
+			c.addr = i
+			_, ok := c.doGet(ctx, key)
+			answered = answered || ok
+		}
+		if !answered && !c.finalRead(ctx, key) {
 			r.mu.Lock()
 			r.unread = append(r.unread, key)
 			r.mu.Unlock()
 		}
 	}
+}
+
+// checkFresh makes sure no key exists yet, since the model starts every key
+// absent; a reused prefix would otherwise read as a linearizability failure.
+func (r *recorder) checkFresh(ctx context.Context) error {
+	c := r.newChecker()
+	for _, key := range r.keys {
+		value, ok := c.readOnce(ctx, key)
+		switch {
+		case !ok:
+			return fmt.Errorf("cannot read %s from any of %v: is the cluster up?", key, r.cfg.Addrs)
+		case value != "":
+			return fmt.Errorf("key %s already exists (%q): use a fresh key prefix", key, value)
+		}
+	}
+	return nil
 }
