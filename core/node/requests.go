@@ -8,8 +8,8 @@ import (
 	"github.com/aspen-db/aspen/core/session"
 
 	"go.etcd.io/raft/v3"
-	"go.etcd.io/raft/v3/tracker"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 )
 
 type pendingRead struct {
