@@ -42,17 +42,22 @@ func (n *Node) applyEntries(ents []raftpb.Entry, out *Ready) {
 
 func (n *Node) applyCommand(e raftpb.Entry, out *Ready) {
 	b := &out.Batch
-	client, seq, txn, err := decodeCommand(e.Data)
+	cmd, err := decodeCommand(e.Data)
 	// Only encodeCommand makes entries and the log is checksummed on disk, so an
 	// entry that does not decode means the replica cannot be trusted.
 	assert.That(err == nil, "entry %d does not decode: %v", e.Index, err)
+	client, seq := cmd.client, cmd.seq
 	verdict, saved := n.sessions.Check(client, seq)
 	if n.cfg.Bugs.NoDedup && verdict == session.Duplicate {
 		verdict = session.Fresh
 	}
-	switch verdict {
-	case session.Fresh:
-		resp, changes := n.kv.Apply(txn)
+	switch {
+	case verdict == session.Fresh && cmd.kind == cmdAdvertise:
+		resp := kv.Response{Succeeded: n.setAddresses(cmd.member, out), Revision: n.kv.Revision()}
+		n.recordSession(client, seq, e.Index, resp, b)
+		n.answer(client, seq, resp, "")
+	case verdict == session.Fresh:
+		resp, changes := n.kv.Apply(cmd.txn)
 		persistChanges(changes, b)
 		if n.cfg.EventsEnabled {
 			for _, c := range changes {
@@ -61,11 +66,11 @@ func (n *Node) applyCommand(e raftpb.Entry, out *Ready) {
 		}
 		n.recordSession(client, seq, e.Index, resp, b)
 		n.answer(client, seq, resp, "")
-	case session.Duplicate:
+	case verdict == session.Duplicate:
 		resp, err := kv.DecodeResponse(saved)
 		assert.That(err == nil, "saved response of client %d does not decode: %v", client, err)
 		n.answer(client, seq, resp, "")
-	case session.Stale:
+	default:
 		n.answer(client, seq, kv.Response{}, ErrStale)
 	}
 }
@@ -118,14 +123,7 @@ func (n *Node) installSnapshot(snap raftpb.Snapshot, b *storage.Batch) {
 	assert.That(err == nil, "snapshot membership does not decode: %v", err)
 	n.members = members
 	b.Put(keyMembers, members.encode())
-	n.kv.Ascend(func(key []byte, r kv.Record) bool {
-		b.Put(kvKey(key), kv.EncodeRecord(r))
-		return true
-	})
-	for _, id := range n.sessions.Clients() {
-		e, _ := n.sessions.Get(id)
-		b.Put(clientKey(id), session.EncodeEntry(e))
-	}
+	n.persistState(b)
 	for i := n.logFirst; i <= n.logLast; i++ {
 		b.Delete(logKey(i))
 	}

@@ -16,6 +16,8 @@ type Request struct {
 	Stale  bool // a read served from this replica's state at once, without ReadIndex
 	// Members, when set, makes this a membership change instead of a txn.
 	Members []MemberChange
+	// Advertise, when set, records a member's current addresses instead.
+	Advertise *Member
 }
 
 // Response answers a Request. Err is empty on success, else one of the Err*
@@ -42,24 +44,60 @@ const (
 
 var errMalformedCommand = errors.New("node: malformed command")
 
-// encodeCommand lays out a log entry: client, sequence number, then the txn.
-func encodeCommand(client, seq uint64, txn kv.Txn) []byte {
-	body := kv.EncodeTxn(txn)
-	b := make([]byte, 0, 20+len(body))
+// Command kinds, the first byte of a normal log entry.
+const (
+	cmdTxn       byte = 1
+	cmdAdvertise byte = 2
+)
+
+// command is a decoded log entry.
+type command struct {
+	kind        byte
+	client, seq uint64
+	txn         kv.Txn
+	member      Member // cmdAdvertise
+}
+
+// encodeCommand lays out a log entry: kind, client, sequence number, body.
+func encodeCommand(kind byte, client, seq uint64, body []byte) []byte {
+	b := make([]byte, 0, 21+len(body))
+	b = append(b, kind)
 	b = binary.AppendUvarint(b, client)
 	b = binary.AppendUvarint(b, seq)
 	return append(b, body...)
 }
 
-func decodeCommand(b []byte) (client, seq uint64, txn kv.Txn, err error) {
-	client, n := binary.Uvarint(b)
-	if n <= 0 {
-		return 0, 0, txn, errMalformedCommand
+func encodeAdvertise(m Member) []byte {
+	b := binary.AppendUvarint(nil, m.ID)
+	for _, s := range []string{m.PeerAddr, m.HTTPAddr} {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
 	}
-	seq, m := binary.Uvarint(b[n:])
-	if m <= 0 {
-		return 0, 0, txn, errMalformedCommand
+	return b
+}
+
+func decodeCommand(b []byte) (command, error) {
+	var c command
+	if len(b) == 0 {
+		return c, errMalformedCommand
 	}
-	txn, err = kv.DecodeTxn(b[n+m:])
-	return client, seq, txn, err
+	c.kind = b[0]
+	r := byteReader{b: b[1:]}
+	c.client, c.seq = r.uvarint(), r.uvarint()
+	if r.err != nil {
+		return c, errMalformedCommand
+	}
+	switch c.kind {
+	case cmdTxn:
+		txn, err := kv.DecodeTxn(r.b)
+		c.txn = txn
+		return c, err
+	case cmdAdvertise:
+		c.member = Member{ID: r.uvarint(), PeerAddr: r.str(), HTTPAddr: r.str()}
+		if r.err != nil || len(r.b) != 0 {
+			return c, errMalformedCommand
+		}
+		return c, nil
+	}
+	return c, errMalformedCommand
 }

@@ -9,6 +9,7 @@ type Config struct {
 	Peers   []uint64 // initial voters, used only when the disk is empty
 	Members []Member // their addresses, if the driver has them (optional)
 	Join    bool     // an empty disk waits for the leader instead of bootstrapping
+	Restore []byte   // a backup (Node.Backup) a fresh cluster starts from, instead of empty
 
 	TickNs         int64 // virtual or wall nanoseconds per raft tick
 	ElectionTicks  int

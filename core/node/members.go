@@ -270,6 +270,7 @@ func (n *Node) applyConfChange(e raftpb.Entry, cc raftpb.ConfChangeV2, out *Read
 	n.conf = *n.raw.ApplyConfChange(applied)
 	if refusal == "" {
 		n.updateMembers(changes, &out.Batch)
+		out.MembersChanged = true
 		// A newcomer refuses any snapshot whose configuration lacks it, and a
 		// leader sends its latest: take one now that includes the newcomer.
 		n.snapshotDue = n.snapshotDue || addsMember(changes)
@@ -349,4 +350,16 @@ func addsMember(changes []MemberChange) bool {
 		}
 	}
 	return false
+}
+
+// setAddresses records where a member can be reached; members advertise
+// themselves, since no replica knows another's client address at bootstrap.
+func (n *Node) setAddresses(m Member, out *Ready) bool {
+	if !n.isMember(m.ID) {
+		return false
+	}
+	n.members.addrs[m.ID] = [2]string{m.PeerAddr, m.HTTPAddr}
+	out.Batch.Put(keyMembers, n.members.encode())
+	out.MembersChanged = true
+	return true
 }

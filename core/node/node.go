@@ -35,6 +35,9 @@ type Ready struct {
 	// Reset is set when a snapshot replaced the whole state: Events cannot
 	// describe that, so watchers must start over from the new state.
 	Reset bool
+	// MembersChanged is set when membership or member addresses changed:
+	// the driver should refresh its peer list from Members.
+	MembersChanged bool
 }
 
 // Event is one key's change, at the revision that made it.
@@ -140,7 +143,9 @@ func New(cfg Config, rng Rand, disk storage.Reader) (*Node, error) {
 		return nil, err
 	}
 	if fresh && !cfg.Join {
-		n.bootstrap()
+		if err := n.bootstrap(); err != nil {
+			return nil, err
+		}
 	}
 	if fresh && cfg.Join {
 		n.logFirst, n.logLast = 1, 0 // empty: the leader sends a snapshot
@@ -184,7 +189,16 @@ func (s confStorage) InitialState() (raftpb.HardState, raftpb.ConfState, error) 
 
 // bootstrap starts every replica of a new cluster from the same snapshot at
 // index 1 naming the initial voters, so no replica needs a special first step.
-func (n *Node) bootstrap() {
+func (n *Node) bootstrap() error {
+	if n.cfg.Restore != nil {
+		b, err := DecodeBackup(n.cfg.Restore)
+		if err != nil {
+			return err
+		}
+		if err := n.restoreBackup(b); err != nil {
+			return err
+		}
+	}
 	for _, m := range n.cfg.Members {
 		n.members.addrs[m.ID] = [2]string{m.PeerAddr, m.HTTPAddr}
 	}
@@ -201,6 +215,20 @@ func (n *Node) bootstrap() {
 	n.boot.Put(keyHardState, mustMarshal(&hs))
 	n.boot.Put(keyApplied, encodeApplied(n.appliedMeta()))
 	n.boot.Put(keyMembers, n.members.encode())
+	n.persistState(&n.boot)
+	return nil
+}
+
+// persistState writes every KV record and session, for a bootstrap from a backup.
+func (n *Node) persistState(b *storage.Batch) {
+	n.kv.Ascend(func(key []byte, r kv.Record) bool {
+		b.Put(kvKey(key), kv.EncodeRecord(r))
+		return true
+	})
+	for _, id := range n.sessions.Clients() {
+		e, _ := n.sessions.Get(id)
+		b.Put(clientKey(id), session.EncodeEntry(e))
+	}
 }
 
 func (n *Node) appliedMeta() appliedMeta {
@@ -283,7 +311,7 @@ func (n *Node) handleRaftReady(rd raft.Ready, out *Ready) {
 	}
 	if !raft.IsEmptySnap(rd.Snapshot) {
 		n.installSnapshot(rd.Snapshot, &out.Batch)
-		out.Reset = true
+		out.Reset, out.MembersChanged = true, true
 	}
 	n.appendEntries(rd.Entries, &out.Batch)
 	if !raft.IsEmptyHardState(rd.HardState) {

@@ -141,3 +141,39 @@ func TestCorruptDiskRefusesToStart(t *testing.T) {
 	d.Repair()
 	start(t, d)
 }
+
+func TestBackupRestoresIntoNewCluster(t *testing.T) {
+	s := start(t, disk.New())
+	s.n.Submit(put(7, 1, "a", "1"))
+	s.n.Submit(put(8, 1, "b", "2"))
+	s.run(2)
+	backup := s.n.Backup()
+
+	cfg := node.DefaultConfig(1, []uint64{1})
+	cfg.Restore = backup
+	d := disk.New()
+	n, err := node.New(cfg, rand.New(rand.NewPCG(1, 2)), d)
+	if err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	restored := &single{t: t, n: n, d: d}
+	for i := 0; i < 1000; i++ {
+		if _, ok := n.LeaderTerm(); ok {
+			break
+		}
+		restored.step()
+	}
+	restored.n.Submit(get("b"))
+	restored.run(1)
+	recs := restored.resp[0].Result.Results[0].Records
+	if len(recs) != 1 || string(recs[0].Value) != "2" || restored.resp[0].Result.Revision != 2 {
+		t.Fatalf("restored read: got %+v, want b=2 at revision 2", restored.resp[0].Result)
+	}
+
+	damaged := append([]byte(nil), backup...)
+	damaged[len(damaged)/2] ^= 0x40
+	cfg.Restore = damaged
+	if _, err := node.New(cfg, rand.New(rand.NewPCG(1, 2)), disk.New()); !errors.Is(err, node.ErrBadBackup) {
+		t.Fatalf("restore from a damaged backup: got %v, want ErrBadBackup", err)
+	}
+}

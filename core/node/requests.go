@@ -28,6 +28,11 @@ func (n *Node) Submit(req Request) {
 		n.submitMembers(req)
 		return
 	}
+	if req.Advertise != nil {
+		n.writes[req.Client] = pendingWrite{seq: req.Seq, deadline: n.now + n.cfg.RequestTimeoutNs}
+		n.proposals = append(n.proposals, raftpb.Entry{Data: encodeCommand(cmdAdvertise, req.Client, req.Seq, encodeAdvertise(*req.Advertise))})
+		return
+	}
 	req.Txn = capRanges(req.Txn, n.cfg.Limits.RangeLimitMax)
 	if err := n.cfg.Limits.Validate(req.Txn); err != nil {
 		n.reply(req, ErrInvalid+err.Error())
@@ -49,7 +54,7 @@ func (n *Node) Submit(req Request) {
 	// A client has one write in flight; a newer one replaces it here, and a retry
 	// of the same one proposes it again (the session table applies it once).
 	n.writes[req.Client] = pendingWrite{seq: req.Seq, deadline: deadline}
-	n.proposals = append(n.proposals, raftpb.Entry{Data: encodeCommand(req.Client, req.Seq, req.Txn)})
+	n.proposals = append(n.proposals, raftpb.Entry{Data: encodeCommand(cmdTxn, req.Client, req.Seq, kv.EncodeTxn(req.Txn))})
 	if len(n.proposals) >= n.cfg.ProposalBatchMax {
 		n.flushProposals()
 	}
@@ -72,9 +77,8 @@ func (n *Node) flushProposals() {
 		return
 	}
 	for _, e := range ents {
-		client, seq, _, derr := decodeCommand(e.Data)
-		if derr == nil {
-			n.answer(client, seq, emptyResult, ErrDropped)
+		if c, err := decodeCommand(e.Data); err == nil {
+			n.answer(c.client, c.seq, emptyResult, ErrDropped)
 		}
 	}
 }

@@ -14,9 +14,10 @@ import (
 // StatusReport is what /v1/aspen/status answers.
 type StatusReport struct {
 	node.Status
-	LeaderAddr string                         `json:"leader_addr"`
-	Members    map[uint64]string              `json:"members"`
-	Peers      map[uint64]transport.PeerStats `json:"peers"`
+	LeaderAddr  string                         `json:"leader_addr"`
+	Members     []node.Member                  `json:"members"`
+	Peers       map[uint64]transport.PeerStats `json:"peers"`
+	LastContact map[uint64]string              `json:"last_contact"` // since a message last arrived from each peer
 }
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
@@ -24,7 +25,8 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 		methodNotAllowed(w, r, "GET")
 		return
 	}
-	writeJSON(w, http.StatusOK, StatusReport{Status: s.Status(), LeaderAddr: s.LeaderAddr(), Members: s.cfg.Cluster, Peers: s.tr.Stats()})
+	writeJSON(w, http.StatusOK, StatusReport{Status: s.Status(), LeaderAddr: s.LeaderAddr(), Members: s.Members(),
+		Peers: s.tr.Stats(), LastContact: s.contact.report()})
 }
 
 // WatchEvent is one line of a watch stream.

@@ -90,6 +90,8 @@ func (s *Server) retry(ctx context.Context, req node.Request) (kv.Response, erro
 			return resp.Result, nil
 		case strings.HasPrefix(resp.Err, node.ErrInvalid):
 			return kv.Response{}, &InvalidError{Msg: strings.TrimPrefix(resp.Err, node.ErrInvalid)}
+		case resp.Err == node.ErrNotLeader:
+			return kv.Response{}, s.notLeader()
 		}
 		select {
 		case <-time.After(backoff):
@@ -127,4 +129,4 @@ func (s *Server) call(ctx context.Context, req node.Request) (node.Response, err
 func (s *Server) Status() node.Status { return *s.status.Load() }
 
 // LeaderAddr is the leader's peer address, or "" when there is none.
-func (s *Server) LeaderAddr() string { return s.cfg.Cluster[s.Status().Lead] }
+func (s *Server) LeaderAddr() string { return s.member(s.Status().Lead).PeerAddr }

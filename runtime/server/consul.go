@@ -234,8 +234,10 @@ func (s *Server) handlePeers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var peers []string
-	for _, id := range s.memberIDs() {
-		peers = append(peers, s.cfg.Cluster[id])
+	for _, m := range s.Members() {
+		if !m.Learner {
+			peers = append(peers, m.PeerAddr)
+		}
 	}
 	writeJSON(w, http.StatusOK, peers)
 }

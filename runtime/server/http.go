@@ -20,6 +20,10 @@ func (s *Server) routes() http.Handler {
 	route("/v1/status/peers", "status_peers", s.handlePeers)
 	route("/v1/aspen/status", "aspen_status", s.handleStatus)
 	route("/v1/aspen/watch", "aspen_watch", s.handleWatch)
+	route("/v1/aspen/members", "aspen_members", s.handleMembers)
+	route("/v1/aspen/transfer-leader", "aspen_transfer", s.handleTransfer)
+	route("/v1/aspen/snapshot", "aspen_snapshot", s.handleSnapshot)
+	route("/v1/aspen/removed", "aspen_removed", s.handleRemoved)
 	mux.Handle("/metrics", s.metrics.handler())
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))

@@ -66,7 +66,13 @@ func (s *Server) handleReady() error {
 			s.deliver(r)
 		}
 		s.publish(rd)
+		if rd.MembersChanged {
+			s.refreshPeers()
+		}
 		s.node.Advance()
+	}
+	if s.node.Removed() {
+		return errRemoved
 	}
 	st := s.node.Status()
 	s.status.Store(&st)

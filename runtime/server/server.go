@@ -5,6 +5,7 @@
 package server
 
 import (
+	"context"
 	crand "crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -33,6 +34,12 @@ type Config struct {
 	Cluster  map[uint64]string // initial members: id -> peer address, this node included
 	Tick     time.Duration     // raft tick (default 100 ms)
 	Logger   *slog.Logger
+	// Join makes a node with an empty data dir wait to be added by the
+	// cluster (aspen cluster add) instead of bootstrapping one; Cluster then
+	// lists the members it can reach first.
+	Join bool
+	// Restore is a backup (aspen snapshot save) a new cluster starts from.
+	Restore []byte
 
 	// Node tunes the replica; zero means node.DefaultConfig.
 	Node *node.Config
@@ -58,6 +65,8 @@ type Server struct {
 	inbox   chan func()
 	waiters map[waitKey]chan node.Response // loop-owned
 	status  atomic.Pointer[node.Status]
+	members atomic.Pointer[[]node.Member]
+	contact lastContact
 	readSeq atomic.Uint64
 	readID  uint64
 
@@ -85,15 +94,22 @@ func Start(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("open data dir %s: %w", cfg.DataDir, err)
 	}
 	s.store = store
+	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("listen for clients on %s: %w", cfg.HTTPAddr, err)
+	}
 	if err := s.startReplica(); err != nil {
+		s.httpLn.Close()
 		store.Close()
 		return nil, err
 	}
 	if err := s.startNetwork(); err != nil {
+		s.httpLn.Close()
 		store.Close()
 		return nil, err
 	}
 	go s.loop()
+	go s.advertise()
 	return s, nil
 }
 
@@ -117,15 +133,25 @@ func (s *Server) startReplica() error {
 	ncfg.RequestTimeoutNs = int64(5 * time.Second)
 	ncfg.ReadRetryNs = int64(ncfg.ElectionTicks) * int64(s.cfg.Tick)
 	ncfg.EventsEnabled = true
+	ncfg.Join, ncfg.Restore = s.cfg.Join, s.cfg.Restore
+	// Only what every member's flags agree on goes into the bootstrap state;
+	// client addresses are advertised once running (advertise).
+	for _, id := range s.memberIDs() {
+		ncfg.Members = append(ncfg.Members, node.Member{ID: id, PeerAddr: s.cfg.Cluster[id]})
+	}
 	rng := rand.New(rand.NewPCG(randomID(), randomID()))
 	n, err := node.New(ncfg, rng, s.store)
 	if err != nil {
 		return fmt.Errorf("node %d: restore from %s: %w", s.cfg.ID, s.cfg.DataDir, err)
 	}
 	s.node = n
+	if n.Removed() {
+		return fmt.Errorf("node %d was removed from its cluster; its data dir %s cannot serve again", s.cfg.ID, s.cfg.DataDir)
+	}
 	st := n.Status()
 	s.status.Store(&st)
 	s.hub.reset(st.Revision)
+	s.storeMembers()
 	return nil
 }
 
@@ -139,23 +165,26 @@ func (s *Server) memberIDs() []uint64 {
 }
 
 func (s *Server) startNetwork() error {
+	peers := map[uint64]string{}
+	for id, addr := range s.cfg.Cluster {
+		peers[id] = addr
+	}
+	for _, m := range *s.members.Load() { // what the disk knows wins over flags
+		if m.PeerAddr != "" {
+			peers[m.ID] = m.PeerAddr
+		}
+	}
 	tr, err := transport.New(transport.Config{
-		ID: s.cfg.ID, Listen: s.cfg.PeerAddr, Peers: s.cfg.Cluster,
+		ID: s.cfg.ID, Listen: s.cfg.PeerAddr, Peers: peers,
 		Logf: func(f string, a ...any) { s.log.Debug(fmt.Sprintf(f, a...), "node", s.cfg.ID) },
 	}, peerHandler{s})
 	if err != nil {
 		return fmt.Errorf("listen for peers on %s: %w", s.cfg.PeerAddr, err)
 	}
 	s.tr = tr
-	ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
-	if err != nil {
-		tr.Close()
-		return fmt.Errorf("listen for clients on %s: %w", s.cfg.HTTPAddr, err)
-	}
-	s.httpLn = ln
 	s.httpSrv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
-		if err := s.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.httpSrv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.fail(fmt.Errorf("http: %w", err))
 		}
 	}()
@@ -198,7 +227,14 @@ func (s *Server) Close() error {
 }
 
 func (s *Server) shutdown() {
-	s.httpSrv.Close()
+	// Let answers already computed (such as the one to the request that
+	// removed this node) reach their clients; blocked queries and watches are
+	// cut after a moment.
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if err := s.httpSrv.Shutdown(ctx); err != nil {
+		s.httpSrv.Close()
+	}
 	s.tr.Close()
 	if err := s.store.Close(); err != nil {
 		s.log.Error("close data dir", "err", err)
@@ -209,6 +245,7 @@ func (s *Server) shutdown() {
 type peerHandler struct{ s *Server }
 
 func (h peerHandler) Receive(m raftpb.Message) {
+	h.s.contact.touch(m.From)
 	select {
 	case h.s.inbox <- func() { _ = h.s.node.Step(m) }:
 	default: // the loop is behind; raft will resend

@@ -1,0 +1,354 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aspen-db/aspen/core/kv"
+	"github.com/aspen-db/aspen/core/node"
+)
+
+var errRemoved = errors.New("this node was removed from the cluster")
+
+// NotLeaderError says a request must go to the leader, and where that is.
+type NotLeaderError struct {
+	LeaderID       uint64 `json:"leader_id"`
+	LeaderPeerAddr string `json:"leader_peer_addr"`
+	LeaderHTTPAddr string `json:"leader_http_addr"`
+}
+
+func (e *NotLeaderError) Error() string {
+	if e.LeaderID == 0 {
+		return "not the leader, and no leader is known yet"
+	}
+	return fmt.Sprintf("not the leader; node %d leads (http %s)", e.LeaderID, e.LeaderHTTPAddr)
+}
+
+func (s *Server) notLeader() error {
+	lead := s.member(s.Status().Lead)
+	return &NotLeaderError{LeaderID: lead.ID, LeaderPeerAddr: lead.PeerAddr, LeaderHTTPAddr: lead.HTTPAddr}
+}
+
+// Members is the current membership with addresses.
+func (s *Server) Members() []node.Member { return *s.members.Load() }
+
+func (s *Server) member(id uint64) node.Member {
+	for _, m := range s.Members() {
+		if m.ID == id {
+			return m
+		}
+	}
+	return node.Member{}
+}
+
+func (s *Server) storeMembers() {
+	ms := s.node.Members()
+	s.members.Store(&ms)
+}
+
+// refreshPeers points the transport at the membership the replica applied.
+func (s *Server) refreshPeers() {
+	old := map[uint64]string{}
+	for _, m := range s.Members() {
+		old[m.ID] = m.PeerAddr
+	}
+	s.storeMembers()
+	for _, m := range s.Members() {
+		if m.ID != s.cfg.ID && m.PeerAddr != "" && old[m.ID] != m.PeerAddr {
+			s.tr.AddPeer(m.ID, m.PeerAddr)
+		}
+		delete(old, m.ID)
+	}
+	for id := range old {
+		if id != s.cfg.ID {
+			s.tr.RemovePeer(id)
+		}
+	}
+}
+
+// ChangeMembers proposes a membership change through the leader. A learner
+// that is still catching up is retried until the call's deadline.
+func (s *Server) ChangeMembers(ctx context.Context, changes []node.MemberChange) error {
+	var sess *session
+	select {
+	case sess = <-s.pool.free:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { s.pool.free <- sess }()
+	sess.seq++
+	_, err := s.retry(ctx, node.Request{Client: sess.id, Seq: sess.seq, Members: changes})
+	return err
+}
+
+// memberRequest is the body of POST /v1/aspen/members.
+type memberRequest struct {
+	Op       string `json:"op"` // add-learner, add-voter, promote, remove
+	ID       uint64 `json:"id"`
+	PeerAddr string `json:"peer_addr"`
+	HTTPAddr string `json:"http_addr"`
+}
+
+func (s *Server) handleMembers(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet:
+		writeJSON(w, http.StatusOK, s.Members())
+	case http.MethodPost:
+		s.postMembers(w, r)
+	default:
+		methodNotAllowed(w, r, "GET, POST")
+	}
+}
+
+func (s *Server) postMembers(w http.ResponseWriter, r *http.Request) {
+	var req memberRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "malformed body: "+err.Error())
+		return
+	}
+	c, err := toMemberChange(req)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	removed := s.member(c.ID) // before the change: its address is about to be forgotten
+	if err := s.ChangeMembers(r.Context(), []node.MemberChange{c}); err != nil {
+		writeMemberError(w, err)
+		return
+	}
+	if c.Type == node.RemoveMember && c.ID != s.cfg.ID && removed.HTTPAddr != "" {
+		// The leader stops replicating to a removed node at once, so it may
+		// never apply its own removal: tell it, and let it check.
+		go s.notifyRemoved(removed.HTTPAddr)
+	}
+	writeJSON(w, http.StatusOK, s.Members())
+}
+
+func (s *Server) notifyRemoved(addr string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/aspen/removed?by="+s.HTTPAddr(), nil)
+	if err != nil {
+		return
+	}
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+	}
+}
+
+// handleRemoved is told by a member that this node was removed. It does not
+// take the word for it: it asks that member (which must be one it knows) for
+// the membership, and stops only if it is no longer in it.
+func (s *Server) handleRemoved(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		methodNotAllowed(w, r, "POST")
+		return
+	}
+	by := r.URL.Query().Get("by")
+	if !s.knowsHTTPAddr(by) {
+		writeError(w, http.StatusBadRequest, "?by= must be the HTTP address of a known member")
+		return
+	}
+	members, err := fetchMembers(r.Context(), by)
+	if err != nil {
+		writeError(w, http.StatusBadGateway, "could not confirm with "+by+": "+err.Error())
+		return
+	}
+	for _, m := range members {
+		if m.ID == s.cfg.ID {
+			writeError(w, http.StatusConflict, "this node is still a member according to "+by)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, "stopping")
+	go s.fail(errRemoved)
+}
+
+func (s *Server) knowsHTTPAddr(addr string) bool {
+	for _, m := range s.Members() {
+		if addr != "" && m.HTTPAddr == addr && m.ID != s.cfg.ID {
+			return true
+		}
+	}
+	return false
+}
+
+func fetchMembers(ctx context.Context, addr string) ([]node.Member, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/aspen/members", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var members []node.Member
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("status %s", resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&members); err != nil {
+		return nil, err
+	}
+	if len(members) == 0 {
+		return nil, errors.New("empty membership")
+	}
+	return members, nil
+}
+
+func toMemberChange(req memberRequest) (node.MemberChange, error) {
+	c := node.MemberChange{ID: req.ID, PeerAddr: req.PeerAddr, HTTPAddr: req.HTTPAddr}
+	switch req.Op {
+	case "add-learner":
+		c.Type = node.AddLearner
+	case "add-voter", "promote":
+		c.Type = node.AddVoter
+	case "remove":
+		c.Type = node.RemoveMember
+	default:
+		return c, fmt.Errorf("op %q: want add-learner, add-voter, promote or remove", req.Op)
+	}
+	switch {
+	case req.ID == 0:
+		return c, fmt.Errorf("id must be a non-zero node id")
+	case req.Op != "promote" && req.Op != "remove" && req.PeerAddr == "":
+		return c, fmt.Errorf("%s needs the new node's peer_addr", req.Op)
+	}
+	return c, nil
+}
+
+func writeMemberError(w http.ResponseWriter, err error) {
+	var nl *NotLeaderError
+	if errors.As(err, &nl) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusMisdirectedRequest)
+		json.NewEncoder(w).Encode(struct {
+			Error string `json:"error"`
+			*NotLeaderError
+		}{err.Error(), nl})
+		return
+	}
+	writeCallError(w, err)
+}
+
+// handleTransfer asks the leader to hand over to ?id= and waits for it.
+func (s *Server) handleTransfer(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		methodNotAllowed(w, r, "POST")
+		return
+	}
+	to, ok, err := uintParam(r, "id")
+	if err != nil || !ok || to == 0 {
+		writeError(w, http.StatusBadRequest, "give the new leader as ?id=N")
+		return
+	}
+	if s.member(to).ID == 0 {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("node %d is not a member", to))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	for s.Status().Lead != to {
+		s.post(func() { s.node.TransferLeader(to) })
+		select {
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+			writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("leadership did not move to node %d in time (is it caught up and reachable?)", to))
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]uint64{"leader": to})
+}
+
+// handleSnapshot streams a consistent backup: a ReadIndex barrier first, so
+// the backup holds every write acknowledged before the request.
+func (s *Server) handleSnapshot(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		methodNotAllowed(w, r, "GET")
+		return
+	}
+	if _, err := s.Read(r.Context(), kv.Txn{}, false); err != nil {
+		writeCallError(w, err)
+		return
+	}
+	ch := make(chan []byte, 1)
+	if !s.post(func() { ch <- s.node.Backup() }) {
+		writeError(w, http.StatusServiceUnavailable, ErrStopped.Error())
+		return
+	}
+	data := <-ch
+	b, _ := node.DecodeBackup(data)
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("X-Aspen-Revision", strconv.FormatInt(b.Revision, 10))
+	w.Header().Set("X-Aspen-Index", strconv.FormatUint(b.Index, 10))
+	w.Write(data)
+}
+
+// lastContact remembers when each peer was last heard from.
+type lastContact struct {
+	mu    sync.Mutex
+	peers map[uint64]*atomic.Int64
+}
+
+func (l *lastContact) touch(id uint64) {
+	l.mu.Lock()
+	if l.peers == nil {
+		l.peers = map[uint64]*atomic.Int64{}
+	}
+	t, ok := l.peers[id]
+	if !ok {
+		t = new(atomic.Int64)
+		l.peers[id] = t
+	}
+	l.mu.Unlock()
+	t.Store(time.Now().UnixNano())
+}
+
+func (l *lastContact) report() map[uint64]string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := map[uint64]string{}
+	for id, t := range l.peers {
+		out[id] = time.Since(time.Unix(0, t.Load())).Round(time.Millisecond).String()
+	}
+	return out
+}
+
+// advertise records this node's addresses in the replicated membership until
+// they are there, so other members can point clients (and removal notices)
+// at it. It runs at start, and again if the record drifts from reality.
+func (s *Server) advertise() {
+	me := node.Member{ID: s.cfg.ID, PeerAddr: s.PeerAddr(), HTTPAddr: s.HTTPAddr()}
+	for {
+		if got := s.member(s.cfg.ID); got.ID == 0 || got.PeerAddr != me.PeerAddr || got.HTTPAddr != me.HTTPAddr {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			s.writeAdvertise(ctx, me)
+			cancel()
+		}
+		select {
+		case <-s.stop:
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+func (s *Server) writeAdvertise(ctx context.Context, me node.Member) {
+	var sess *session
+	select {
+	case sess = <-s.pool.free:
+	case <-ctx.Done():
+		return
+	}
+	defer func() { s.pool.free <- sess }()
+	sess.seq++
+	s.retry(ctx, node.Request{Client: sess.id, Seq: sess.seq, Advertise: &me})
+}
