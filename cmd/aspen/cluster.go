@@ -2,16 +2,17 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"slices"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/aspen-db/aspen/core/node"
 	"github.com/aspen-db/aspen/runtime/server"
 	"github.com/urfave/cli/v2"
 )
@@ -81,7 +82,7 @@ func printStatus(w io.Writer, rep server.StatusReport) error {
 	row := func(name, format string, args ...any) {
 		fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{name}, args...)...)
 	}
-	row("node", "%d (%s)", rep.ID, rep.Members[rep.ID])
+	row("node", "%d (%s)", rep.ID, memberOf(rep, rep.ID).PeerAddr)
 	row("role", "%s", roleName(rep.Role))
 	row("term", "%d", rep.Term)
 	row("leader", "%s", leaderText(rep))
@@ -91,33 +92,62 @@ func printStatus(w io.Writer, rep server.StatusReport) error {
 	row("keys", "%d", rep.Keys)
 	row("log", "%d..%d (snapshot at %d)", rep.LogFirst, rep.LogLast, rep.SnapshotIndex)
 	row("pending", "%d writes, %d reads", rep.PendingWrites, rep.PendingReads)
-	row("members", "%s", formatCluster(rep.Members))
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	return printPeers(w, rep)
+	return printMembers(w, rep)
 }
 
-func printPeers(w io.Writer, rep server.StatusReport) error {
-	if len(rep.Peers) == 0 {
+// printMembers is one row per member: its addresses, and for the others
+// this node's link to it.
+func printMembers(w io.Writer, rep server.StatusReport) error {
+	if len(rep.Members) == 0 {
 		return nil
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PEER\tADDR\tCONNECTED\tQUEUED\tSENT\tDROPPED\tLAST ERROR")
-	for _, id := range slices.Sorted(maps.Keys(rep.Peers)) {
-		p := rep.Peers[id]
-		connected := "no"
-		if p.Connected {
-			connected = "yes"
+	fmt.Fprintln(tw, "MEMBER\tPEER ADDR\tHTTP ADDR\tVOTER\tCONNECTED\tQUEUED\tSENT\tDROPPED\tLAST CONTACT\tLAST ERROR")
+	members := slices.Clone(rep.Members)
+	slices.SortFunc(members, func(a, b node.Member) int { return cmp.Compare(a.ID, b.ID) })
+	for _, m := range members {
+		link := "self\t-\t-\t-\t-\t-"
+		if m.ID != rep.ID {
+			link = peerLink(rep, m.ID)
 		}
-		lastErr := p.LastError
-		if lastErr == "" {
-			lastErr = "-"
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%d\t%s\n", id, p.Addr, connected, p.Queued, p.Sent, p.Dropped, lastErr)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", m.ID, orDash(m.PeerAddr), orDash(m.HTTPAddr), yesNo(!m.Learner), link)
 	}
 	return tw.Flush()
+}
+
+func peerLink(rep server.StatusReport, id uint64) string {
+	p, ok := rep.Peers[id]
+	if !ok {
+		return "no\t-\t-\t-\t" + orDash(rep.LastContact[id]) + "\t-"
+	}
+	return fmt.Sprintf("%s\t%d\t%d\t%d\t%s\t%s", yesNo(p.Connected), p.Queued, p.Sent, p.Dropped, orDash(rep.LastContact[id]), orDash(p.LastError))
+}
+
+func memberOf(rep server.StatusReport, id uint64) node.Member {
+	for _, m := range rep.Members {
+		if m.ID == id {
+			return m
+		}
+	}
+	return node.Member{}
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // roleName turns raft's "StateLeader" into "leader".

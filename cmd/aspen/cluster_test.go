@@ -45,10 +45,10 @@ func testClusterStatus(t *testing.T, d *devCluster) {
 	o = aspen(t, "", "cluster", "status", "--addr", d.addrs[rep.Lead-1])
 	o.wantCode(t, 0)
 	for _, want := range []string{
-		fmt.Sprintf("node      %d (%s)", rep.Lead, rep.Members[rep.Lead]),
+		fmt.Sprintf("node      %d (%s)", rep.Lead, memberOf(rep, rep.Lead).PeerAddr),
 		"role      leader",
 		fmt.Sprintf("leader    %d (%s)", rep.Lead, rep.LeaderAddr),
-		"PEER  ADDR",
+		"MEMBER  PEER ADDR",
 	} {
 		if !strings.Contains(o.stdout, want) {
 			t.Errorf("status table lacks %q; got:\n%s", want, o.stdout)
