@@ -148,6 +148,9 @@ func (w *World) pump(sn *simNode) {
 			w.check.fail("node %d disk apply: %v", sn.id, err)
 		}
 		sn.rd, sn.busy = rd, true
+		for i := range rd.EarlyMessages {
+			w.send(sn, &rd.EarlyMessages[i])
+		}
 		if rd.Sync && w.sc.Disk.SyncMsMax > 0 {
 			lat := millis(w.uniform(0, w.sc.Disk.SyncMsMax))
 			w.schedule(event{at: w.now + lat, kind: evReadyDone, node: sn.idx, inc: sn.inc})

@@ -24,11 +24,17 @@ import (
 type Rand interface{ Uint64() uint64 }
 
 // Ready is what the driver must carry out, in order: apply Batch (atomically),
-// Sync if asked, then send Messages and deliver Responses, then Advance.
+// send EarlyMessages, Sync if asked, then send Messages and deliver Responses,
+// then Advance.
 type Ready struct {
-	Batch     storage.Batch
-	Sync      bool
-	Messages  []raftpb.Message
+	Batch storage.Batch
+	// EarlyMessages may leave before the sync: a leader's appends and
+	// heartbeats can overlap its own write, as the raft thesis allows (10.2.1).
+	// It counts itself towards a commit only when this Ready is done, so
+	// nothing is acknowledged on the strength of an unsynced write.
+	EarlyMessages []raftpb.Message
+	Sync          bool
+	Messages      []raftpb.Message
 	Responses []Response
 	Applied   []Applied // filled only when Config.AppliedRecordsEnabled, for checkers
 	Events    []Event   // filled only when Config.EventsEnabled, for watches
@@ -109,6 +115,8 @@ type Node struct {
 	members      membership
 	removedSelf  bool            // a committed change removed this replica: the driver should stop it
 	snapshotDue  bool            // take a snapshot at the next chance, whatever the entry count
+	lastTerm     uint64          // term and vote of the last hard state handed out
+	lastVote     uint64
 	earlyApplied map[string]bool // planted bug EarlyConfChange: changes applied at proposal
 
 	boot   storage.Batch // records written on first start, carried by the first Ready
@@ -322,7 +330,16 @@ func (n *Node) handleRaftReady(rd raft.Ready, out *Ready) {
 	for _, rs := range rd.ReadStates {
 		n.readIndexArrived(rs)
 	}
-	out.Messages = rd.Messages
+	// Only a leader whose term and vote are already durable may send early.
+	sameVote := raft.IsEmptyHardState(rd.HardState) || (rd.HardState.Term == n.lastTerm && rd.HardState.Vote == n.lastVote)
+	if n.role == raft.StateLeader && sameVote {
+		out.EarlyMessages = rd.Messages
+	} else {
+		out.Messages = rd.Messages
+	}
+	if !raft.IsEmptyHardState(rd.HardState) {
+		n.lastTerm, n.lastVote = rd.HardState.Term, rd.HardState.Vote
+	}
 	// raft's MustSync covers entries and hard state only. An installed snapshot
 	// must be durable too before the MsgAppResp acknowledging it leaves: the
 	// leader counts this replica as holding everything up to the snapshot.

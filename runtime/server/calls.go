@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aspen-db/aspen/core/kv"
@@ -36,29 +37,62 @@ type session struct {
 	seq uint64
 }
 
-// sessionPool hands out client sessions; a session serves one write at a time.
-type sessionPool struct{ free chan *session }
+// sessionPool hands out client sessions; a session serves one write at a
+// time. It is a stack: the most recently used session goes out first, so a
+// server under light load touches few sessions and the replicated session
+// table (bounded, evicting the idlest) does not churn.
+type sessionPool struct {
+	slots chan struct{} // one token per session not in use
+	mu    sync.Mutex
+	free  []*session
+}
 
 func newSessionPool(n int) *sessionPool {
-	p := &sessionPool{free: make(chan *session, n)}
+	p := &sessionPool{slots: make(chan struct{}, n)}
 	for i := 0; i < n; i++ {
-		p.free <- &session{id: randomID()}
+		p.slots <- struct{}{}
+		p.free = append(p.free, &session{id: randomID()})
 	}
 	return p
 }
 
+func (p *sessionPool) acquire(ctx context.Context) (*session, error) {
+	select {
+	case <-p.slots:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.free[len(p.free)-1]
+	p.free = p.free[:len(p.free)-1]
+	return s, nil
+}
+
+func (p *sessionPool) release(s *session) {
+	p.mu.Lock()
+	p.free = append(p.free, s)
+	p.mu.Unlock()
+	p.slots <- struct{}{}
+}
+
+// withSession runs a write under a session of its own, with the next
+// sequence number.
+func (s *Server) withSession(ctx context.Context, req node.Request) (kv.Response, error) {
+	sess, err := s.pool.acquire(ctx)
+	if err != nil {
+		return kv.Response{}, err
+	}
+	defer s.pool.release(sess)
+	sess.seq++
+	req.Client, req.Seq = sess.id, sess.seq
+	return s.retry(ctx, req)
+}
+
 // Write proposes a txn with writes and waits until it is applied.
 func (s *Server) Write(ctx context.Context, txn kv.Txn) (kv.Response, error) {
-	var sess *session
-	select {
-	case sess = <-s.pool.free:
-	case <-ctx.Done():
-		return kv.Response{}, ctx.Err()
-	}
-	defer func() { s.pool.free <- sess }()
-	sess.seq++
 	s.metrics.proposals.Inc()
-	return s.retry(ctx, node.Request{Client: sess.id, Seq: sess.seq, Txn: txn})
+	return s.withSession(ctx, node.Request{Txn: txn})
 }
 
 // Read runs a read-only txn: linearizable through ReadIndex, or from this

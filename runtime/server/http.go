@@ -14,7 +14,6 @@ import (
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	route := func(pattern, name string, h http.HandlerFunc) { mux.HandleFunc(pattern, s.metrics.instrument(name, h)) }
-	route("/v1/kv/", "kv", s.handleKV)
 	route("/v1/txn", "txn", s.handleTxn)
 	route("/v1/status/leader", "status_leader", s.handleLeader)
 	route("/v1/status/peers", "status_peers", s.handlePeers)
@@ -28,7 +27,16 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
-	return mux
+	kvRoute := s.metrics.instrument("kv", s.handleKV)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Keys are opaque: the mux would clean "a//b" or "x/../y" into another
+		// path (and redirect), so KV requests skip it.
+		if strings.HasPrefix(r.URL.Path, "/v1/kv/") {
+			kvRoute(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // apiError is the JSON body of every error answer.

@@ -17,7 +17,7 @@ type hub struct {
 	mu      sync.Mutex
 	rev     int64
 	changed chan struct{} // closed and replaced whenever rev moves
-	events  []node.Event  // ascending revisions, at most watchHistoryMax
+	events  []node.Event  // ascending revisions, at most 2*watchHistoryMax
 	oldest  int64         // events before this revision are gone
 	closed  bool
 }
@@ -28,8 +28,11 @@ func (h *hub) publish(evs []node.Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.events = append(h.events, evs...)
-	if over := len(h.events) - watchHistoryMax; over > 0 {
-		h.oldest = h.events[over].Revision
+	// Trim only when twice over the bound, down to the bound: each event is
+	// copied at most once more, instead of the whole history on every write.
+	if len(h.events) > 2*watchHistoryMax {
+		over := len(h.events) - watchHistoryMax
+		h.oldest = h.events[over-1].Revision + 1 // a revision cut in two counts as gone
 		h.events = append(h.events[:0:0], h.events[over:]...)
 	}
 	h.rev = evs[len(evs)-1].Revision

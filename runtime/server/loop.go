@@ -54,6 +54,7 @@ func (s *Server) handleReady() error {
 		if err := s.store.Apply(rd.Batch); err != nil {
 			return fmt.Errorf("write batch: %w", err)
 		}
+		s.tr.Send(rd.EarlyMessages)
 		if rd.Sync {
 			t0 := time.Now()
 			if err := s.store.Sync(); err != nil {

@@ -77,15 +77,7 @@ func (s *Server) refreshPeers() {
 // ChangeMembers proposes a membership change through the leader. A learner
 // that is still catching up is retried until the call's deadline.
 func (s *Server) ChangeMembers(ctx context.Context, changes []node.MemberChange) error {
-	var sess *session
-	select {
-	case sess = <-s.pool.free:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	defer func() { s.pool.free <- sess }()
-	sess.seq++
-	_, err := s.retry(ctx, node.Request{Client: sess.id, Seq: sess.seq, Members: changes})
+	_, err := s.withSession(ctx, node.Request{Members: changes})
 	return err
 }
 
@@ -342,13 +334,5 @@ func (s *Server) advertise() {
 }
 
 func (s *Server) writeAdvertise(ctx context.Context, me node.Member) {
-	var sess *session
-	select {
-	case sess = <-s.pool.free:
-	case <-ctx.Done():
-		return
-	}
-	defer func() { s.pool.free <- sess }()
-	sess.seq++
-	s.retry(ctx, node.Request{Client: sess.id, Seq: sess.seq, Advertise: &me})
+	s.withSession(ctx, node.Request{Advertise: &me})
 }

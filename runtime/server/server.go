@@ -133,6 +133,8 @@ func (s *Server) startReplica() error {
 	ncfg.RequestTimeoutNs = int64(5 * time.Second)
 	ncfg.ReadRetryNs = int64(ncfg.ElectionTicks) * int64(s.cfg.Tick)
 	ncfg.EventsEnabled = true
+	// A snapshot encodes the whole state: on a real store, rarely.
+	ncfg.SnapshotEntries, ncfg.CompactKeepEntries = 10000, 5000
 	ncfg.Join, ncfg.Restore = s.cfg.Join, s.cfg.Restore
 	// Only what every member's flags agree on goes into the bootstrap state;
 	// client addresses are advertised once running (advertise).

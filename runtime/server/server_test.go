@@ -202,3 +202,16 @@ func TestRestartKeepsData(t *testing.T) {
 		t.Fatalf("after restart: got %d %q, want 200 yes", code, body)
 	}
 }
+
+func TestKeysAreOpaque(t *testing.T) {
+	c := startCluster(t, 1)
+	for _, key := range []string{"a//b", "x/../y", "dot/./s"} {
+		if code, _, body := do(t, "PUT", c.url(0, "/v1/kv/"+key), key); code != 200 {
+			t.Fatalf("put %q: %d %s", key, code, body)
+		}
+	}
+	code, _, body := do(t, "GET", c.url(0, "/v1/kv/?keys"), "")
+	if code != 200 || !strings.Contains(body, `"a//b"`) || !strings.Contains(body, `"x/../y"`) || !strings.Contains(body, `"dot/./s"`) {
+		t.Fatalf("keys: %d %s, want each key stored as given", code, body)
+	}
+}
