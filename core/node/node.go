@@ -35,9 +35,9 @@ type Ready struct {
 	EarlyMessages []raftpb.Message
 	Sync          bool
 	Messages      []raftpb.Message
-	Responses []Response
-	Applied   []Applied // filled only when Config.AppliedRecordsEnabled, for checkers
-	Events    []Event   // filled only when Config.EventsEnabled, for watches
+	Responses     []Response
+	Applied       []Applied // filled only when Config.AppliedRecordsEnabled, for checkers
+	Events        []Event   // filled only when Config.EventsEnabled, for watches
 	// Reset is set when a snapshot replaced the whole state: Events cannot
 	// describe that, so watchers must start over from the new state.
 	Reset bool
@@ -113,9 +113,9 @@ type Node struct {
 
 	responses    []Response
 	members      membership
-	removedSelf  bool            // a committed change removed this replica: the driver should stop it
-	snapshotDue  bool            // take a snapshot at the next chance, whatever the entry count
-	lastTerm     uint64          // term and vote of the last hard state handed out
+	removedSelf  bool   // a committed change removed this replica: the driver should stop it
+	snapshotDue  bool   // take a snapshot at the next chance, whatever the entry count
+	lastTerm     uint64 // term and vote of the last hard state handed out
 	lastVote     uint64
 	earlyApplied map[string]bool // planted bug EarlyConfChange: changes applied at proposal
 
