@@ -191,9 +191,13 @@ func (w *World) adminResponse(e event) {
 		a.refused = append(a.refused, e.resp.Err)
 		w.trace.note("admin: %v refused: %s", a.plan[0].change, e.resp.Err)
 		w.dropPlan()
+	case e.resp.Err == node.ErrNotLeader && e.resp.Leader != 0 && !w.nodes[e.resp.Leader-1].gone:
+		// Follow the hint at once, as the CLI follows a redirect.
+		a.target = int(e.resp.Leader - 1)
+		w.adminAttempt()
 	default:
-		// Not leader, learner behind, no leader yet, ...: the attempt timeout
-		// retries elsewhere, which paces the retries.
+		// Learner behind, no leader known, ...: the attempt timeout retries
+		// elsewhere, which paces the retries.
 	}
 }
 

@@ -13,6 +13,7 @@ var regressions = []struct {
 	{"testdata/regressions/txn-memo-crashes.toml", []uint64{44}},
 	{"testdata/regressions/txn-memo-clock-drift.toml", []uint64{23, 89}},
 	{"testdata/regressions/snapshot-sync.toml", []uint64{152}},
+	{"testdata/regressions/admin-leader-hint.toml", []uint64{10}},
 }
 
 func TestRegressions(t *testing.T) {

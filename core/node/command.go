@@ -27,6 +27,7 @@ type Response struct {
 	Seq    uint64
 	Result kv.Response
 	Err    string
+	Leader uint64 // with ErrNotLeader: the leader this replica knows of, if any
 }
 
 // Error codes a client sees. Codes other than ErrInvalid say the request may be

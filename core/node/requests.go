@@ -216,7 +216,7 @@ func (n *Node) submitMembers(req Request) {
 	if n.role != raft.StateLeader {
 		// The leader's configuration is the newest, and only it knows how far
 		// behind a learner is; judging elsewhere could wave through a promotion.
-		n.reply(req, ErrNotLeader)
+		n.responses = append(n.responses, Response{Client: req.Client, Seq: req.Seq, Err: ErrNotLeader, Leader: n.lead})
 		return
 	}
 	cc := toConfChange(req.Members, encodeConfContext(req.Client, req.Seq, req.Members))
