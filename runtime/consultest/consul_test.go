@@ -5,16 +5,13 @@ package consultest
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"net"
 	"net/http/httptrace"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/aspen-db/aspen/runtime/server"
+	"github.com/aspen-db/aspen/runtime/server/servertest"
 	"github.com/hashicorp/consul/api"
 )
 
@@ -22,19 +19,7 @@ import (
 // client for it, once the node leads.
 func startNode(t *testing.T) *api.Client {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	peer := ln.Addr().String()
-	ln.Close()
-	s, err := server.Start(server.Config{ID: 1, DataDir: t.TempDir(), PeerAddr: peer, HTTPAddr: "127.0.0.1:0",
-		Cluster: map[uint64]string{1: peer}, Tick: 20 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatalf("start node: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := servertest.StartOne(t)
 	client, err := api.NewClient(&api.Config{Address: s.HTTPAddr(), Scheme: "http"})
 	if err != nil {
 		t.Fatalf("consul client: %v", err)

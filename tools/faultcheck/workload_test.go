@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -15,25 +13,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aspen-db/aspen/runtime/server"
+	"github.com/aspen-db/aspen/runtime/server/servertest"
 )
 
 // startNode runs a one-node cluster in this process and returns its HTTP address.
 func startNode(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	peer := ln.Addr().String()
-	ln.Close()
-	s, err := server.Start(server.Config{ID: 1, DataDir: t.TempDir(), PeerAddr: peer, HTTPAddr: "127.0.0.1:0",
-		Cluster: map[uint64]string{1: peer}, Tick: 20 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatalf("start node: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := servertest.StartOne(t)
 	return s.HTTPAddr()
 }
 

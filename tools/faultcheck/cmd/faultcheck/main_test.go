@@ -2,15 +2,11 @@ package main
 
 import (
 	"bytes"
-	"io"
-	"log/slog"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/aspen-db/aspen/runtime/server"
+	"github.com/aspen-db/aspen/runtime/server/servertest"
 )
 
 func TestUsageErrors(t *testing.T) {
@@ -38,19 +34,7 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestRunAgainstOneNode(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	peer := ln.Addr().String()
-	ln.Close()
-	s, err := server.Start(server.Config{ID: 1, DataDir: t.TempDir(), PeerAddr: peer, HTTPAddr: "127.0.0.1:0",
-		Cluster: map[uint64]string{1: peer}, Tick: 20 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatalf("start node: %v", err)
-	}
-	defer s.Close()
+	s := servertest.StartOne(t)
 	history := filepath.Join(t.TempDir(), "history.json")
 	var stdout, stderr bytes.Buffer
 	args := []string{"--addrs", s.HTTPAddr(), "--clients", "2", "--keys", "2", "--duration", "300ms", "--timeout", "5s", "--history", history}
