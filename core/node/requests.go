@@ -24,37 +24,43 @@ type pendingRead struct {
 // Submit takes a client request. The answer comes in a later Ready: writes once
 // their entry applies, reads once a ReadIndex confirms this replica is current.
 func (n *Node) Submit(req Request) {
-	if len(req.Members) > 0 {
+	if len(n.writes)+len(n.reads) >= n.cfg.PendingMax {
+		n.reply(req, ErrBusy)
+		return
+	}
+	switch {
+	case len(req.Members) > 0:
 		n.submitMembers(req)
-		return
+	case req.Advertise != nil:
+		n.propose(req, cmdAdvertise, encodeAdvertise(*req.Advertise))
+	default:
+		n.submitTxn(req)
 	}
-	if req.Advertise != nil {
-		n.writes[req.Client] = pendingWrite{seq: req.Seq, deadline: n.now + n.cfg.RequestTimeoutNs}
-		n.proposals = append(n.proposals, raftpb.Entry{Data: encodeCommand(cmdAdvertise, req.Client, req.Seq, encodeAdvertise(*req.Advertise))})
-		return
-	}
+}
+
+func (n *Node) submitTxn(req Request) {
 	req.Txn = capRanges(req.Txn, n.cfg.Limits.RangeLimitMax)
 	if err := n.cfg.Limits.Validate(req.Txn); err != nil {
 		n.reply(req, ErrInvalid+err.Error())
 		return
 	}
-	if len(n.writes)+len(n.reads) >= n.cfg.PendingMax {
-		n.reply(req, ErrBusy)
+	if !req.Txn.ReadOnly() {
+		n.propose(req, cmdTxn, kv.EncodeTxn(req.Txn))
 		return
 	}
-	deadline := n.now + n.cfg.RequestTimeoutNs
-	if req.Txn.ReadOnly() {
-		if req.Stale || n.cfg.Bugs.LocalReads {
-			n.responses = append(n.responses, Response{Client: req.Client, Seq: req.Seq, Result: n.kv.Read(req.Txn)})
-			return
-		}
-		n.reads = append(n.reads, &pendingRead{req: req, deadline: deadline})
+	if req.Stale || n.cfg.Bugs.LocalReads {
+		n.responses = append(n.responses, Response{Client: req.Client, Seq: req.Seq, Result: n.kv.Read(req.Txn)})
 		return
 	}
-	// A client has one write in flight; a newer one replaces it here, and a retry
-	// of the same one proposes it again (the session table applies it once).
-	n.writes[req.Client] = pendingWrite{seq: req.Seq, deadline: deadline}
-	n.proposals = append(n.proposals, raftpb.Entry{Data: encodeCommand(cmdTxn, req.Client, req.Seq, kv.EncodeTxn(req.Txn))})
+	n.reads = append(n.reads, &pendingRead{req: req, deadline: n.now + n.cfg.RequestTimeoutNs})
+}
+
+// propose queues a write for the next MsgProp. A client has one write in
+// flight; a newer one replaces it here, and a retry of the same one is
+// proposed again (the session table applies it once).
+func (n *Node) propose(req Request, kind byte, body []byte) {
+	n.writes[req.Client] = pendingWrite{seq: req.Seq, deadline: n.now + n.cfg.RequestTimeoutNs}
+	n.proposals = append(n.proposals, raftpb.Entry{Data: encodeCommand(kind, req.Client, req.Seq, body)})
 	if len(n.proposals) >= n.cfg.ProposalBatchMax {
 		n.flushProposals()
 	}
@@ -203,10 +209,6 @@ func capRanges(t kv.Txn, limit int) kv.Txn {
 // submitMembers proposes a membership change. Promotions are judged by the
 // leader, the only replica that knows how far behind a learner is.
 func (n *Node) submitMembers(req Request) {
-	if len(n.writes)+len(n.reads) >= n.cfg.PendingMax {
-		n.reply(req, ErrBusy)
-		return
-	}
 	if verdict, saved := n.sessions.Check(req.Client, req.Seq); verdict == session.Duplicate {
 		// A retry of a change this replica has applied: answer as the first time.
 		n.writes[req.Client] = pendingWrite{seq: req.Seq}
