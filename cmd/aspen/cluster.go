@@ -20,7 +20,7 @@ import (
 func clusterCommand() *cli.Command {
 	status := &cli.Command{
 		Name:  "status",
-		Usage: "show one node's view of the cluster: role, term, leader, progress, peers",
+		Usage: "show one node's view of the cluster, and each member's replication as the leader sees it",
 		Flags: []cli.Flag{
 			addrFlag(),
 			&cli.BoolFlag{Name: "json", Usage: "print the node's status report as JSON"},
@@ -30,8 +30,8 @@ func clusterCommand() *cli.Command {
 	}
 	return &cli.Command{
 		Name:            "cluster",
-		Usage:           "inspect a running cluster",
-		Subcommands:     []*cli.Command{status},
+		Usage:           "inspect a running cluster and change its membership",
+		Subcommands:     append([]*cli.Command{status}, memberCommands()...),
 		HideHelpCommand: true,
 		Action:          unknownSubcommand,
 	}
@@ -61,7 +61,41 @@ func runClusterStatus(c *cli.Context) error {
 	if err := json.Unmarshal(raw, &rep); err != nil {
 		return failure("decode status from %s: %v", c.String("addr"), err)
 	}
-	return printStatus(c.App.Writer, rep)
+	return printStatus(c.App.Writer, rep, leaderReport(ctx, rep))
+}
+
+// leaderView is the leader's own status report, which alone holds each
+// member's replication progress; why says what went wrong when there is none.
+type leaderView struct {
+	rep *server.StatusReport
+	why string
+}
+
+// leaderReport is rep itself when its node leads, else the leader's report
+// fetched from the HTTP address the membership gives for it.
+func leaderReport(ctx context.Context, rep server.StatusReport) leaderView {
+	if rep.Role == "StateLeader" {
+		return leaderView{rep: &rep}
+	}
+	if rep.Lead == 0 {
+		return leaderView{why: "no leader known"}
+	}
+	addr := memberOf(rep, rep.Lead).HTTPAddr
+	if addr == "" {
+		return leaderView{why: fmt.Sprintf("the HTTP address of leader %d is not known yet", rep.Lead)}
+	}
+	raw, err := fetchStatus(ctx, newClient(addr, &http.Client{}))
+	if err != nil {
+		return leaderView{why: fmt.Sprintf("leader %d: %v", rep.Lead, err)}
+	}
+	var lr server.StatusReport
+	switch {
+	case json.Unmarshal(raw, &lr) != nil:
+		return leaderView{why: fmt.Sprintf("leader %d at %s answered a status that is not JSON", rep.Lead, addr)}
+	case lr.ID != rep.Lead || lr.Role != "StateLeader":
+		return leaderView{why: fmt.Sprintf("node %d at %s no longer leads (it is %s)", lr.ID, addr, roleName(lr.Role))}
+	}
+	return leaderView{rep: &lr}
 }
 
 func fetchStatus(ctx context.Context, cl *client) ([]byte, error) {
@@ -77,7 +111,7 @@ func fetchStatus(ctx context.Context, cl *client) ([]byte, error) {
 	return raw, nil
 }
 
-func printStatus(w io.Writer, rep server.StatusReport) error {
+func printStatus(w io.Writer, rep server.StatusReport, lead leaderView) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	row := func(name, format string, args ...any) {
 		fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{name}, args...)...)
@@ -95,28 +129,70 @@ func printStatus(w io.Writer, rep server.StatusReport) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	return printMembers(w, rep)
+	if err := printMembers(w, rep, lead); err != nil {
+		return err
+	}
+	return printLinks(w, rep)
 }
 
-// printMembers is one row per member: its addresses, and for the others
-// this node's link to it.
-func printMembers(w io.Writer, rep server.StatusReport) error {
+// printMembers is one row per member: its addresses and role, and its
+// replication as the leader tracks it (the leader's last contact included,
+// since only the leader hears from every member regularly).
+func printMembers(w io.Writer, rep server.StatusReport, lead leaderView) error {
 	if len(rep.Members) == 0 {
 		return nil
 	}
 	fmt.Fprintln(w)
+	if lead.rep == nil {
+		fmt.Fprintf(w, "replication progress unknown: %s\n", lead.why)
+	} else if lead.rep.ID != rep.ID {
+		fmt.Fprintf(w, "replication as leader %d sees it:\n", lead.rep.ID)
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MEMBER\tPEER ADDR\tHTTP ADDR\tVOTER\tCONNECTED\tQUEUED\tSENT\tDROPPED\tLAST CONTACT\tLAST ERROR")
-	members := slices.Clone(rep.Members)
-	slices.SortFunc(members, func(a, b node.Member) int { return cmp.Compare(a.ID, b.ID) })
-	for _, m := range members {
-		link := "self\t-\t-\t-\t-\t-"
-		if m.ID != rep.ID {
-			link = peerLink(rep, m.ID)
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", m.ID, orDash(m.PeerAddr), orDash(m.HTTPAddr), yesNo(!m.Learner), link)
+	fmt.Fprintln(tw, "MEMBER\tPEER ADDR\tHTTP ADDR\tROLE\tMATCH\tLAG\tSTATE\tLAST CONTACT")
+	for _, m := range sortedMembers(rep.Members) {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", m.ID, orDash(m.PeerAddr), orDash(m.HTTPAddr), memberRole(m, rep.Lead), progressCells(lead.rep, m.ID))
 	}
 	return tw.Flush()
+}
+
+// progressCells are the MATCH, LAG, STATE and LAST CONTACT of member id.
+func progressCells(lr *server.StatusReport, id uint64) string {
+	if lr == nil {
+		return "-\t-\t-\t-"
+	}
+	contact := "self"
+	if id != lr.ID {
+		contact = orDash(lr.LastContact[id])
+	}
+	for _, p := range lr.Progress {
+		if p.ID == id {
+			return fmt.Sprintf("%d\t%d\t%s\t%s", p.Match, p.Lag, roleName(p.State), contact)
+		}
+	}
+	return "-\t-\t-\t" + contact
+}
+
+// printLinks is this node's connection to each other member.
+func printLinks(w io.Writer, rep server.StatusReport) error {
+	if len(rep.Members) <= 1 {
+		return nil
+	}
+	fmt.Fprintf(w, "\nlinks from node %d:\n", rep.ID)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PEER\tCONNECTED\tQUEUED\tSENT\tDROPPED\tLAST CONTACT\tLAST ERROR")
+	for _, m := range sortedMembers(rep.Members) {
+		if m.ID != rep.ID {
+			fmt.Fprintf(tw, "%d\t%s\n", m.ID, peerLink(rep, m.ID))
+		}
+	}
+	return tw.Flush()
+}
+
+func sortedMembers(members []node.Member) []node.Member {
+	members = slices.Clone(members)
+	slices.SortFunc(members, func(a, b node.Member) int { return cmp.Compare(a.ID, b.ID) })
+	return members
 }
 
 func peerLink(rep server.StatusReport, id uint64) string {
@@ -150,7 +226,8 @@ func orDash(s string) string {
 	return s
 }
 
-// roleName turns raft's "StateLeader" into "leader".
+// roleName turns raft's "StateLeader" into "leader" (and a progress state
+// such as "StateReplicate" into "replicate").
 func roleName(role string) string {
 	return strings.ToLower(strings.TrimPrefix(role, "State"))
 }

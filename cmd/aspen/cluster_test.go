@@ -28,6 +28,8 @@ func TestDevCluster(t *testing.T) {
 	t.Run("kv watch", func(t *testing.T) { testKVWatch(t, d) })
 	t.Run("cluster status", func(t *testing.T) { testClusterStatus(t, d) })
 	t.Run("bench", func(t *testing.T) { testBench(t, d) })
+	t.Run("snapshot", func(t *testing.T) { testSnapshot(t, d) })
+	t.Run("members", func(t *testing.T) { testMembers(t, d) })
 	d.stop(t)
 }
 

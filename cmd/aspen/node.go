@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -26,22 +27,21 @@ type nodeFile struct {
 	InitialCluster string `toml:"initial_cluster"`
 	TickMs         int    `toml:"tick_ms"`
 	LogLevel       string `toml:"log_level"`
+	Join           bool   `toml:"join"`
+	// There is no restore key: a restore needs an empty data dir, so a file
+	// that kept asking for one would fail every restart after the first.
 }
 
 func nodeCommand() *cli.Command {
 	start := &cli.Command{
 		Name:  "start",
 		Usage: "run one node until interrupted",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "config", Usage: "TOML file with id, data_dir, peer_addr, http_addr, initial_cluster, tick_ms, log_level"},
-			&cli.Uint64Flag{Name: "id", Usage: "this node's id (non-zero, unique in the cluster)"},
-			&cli.StringFlag{Name: "data-dir", Usage: "where this node keeps its data"},
-			&cli.StringFlag{Name: "peer-addr", Usage: "host:port peers reach this node at (default: its entry in --initial-cluster)"},
-			&cli.StringFlag{Name: "http-addr", Usage: "host:port for clients", Value: "127.0.0.1:8500"},
-			&cli.StringFlag{Name: "initial-cluster", Usage: "members as 1=host:port,2=host:port,..."},
-			&cli.IntFlag{Name: "tick-ms", Usage: "raft tick in milliseconds", Value: 100},
-			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},
-		},
+		Description: "A node whose data dir is empty bootstraps the cluster named by --initial-cluster, or with\n" +
+			"--join waits to be added to a running one (aspen cluster add), or with --restore FILE\n" +
+			"bootstraps a new cluster from a backup (see aspen snapshot restore --help).",
+		Flags: append(nodeFlags(),
+			&cli.BoolFlag{Name: "join", Usage: "with an empty data dir, wait to be added to a running cluster (aspen cluster add) instead of bootstrapping one"},
+			&cli.StringFlag{Name: "restore", Usage: "bootstrap a NEW cluster from this backup (aspen snapshot save); needs an empty data dir, and every member starts with the same file", TakesFile: true}),
 		OnUsageError: onUsageError,
 		Action:       runNodeStart,
 	}
@@ -54,6 +54,21 @@ func nodeCommand() *cli.Command {
 	}
 }
 
+// nodeFlags configure one node; snapshot restore takes them too (but not
+// --join, which contradicts a restore).
+func nodeFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "config", Usage: "TOML file with id, data_dir, peer_addr, http_addr, initial_cluster, tick_ms, log_level, join"},
+		&cli.Uint64Flag{Name: "id", Usage: "this node's id (non-zero, unique in the cluster)"},
+		&cli.StringFlag{Name: "data-dir", Usage: "where this node keeps its data"},
+		&cli.StringFlag{Name: "peer-addr", Usage: "host:port peers reach this node at (default: its entry in --initial-cluster)"},
+		&cli.StringFlag{Name: "http-addr", Usage: "host:port for clients", Value: "127.0.0.1:8500"},
+		&cli.StringFlag{Name: "initial-cluster", Usage: "members as 1=host:port,2=host:port,... (with --join: members to reach first, and this node)"},
+		&cli.IntFlag{Name: "tick-ms", Usage: "raft tick in milliseconds", Value: 100},
+		&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},
+	}
+}
+
 func runNodeStart(c *cli.Context) error {
 	if err := noArgs(c); err != nil {
 		return err
@@ -62,11 +77,24 @@ func runNodeStart(c *cli.Context) error {
 	if err != nil {
 		return usageError("%v", err)
 	}
+	if path := c.String("restore"); path != "" {
+		b, err := loadRestore(path, cfg)
+		if err != nil {
+			return err
+		}
+		cfg.Restore = b.data
+		cfg.Logger.Info("restoring a new cluster from a backup", "file", path, "revision", b.Revision, "index", b.Index, "bytes", len(b.data))
+	}
+	return runNode(cfg)
+}
+
+// runNode starts the node and serves until it is stopped.
+func runNode(cfg server.Config) error {
 	s, err := server.Start(cfg)
 	if err != nil {
 		return failure("%v", err)
 	}
-	cfg.Logger.Info("node started", "id", cfg.ID, "peer_addr", s.PeerAddr(), "http_addr", s.HTTPAddr(), "data_dir", cfg.DataDir)
+	cfg.Logger.Info("node started", "id", cfg.ID, "peer_addr", s.PeerAddr(), "http_addr", s.HTTPAddr(), "data_dir", cfg.DataDir, "join", cfg.Join)
 	return waitForStop(cfg.Logger, s)
 }
 
@@ -80,12 +108,20 @@ func waitForStop(log *slog.Logger, servers ...*server.Server) error {
 		go func() { <-s.Done(); failed <- s }()
 	}
 	var err error
-	select {
-	case got := <-sig:
-		log.Info("stopping", "signal", got.String())
-	case s := <-failed:
-		if s.Err() != nil {
-			err = failure("node stopped: %v", s.Err())
+	running := len(servers)
+wait:
+	for running > 0 {
+		select {
+		case got := <-sig:
+			log.Info("stopping", "signal", got.String())
+			break wait
+		case s := <-failed:
+			running--
+			// A removed node ends cleanly; the others (in aspen dev) go on.
+			if s.Err() != nil && !errors.Is(s.Err(), server.ErrRemoved) {
+				err = failure("node stopped: %v", s.Err())
+				break wait
+			}
 		}
 	}
 	for _, s := range servers {
@@ -122,7 +158,7 @@ func nodeConfig(c *cli.Context) (server.Config, error) {
 	if f.PeerAddr == "" {
 		f.PeerAddr = members[f.ID]
 	}
-	return server.Config{ID: f.ID, DataDir: f.DataDir, PeerAddr: f.PeerAddr, HTTPAddr: f.HTTPAddr,
+	return server.Config{ID: f.ID, DataDir: f.DataDir, PeerAddr: f.PeerAddr, HTTPAddr: f.HTTPAddr, Join: f.Join,
 		Cluster: members, Tick: time.Duration(f.TickMs) * time.Millisecond, Logger: newLogger(f.LogLevel)}, nil
 }
 
@@ -142,6 +178,9 @@ func overrideFromFlags(c *cli.Context, f *nodeFile) {
 	setIf("log-level", &f.LogLevel)
 	if c.IsSet("tick-ms") || f.TickMs == 0 {
 		f.TickMs = c.Int("tick-ms")
+	}
+	if c.IsSet("join") {
+		f.Join = c.Bool("join")
 	}
 }
 

@@ -14,6 +14,7 @@ var (
 	keySnapshot  = []byte("m/snapshot")
 	keyApplied   = []byte("m/applied") // applied index, revision and conf state, written with the state they describe
 	keyMembers   = []byte("m/members") // member addresses and removed ids
+	keyRemoved   = []byte("m/removed") // present once this replica knows it was removed
 	prefixLog    = []byte("l/")
 	prefixKV     = []byte("k/")
 	prefixClient = []byte("c/")

@@ -128,7 +128,11 @@ func (n *Node) loadState(disk storage.Reader) error {
 		return err
 	}
 	n.applied, n.conf = meta.Index, meta.Conf
-	n.removedSelf = n.members.removed[n.cfg.ID]
+	_, marked, err := getSealed(disk, keyRemoved)
+	if err != nil {
+		return err
+	}
+	n.removedSelf = marked || n.members.removed[n.cfg.ID]
 	rev := meta.Revision
 	if n.cfg.Bugs.RecomputeRevision {
 		rev = maxMod

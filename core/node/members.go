@@ -343,6 +343,17 @@ func (n *Node) Members() []Member {
 // should stop it.
 func (n *Node) Removed() bool { return n.removedSelf }
 
+// MarkRemoved records that this replica was removed, for a driver that learned
+// it from the cluster rather than from its own log (the leader stops
+// replicating to a removed member at once). The batch must be written and
+// synced before the driver stops: a restart on this disk then refuses to serve.
+func (n *Node) MarkRemoved() storage.Batch {
+	n.removedSelf = true
+	var b storage.Batch
+	b.Put(keyRemoved, []byte{1})
+	return b
+}
+
 func addsMember(changes []MemberChange) bool {
 	for _, c := range changes {
 		if c.Type == AddLearner || c.Type == AddVoter {

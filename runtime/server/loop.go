@@ -73,7 +73,7 @@ func (s *Server) handleReady() error {
 		s.node.Advance()
 	}
 	if s.node.Removed() {
-		return errRemoved
+		return ErrRemoved
 	}
 	st := s.node.Status()
 	s.status.Store(&st)

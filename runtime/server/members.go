@@ -16,7 +16,9 @@ import (
 	"github.com/aspen-db/aspen/core/node"
 )
 
-var errRemoved = errors.New("this node was removed from the cluster")
+// ErrRemoved is why a node stops after its cluster removed it: a clean end,
+// not a failure.
+var ErrRemoved = errors.New("this node was removed from the cluster")
 
 // NotLeaderError says a request must go to the leader, and where that is.
 type NotLeaderError struct {
@@ -160,8 +162,26 @@ func (s *Server) handleRemoved(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	done := make(chan error, 1)
+	if !s.post(func() { done <- s.persistRemoved() }) {
+		writeError(w, http.StatusServiceUnavailable, ErrStopped.Error())
+		return
+	}
+	if err := <-done; err != nil {
+		writeError(w, http.StatusInternalServerError, "recording the removal: "+err.Error())
+		return
+	}
 	writeJSON(w, http.StatusOK, "stopping")
-	go s.fail(errRemoved)
+	go s.fail(ErrRemoved)
+}
+
+// persistRemoved marks the disk, so that a restart on it refuses to serve
+// instead of campaigning forever with a stale configuration.
+func (s *Server) persistRemoved() error {
+	if err := s.store.Apply(s.node.MarkRemoved()); err != nil {
+		return err
+	}
+	return s.store.Sync()
 }
 
 func (s *Server) knowsHTTPAddr(addr string) bool {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -152,5 +153,37 @@ func TestBackupRestoresIntoNewCluster(t *testing.T) {
 	_, err = Start(Config{ID: 1, DataDir: t.TempDir(), PeerAddr: freeAddr(t), HTTPAddr: "127.0.0.1:0", Cluster: map[uint64]string{1: addr}, Restore: damaged})
 	if err == nil || !strings.Contains(err.Error(), "damaged") {
 		t.Fatalf("restore from a damaged backup: got %v, want a clear refusal", err)
+	}
+}
+
+// A node told of its removal records it, so a restart on its disk refuses to
+// serve instead of campaigning forever with a stale configuration.
+func TestRemovedNodeStaysRemoved(t *testing.T) {
+	c := startCluster(t, 3)
+	do(t, "PUT", c.url(0, "/v1/kv/a"), "1")
+	eventually(t, "every node to advertise its address", func() bool {
+		for _, m := range c.servers[0].Members() {
+			if m.HTTPAddr == "" {
+				return false
+			}
+		}
+		return true
+	})
+	victim := (c.leader() + 1) % 3 // a follower: it may never apply its own removal
+	if code, body := c.memberOp(fmt.Sprintf(`{"op":"remove","id":%d}`, victim+1)); code != 200 {
+		t.Fatalf("remove node %d: %d %s", victim+1, code, body)
+	}
+	select {
+	case <-c.servers[victim].Done():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("removed node %d did not stop", victim+1)
+	}
+	if err := c.servers[victim].Err(); !errors.Is(err, ErrRemoved) {
+		t.Fatalf("removed node stopped with %v, want ErrRemoved", err)
+	}
+	c.servers[victim] = nil
+	c.cfgs[victim].HTTPAddr = "127.0.0.1:0"
+	if _, err := Start(c.cfgs[victim]); err == nil || !strings.Contains(err.Error(), "removed") {
+		t.Fatalf("restart of removed node: got %v, want a refusal", err)
 	}
 }

@@ -217,7 +217,11 @@ func (s *Server) fail(err error) {
 		s.err = err
 	}
 	s.errMu.Unlock()
-	s.log.Error("node stopping", "node", s.cfg.ID, "err", err)
+	if errors.Is(err, ErrRemoved) {
+		s.log.Info("node stopping: removed from the cluster", "node", s.cfg.ID)
+	} else {
+		s.log.Error("node stopping", "node", s.cfg.ID, "err", err)
+	}
 	s.stopOnce.Do(func() { close(s.stop) })
 }
 
