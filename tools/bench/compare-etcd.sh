@@ -37,7 +37,14 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 sleep 2
-rss() { for p in "${pids[@]:0:3}"; do grep VmRSS /proc/$p/status | awk '{printf "%d MB ", $2/1024}'; done; echo; }
+# VmRSS, and in brackets the part that is the process's own memory (RssAnon);
+# the rest is Badger's memory-mapped files, which the kernel can reclaim.
+rss() {
+  for p in "${pids[@]:0:3}"; do
+    awk '/^VmRSS/ {t=$2} /^RssAnon/ {a=$2} END {printf "%d MB (%d MB anon)  ", t/1024, a/1024}' /proc/$p/status
+  done
+  echo
+}
 echo "aspen idle RSS: $(rss)"
 for r in $(seq 1 "$rounds"); do
   for mode in put get; do
