@@ -38,7 +38,7 @@ vet:
 	$(GO) vet ./...
 
 ci: vet test determinism
-	$(MAKE) sweep SEEDS=10
+	$(MAKE) sweep SEEDS=40
 
 clean:
 	rm -rf bin artifacts
