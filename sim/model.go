@@ -23,8 +23,6 @@ const (
 	kDeletePrefix
 )
 
-var opKindNames = map[opKind]string{kGet: "get", kPut: "put", kDelete: "delete", kCAS: "cas", kTxn: "txn", kScan: "scan", kDeletePrefix: "delete_prefix"}
-
 type cmpKind uint8
 
 const (

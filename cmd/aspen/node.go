@@ -188,7 +188,7 @@ func overrideFromFlags(c *cli.Context, f *nodeFile) {
 func parseCluster(s string) (map[uint64]string, error) {
 	members := map[uint64]string{}
 	if strings.TrimSpace(s) == "" {
-		return nil, fmt.Errorf("--initial-cluster is required, as 1=host:port,2=host:port,...")
+		return nil, fmt.Errorf("--initial-cluster is required, as 1=host:port,2=host:port")
 	}
 	for _, part := range strings.Split(s, ",") {
 		idStr, addr, ok := strings.Cut(strings.TrimSpace(part), "=")

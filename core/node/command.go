@@ -37,7 +37,6 @@ const (
 	ErrDropped   = "dropped"    // not proposed (no leader, or raft refused it): not applied
 	ErrBusy      = "busy"       // too many requests in flight at this replica: not applied
 	ErrStale     = "stale"      // superseded by a later write of the same client: not applied
-	ErrStopping  = "stopping"   // the replica is shutting down
 	ErrNotLeader = "not leader" // only the leader can judge this request: send it there
 	ErrBehind    = "behind"     // a learner is too far behind to be promoted yet: retry later
 	ErrInvalid   = "invalid: "  // prefix of a validation failure: never applied

@@ -8,7 +8,6 @@
 package node
 
 import (
-	"errors"
 	"fmt"
 	"hash/fnv"
 
@@ -274,9 +273,6 @@ func (n *Node) ReportSnapshot(peer uint64, ok bool) {
 
 // ReportUnreachable tells raft that a message to peer could not be sent.
 func (n *Node) ReportUnreachable(peer uint64) { n.raw.ReportUnreachable(peer) }
-
-// ErrNotReady is returned by Ready when there is nothing to do.
-var ErrNotReady = errors.New("node: nothing ready")
 
 // HasReady reports whether Ready has work for the driver.
 func (n *Node) HasReady() bool {

@@ -340,15 +340,17 @@ func (l *lastContact) report() map[uint64]string {
 func (s *Server) advertise() {
 	me := node.Member{ID: s.cfg.ID, PeerAddr: s.PeerAddr(), HTTPAddr: s.HTTPAddr()}
 	for {
+		pause := 2 * time.Second
 		if got := s.member(s.cfg.ID); got.ID == 0 || got.PeerAddr != me.PeerAddr || got.HTTPAddr != me.HTTPAddr {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			s.writeAdvertise(ctx, me)
 			cancel()
+			pause = 200 * time.Millisecond // until it shows, look again soon
 		}
 		select {
 		case <-s.stop:
 			return
-		case <-time.After(2 * time.Second):
+		case <-time.After(pause):
 		}
 	}
 }

@@ -41,6 +41,19 @@ func (c *cluster) addJoiner(id uint64) int {
 	return i
 }
 
+// waitAdvertised waits until node 1 knows every member's client address.
+func (c *cluster) waitAdvertised() {
+	c.t.Helper()
+	eventually(c.t, "every node to advertise its address", func() bool {
+		for _, m := range c.servers[0].Members() {
+			if m.HTTPAddr == "" {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 func (c *cluster) leader() int {
 	for i, s := range c.servers {
 		if s != nil && s.Status().Role == "StateLeader" {
@@ -68,6 +81,7 @@ func (c *cluster) memberOp(body string) (int, string) {
 func TestGrowPromoteRemoveTransfer(t *testing.T) {
 	c := startCluster(t, 3)
 	do(t, "PUT", c.url(0, "/v1/kv/before"), "1")
+	c.waitAdvertised() // the removal notice needs node 1's address
 	j := c.addJoiner(4)
 	code, body := c.memberOp(fmt.Sprintf(`{"op":"add-learner","id":4,"peer_addr":%q,"http_addr":%q}`, c.cfgs[j].PeerAddr, c.servers[j].HTTPAddr()))
 	if code != 200 {
@@ -161,14 +175,7 @@ func TestBackupRestoresIntoNewCluster(t *testing.T) {
 func TestRemovedNodeStaysRemoved(t *testing.T) {
 	c := startCluster(t, 3)
 	do(t, "PUT", c.url(0, "/v1/kv/a"), "1")
-	eventually(t, "every node to advertise its address", func() bool {
-		for _, m := range c.servers[0].Members() {
-			if m.HTTPAddr == "" {
-				return false
-			}
-		}
-		return true
-	})
+	c.waitAdvertised()
 	victim := (c.leader() + 1) % 3 // a follower: it may never apply its own removal
 	if code, body := c.memberOp(fmt.Sprintf(`{"op":"remove","id":%d}`, victim+1)); code != 200 {
 		t.Fatalf("remove node %d: %d %s", victim+1, code, body)
