@@ -113,6 +113,15 @@ func (s *Server) postMembers(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	if c.Type == node.RemoveMember && c.ID == s.cfg.ID && s.Status().Role == "StateLeader" {
+		// A leader removing itself would leave the cluster leaderless for an
+		// election timeout: hand over first, then send the caller to the new
+		// leader (the CLI follows the 421).
+		if to := s.successor(); to != 0 && s.transferLeader(r.Context(), to) == nil {
+			writeMemberError(w, s.notLeader())
+			return
+		}
+	}
 	removed := s.member(c.ID) // before the change: its address is about to be forgotten
 	if err := s.ChangeMembers(r.Context(), []node.MemberChange{c}); err != nil {
 		writeMemberError(w, err)
@@ -266,18 +275,38 @@ func (s *Server) handleTransfer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("node %d is not a member", to))
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	if err := s.transferLeader(r.Context(), to); err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]uint64{"leader": to})
+}
+
+// transferLeader asks for a handover to the given voter until it leads.
+func (s *Server) transferLeader(ctx context.Context, to uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	for s.Status().Lead != to {
 		s.post(func() { s.node.TransferLeader(to) })
 		select {
 		case <-time.After(200 * time.Millisecond):
 		case <-ctx.Done():
-			writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("leadership did not move to node %d in time (is it caught up and reachable?)", to))
-			return
+			return fmt.Errorf("leadership did not move to node %d in time (is it caught up and reachable?)", to)
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]uint64{"leader": to})
+	return nil
+}
+
+// successor is the voter, other than this leader, with the most of the log
+// among those heard from recently; 0 when there is none.
+func (s *Server) successor() uint64 {
+	var best node.PeerProgress
+	for _, p := range s.Status().Progress {
+		if p.ID != s.cfg.ID && !p.Learner && p.RecentActive && p.Match >= best.Match {
+			best = p
+		}
+	}
+	return best.ID
 }
 
 // handleSnapshot streams a consistent backup: a ReadIndex barrier first, so

@@ -194,3 +194,31 @@ func TestRemovedNodeStaysRemoved(t *testing.T) {
 		t.Fatalf("restart of removed node: got %v, want a refusal", err)
 	}
 }
+
+// A leader asked to remove itself hands leadership over first and sends the
+// caller to the new leader, which carries out the removal.
+func TestLeaderRemovingItselfHandsOver(t *testing.T) {
+	c := startCluster(t, 3)
+	do(t, "PUT", c.url(0, "/v1/kv/a"), "1")
+	c.waitAdvertised()
+	var l int
+	eventually(t, "a leader", func() bool { l = c.leader(); return l >= 0 })
+	code, _, body := do(t, "POST", c.url(l, "/v1/aspen/members"), fmt.Sprintf(`{"op":"remove","id":%d}`, l+1))
+	if code != http.StatusMisdirectedRequest || !strings.Contains(body, "leader_http_addr") {
+		t.Fatalf("leader removing itself: got %d %s, want 421 naming the new leader", code, body)
+	}
+	var nl NotLeaderError
+	if err := json.Unmarshal([]byte(body), &nl); err != nil || nl.LeaderID == 0 || nl.LeaderID == uint64(l+1) {
+		t.Fatalf("redirect %s: want another node as leader (%v)", body, err)
+	}
+	code, _, body = do(t, "POST", "http://"+nl.LeaderHTTPAddr+"/v1/aspen/members", fmt.Sprintf(`{"op":"remove","id":%d}`, l+1))
+	if code != 200 {
+		t.Fatalf("removal at the new leader: %d %s", code, body)
+	}
+	select {
+	case <-c.servers[l].Done():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("removed node %d did not stop", l+1)
+	}
+	c.servers[l] = nil
+}
