@@ -74,6 +74,9 @@ func (w *World) checkConvergence() {
 			w.check.fail("healed phase ended with node %d down", sn.id)
 			continue
 		}
+		if on(w.sc.Checkers.Invariants) {
+			w.checkShadow(sn)
+		}
 		if first == nil {
 			first = sn
 			continue

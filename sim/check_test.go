@@ -63,3 +63,26 @@ func TestGroupModel(t *testing.T) {
 		}
 	}
 }
+
+// The watch-event shadow agrees with the state after a real run, and the
+// comparison notices a lost or altered event.
+func TestWatchShadowCheck(t *testing.T) {
+	sc := loadScenario(t, "../scenarios/baseline.toml")
+	sc.Run.HealSeconds = 2
+	w := newWorld(sc, 1, Options{})
+	w.loop()
+	sn := w.nodes[0]
+	w.checkShadow(sn)
+	if len(w.check.violations) != 0 {
+		t.Fatalf("after a clean run: %v", w.check.violations)
+	}
+	for k, r := range sn.shadow.keys {
+		r.Value = append([]byte("x"), r.Value...)
+		sn.shadow.keys[k] = r
+		break
+	}
+	w.checkShadow(sn)
+	if len(w.check.violations) != 1 || !strings.Contains(w.check.violations[0], "watch events disagree") {
+		t.Fatalf("after altering one event: got %v, want one disagreement", w.check.violations)
+	}
+}

@@ -27,6 +27,7 @@ type simNode struct {
 	flipped  bool // the disk holds a bit flip not yet caught
 	joining  bool // added by the admin: starts empty and waits for the leader
 	gone     bool // removed by the admin and stopped for good
+	shadow   *watchShadow
 }
 
 func (w *World) newSimNode(i int) *simNode {
@@ -50,6 +51,7 @@ func (w *World) nodeConfig(sn *simNode) node.Config {
 	cfg.RequestTimeoutNs = millis(float64(w.sc.Workload.AttemptTimeoutMs))
 	cfg.ReadRetryNs = 5 * cfg.TickNs * int64(cfg.ElectionTicks) / 2
 	cfg.AppliedRecordsEnabled = true
+	cfg.EventsEnabled = true
 	cfg.Bugs = w.sc.Bugs.node()
 	return cfg
 }
@@ -78,6 +80,7 @@ func (w *World) startNode(sn *simNode) {
 		sn.flipped = false
 	}
 	sn.n = n
+	w.resetShadow(sn)
 	w.schedule(event{at: w.now + w.tickGap(sn), kind: evTick, node: sn.idx, inc: sn.inc})
 	w.pump(sn)
 }
@@ -172,6 +175,7 @@ func (w *World) finishReady(sn *simNode) {
 		}
 	}
 	if on(w.sc.Checkers.Invariants) {
+		w.shadowEvents(sn)
 		w.check.applied(sn.id, rd.Applied)
 		if term, ok := sn.n.LeaderTerm(); ok {
 			w.check.leader(sn.id, term)
