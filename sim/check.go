@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/aspen-db/aspen/core/node"
 )
@@ -124,9 +125,5 @@ func (w *World) checkMembership() {
 }
 
 func sortedIDList(ids []uint64) []uint64 {
-	m := map[uint64]bool{}
-	for _, id := range ids {
-		m[id] = true
-	}
-	return sortedKeys(m)
+	return slices.Compact(slices.Sorted(slices.Values(ids)))
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 
 	"github.com/BurntSushi/toml"
 	"github.com/aspen-db/aspen/core/node"
@@ -209,7 +210,7 @@ func (sc *Scenario) validate() error {
 	}
 	total := 0
 	for k, w := range sc.Workload.Mix {
-		if !contains(mixKinds, k) {
+		if !slices.Contains(mixKinds, k) {
 			return fmt.Errorf("workload.mix: unknown operation %q (want one of %v)", k, mixKinds)
 		}
 		if w < 0 {
@@ -221,15 +222,6 @@ func (sc *Scenario) validate() error {
 		return fmt.Errorf("workload.mix weighs nothing")
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // swarm returns a copy in which the seed has chosen which faults are on and how

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"sort"
 
 	"github.com/aspen-db/aspen/core/assert"
@@ -207,7 +208,7 @@ func (n *Node) checkChanges(cc raftpb.ConfChangeV2, changes []MemberChange) erro
 			return fmt.Errorf("node %d is not a member", c.ID)
 		case c.Type == AddLearner && n.isMember(c.ID):
 			return fmt.Errorf("node %d is already a member", c.ID)
-		case c.Type == AddVoter && contains(n.conf.Voters, c.ID):
+		case c.Type == AddVoter && slices.Contains(n.conf.Voters, c.ID):
 			return fmt.Errorf("node %d is already a voter", c.ID)
 		}
 	}
@@ -231,17 +232,8 @@ func (n *Node) tryConfChange(cc raftpb.ConfChangeV2) error {
 }
 
 func (n *Node) isMember(id uint64) bool {
-	return contains(n.conf.Voters, id) || contains(n.conf.Learners, id) ||
-		contains(n.conf.VotersOutgoing, id) || contains(n.conf.LearnersNext, id)
-}
-
-func contains(ids []uint64, id uint64) bool {
-	for _, x := range ids {
-		if x == id {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(n.conf.Voters, id) || slices.Contains(n.conf.Learners, id) ||
+		slices.Contains(n.conf.VotersOutgoing, id) || slices.Contains(n.conf.LearnersNext, id)
 }
 
 // applyConfChange applies one conf change entry: the requested change if it
@@ -333,7 +325,7 @@ func (n *Node) Members() []Member {
 		}
 		seen[id] = true
 		a := n.members.addrs[id]
-		out = append(out, Member{ID: id, PeerAddr: a[0], HTTPAddr: a[1], Learner: contains(n.conf.Learners, id) && !contains(n.conf.Voters, id)})
+		out = append(out, Member{ID: id, PeerAddr: a[0], HTTPAddr: a[1], Learner: slices.Contains(n.conf.Learners, id) && !slices.Contains(n.conf.Voters, id)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out

@@ -2,6 +2,7 @@ package node
 
 import (
 	"encoding/binary"
+	"slices"
 	"sort"
 
 	"github.com/aspen-db/aspen/core/kv"
@@ -245,7 +246,7 @@ func (n *Node) submitMembers(req Request) {
 // that cannot vote on recent entries weakens the quorum it joins.
 func (n *Node) promotionCheck(changes []MemberChange) string {
 	for _, c := range changes {
-		if c.Type != AddVoter || !contains(n.conf.Learners, c.ID) {
+		if c.Type != AddVoter || !slices.Contains(n.conf.Learners, c.ID) {
 			continue
 		}
 		st := n.raw.Status()
