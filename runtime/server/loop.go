@@ -63,22 +63,31 @@ func (s *Server) handleReady() error {
 			s.metrics.fsync.Observe(time.Since(t0).Seconds())
 		}
 		s.tr.Send(rd.Messages)
-		for _, r := range rd.Responses {
-			s.deliver(r)
-		}
+		// Everything a caller may read after its answer (watch history,
+		// membership, status) is published before the answer is sent.
 		s.publish(rd)
 		if rd.MembersChanged {
 			s.refreshPeers()
+		}
+		if len(rd.Responses) > 0 {
+			s.refreshStatus()
+		}
+		for _, r := range rd.Responses {
+			s.deliver(r)
 		}
 		s.node.Advance()
 	}
 	if s.node.Removed() {
 		return ErrRemoved
 	}
+	s.refreshStatus()
+	return nil
+}
+
+func (s *Server) refreshStatus() {
 	st := s.node.Status()
 	s.status.Store(&st)
 	s.metrics.observeStatus(st)
-	return nil
 }
 
 func (s *Server) deliver(r node.Response) {
