@@ -7,6 +7,7 @@ import (
 	"context"
 	"net/http/httptrace"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -249,12 +250,19 @@ func TestTxnSetWithCheckIndex(t *testing.T) {
 		t.Fatalf("txn results: got %+v, want the set's entry first", resp.Results)
 	}
 	put(t, kv, "guard", "g2") // moves guard's index past the one we hold
-	ok, resp, _, err = txn.Txn(ops("second", guard.ModifyIndex), nil)
+	stale := append(ops("second", guard.ModifyIndex),
+		&api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCheckNotExists, Key: "absent"}}, // holds
+		&api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCheckNotExists, Key: "guard"}})  // fails
+	ok, resp, _, err = txn.Txn(stale, nil)
 	if err != nil || ok {
 		t.Fatalf("txn with a stale index: got %v, %v; want false", ok, err)
 	}
-	if len(resp.Errors) == 0 {
-		t.Fatalf("rolled-back txn: got no errors, want the failed check named")
+	var failed []int
+	for _, e := range resp.Errors {
+		failed = append(failed, e.OpIndex)
+	}
+	if !slices.Equal(failed, []int{1, 3}) || !strings.Contains(resp.Errors[0].What, "does not match") {
+		t.Fatalf("rolled-back txn: got errors %+v, want operations 1 (stale index) and 3 (key exists) named", resp.Errors)
 	}
 	if got := mustGet(t, kv, "guarded"); string(got.Value) != "first" {
 		t.Fatalf("after a rolled-back txn: got %q, want first", got.Value)

@@ -61,10 +61,13 @@ func (s *Server) handleTxn(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("transaction has %d operations, limit is %d", len(ops), txnOpsMax))
 		return
 	}
-	txn, firstCheck, err := translateTxn(ops)
+	txn, checks, err := translateTxn(ops)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
+	}
+	if len(txn.Compares)+len(txn.Then)+len(txn.Else) > s.limits().TxnOpsMax {
+		txn.Else = nil // no room to read the checked keys: failures name the first check only
 	}
 	resp, err := s.Do(r.Context(), txn, r.URL.Query().Has("stale"))
 	if err != nil {
@@ -73,34 +76,77 @@ func (s *Server) handleTxn(w http.ResponseWriter, r *http.Request) {
 	}
 	s.consulHeaders(w, resp.Revision)
 	if !resp.Succeeded {
-		// Aspen evaluates all checks together and does not say which one failed;
-		// the first check stands for them.
-		writeJSON(w, http.StatusConflict, consulTxnResponse{Errors: []consulTxnError{{OpIndex: firstCheck, What: "a check failed: index or existence did not match"}}})
+		writeJSON(w, http.StatusConflict, consulTxnResponse{Errors: failedChecks(checks, resp.Results)})
 		return
 	}
 	writeJSON(w, http.StatusOK, consulTxnResponse{Results: txnResults(ops, resp)})
 }
 
-// translateTxn maps Consul verbs onto compares and ops; it also returns the
-// index of the first operation that checks something.
-func translateTxn(ops []consulTxnOp) (kv.Txn, int, error) {
+// check is one compare of a translated transaction and the Consul
+// operation it came from.
+type check struct {
+	op  int
+	cmp kv.Compare
+}
+
+// failedChecks names every check that did not hold, as Consul does. The
+// else branch of the transaction read each checked key at the revision the
+// checks were evaluated at, so the verdicts here are those of the replica.
+func failedChecks(checks []check, reads []kv.OpResult) []consulTxnError {
+	var errs []consulTxnError
+	for i, c := range checks {
+		if i >= len(reads) {
+			break
+		}
+		var rec *kv.Record
+		if len(reads[i].Records) > 0 {
+			rec = &reads[i].Records[0].Record
+		}
+		if why := checkFailure(c.cmp, rec); why != "" {
+			errs = append(errs, consulTxnError{OpIndex: c.op, What: why})
+		}
+	}
+	if len(errs) == 0 { // the checked keys were not read back
+		errs = append(errs, consulTxnError{OpIndex: checks[0].op, What: "a check failed: index or existence did not match"})
+	}
+	return errs
+}
+
+func checkFailure(c kv.Compare, rec *kv.Record) string {
+	switch {
+	case c.Target == kv.TargetExists && c.Exists && rec == nil:
+		return fmt.Sprintf("key %q does not exist", c.Key)
+	case c.Target == kv.TargetExists && !c.Exists && rec != nil:
+		return fmt.Sprintf("key %q exists", c.Key)
+	case c.Target == kv.TargetModRev && rec == nil && c.Rev != 0:
+		return fmt.Sprintf("key %q does not exist", c.Key)
+	case c.Target == kv.TargetModRev && rec != nil && rec.ModRev != c.Rev:
+		return fmt.Sprintf("current modify index %d of key %q does not match %d", rec.ModRev, c.Key, c.Rev)
+	}
+	return ""
+}
+
+// translateTxn maps Consul verbs onto compares and ops. When a check fails,
+// the else branch reads every checked key, so that the answer can say which.
+func translateTxn(ops []consulTxnOp) (kv.Txn, []check, error) {
 	var txn kv.Txn
-	firstCheck := -1
+	var checks []check
 	for i, op := range ops {
 		if op.KV == nil {
-			return txn, 0, fmt.Errorf("operation %d: only KV operations are supported", i)
+			return txn, nil, fmt.Errorf("operation %d: only KV operations are supported", i)
 		}
 		cmps, kop, err := translateKV(*op.KV)
 		if err != nil {
-			return txn, 0, fmt.Errorf("operation %d: %w", i, err)
+			return txn, nil, fmt.Errorf("operation %d: %w", i, err)
 		}
-		if len(cmps) > 0 && firstCheck < 0 {
-			firstCheck = i
+		for _, c := range cmps {
+			checks = append(checks, check{op: i, cmp: c})
+			txn.Else = append(txn.Else, kv.Op{Type: kv.OpGet, Key: c.Key})
 		}
 		txn.Compares = append(txn.Compares, cmps...)
 		txn.Then = append(txn.Then, kop)
 	}
-	return txn, max(firstCheck, 0), nil
+	return txn, checks, nil
 }
 
 func translateKV(op consulTxnKV) ([]kv.Compare, kv.Op, error) {
