@@ -10,6 +10,12 @@ import (
 type network struct {
 	spec    NetworkSpec
 	blocked [][]bool // blocked[from][to]
+
+	// A partition that strands clients puts each client (the operator is the
+	// last) on one side; a client then reaches only the nodes on its side.
+	strands    bool
+	nodeSide   []bool
+	clientSide []bool
 }
 
 func newNetwork(nodes int, spec NetworkSpec) network {
@@ -24,6 +30,13 @@ func (n *network) heal() {
 	for i := range n.blocked {
 		clear(n.blocked[i])
 	}
+	n.strands = false
+}
+
+// cutOff says whether client (by index) and node are on different sides of
+// a partition that strands clients.
+func (n *network) cutOff(client, node int) bool {
+	return n.strands && client < len(n.clientSide) && node < len(n.nodeSide) && n.clientSide[client] != n.nodeSide[node]
 }
 
 // delay draws a message's flight time, or ok=false when the message is lost.
@@ -71,21 +84,20 @@ func (w *World) send(from *simNode, m *raftpb.Message) {
 	}
 }
 
-// toClient sends a response back to its client (clients are never partitioned
-// away, but their messages can be lost or late).
-func (w *World) toClient(resp node.Response) {
+// toClient sends a response from node idx back to its client.
+func (w *World) toClient(from int, resp node.Response) {
 	idx := int(resp.Client) - clientIDBase
 	if idx < 0 || idx > len(w.clients) || (idx == len(w.clients) && w.admin == nil) {
 		return
 	}
-	if delay, ok := w.flight(); ok {
+	if delay, ok := w.flight(); ok && !w.net.cutOff(idx, from) {
 		w.schedule(event{at: w.now + delay, kind: evToClient, node: -1, client: idx, resp: resp})
 	}
 }
 
 // toNode sends a client request to a node.
 func (w *World) toNode(target int, req node.Request) {
-	if delay, ok := w.flight(); ok {
+	if delay, ok := w.flight(); ok && !w.net.cutOff(int(req.Client)-clientIDBase, target) {
 		w.schedule(event{at: w.now + delay, kind: evToNode, node: target, inc: w.nodes[target].inc, req: req})
 	}
 }
@@ -170,7 +182,22 @@ func (w *World) partition(oneWay bool) {
 	w.partitions++
 	w.res.Partitions++
 	w.trace.note("partition %d: side %v one-way %v", w.partitions, side, oneWay)
+	if w.sc.Faults.StrandClients {
+		w.strandClients(side)
+	}
 	w.schedule(event{at: w.now + w.downTime(), kind: evPartitionEnd, node: -1, n: w.partitions})
+}
+
+// strandClients puts every client, and the operator, on a random side of the
+// partition: requests and answers between a client and the nodes across the
+// cut are lost both ways, one-way partition or not.
+func (w *World) strandClients(nodeSide []bool) {
+	w.net.strands, w.net.nodeSide = true, nodeSide
+	w.net.clientSide = make([]bool, len(w.clients)+1)
+	for i := range w.net.clientSide {
+		w.net.clientSide[i] = w.rng.IntN(2) == 0
+	}
+	w.trace.note("clients stranded: side %v", w.net.clientSide)
 }
 
 // pickVictim chooses a running node to crash or pause, keeping at most

@@ -185,7 +185,7 @@ func (w *World) finishReady(sn *simNode) {
 		w.send(sn, &rd.Messages[i])
 	}
 	for _, resp := range rd.Responses {
-		w.toClient(resp)
+		w.toClient(sn.idx, resp)
 	}
 	sn.rd, sn.busy = node.Ready{}, false
 	sn.n.Advance()

@@ -79,6 +79,7 @@ type FaultSpec struct {
 	Heal            float64 `toml:"heal"`
 	DownMsMax       float64 `toml:"down_ms_max"` // longest a crashed or paused node stays down
 	CrashesMax      int     `toml:"crashes_max"` // nodes down at once (keep a quorum to make progress)
+	StrandClients   bool    `toml:"strand_clients"` // partitions also put each client on one side
 }
 
 // MembershipSpec sets the simulated operator: every interval_ms on average
@@ -249,6 +250,7 @@ func (sc Scenario) swarm(rng *rand.Rand) Scenario {
 	out.Disk.SyncMsMax = scale(sc.Disk.SyncMsMax)
 	out.Clock.DriftPPMMax = scale(sc.Clock.DriftPPMMax)
 	out.Clock.SkewMsMax = scale(sc.Clock.SkewMsMax)
+	out.Faults.StrandClients = sc.Faults.StrandClients && rng.IntN(2) == 0
 	return out
 }
 
