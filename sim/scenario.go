@@ -77,8 +77,8 @@ type FaultSpec struct {
 	Crash           float64 `toml:"crash"`
 	Pause           float64 `toml:"pause"`
 	Heal            float64 `toml:"heal"`
-	DownMsMax       float64 `toml:"down_ms_max"` // longest a crashed or paused node stays down
-	CrashesMax      int     `toml:"crashes_max"` // nodes down at once (keep a quorum to make progress)
+	DownMsMax       float64 `toml:"down_ms_max"`    // longest a crashed or paused node stays down
+	CrashesMax      int     `toml:"crashes_max"`    // nodes down at once (keep a quorum to make progress)
 	StrandClients   bool    `toml:"strand_clients"` // partitions also put each client on one side
 }
 
