@@ -8,7 +8,8 @@ import (
 )
 
 // The admin is the simulated operator: it changes membership one request at a
-// time (add a learner, promote it, remove a voter, replace a node), retrying
+// time (add a learner, promote it, add a new node straight as a voter, remove
+// a voter, replace a node), retrying
 // through faults like any client, and stops the nodes it removed, as an
 // operator would. What it succeeded in asking for is the membership the
 // cluster must end with.
@@ -56,7 +57,7 @@ func (w *World) adminTick() {
 
 func (w *World) planChange() {
 	m := w.sc.Membership
-	weights := []float64{m.AddLearner, m.Promote, m.Remove, m.Replace}
+	weights := []float64{m.AddLearner, m.Promote, m.Remove, m.Replace, m.AddVoter}
 	total := 0.0
 	for _, x := range weights {
 		total += x
@@ -91,6 +92,12 @@ func (w *World) planKind(kind int) {
 		}
 	case 3:
 		w.planReplace(sortedKeys(a.voters))
+	case 4:
+		// A voter with an empty disk counts in quorums (and may be asked
+		// to vote) before the leader's snapshot reaches it.
+		if id, ok := w.addNode(); ok {
+			a.plan = append(a.plan, adminOp{node.MemberChange{Type: node.AddVoter, ID: id}})
+		}
 	}
 }
 
@@ -225,7 +232,8 @@ func (w *World) adminApplied(c node.MemberChange) {
 func (w *World) dropPlan() {
 	a := w.admin
 	for _, op := range a.plan {
-		if op.change.Type == node.AddLearner && !a.learners[op.change.ID] && !a.voters[op.change.ID] {
+		isAdd := op.change.Type == node.AddLearner || op.change.Type == node.AddVoter
+		if isAdd && !a.learners[op.change.ID] && !a.voters[op.change.ID] {
 			w.retire(w.nodes[op.change.ID-1])
 		}
 	}

@@ -16,6 +16,7 @@ func TestPlantedBugsAreCaught(t *testing.T) {
 		{"testdata/bugs/no-dedup.toml", "not linearizable"},
 		{"testdata/bugs/recompute-revision.toml", "replicas diverge"},
 		{"testdata/bugs/skip-sync.toml", "two leaders in term"},
+		{"testdata/bugs/skip-sync.toml", "voted twice in term"},
 		{"testdata/bugs/skip-sync.toml", "committed entry"},
 		{"testdata/bugs/skip-sync.toml", "raft log corrupted"},
 		{"testdata/bugs/early-conf-change.toml", ""}, // any checker: divergence, wrong final membership, ...

@@ -19,6 +19,7 @@ type entryRecord struct {
 // checker holds the invariants checked while the run goes on.
 type checker struct {
 	leaders    map[uint64]uint64      // term -> the leader seen in it
+	votes      map[[2]uint64]uint64   // (voter, term) -> the candidate it voted for
 	entries    map[uint64]entryRecord // index -> the entry applied there
 	states     map[uint64]uint64      // applied index -> state hash right after it
 	maxApplied uint64
@@ -26,7 +27,7 @@ type checker struct {
 }
 
 func newChecker() checker {
-	return checker{leaders: map[uint64]uint64{}, entries: map[uint64]entryRecord{}, states: map[uint64]uint64{}}
+	return checker{leaders: map[uint64]uint64{}, votes: map[[2]uint64]uint64{}, entries: map[uint64]entryRecord{}, states: map[uint64]uint64{}}
 }
 
 func (c *checker) fail(format string, args ...any) {
@@ -42,6 +43,17 @@ func (c *checker) leader(id, term uint64) {
 		return
 	}
 	c.leaders[term] = id
+}
+
+// vote checks that no node votes for two candidates in one term, across
+// crashes too: a forgotten vote is how a term gets two leaders.
+func (c *checker) vote(voter, term, candidate uint64) {
+	k := [2]uint64{voter, term}
+	if prev, ok := c.votes[k]; ok && prev != candidate {
+		c.fail("node %d voted twice in term %d: for nodes %d and %d", voter, term, prev, candidate)
+		return
+	}
+	c.votes[k] = candidate
 }
 
 // applied checks that every replica applies the same entry at each index (so

@@ -66,6 +66,9 @@ func (w *World) send(from *simNode, m *raftpb.Message) {
 		return
 	}
 	w.res.Messages++
+	if m.Type == raftpb.MsgVoteResp && !m.Reject && on(w.sc.Checkers.Invariants) {
+		w.check.vote(from.id, m.Term, m.To)
+	}
 	data := mustMarshal(m)
 	isSnap := m.Type == raftpb.MsgSnap
 	copies := 1

@@ -14,6 +14,7 @@ var regressions = []struct {
 	{"testdata/regressions/txn-memo-clock-drift.toml", []uint64{23, 89}},
 	{"testdata/regressions/snapshot-sync.toml", []uint64{152}},
 	{"testdata/regressions/admin-leader-hint.toml", []uint64{10}},
+	{"testdata/regressions/joiner-forgets-hardstate.toml", []uint64{2096}},
 }
 
 func TestRegressions(t *testing.T) {

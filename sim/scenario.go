@@ -90,12 +90,13 @@ type MembershipSpec struct {
 	Promote    float64 `toml:"promote"`
 	Remove     float64 `toml:"remove"`
 	Replace    float64 `toml:"replace"`     // add a learner, promote it, remove a voter
+	AddVoter   float64 `toml:"add_voter"`   // add a new node straight as a voter
 	ReplaceAll bool    `toml:"replace_all"` // replacements take the original nodes in order
 	VotersMin  int     `toml:"voters_min"`  // removals never go below this many voters
 	AddsMax    int     `toml:"adds_max"`    // nodes added over the whole run
 }
 
-func (m MembershipSpec) on() bool { return m.AddLearner+m.Promote+m.Remove+m.Replace > 0 }
+func (m MembershipSpec) on() bool { return m.AddLearner+m.Promote+m.Remove+m.Replace+m.AddVoter > 0 }
 
 // DiskSpec sets what a crash does to unsynced writes and how slow syncs are.
 type DiskSpec struct {

@@ -2,6 +2,7 @@ package node
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/aspen-db/aspen/core/kv"
@@ -21,7 +22,7 @@ func (n *Node) load(disk storage.Reader) (fresh bool, err error) {
 		return false, err
 	}
 	if !ok {
-		return true, nil
+		return n.loadBeforeSnapshot(disk)
 	}
 	var snap raftpb.Snapshot
 	if err := snap.Unmarshal(snapBytes); err != nil {
@@ -38,6 +39,42 @@ func (n *Node) load(disk storage.Reader) (fresh bool, err error) {
 		return false, err
 	}
 	return false, n.loadState(disk)
+}
+
+// loadBeforeSnapshot reads a disk without a snapshot record. Bootstrap writes
+// its snapshot in the same batch as everything else, so such a disk is empty
+// or belongs to a joining replica the leader's snapshot has not reached yet.
+// A joiner may already have voted, and may have been told it was removed: both
+// must survive a restart, or it could vote twice in one term.
+func (n *Node) loadBeforeSnapshot(disk storage.Reader) (fresh bool, err error) {
+	errFound := errors.New("found")
+	switch err := disk.Scan(prefixLog, func(_, _ []byte) error { return errFound }); {
+	case errors.Is(err, errFound):
+		return false, fmt.Errorf("%w: log entries but no snapshot record", storage.ErrCorrupt)
+	case err != nil:
+		return false, err
+	}
+	hsBytes, voted, err := getSealed(disk, keyHardState)
+	if err != nil {
+		return false, err
+	}
+	_, removed, err := getSealed(disk, keyRemoved)
+	if err != nil || !voted && !removed {
+		return err == nil, err
+	}
+	n.logFirst, n.logLast = 1, 0 // empty: the leader sends a snapshot
+	n.removedSelf = removed
+	if !voted {
+		return false, nil
+	}
+	var hs raftpb.HardState
+	if err := hs.Unmarshal(hsBytes); err != nil {
+		return false, fmt.Errorf("%w: hard state: %v", storage.ErrCorrupt, err)
+	}
+	if hs.Commit != 0 {
+		return false, fmt.Errorf("%w: hard state commits %d but there is no snapshot or log", storage.ErrCorrupt, hs.Commit)
+	}
+	return false, n.log.SetHardState(hs)
 }
 
 func (n *Node) loadLog(disk storage.Reader) error {

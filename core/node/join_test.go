@@ -1,0 +1,78 @@
+package node_test
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/aspen-db/aspen/core/node"
+	"github.com/aspen-db/aspen/sim/disk"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// joiner is a node started with --join that has not yet received the
+// leader's snapshot: its disk holds at most a hard state.
+func joiner(t *testing.T, d *disk.Disk) *node.Node {
+	t.Helper()
+	cfg := node.DefaultConfig(4, []uint64{1, 2, 3})
+	cfg.Join = true
+	n, err := node.New(cfg, rand.New(rand.NewPCG(3, 4)), d)
+	if err != nil {
+		t.Fatalf("start joiner: %v", err)
+	}
+	return n
+}
+
+// voteFor asks n for its vote in term 5 on behalf of candidate and reports
+// whether n granted it, after persisting what n wrote as a driver must.
+func voteFor(t *testing.T, n *node.Node, d *disk.Disk, candidate uint64) bool {
+	t.Helper()
+	if err := n.Step(raftpb.Message{Type: raftpb.MsgVote, From: candidate, To: 4, Term: 5, Index: 50, LogTerm: 4}); err != nil {
+		t.Fatalf("step vote: %v", err)
+	}
+	granted := false
+	for n.HasReady() {
+		rd := n.Ready()
+		if err := d.Apply(rd.Batch); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range append(rd.EarlyMessages, rd.Messages...) {
+			if m.Type == raftpb.MsgVoteResp && m.To == candidate {
+				granted = !m.Reject
+			}
+		}
+		n.Advance()
+	}
+	return granted
+}
+
+// A node added as a voter can be asked to vote before the leader's snapshot
+// reaches it. The vote it cast must survive a restart, or it could vote for
+// two candidates in one term and let both win.
+func TestJoinerRemembersVoteAcrossRestart(t *testing.T) {
+	d := disk.New()
+	if !voteFor(t, joiner(t, d), d, 2) {
+		t.Fatal("a joiner with an empty log refused its first vote")
+	}
+	d.Crash(rand.New(rand.NewPCG(1, 1)), disk.Faults{})
+	if voteFor(t, joiner(t, d), d, 3) {
+		t.Fatal("after a restart the joiner voted again in term 5, for another candidate")
+	}
+}
+
+// A joiner told it was removed before any snapshot reached it must not come
+// back as a fresh replica on the same disk.
+func TestJoinerRemembersRemovalAcrossRestart(t *testing.T) {
+	d := disk.New()
+	if err := d.Apply(joiner(t, d).MarkRemoved()); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if !joiner(t, d).Removed() {
+		t.Fatal("after a restart the removed joiner forgot its removal")
+	}
+}
