@@ -27,9 +27,10 @@ const (
 	// that the server's message, not a client timeout, explains a failure.
 	requestTimeout = 30 * time.Second
 
-	// stdinValueBytesMax bounds a value read from stdin; the server's limit is
-	// lower and it says so, this only keeps a runaway pipe out of memory.
-	stdinValueBytesMax = 64 << 20
+	// valueReadBytesMax bounds a value read from stdin or a file; the
+	// server's limit is lower and it says so, this only keeps a runaway pipe
+	// out of memory.
+	valueReadBytesMax = 64 << 20
 )
 
 // kvEntry is Consul's KVPair as the server writes it.
@@ -50,7 +51,7 @@ func kvCommand() *cli.Command {
 			kvLeaf("get", "print a key's value", "KEY", runKVGet,
 				&cli.BoolFlag{Name: "stale", Usage: "answer from this node's state, without confirming it is current"},
 				&cli.BoolFlag{Name: "json", Usage: "print the Consul entry (value in base64, create and modify index)"}),
-			kvLeaf("put", "write a key", "KEY VALUE  (VALUE - reads stdin)", runKVPut),
+			kvLeaf("put", "write a key", "KEY VALUE  (VALUE - reads stdin, @FILE reads FILE)", runKVPut),
 			kvLeaf("delete", "delete a key", "KEY", runKVDelete,
 				&cli.BoolFlag{Name: "recurse", Usage: "delete every key that starts with KEY"}),
 			kvLeaf("list", "list keys and values under a prefix", "[PREFIX]", runKVList,
@@ -369,17 +370,30 @@ func cmdName(c *cli.Context) string {
 	return strings.TrimPrefix(c.Command.HelpName, c.App.Name+" ")
 }
 
-// readValue returns arg, or stdin when arg is "-".
+// readValue returns arg, stdin when arg is "-", or the file named after an
+// "@", as Consul's CLI reads them.
 func readValue(c *cli.Context, arg string) ([]byte, error) {
-	if arg != "-" {
+	var src io.Reader
+	from := "stdin"
+	switch {
+	case arg == "-":
+		src = c.App.Reader
+	case strings.HasPrefix(arg, "@"):
+		f, err := os.Open(arg[1:])
+		if err != nil {
+			return nil, usageError("read value: %v", err)
+		}
+		defer f.Close()
+		src, from = f, arg[1:]
+	default:
 		return []byte(arg), nil
 	}
-	value, err := io.ReadAll(io.LimitReader(c.App.Reader, stdinValueBytesMax+1))
+	value, err := io.ReadAll(io.LimitReader(src, valueReadBytesMax+1))
 	if err != nil {
-		return nil, failure("read value from stdin: %v", err)
+		return nil, failure("read value from %s: %v", from, err)
 	}
-	if len(value) > stdinValueBytesMax {
-		return nil, usageError("value on stdin exceeds %d bytes", stdinValueBytesMax)
+	if len(value) > valueReadBytesMax {
+		return nil, usageError("value in %s exceeds %d bytes", from, valueReadBytesMax)
 	}
 	return value, nil
 }

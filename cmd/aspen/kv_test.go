@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +36,18 @@ func testKV(t *testing.T, d *devCluster) {
 	if e := getEntry(t, addr, "stdin-key"); string(e.Value) != "two\nlines" {
 		t.Errorf("got value %q, want %q", e.Value, "two\nlines")
 	}
+	// @FILE reads the value from a file, as Consul's CLI does.
+	file := filepath.Join(t.TempDir(), "value")
+	if err := os.WriteFile(file, []byte("from\x00a file"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kv("put", "file-key", "@"+file).wantCode(t, 0)
+	if e := getEntry(t, addr, "file-key"); string(e.Value) != "from\x00a file" {
+		t.Errorf("got value %q, want the file's bytes", e.Value)
+	}
+	o = kv("put", "file-key", "@"+file+".missing")
+	o.wantCode(t, exitUsage)
+	wantStderr(t, o, "no such file")
 	// The address also comes from the environment.
 	wantStdout(t, aspenWith(t, "", []string{addrEnv + "=" + addr}, "kv", "get", "greeting"), "hello\n")
 
