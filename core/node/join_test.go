@@ -13,8 +13,14 @@ import (
 // leader's snapshot: its disk holds at most a hard state.
 func joiner(t *testing.T, d *disk.Disk) *node.Node {
 	t.Helper()
-	cfg := node.DefaultConfig(4, []uint64{1, 2, 3})
-	cfg.Join = true
+	return startNode4(t, d, true)
+}
+
+// startNode4 starts node 4 of a cluster of 1, 2 and 3 on d.
+func startNode4(t *testing.T, d *disk.Disk, join bool) *node.Node {
+	t.Helper()
+	cfg := node.DefaultConfig(4, []uint64{1, 2, 3, 4})
+	cfg.Join = join
 	n, err := node.New(cfg, rand.New(rand.NewPCG(3, 4)), d)
 	if err != nil {
 		t.Fatalf("start joiner: %v", err)
@@ -51,14 +57,18 @@ func voteFor(t *testing.T, n *node.Node, d *disk.Disk, candidate uint64) bool {
 // A node added as a voter can be asked to vote before the leader's snapshot
 // reaches it. The vote it cast must survive a restart, or it could vote for
 // two candidates in one term and let both win.
+// Restarted without --join, its disk still says it is a joiner: it must not
+// bootstrap a cluster of its own either.
 func TestJoinerRemembersVoteAcrossRestart(t *testing.T) {
-	d := disk.New()
-	if !voteFor(t, joiner(t, d), d, 2) {
-		t.Fatal("a joiner with an empty log refused its first vote")
-	}
-	d.Crash(rand.New(rand.NewPCG(1, 1)), disk.Faults{})
-	if voteFor(t, joiner(t, d), d, 3) {
-		t.Fatal("after a restart the joiner voted again in term 5, for another candidate")
+	for _, rejoin := range []bool{true, false} {
+		d := disk.New()
+		if !voteFor(t, joiner(t, d), d, 2) {
+			t.Fatal("a joiner with an empty log refused its first vote")
+		}
+		d.Crash(rand.New(rand.NewPCG(1, 1)), disk.Faults{})
+		if voteFor(t, startNode4(t, d, rejoin), d, 3) {
+			t.Fatalf("after a restart (join %v) the joiner voted again in term 5, for another candidate", rejoin)
+		}
 	}
 }
 
