@@ -156,10 +156,23 @@ func (n *Node) maybeSnapshot(b *storage.Batch) {
 		err := n.log.Compact(compact)
 		assert.That(err == nil, "compact raft log to %d (first %d): %v", compact, first, err)
 	}
-	for i := n.logFirst; i <= compact; i++ {
+	n.trimTo = max(n.trimTo, compact)
+}
+
+// logTrimPerReady bounds the log records one Ready deletes. Compaction frees
+// thousands of records at once in a busy cluster; deleting them all in one
+// batch stalled that round (and every answer waiting on it) for tens of ms.
+const logTrimPerReady = 256
+
+// trimLog deletes the next few log records at or below the compaction point.
+// Records not yet deleted are harmless: a restart skips those below the
+// snapshot, and they are deleted again after it.
+func (n *Node) trimLog(b *storage.Batch) {
+	end := min(n.trimTo, n.logFirst+logTrimPerReady-1)
+	for i := n.logFirst; i <= end; i++ {
 		b.Delete(logKey(i))
 	}
-	n.logFirst = max(n.logFirst, compact+1)
+	n.logFirst = max(n.logFirst, end+1)
 }
 
 // snapshotData encodes the whole replicated state: KV, sessions, membership.

@@ -102,6 +102,7 @@ type Node struct {
 	conf      raftpb.ConfState
 	snapIndex uint64
 	logFirst  uint64 // durable log records span [logFirst, logLast]
+	trimTo    uint64 // records at or below this index are being deleted, a few per Ready
 	logLast   uint64
 
 	proposals []raftpb.Entry
@@ -294,6 +295,7 @@ func (n *Node) Ready() Ready {
 	}
 	n.serveReads()
 	n.maybeSnapshot(&out.Batch)
+	n.trimLog(&out.Batch)
 	out.Responses, n.responses = n.responses, nil
 	if n.cfg.Bugs.SkipSync {
 		out.Sync = false

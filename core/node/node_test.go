@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"testing"
@@ -175,5 +176,51 @@ func TestBackupRestoresIntoNewCluster(t *testing.T) {
 	cfg.Restore = damaged
 	if _, err := node.New(cfg, rand.New(rand.NewPCG(1, 2)), disk.New()); !errors.Is(err, node.ErrBadBackup) {
 		t.Fatalf("restore from a damaged backup: got %v, want ErrBadBackup", err)
+	}
+}
+
+// Compaction deletes the log records behind a snapshot a few per Ready
+// rather than all in one batch, which stalled a busy node's round, and still
+// gets through all of them.
+func TestCompactionTrimsLogGradually(t *testing.T) {
+	d := disk.New()
+	s := start(t, d)
+	deletesMax, seq := 0, uint64(0)
+	for s.n.Status().SnapshotIndex < 1000 {
+		seq++
+		s.n.Submit(put(7, seq, "k", "v"))
+		s.now += 10_000_000
+		s.n.Tick(s.now)
+		for s.n.HasReady() {
+			rd := s.n.Ready()
+			deletes := 0
+			for _, op := range rd.Batch.Ops {
+				if op.Delete {
+					deletes++
+				}
+			}
+			deletesMax = max(deletesMax, deletes)
+			if err := d.Apply(rd.Batch); err != nil {
+				t.Fatal(err)
+			}
+			s.n.Advance()
+		}
+	}
+	if deletesMax > 256 {
+		t.Errorf("a Ready deleted %d log records at once, want at most 256", deletesMax)
+	}
+	snap := s.n.Status().SnapshotIndex
+	for i := 0; i < 10; i++ {
+		seq++
+		s.n.Submit(put(7, seq, "k", "v"))
+		s.run(0)
+		s.step()
+	}
+	want := snap - 200 + 1 // DefaultConfig keeps 200 entries behind a snapshot
+	if got := s.n.Status().LogFirst; got != want {
+		t.Errorf("log on disk starts at %d after the trim, want %d", got, want)
+	}
+	if _, ok, _ := d.Get(binary.BigEndian.AppendUint64([]byte("l/"), want-1)); ok {
+		t.Errorf("log record %d is still on disk", want-1)
 	}
 }
