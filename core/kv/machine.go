@@ -38,6 +38,13 @@ type Machine struct {
 	found   []item   // items matched by the range being read or deleted
 }
 
+// Clone returns a copy of the state that later writes to either do not
+// affect. It costs O(1): the tree is shared and copied node by node as
+// either side writes.
+func (m *Machine) Clone() *Machine {
+	return &Machine{tree: m.tree.Clone(), rev: m.rev, digest: m.digest}
+}
+
 // New returns an empty machine at revision 0.
 func New() *Machine {
 	return &Machine{tree: btree.NewG(btreeDegree, itemLess)}

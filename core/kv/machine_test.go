@@ -1,7 +1,9 @@
 package kv_test
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -176,5 +178,20 @@ func TestRestoreRejectsMalformedSnapshots(t *testing.T) {
 		if m.Hash() != before {
 			t.Errorf("%s: got state changed by a failed restore, want it untouched", name)
 		}
+	}
+}
+
+// A clone keeps the state it was taken at while the original moves on.
+func TestCloneIsolated(t *testing.T) {
+	m := kv.New()
+	for i := 0; i < 200; i++ { // enough keys for a tree of several nodes
+		m.Apply(kv.Txn{Then: []kv.Op{put(fmt.Sprintf("k%03d", i), "old")}})
+	}
+	before := m.Snapshot()
+	c := m.Clone()
+	m.Apply(kv.Txn{Then: []kv.Op{put("k007", "new")}})
+	m.Apply(kv.Txn{Then: []kv.Op{{Type: kv.OpDeleteRange, Key: []byte("k1"), Prefix: true}}})
+	if !bytes.Equal(c.Snapshot(), before) || c.Hash() == m.Hash() {
+		t.Fatal("writes to the original changed the clone")
 	}
 }

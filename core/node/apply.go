@@ -109,7 +109,8 @@ func (n *Node) answer(client, seq uint64, resp kv.Response, errCode string) {
 func (n *Node) installSnapshot(snap raftpb.Snapshot, b *storage.Batch) {
 	kvData, sessData, membersData, err := decodeSnapshot(snap.Data)
 	assert.That(err == nil, "snapshot at %d does not decode: %v", snap.Metadata.Index, err)
-	assert.That(n.log.ApplySnapshot(snap) == nil, "snapshot at %d refused", snap.Metadata.Index)
+	stored := withoutData(snap)
+	assert.That(n.log.ApplySnapshot(stored) == nil, "snapshot at %d refused", snap.Metadata.Index)
 	n.kv.Ascend(func(key []byte, _ kv.Record) bool {
 		b.Delete(kvKey(key))
 		return true
@@ -129,7 +130,8 @@ func (n *Node) installSnapshot(snap raftpb.Snapshot, b *storage.Batch) {
 	}
 	n.applied, n.snapIndex, n.conf = snap.Metadata.Index, snap.Metadata.Index, snap.Metadata.ConfState
 	n.logFirst, n.logLast = snap.Metadata.Index+1, snap.Metadata.Index
-	b.Put(keySnapshot, mustMarshal(&snap))
+	n.freeze()
+	b.Put(keySnapshot, mustMarshal(&stored))
 	b.Put(keyApplied, encodeApplied(n.appliedMeta()))
 }
 
@@ -140,10 +142,10 @@ func (n *Node) maybeSnapshot(b *storage.Batch) {
 		return
 	}
 	n.snapshotDue = false
-	data := n.snapshotData()
-	snap, err := n.log.CreateSnapshot(n.applied, &n.conf, data)
+	snap, err := n.log.CreateSnapshot(n.applied, &n.conf, nil)
 	assert.That(err == nil, "create snapshot at %d: %v", n.applied, err)
 	n.snapIndex = n.applied
+	n.freeze()
 	b.Put(keySnapshot, mustMarshal(&snap))
 	if n.applied <= n.cfg.CompactKeepEntries {
 		return
@@ -175,7 +177,8 @@ func (n *Node) trimLog(b *storage.Batch) {
 	n.logFirst = max(n.logFirst, end+1)
 }
 
-// snapshotData encodes the whole replicated state: KV, sessions, membership.
+// snapshotData encodes the whole replicated state (KV, sessions, membership)
+// as it is now, for backups.
 func (n *Node) snapshotData() []byte {
 	return encodeSnapshot(n.kv.Snapshot(), n.sessions.Snapshot(), n.members.encode())
 }

@@ -28,7 +28,7 @@ func (n *Node) load(disk storage.Reader) (fresh bool, err error) {
 	if err := snap.Unmarshal(snapBytes); err != nil {
 		return false, fmt.Errorf("%w: snapshot record: %v", storage.ErrCorrupt, err)
 	}
-	if err := n.log.ApplySnapshot(snap); err != nil {
+	if err := n.log.ApplySnapshot(withoutData(snap)); err != nil {
 		return false, fmt.Errorf("load snapshot: %w", err)
 	}
 	n.snapIndex = snap.Metadata.Index
@@ -38,7 +38,27 @@ func (n *Node) load(disk storage.Reader) (fresh bool, err error) {
 	if err := n.loadHardState(disk); err != nil {
 		return false, err
 	}
-	return false, n.loadState(disk)
+	if err := n.loadState(disk); err != nil {
+		return false, err
+	}
+	return false, n.snapshotApplied()
+}
+
+// snapshotApplied moves raft's snapshot up to the applied index: the state
+// just loaded is the state there, so that is the snapshot a follower can be
+// sent. The entries between stay in raft's log for followers that need them.
+func (n *Node) snapshotApplied() error {
+	if last, _ := n.log.LastIndex(); n.applied > last {
+		return fmt.Errorf("%w: applied index %d is beyond the log's last entry %d", storage.ErrCorrupt, n.applied, last)
+	}
+	if n.applied > n.snapIndex {
+		if _, err := n.log.CreateSnapshot(n.applied, &n.conf, nil); err != nil {
+			return fmt.Errorf("snapshot at applied index %d: %w", n.applied, err)
+		}
+		n.snapIndex = n.applied
+	}
+	n.freeze()
+	return nil
 }
 
 // loadBeforeSnapshot reads a disk without a snapshot record. Bootstrap writes

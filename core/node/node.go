@@ -101,8 +101,9 @@ type Node struct {
 	applied   uint64
 	conf      raftpb.ConfState
 	snapIndex uint64
-	logFirst  uint64 // durable log records span [logFirst, logLast]
-	trimTo    uint64 // records at or below this index are being deleted, a few per Ready
+	frozen    *frozen // the state as of snapIndex, for followers that need a snapshot
+	logFirst  uint64  // durable log records span [logFirst, logLast]
+	trimTo    uint64  // records at or below this index are being deleted, a few per Ready
 	logLast   uint64
 
 	proposals []raftpb.Entry
@@ -142,6 +143,7 @@ func New(cfg Config, rng Rand, disk storage.Reader) (*Node, error) {
 		sessions: session.NewTable(cfg.SessionsMax),
 		writes:   make(map[uint64]pendingWrite),
 		members:  newMembership(),
+		frozen:   &frozen{},
 
 		earlyApplied: map[string]bool{},
 	}
@@ -171,7 +173,7 @@ func (n *Node) raftConfig() *raft.Config {
 		ID:                        n.cfg.ID,
 		ElectionTick:              n.cfg.ElectionTicks,
 		HeartbeatTick:             n.cfg.HeartbeatTicks,
-		Storage:                   confStorage{n.log, n.conf},
+		Storage:                   raftStorage{n.log, n.conf, n.frozen},
 		Applied:                   n.applied,
 		MaxSizePerMsg:             n.cfg.MaxSizePerMsgBytes,
 		MaxUncommittedEntriesSize: n.cfg.MaxUncommittedBytes,
@@ -181,18 +183,6 @@ func (n *Node) raftConfig() *raft.Config {
 		ReadOnlyOption:            raft.ReadOnlySafe,
 		Logger:                    quietLogger{},
 	}
-}
-
-// confStorage reports the conf state saved with the applied index rather than
-// the snapshot's: conf changes applied after the last snapshot are not replayed.
-type confStorage struct {
-	*raft.MemoryStorage
-	conf raftpb.ConfState
-}
-
-func (s confStorage) InitialState() (raftpb.HardState, raftpb.ConfState, error) {
-	hs, _, err := s.MemoryStorage.InitialState()
-	return hs, s.conf, err
 }
 
 // bootstrap starts every replica of a new cluster from the same snapshot at
@@ -211,13 +201,13 @@ func (n *Node) bootstrap() error {
 		n.members.addrs[m.ID] = [2]string{m.PeerAddr, m.HTTPAddr}
 	}
 	snap := raftpb.Snapshot{
-		Data:     n.snapshotData(),
 		Metadata: raftpb.SnapshotMetadata{Index: 1, Term: 1, ConfState: raftpb.ConfState{Voters: n.cfg.Peers}},
 	}
 	hs := raftpb.HardState{Term: 1, Commit: 1}
 	assert.That(n.log.ApplySnapshot(snap) == nil, "bootstrap snapshot refused")
 	assert.That(n.log.SetHardState(hs) == nil, "bootstrap hard state refused")
 	n.applied, n.snapIndex, n.conf = 1, 1, snap.Metadata.ConfState
+	n.freeze()
 	n.logFirst, n.logLast = 2, 1
 	n.boot.Put(keySnapshot, mustMarshal(&snap))
 	n.boot.Put(keyHardState, mustMarshal(&hs))
