@@ -79,8 +79,11 @@ func (n *Node) loadBeforeSnapshot(disk storage.Reader) (fresh bool, err error) {
 		return false, err
 	}
 	_, removed, err := getSealed(disk, keyRemoved)
-	if err != nil || !voted && !removed {
-		return err == nil, err
+	if err != nil {
+		return false, err
+	}
+	if !voted && !removed {
+		return true, nil // an empty disk
 	}
 	n.logFirst, n.logLast = 1, 0 // empty: the leader sends a snapshot
 	n.removedSelf = removed
