@@ -28,6 +28,7 @@ type nodeFile struct {
 	TickMs         int    `toml:"tick_ms"`
 	LogLevel       string `toml:"log_level"`
 	Join           bool   `toml:"join"`
+	Pprof          bool   `toml:"pprof"`
 	// There is no restore key: a restore needs an empty data dir, so a file
 	// that kept asking for one would fail every restart after the first.
 }
@@ -58,7 +59,7 @@ func nodeCommand() *cli.Command {
 // --join, which contradicts a restore).
 func nodeFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "config", Usage: "TOML file with id, data_dir, peer_addr, http_addr, initial_cluster, tick_ms, log_level, join"},
+		&cli.StringFlag{Name: "config", Usage: "TOML file with id, data_dir, peer_addr, http_addr, initial_cluster, tick_ms, log_level, join, pprof"},
 		&cli.Uint64Flag{Name: "id", Usage: "this node's id (non-zero, unique in the cluster)"},
 		&cli.StringFlag{Name: "data-dir", Usage: "where this node keeps its data"},
 		&cli.StringFlag{Name: "peer-addr", Usage: "host:port peers reach this node at (default: its entry in --initial-cluster)"},
@@ -66,6 +67,7 @@ func nodeFlags() []cli.Flag {
 		&cli.StringFlag{Name: "initial-cluster", Usage: "members as 1=host:port,2=host:port,... (with --join: members to reach first, and this node)"},
 		&cli.IntFlag{Name: "tick-ms", Usage: "raft tick in milliseconds", Value: 100},
 		&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},
+		&cli.BoolFlag{Name: "pprof", Usage: "serve Go's profiler at /debug/pprof/ on the HTTP address (off: it exposes internals)"},
 	}
 }
 
@@ -159,7 +161,7 @@ func nodeConfig(c *cli.Context) (server.Config, error) {
 		f.PeerAddr = members[f.ID]
 	}
 	return server.Config{ID: f.ID, DataDir: f.DataDir, PeerAddr: f.PeerAddr, HTTPAddr: f.HTTPAddr, Join: f.Join,
-		Cluster: members, Tick: time.Duration(f.TickMs) * time.Millisecond, Logger: newLogger(f.LogLevel)}, nil
+		Profiling: f.Pprof, Cluster: members, Tick: time.Duration(f.TickMs) * time.Millisecond, Logger: newLogger(f.LogLevel)}, nil
 }
 
 func overrideFromFlags(c *cli.Context, f *nodeFile) {
@@ -181,6 +183,9 @@ func overrideFromFlags(c *cli.Context, f *nodeFile) {
 	}
 	if c.IsSet("join") {
 		f.Join = c.Bool("join")
+	}
+	if c.IsSet("pprof") {
+		f.Pprof = c.Bool("pprof")
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 
@@ -24,6 +25,13 @@ func (s *Server) routes() http.Handler {
 	route("/v1/aspen/snapshot", "aspen_snapshot", s.handleSnapshot)
 	route("/v1/aspen/removed", "aspen_removed", s.handleRemoved)
 	mux.Handle("/metrics", s.metrics.handler())
+	if s.cfg.Profiling {
+		mux.HandleFunc("/debug/pprof/", pprof.Index) // also serves heap, goroutine, block, ...
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

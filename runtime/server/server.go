@@ -40,6 +40,9 @@ type Config struct {
 	Join bool
 	// Restore is a backup (aspen snapshot save) a new cluster starts from.
 	Restore []byte
+	// Profiling serves Go's profiler under /debug/pprof/. Off by default:
+	// anyone who reaches the HTTP address could read stacks and profiles.
+	Profiling bool
 
 	// Node tunes the replica; zero means node.DefaultConfig.
 	Node *node.Config

@@ -215,3 +215,18 @@ func TestKeysAreOpaque(t *testing.T) {
 		t.Fatalf("keys: %d %s, want each key stored as given", code, body)
 	}
 }
+
+// The profiler is served only when asked for.
+func TestProfilingOptIn(t *testing.T) {
+	c := startCluster(t, 1)
+	if code, _, _ := do(t, "GET", c.url(0, "/debug/pprof/"), ""); code != http.StatusNotFound {
+		t.Fatalf("pprof without Profiling: got %d, want 404", code)
+	}
+	c.servers[0].Close()
+	c.cfgs[0].Profiling = true
+	c.servers[0] = c.start(0)
+	code, _, body := do(t, "GET", c.url(0, "/debug/pprof/goroutine?debug=1"), "")
+	if code != http.StatusOK || !strings.Contains(body, "goroutine profile") {
+		t.Fatalf("pprof with Profiling: got %d %.80q, want the goroutine profile", code, body)
+	}
+}
