@@ -57,21 +57,8 @@ func (w *World) adminTick() {
 
 func (w *World) planChange() {
 	m := w.sc.Membership
-	weights := []float64{m.AddLearner, m.Promote, m.Remove, m.Replace, m.AddVoter}
-	total := 0.0
-	for _, x := range weights {
-		total += x
-	}
-	if total == 0 {
-		return
-	}
-	pick := w.rng.Float64() * total
-	for i, x := range weights {
-		if pick < x {
-			w.planKind(i)
-			return
-		}
-		pick -= x
+	if kind, ok := w.pickWeighted(m.AddLearner, m.Promote, m.Remove, m.Replace, m.AddVoter); ok {
+		w.planKind(kind)
 	}
 }
 

@@ -36,7 +36,7 @@ func (n *network) heal() {
 // cutOff says whether client (by index) and node are on different sides of
 // a partition that strands clients.
 func (n *network) cutOff(client, node int) bool {
-	return n.strands && client < len(n.clientSide) && node < len(n.nodeSide) && n.clientSide[client] != n.nodeSide[node]
+	return n.strands && client >= 0 && client < len(n.clientSide) && node < len(n.nodeSide) && n.clientSide[client] != n.nodeSide[node]
 }
 
 // delay draws a message's flight time, or ok=false when the message is lost.
@@ -122,22 +122,30 @@ func (w *World) nemesis() {
 		return
 	}
 	f := w.sc.Faults
-	weights := []float64{f.Partition, f.OneWayPartition, f.Crash, f.Pause}
+	if kind, ok := w.pickWeighted(f.Partition, f.OneWayPartition, f.Crash, f.Pause); ok {
+		w.inject(kind)
+	}
+	w.schedule(event{at: w.nemesisGap(), kind: evNemesis, node: -1})
+}
+
+// pickWeighted draws an index with probability proportional to its weight;
+// ok is false when every weight is zero (and nothing is drawn then).
+func (w *World) pickWeighted(weights ...float64) (i int, ok bool) {
 	total := 0.0
 	for _, x := range weights {
 		total += x
 	}
-	if total > 0 {
-		pick := w.rng.Float64() * total
-		for i, x := range weights {
-			if pick < x {
-				w.inject(i)
-				break
-			}
-			pick -= x
-		}
+	if total == 0 {
+		return 0, false
 	}
-	w.schedule(event{at: w.nemesisGap(), kind: evNemesis, node: -1})
+	pick := w.rng.Float64() * total
+	for i, x := range weights {
+		if pick < x {
+			return i, true
+		}
+		pick -= x
+	}
+	return 0, false // rounding left pick past the last weight: pick nothing
 }
 
 func (w *World) nemesisGap() int64 {

@@ -82,10 +82,10 @@ func (n *Node) loadBeforeSnapshot(disk storage.Reader) (fresh bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	n.logFirst, n.logLast = 1, 0 // no log: a bootstrap writes its own, a joiner gets the leader's snapshot
 	if !voted && !removed {
 		return true, nil // an empty disk
 	}
-	n.logFirst, n.logLast = 1, 0 // empty: the leader sends a snapshot
 	n.removedSelf = removed
 	if !voted {
 		return false, nil

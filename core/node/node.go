@@ -157,9 +157,6 @@ func New(cfg Config, rng Rand, disk storage.Reader) (*Node, error) {
 			return nil, err
 		}
 	}
-	if fresh && cfg.Join {
-		n.logFirst, n.logLast = 1, 0 // empty: the leader sends a snapshot
-	}
 	raw, err := raft.NewRawNode(n.raftConfig())
 	if err != nil {
 		return nil, fmt.Errorf("node %d: start raft: %w", cfg.ID, err)

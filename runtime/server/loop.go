@@ -49,6 +49,7 @@ func (s *Server) drainInbox() {
 // handleReady carries out the replica's intents in the order durability
 // demands: write, sync, and only then send and answer.
 func (s *Server) handleReady() error {
+	fresh := false // the status was refreshed since the last Ready
 	for s.node.HasReady() {
 		rd := s.node.Ready()
 		if err := s.store.Apply(rd.Batch); err != nil {
@@ -69,7 +70,8 @@ func (s *Server) handleReady() error {
 		if rd.MembersChanged {
 			s.refreshPeers()
 		}
-		if len(rd.Responses) > 0 {
+		fresh = len(rd.Responses) > 0
+		if fresh {
 			s.refreshStatus()
 		}
 		for _, r := range rd.Responses {
@@ -80,7 +82,9 @@ func (s *Server) handleReady() error {
 	if s.node.Removed() {
 		return ErrRemoved
 	}
-	s.refreshStatus()
+	if !fresh {
+		s.refreshStatus()
+	}
 	return nil
 }
 

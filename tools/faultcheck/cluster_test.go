@@ -4,10 +4,8 @@ package faultcheck_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -179,19 +177,8 @@ type nodeStatus struct {
 
 func status(ctx context.Context, addr string) (nodeStatus, error) {
 	var st nodeStatus
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/aspen/status", nil)
-	if err != nil {
-		return st, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return st, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("status of %s: %s", addr, resp.Status)
-	}
-	return st, json.NewDecoder(resp.Body).Decode(&st)
+	err := getJSON(ctx, "http://"+addr+"/v1/aspen/status", &st)
+	return st, err
 }
 
 // leader polls the nodes until one reports itself leader and all that answer

@@ -6,10 +6,8 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -107,20 +105,8 @@ type member struct {
 }
 
 func fetchMembers(ctx context.Context, addr string) ([]member, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/aspen/members", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("members from %s: %s", addr, resp.Status)
-	}
 	var ms []member
-	if err := json.NewDecoder(resp.Body).Decode(&ms); err != nil {
+	if err := getJSON(ctx, "http://"+addr+"/v1/aspen/members", &ms); err != nil {
 		return nil, fmt.Errorf("members from %s: %w", addr, err)
 	}
 	return ms, nil
