@@ -1,27 +1,26 @@
-package node_test
+package node
 
 import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/aspen-db/aspen/core/node"
 	"github.com/aspen-db/aspen/sim/disk"
 	"go.etcd.io/raft/v3/raftpb"
 )
 
 // joiner is a node started with --join that has not yet received the
 // leader's snapshot: its disk holds at most a hard state.
-func joiner(t *testing.T, d *disk.Disk) *node.Node {
+func joiner(t *testing.T, d *disk.Disk) *Node {
 	t.Helper()
 	return startNode4(t, d, true)
 }
 
 // startNode4 starts node 4 of a cluster of 1, 2 and 3 on d.
-func startNode4(t *testing.T, d *disk.Disk, join bool) *node.Node {
+func startNode4(t *testing.T, d *disk.Disk, join bool) *Node {
 	t.Helper()
-	cfg := node.DefaultConfig(4, []uint64{1, 2, 3, 4})
+	cfg := DefaultConfig(4, []uint64{1, 2, 3, 4})
 	cfg.Join = join
-	n, err := node.New(cfg, rand.New(rand.NewPCG(3, 4)), d)
+	n, err := New(cfg, rand.New(rand.NewPCG(3, 4)), d)
 	if err != nil {
 		t.Fatalf("start joiner: %v", err)
 	}
@@ -30,27 +29,19 @@ func startNode4(t *testing.T, d *disk.Disk, join bool) *node.Node {
 
 // voteFor asks n for its vote in term 5 on behalf of candidate and reports
 // whether n granted it, after persisting what n wrote as a driver must.
-func voteFor(t *testing.T, n *node.Node, d *disk.Disk, candidate uint64) bool {
+func voteFor(t *testing.T, n *Node, d *disk.Disk, candidate uint64) bool {
 	t.Helper()
 	if err := n.Step(raftpb.Message{Type: raftpb.MsgVote, From: candidate, To: 4, Term: 5, Index: 50, LogTerm: 4}); err != nil {
 		t.Fatalf("step vote: %v", err)
 	}
 	granted := false
-	for n.HasReady() {
-		rd := n.Ready()
-		if err := d.Apply(rd.Batch); err != nil {
-			t.Fatal(err)
-		}
-		if err := d.Sync(); err != nil {
-			t.Fatal(err)
-		}
+	carryOut(t, n, d, func(rd Ready) {
 		for _, m := range append(rd.EarlyMessages, rd.Messages...) {
 			if m.Type == raftpb.MsgVoteResp && m.To == candidate {
 				granted = !m.Reject
 			}
 		}
-		n.Advance()
-	}
+	})
 	return granted
 }
 

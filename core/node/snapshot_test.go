@@ -15,19 +15,29 @@ func drive(t *testing.T, n *Node, d *disk.Disk, now *int64, cond func() bool) {
 	for i := 0; i < 2000 && !cond(); i++ {
 		*now += 10_000_000
 		n.Tick(*now)
-		for n.HasReady() {
-			rd := n.Ready()
-			if err := d.Apply(rd.Batch); err != nil {
-				t.Fatal(err)
-			}
-			if err := d.Sync(); err != nil {
-				t.Fatal(err)
-			}
-			n.Advance()
-		}
+		carryOut(t, n, d, nil)
 	}
 	if !cond() {
 		t.Fatal("condition never held")
+	}
+}
+
+// carryOut writes and syncs every Ready n has, as a driver must, showing
+// each to see (when not nil) before acknowledging it.
+func carryOut(t *testing.T, n *Node, d *disk.Disk, see func(Ready)) {
+	t.Helper()
+	for n.HasReady() {
+		rd := n.Ready()
+		if err := d.Apply(rd.Batch); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		if see != nil {
+			see(rd)
+		}
+		n.Advance()
 	}
 }
 
