@@ -12,9 +12,11 @@ all: build
 build:
 	$(GO) build -o $(BIN) ./cmd/aspen
 
-# Fast tests: unit, property, planted-bug and a few seeds of every scenario.
+# Fast tests: unit, property and a few seeds of every scenario; then the
+# planted-bug tests, which need a build that can plant defects (core/bugs).
 test:
 	$(GO) test ./...
+	$(GO) test -tags aspenbugs -run 'Planted' ./sim/ ./core/...
 
 # Seeded sweep of every scenario; SEEDS=100 for the full acceptance sweep.
 sweep: build

@@ -1,3 +1,5 @@
+//go:build aspenbugs
+
 package sim
 
 import (
@@ -55,13 +57,4 @@ func firstCaught(sc Scenario, want string, seeds int) (uint64, Result, bool) {
 		}
 	}
 	return 0, Result{}, false
-}
-
-// The scenarios in scenarios/ plant nothing.
-func TestShippedScenariosPlantNoBugs(t *testing.T) {
-	for _, f := range scenarioFiles(t) {
-		if sc := loadScenario(t, f); sc.Bugs.node().Any() {
-			t.Errorf("%s plants a bug", f)
-		}
-	}
 }

@@ -52,7 +52,7 @@ func (w *World) nodeConfig(sn *simNode) node.Config {
 	cfg.ReadRetryNs = 5 * cfg.TickNs * int64(cfg.ElectionTicks) / 2
 	cfg.AppliedRecordsEnabled = true
 	cfg.EventsEnabled = true
-	cfg.Bugs = w.sc.Bugs.node()
+	cfg.Bugs = w.sc.plantedBugs()
 	return cfg
 }
 

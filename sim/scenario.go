@@ -3,12 +3,13 @@ package sim
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"slices"
 
 	"github.com/BurntSushi/toml"
-	"github.com/aspen-db/aspen/core/node"
+	"github.com/aspen-db/aspen/core/bugs"
 )
 
 // Scenario is the shape of a run, read from scenarios/*.toml. It never holds a
@@ -27,7 +28,7 @@ type Scenario struct {
 	Swarm      bool           `toml:"swarm"`
 	Membership MembershipSpec `toml:"membership"`
 	Checkers   CheckerSpec    `toml:"checkers"`
-	Bugs       BugSpec        `toml:"bugs"`
+	Bugs       map[string]bool `toml:"bugs"` // planted defects by name (core/bugs); aspenbugs builds only
 
 	source []byte // the file as read, copied into artifacts
 }
@@ -120,18 +121,27 @@ type CheckerSpec struct {
 	LinearizeBudgetS float64 `toml:"linearize_budget_seconds"`
 }
 
-// BugSpec plants defects, for tests that prove the checkers catch them.
-type BugSpec struct {
-	LocalReads        bool `toml:"local_reads"`
-	SkipSync          bool `toml:"skip_sync"`
-	NoDedup           bool `toml:"no_dedup"`
-	RecomputeRevision bool `toml:"recompute_revision"`
-	EarlyConfChange   bool `toml:"early_conf_change"`
+// plantedBugs returns the defects the scenario plants. Names were checked by
+// validate.
+func (sc Scenario) plantedBugs() bugs.Set {
+	var set bugs.Set
+	for _, name := range slices.Sorted(maps.Keys(sc.Bugs)) {
+		if b, err := bugs.Parse(name); err == nil && sc.Bugs[name] {
+			set |= bugs.Of(b)
+		}
+	}
+	return set
 }
 
-func (b BugSpec) node() node.Bugs {
-	return node.Bugs{LocalReads: b.LocalReads, SkipSync: b.SkipSync, NoDedup: b.NoDedup,
-		RecomputeRevision: b.RecomputeRevision, EarlyConfChange: b.EarlyConfChange}
+// PlantBug returns a copy of the scenario with one more planted defect.
+func (sc Scenario) PlantBug(b bugs.Bug) Scenario {
+	out := sc
+	out.Bugs = maps.Clone(sc.Bugs)
+	if out.Bugs == nil {
+		out.Bugs = map[string]bool{}
+	}
+	out.Bugs[b.String()] = true
+	return out
 }
 
 // mixKinds is every operation a workload can weigh, in a fixed order.
@@ -210,6 +220,9 @@ func (sc *Scenario) validate() error {
 			return fmt.Errorf("probability %v outside [0, 1]", p)
 		}
 	}
+	if err := sc.validateBugs(); err != nil {
+		return err
+	}
 	total := 0
 	for k, w := range sc.Workload.Mix {
 		if !slices.Contains(mixKinds, k) {
@@ -222,6 +235,18 @@ func (sc *Scenario) validate() error {
 	}
 	if total == 0 && sc.Workload.Clients > 0 {
 		return fmt.Errorf("workload.mix weighs nothing")
+	}
+	return nil
+}
+
+func (sc *Scenario) validateBugs() error {
+	for _, name := range slices.Sorted(maps.Keys(sc.Bugs)) {
+		if _, err := bugs.Parse(name); err != nil {
+			return fmt.Errorf("bugs: %w", err)
+		}
+		if sc.Bugs[name] && !bugs.Enabled {
+			return fmt.Errorf("bugs.%s: planted bugs need a build with -tags aspenbugs", name)
+		}
 	}
 	return nil
 }

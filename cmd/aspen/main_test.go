@@ -26,7 +26,7 @@ func runTests(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	aspenBin = filepath.Join(dir, "aspen")
-	build := exec.Command("go", "build", "-o", aspenBin, ".")
+	build := exec.Command("go", "build", "-tags", "aspenbugs", "-o", aspenBin, ".") // failure paths need a planted bug
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
 		return 1

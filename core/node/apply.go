@@ -3,6 +3,7 @@ package node
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/aspen-db/aspen/core/bugs"
 
 	"github.com/aspen-db/aspen/core/assert"
 	"github.com/aspen-db/aspen/core/kv"
@@ -48,7 +49,7 @@ func (n *Node) applyCommand(e raftpb.Entry, out *Ready) {
 	assert.That(err == nil, "entry %d does not decode: %v", e.Index, err)
 	client, seq := cmd.client, cmd.seq
 	verdict, saved := n.sessions.Check(client, seq)
-	if n.cfg.Bugs.NoDedup && verdict == session.Duplicate {
+	if n.cfg.Bugs.Has(bugs.NoDedup) && verdict == session.Duplicate {
 		verdict = session.Fresh
 	}
 	switch {

@@ -1,6 +1,9 @@
 package node
 
-import "github.com/aspen-db/aspen/core/kv"
+import (
+	"github.com/aspen-db/aspen/core/bugs"
+	"github.com/aspen-db/aspen/core/kv"
+)
 
 // Config is everything a replica needs to know that is not on its disk. Every
 // queue and table has a named bound here, checked where it grows.
@@ -32,22 +35,9 @@ type Config struct {
 	EventsEnabled         bool   // report every key change in Ready.Events (watches)
 
 	Limits kv.Limits
-	Bugs   Bugs
-}
-
-// Bugs are planted defects, switched on only by tests that prove a checker can
-// catch them. Production configs leave every field false.
-type Bugs struct {
-	LocalReads        bool // serve reads from local state without ReadIndex
-	SkipSync          bool // acknowledge writes without syncing the disk
-	NoDedup           bool // apply a retried write again instead of answering from the session
-	EarlyConfChange   bool // the proposing leader applies a membership change before it commits
-	RecomputeRevision bool // on restart, derive the revision from the keys instead of the disk
-}
-
-// Any reports whether any planted bug is on.
-func (b Bugs) Any() bool {
-	return b.LocalReads || b.SkipSync || b.NoDedup || b.RecomputeRevision || b.EarlyConfChange
+	// Bugs plants defects, for tests that prove a checker can catch them. It
+	// has effect only in builds with the aspenbugs tag (see core/bugs).
+	Bugs bugs.Set
 }
 
 // DefaultConfig returns a config with sane bounds for a replica with id and peers.

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/aspen-db/aspen/core/bugs"
 
 	"github.com/aspen-db/aspen/core/kv"
 	"github.com/aspen-db/aspen/core/session"
@@ -194,7 +195,7 @@ func (n *Node) loadState(disk storage.Reader) error {
 	}
 	n.removedSelf = marked || n.members.removed[n.cfg.ID]
 	rev := meta.Revision
-	if n.cfg.Bugs.RecomputeRevision {
+	if n.cfg.Bugs.Has(bugs.RecomputeRevision) {
 		rev = maxMod
 	}
 	n.kv.SetRevision(rev)

@@ -9,6 +9,7 @@ package node
 
 import (
 	"fmt"
+	"github.com/aspen-db/aspen/core/bugs"
 	"hash/fnv"
 
 	"github.com/aspen-db/aspen/core/assert"
@@ -284,7 +285,7 @@ func (n *Node) Ready() Ready {
 	n.maybeSnapshot(&out.Batch)
 	n.trimLog(&out.Batch)
 	out.Responses, n.responses = n.responses, nil
-	if n.cfg.Bugs.SkipSync {
+	if n.cfg.Bugs.Has(bugs.SkipSync) {
 		out.Sync = false
 	}
 	return out

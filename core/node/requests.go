@@ -2,6 +2,7 @@ package node
 
 import (
 	"encoding/binary"
+	"github.com/aspen-db/aspen/core/bugs"
 	"slices"
 	"sort"
 
@@ -49,7 +50,7 @@ func (n *Node) submitTxn(req Request) {
 		n.propose(req, cmdTxn, kv.EncodeTxn(req.Txn))
 		return
 	}
-	if req.Stale || n.cfg.Bugs.LocalReads {
+	if req.Stale || n.cfg.Bugs.Has(bugs.LocalReads) {
 		n.responses = append(n.responses, Response{Client: req.Client, Seq: req.Seq, Result: n.kv.Read(req.Txn)})
 		return
 	}
@@ -236,7 +237,7 @@ func (n *Node) submitMembers(req Request) {
 		n.answer(req.Client, req.Seq, emptyResult, ErrDropped)
 		return
 	}
-	if n.cfg.Bugs.EarlyConfChange && n.role == raft.StateLeader {
+	if n.cfg.Bugs.Has(bugs.EarlyConfChange) && n.role == raft.StateLeader {
 		n.conf = *n.raw.ApplyConfChange(cc)
 		n.earlyApplied[string(cc.Context)] = true
 	}
