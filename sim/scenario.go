@@ -133,7 +133,8 @@ func (sc Scenario) plantedBugs() bugs.Set {
 	return set
 }
 
-// PlantBug returns a copy of the scenario with one more planted defect.
+// PlantBug returns a copy of the scenario with one more planted defect. The
+// source kept for artifacts says so too, so that a replay plants it again.
 func (sc Scenario) PlantBug(b bugs.Bug) Scenario {
 	out := sc
 	out.Bugs = maps.Clone(sc.Bugs)
@@ -141,6 +142,13 @@ func (sc Scenario) PlantBug(b bugs.Bug) Scenario {
 		out.Bugs = map[string]bool{}
 	}
 	out.Bugs[b.String()] = true
+	line := b.String() + " = true\n"
+	if i := bytes.Index(sc.source, []byte("\n[bugs]\n")); i >= 0 {
+		at := i + len("\n[bugs]\n")
+		out.source = slices.Concat(sc.source[:at], []byte(line), sc.source[at:])
+	} else {
+		out.source = slices.Concat(sc.source, []byte("\n[bugs]\n"+line))
+	}
 	return out
 }
 

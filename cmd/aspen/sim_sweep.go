@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/aspen-db/aspen/core/bugs"
 	"github.com/aspen-db/aspen/sim"
 	"github.com/urfave/cli/v2"
 )
@@ -26,6 +27,7 @@ func simSweepCommand() *cli.Command {
 			&cli.Uint64Flag{Name: "seeds", Usage: "run `N` seeds per scenario (required)"},
 			&cli.Uint64Flag{Name: "start-seed", Value: 1, Usage: "the first seed `S`; seeds are S..S+N-1"},
 			&cli.IntFlag{Name: "parallel", Value: runtime.NumCPU(), Usage: "`P` runs at once"},
+			&cli.StringSliceFlag{Name: "plant", Usage: "plant the defect `BUG` in every scenario (builds with -tags aspenbugs only; repeatable)"},
 			jsonFlag("print one JSON object per run on stdout, the summary on stderr"),
 			artifactsFlag(),
 		},
@@ -57,6 +59,9 @@ func planSweep(c *cli.Context) (sweepPlan, error) {
 	if err != nil {
 		return sweepPlan{}, err
 	}
+	if scenarios, err = plant(scenarios, c.StringSlice("plant")); err != nil {
+		return sweepPlan{}, err
+	}
 	p := sweepPlan{scenarios: scenarios, start: c.Uint64("start-seed"), seeds: c.Uint64("seeds"), parallel: c.Int("parallel")}
 	switch {
 	case !c.IsSet("seeds"):
@@ -72,6 +77,24 @@ func planSweep(c *cli.Context) (sweepPlan, error) {
 		return sweepPlan{}, usageError("--parallel must be at least 1")
 	}
 	return p, nil
+}
+
+// plant switches the named defects on in every scenario, to measure which
+// scenario and seed first catch each.
+func plant(scenarios []sim.Scenario, names []string) ([]sim.Scenario, error) {
+	if len(names) > 0 && !bugs.Enabled {
+		return nil, usageError("--plant needs a binary built with -tags aspenbugs")
+	}
+	for _, name := range names {
+		b, err := bugs.Parse(name)
+		if err != nil {
+			return nil, usageError("--plant: %v", err)
+		}
+		for i := range scenarios {
+			scenarios[i] = scenarios[i].PlantBug(b)
+		}
+	}
+	return scenarios, nil
 }
 
 // loadScenarios reads one file, or every *.toml in a folder in name order.
