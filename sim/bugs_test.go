@@ -69,7 +69,12 @@ var shippedCatches = []struct {
 	bug      bugs.Bug
 	scenario string
 	want     string
-}{}
+}{
+	{bugs.NoopBump, "baseline", "revisions were taken by no acknowledged write"},
+	{bugs.CreateRevReset, "baseline", "not linearizable"},
+	{bugs.EventRevision, "baseline", "but the write that made it is at revision"},
+	{bugs.RangeEndInclusive, "baseline", "not linearizable"},
+}
 
 func TestPlantedBugsCaughtByShippedScenarios(t *testing.T) {
 	for _, c := range shippedCatches {

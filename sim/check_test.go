@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -38,27 +39,82 @@ func TestCheckerReportsChangedEntriesAndDivergence(t *testing.T) {
 	}
 }
 
-// The model must reject a stale read and accept an unknown write either way.
+// The model must reject a stale read, accept an unknown write either way, and
+// hold every revision and version a read shows to the writes before it.
 func TestGroupModel(t *testing.T) {
-	put := func(client int, v string, call, ret int64, unknown bool) porcupine.Operation {
-		return porcupine.Operation{ClientId: client, Input: opInput{Kind: kPut, Value: v}, Output: opOutput{Unknown: unknown}, Call: call, Return: ret}
+	put := func(v string, rev, call, ret int64) porcupine.Operation {
+		out := opOutput{Rev: rev, Unknown: rev < 0}
+		return porcupine.Operation{ClientId: 0, Input: opInput{Kind: kPut, Value: v}, Output: out, Call: call, Return: ret}
 	}
-	get := func(client int, v string, call, ret int64) porcupine.Operation {
-		return porcupine.Operation{ClientId: client, Input: opInput{Kind: kGet}, Output: opOutput{Values: []string{v}}, Call: call, Return: ret}
+	get := func(rd readResult, rev, call, ret int64) porcupine.Operation {
+		out := opOutput{Rev: rev, Reads: []readResult{rd}}
+		return porcupine.Operation{ClientId: 1, Input: opInput{Kind: kGet}, Output: out, Call: call, Return: ret}
 	}
+	seen := func(v string, mod, create, version int64) readResult {
+		return readResult{Present: true, Value: v, Mod: mod, Create: create, Version: version}
+	}
+	const never = 1 << 62
 	cases := []struct {
 		name string
 		ops  []porcupine.Operation
 		want bool
 	}{
-		{"read after write", []porcupine.Operation{put(0, "a", 0, 10, false), get(1, "a", 20, 30)}, true},
-		{"stale read", []porcupine.Operation{put(0, "a", 0, 10, false), put(0, "b", 11, 12, false), get(1, "a", 20, 30)}, false},
-		{"unknown write seen", []porcupine.Operation{put(0, "a", 0, 1<<62, true), get(1, "a", 20, 30)}, true},
-		{"unknown write not seen", []porcupine.Operation{put(0, "a", 0, 1<<62, true), get(1, "", 20, 30)}, true},
-		{"value from nowhere", []porcupine.Operation{get(1, "z", 20, 30)}, false},
+		{"read after write", []porcupine.Operation{put("a", 1, 0, 10), get(seen("a", 1, 1, 1), 1, 20, 30)}, true},
+		{"stale read", []porcupine.Operation{put("a", 1, 0, 10), put("b", 2, 11, 12), get(seen("a", 1, 1, 1), 2, 20, 30)}, false},
+		{"unknown write seen", []porcupine.Operation{put("a", -1, 0, never), get(seen("a", 7, 7, 1), 9, 20, 30)}, true},
+		{"unknown write not seen", []porcupine.Operation{put("a", -1, 0, never), get(readResult{}, 3, 20, 30)}, true},
+		{"value from nowhere", []porcupine.Operation{get(seen("z", 1, 1, 1), 1, 20, 30)}, false},
+		{"empty value", []porcupine.Operation{put("", 4, 0, 10), get(seen("", 4, 4, 1), 4, 20, 30)}, true},
+		{"empty value is not absence", []porcupine.Operation{put("", 4, 0, 10), get(readResult{}, 4, 20, 30)}, false},
+		{"overwrite keeps create revision", []porcupine.Operation{put("a", 1, 0, 10), put("b", 5, 11, 12), get(seen("b", 5, 1, 2), 5, 20, 30)}, true},
+		{"overwrite resets create revision", []porcupine.Operation{put("a", 1, 0, 10), put("b", 5, 11, 12), get(seen("b", 5, 5, 2), 5, 20, 30)}, false},
+		{"wrong version", []porcupine.Operation{put("a", 1, 0, 10), put("b", 5, 11, 12), get(seen("b", 5, 1, 1), 5, 20, 30)}, false},
+		{"wrong mod revision", []porcupine.Operation{put("a", 3, 0, 10), get(seen("a", 2, 2, 1), 3, 20, 30)}, false},
+		{"two writes, one revision", []porcupine.Operation{put("a", 3, 0, 10), put("b", 3, 11, 12)}, false},
+		{"revision goes back", []porcupine.Operation{get(readResult{}, 5, 0, 10), put("a", 4, 11, 12)}, false},
+		{"unknown revision learned once", []porcupine.Operation{put("a", -1, 0, never),
+			get(seen("a", 7, 7, 1), 9, 20, 30), get(seen("a", 8, 8, 1), 9, 31, 40)}, false},
 	}
 	for _, c := range cases {
 		if got := porcupine.CheckOperations(groupModel(), c.ops); got != c.want {
+			t.Errorf("%s: linearizable = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// Ranges report exactly the keys inside their span; a delete says how many
+// keys it removed.
+func TestGroupModelSpans(t *testing.T) {
+	putK := func(k int, v string, rev int64) porcupine.Operation {
+		return porcupine.Operation{Input: opInput{Kind: kPut, Key: k, Value: v}, Output: opOutput{Rev: rev}, Call: rev * 10, Return: rev*10 + 1}
+	}
+	scan := func(span keySet, reads map[int]readResult) porcupine.Operation {
+		rs := make([]readResult, modelKeysMax)
+		for k, r := range reads {
+			rs[k] = r
+		}
+		return porcupine.Operation{Input: opInput{Kind: kRange, Span: span}, Output: opOutput{Rev: 2, Reads: rs}, Call: 100, Return: 101}
+	}
+	delRange := func(span keySet, n int64) porcupine.Operation {
+		return porcupine.Operation{Input: opInput{Kind: kDeleteRange, Span: span}, Output: opOutput{Rev: 3, Deleted: []int64{n}}, Call: 200, Return: 201}
+	}
+	a := readResult{Present: true, Value: "a", Mod: 1, Create: 1, Version: 1}
+	b := readResult{Present: true, Value: "b", Mod: 2, Create: 2, Version: 1}
+	base := []porcupine.Operation{putK(0, "a", 1), putK(1, "b", 2)}
+	cases := []struct {
+		name string
+		op   porcupine.Operation
+		want bool
+	}{
+		{"range inside", scan(0b01, map[int]readResult{0: a}), true},
+		{"range leaks its end", scan(0b01, map[int]readResult{0: a, 1: b}), false},
+		{"range misses a key", scan(0b11, map[int]readResult{0: a}), false},
+		{"delete range counts", delRange(0b111, 2), true},
+		{"delete range miscounts", delRange(0b111, 3), false},
+	}
+	for _, c := range cases {
+		ops := append(slices.Clone(base), c.op)
+		if got := porcupine.CheckOperations(groupModel(), ops); got != c.want {
 			t.Errorf("%s: linearizable = %v, want %v", c.name, got, c.want)
 		}
 	}
@@ -84,5 +140,61 @@ func TestWatchShadowCheck(t *testing.T) {
 	w.checkShadow(sn)
 	if len(w.check.violations) != 1 || !strings.Contains(w.check.violations[0], "watch events disagree") {
 		t.Fatalf("after altering one event: got %v, want one disagreement", w.check.violations)
+	}
+}
+
+// A watcher that read the state and resumed from the next revision must end
+// up with the state; an event stamped one revision early is lost to it.
+func TestWatchResumeCheck(t *testing.T) {
+	sc := loadScenario(t, "../scenarios/baseline.toml")
+	sc.Run.HealSeconds = 4
+	w := newWorld(sc, 1, Options{})
+	w.loop()
+	sn := w.nodes[0]
+	if len(sn.shadow.marks) == 0 || len(sn.shadow.log) == 0 {
+		t.Fatalf("no watcher marks (%d) or events after them (%d): the check would prove nothing", len(sn.shadow.marks), len(sn.shadow.log))
+	}
+	w.checkShadow(sn)
+	if len(w.check.violations) != 0 {
+		t.Fatalf("after a clean run: %v", w.check.violations)
+	}
+	m := sn.shadow.marks[0]
+	for i, e := range sn.shadow.log {
+		if e.Revision == m.rev+1 {
+			sn.shadow.log[i].Revision = m.rev // as if stamped before the write
+		}
+	}
+	w.checkShadow(sn)
+	if len(w.check.violations) == 0 || !strings.Contains(w.check.violations[0], "watched from") {
+		t.Fatalf("after restamping the first event past a mark: got %v, want a resumed watcher ending wrong", w.check.violations)
+	}
+}
+
+// Every revision up to the last must be taken by one write: two writes on one
+// revision, or more gaps than writes with unknown outcomes, are violations.
+func TestRevisionAccounting(t *testing.T) {
+	put := func(rev int64) porcupine.Operation {
+		return porcupine.Operation{Input: opInput{Kind: kPut}, Output: opOutput{Rev: rev, Unknown: rev == 0}}
+	}
+	noop := porcupine.Operation{Input: opInput{Kind: kDelete}, Output: opOutput{Rev: 2, Deleted: []int64{0}}}
+	cases := []struct {
+		name    string
+		history []porcupine.Operation
+		final   int64
+		want    string
+	}{
+		{"every revision taken", []porcupine.Operation{put(1), put(2), noop, put(3)}, 3, ""},
+		{"a gap an unknown write explains", []porcupine.Operation{put(1), put(0), put(3)}, 3, ""},
+		{"a gap nothing explains", []porcupine.Operation{put(1), noop, put(3)}, 3, "taken by no acknowledged write"},
+		{"a revision taken twice", []porcupine.Operation{put(1), put(2), put(2)}, 2, "taken by two writes"},
+		{"a write past the end", []porcupine.Operation{put(1), put(2)}, 1, "the store ended at revision 1"},
+	}
+	for _, c := range cases {
+		w := &World{history: c.history, check: newChecker()}
+		w.checkRevisions(c.final)
+		got := strings.Join(w.check.violations, "; ")
+		if c.want == "" && got != "" || c.want != "" && !strings.Contains(got, c.want) {
+			t.Errorf("%s: got %q, want %q", c.name, got, c.want)
+		}
 	}
 }

@@ -1,8 +1,10 @@
 package sim
 
 import (
+	"bytes"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/anishathalye/porcupine"
@@ -13,11 +15,12 @@ import (
 // clientIDBase offsets client session ids from node ids, for readable traces.
 const clientIDBase = 1000
 
-// memo is the last (value, mod revision) a client saw for a key; CAS and
-// transactions compare against it.
+// memo is the last state a client saw of a key; CAS and transactions compare
+// against it.
 type memo struct {
-	value string
-	rev   int64
+	present bool
+	value   string
+	rev     int64
 }
 
 type simClient struct {
@@ -51,7 +54,10 @@ func (w *World) clientNext(i int) {
 	if !w.clientsOn || c.op != nil {
 		return
 	}
-	in := w.genOp(c)
+	in, cold := w.nextCold()
+	if !cold {
+		in = w.genOp(c)
+	}
 	op := &clientOp{in: in, txn: w.toTxn(in), start: w.now, deadline: w.now + millis(float64(w.sc.Workload.OpDeadlineMs))}
 	op.write = !op.txn.ReadOnly()
 	if op.write {
@@ -124,7 +130,12 @@ func (w *World) complete(c *simClient, out opOutput) {
 }
 
 func (w *World) record(c *simClient, out opOutput, ret int64) {
-	w.history = append(w.history, porcupine.Operation{ClientId: c.idx, Input: c.op.in, Call: c.op.start, Output: out, Return: ret})
+	op := porcupine.Operation{ClientId: c.idx, Input: c.op.in, Call: c.op.start, Output: out, Return: ret}
+	if c.op.in.Kind == kColdPut {
+		w.coldOps = append(w.coldOps, op)
+		return
+	}
+	w.history = append(w.history, op)
 }
 
 func (w *World) nextOp(c *simClient) {
@@ -142,12 +153,26 @@ func (w *World) genOp(c *simClient) opInput {
 		in.Value = w.newValue(c)
 	case kCAS:
 		m := c.memos[w.names[in.Group][in.Key]]
-		in.Cmps = []txnCmp{{Kind: cmpModRev, Key: in.Key, Value: m.value, Rev: m.rev}}
+		in.Cmps = []txnCmp{modRevCmp(in.Key, m)}
 		in.Value = w.newValue(c)
 	case kTxn:
 		w.genTxn(c, &in)
+	case kScan, kDeletePrefix:
+		w.genPrefix(&in)
+	case kRange, kDeleteRange:
+		w.genInterval(&in)
 	}
 	return in
+}
+
+// modRevCmp compares key k's mod revision with the one the client saw. An
+// empty value names no single write, so the model could not tell whether a
+// revision seen with it is the current one; such a key is compared by value.
+func modRevCmp(k int, m memo) txnCmp {
+	if m.present && m.value == "" {
+		return txnCmp{Kind: cmpValue, Key: k}
+	}
+	return txnCmp{Kind: cmpModRev, Key: k, Value: m.value, Rev: m.rev}
 }
 
 func (w *World) pickKind() opKind {
@@ -165,8 +190,15 @@ func (w *World) pickKind() opKind {
 	return kGet
 }
 
+// emptyValueOneIn is how rarely a put writes an empty value.
+const emptyValueOneIn = 16
+
+// newValue returns a value no other put writes, or now and then an empty one.
 func (w *World) newValue(c *simClient) string {
 	c.puts++
+	if w.rng.IntN(emptyValueOneIn) == 0 {
+		return ""
+	}
 	return fmt.Sprintf("c%d-%d", c.idx, c.puts)
 }
 
@@ -178,8 +210,11 @@ func (w *World) genTxn(c *simClient, in *opInput) {
 		k := w.rng.IntN(keys)
 		m := c.memos[w.names[in.Group][k]]
 		cmp := txnCmp{Key: k, Kind: cmpKind(1 + w.rng.IntN(4)), Value: m.value, Rev: m.rev}
-		if cmp.Kind == cmpValue && m.value == "" {
+		switch {
+		case cmp.Kind == cmpValue && !m.present:
 			cmp.Kind = cmpAbsent
+		case cmp.Kind == cmpModRev:
+			cmp = modRevCmp(k, m)
 		}
 		in.Cmps = append(in.Cmps, cmp)
 	}
@@ -199,9 +234,11 @@ func (w *World) genTxn(c *simClient, in *opInput) {
 
 // toTxn translates a model operation into the request the store executes.
 func (w *World) toTxn(in opInput) kv.Txn {
+	if in.Kind == kColdPut {
+		return w.coldTxn(in)
+	}
 	names := w.names[in.Group]
 	key := []byte(names[in.Key])
-	prefix := []byte(fmt.Sprintf("g%d/", in.Group))
 	switch in.Kind {
 	case kGet:
 		return kv.Txn{Then: []kv.Op{{Type: kv.OpGet, Key: key}}}
@@ -211,10 +248,10 @@ func (w *World) toTxn(in opInput) kv.Txn {
 		return kv.Txn{Then: []kv.Op{{Type: kv.OpDelete, Key: key}}}
 	case kCAS:
 		return kv.Txn{Compares: w.toCompares(in), Then: []kv.Op{{Type: kv.OpPut, Key: key, Value: []byte(in.Value)}}}
-	case kScan:
-		return kv.Txn{Then: []kv.Op{{Type: kv.OpRange, Key: prefix, Prefix: true}}}
-	case kDeletePrefix:
-		return kv.Txn{Then: []kv.Op{{Type: kv.OpDeleteRange, Key: prefix, Prefix: true}}}
+	case kScan, kRange:
+		return kv.Txn{Then: []kv.Op{spanOp(kv.OpRange, in)}}
+	case kDeletePrefix, kDeleteRange:
+		return kv.Txn{Then: []kv.Op{spanOp(kv.OpDeleteRange, in)}}
 	}
 	return kv.Txn{Compares: w.toCompares(in), Then: w.toOps(in.Group, in.Then), Else: w.toOps(in.Group, in.Else)}
 }
@@ -255,17 +292,18 @@ func (w *World) toOps(group int, ops []txnOp) []kv.Op {
 // client's memory of the keys it saw.
 func (w *World) toOutput(c *simClient, r kv.Response) opOutput {
 	in := c.op.in
-	out := opOutput{Ok: r.Succeeded}
+	out := opOutput{Ok: r.Succeeded, Rev: r.Revision}
 	switch in.Kind {
 	case kGet:
-		out.Values = []string{w.observe(c, r, 0, in.Group, in.Key)}
-	case kScan:
-		out.Values = w.scanValues(c, r, in.Group)
+		out.Reads = []readResult{w.observe(c, result(r, 0), in.Group, in.Key)}
+	case kScan, kRange:
+		out.Reads, out.Bad = w.spanReads(c, result(r, 0), in.Group)
 	case kPut, kCAS:
 		if in.Kind == kPut || r.Succeeded {
-			c.memos[w.names[in.Group][in.Key]] = memo{value: in.Value, rev: r.Revision}
+			c.memos[w.names[in.Group][in.Key]] = memo{present: true, value: in.Value, rev: r.Revision}
 		}
-	case kDelete, kDeletePrefix:
+	case kDelete, kDeletePrefix, kDeleteRange:
+		out.Deleted = []int64{result(r, 0).Deleted}
 		if in.Kind == kDelete {
 			c.memos[w.names[in.Group][in.Key]] = memo{}
 		}
@@ -275,53 +313,61 @@ func (w *World) toOutput(c *simClient, r kv.Response) opOutput {
 			branch = in.Else
 		}
 		for i, op := range branch {
-			if op.Kind == kGet {
-				out.Values = append(out.Values, getValue(r, i))
+			switch op.Kind {
+			case kGet:
+				// Not remembered: a later put of the same key in the same txn
+				// shares the revision, so the memo's "this revision means this
+				// value" would be false (the simulator's first sweep found that).
+				out.Reads = append(out.Reads, toRead(result(r, i)))
+			case kDelete:
+				out.Deleted = append(out.Deleted, result(r, i).Deleted)
 			}
 		}
 	}
 	return out
 }
 
-// getValue returns the value result i shows ("" for absent). Gets inside a
-// transaction are not remembered: a later put of the same key in the same
-// transaction shares the revision, so the memo's "this revision means this
-// value" would be false (the simulator's first sweep found exactly that).
-func getValue(r kv.Response, i int) string {
-	if i >= len(r.Results) || len(r.Results[i].Records) == 0 {
-		return ""
+// result returns op i's result, or an empty one when the answer has too few.
+func result(r kv.Response, i int) kv.OpResult {
+	if i >= len(r.Results) {
+		return kv.OpResult{}
 	}
-	return string(r.Results[i].Records[0].Value)
+	return r.Results[i]
 }
 
-// observe returns the value a get result shows ("" for absent) and remembers it.
-func (w *World) observe(c *simClient, r kv.Response, i, group, key int) string {
-	if i >= len(r.Results) || len(r.Results[i].Records) == 0 {
-		c.memos[w.names[group][key]] = memo{}
-		return ""
+// toRead is the first record of a get's result as the model sees it.
+func toRead(res kv.OpResult) readResult {
+	if len(res.Records) == 0 {
+		return readResult{}
 	}
-	rec := r.Results[i].Records[0]
-	c.memos[string(rec.Key)] = memo{value: string(rec.Value), rev: rec.ModRev}
-	return string(rec.Value)
+	return recordRead(res.Records[0])
 }
 
-func (w *World) scanValues(c *simClient, r kv.Response, group int) []string {
-	vals := make([]string, w.sc.Workload.KeysPerGroup)
-	if len(r.Results) == 0 {
-		return vals
-	}
-	for _, rec := range r.Results[0].Records {
-		k := -1
-		for i, name := range w.names[group] {
-			if name == string(rec.Key) {
-				k = i
-			}
+func recordRead(kv kv.KeyValue) readResult {
+	return readResult{Present: true, Value: string(kv.Value), Mod: kv.ModRev, Create: kv.CreateRev, Version: kv.Version}
+}
+
+// observe returns what a get shows and remembers it.
+func (w *World) observe(c *simClient, res kv.OpResult, group, key int) readResult {
+	rd := toRead(res)
+	c.memos[w.names[group][key]] = memo{present: rd.Present, value: rd.Value, rev: rd.Mod}
+	return rd
+}
+
+// spanReads places a scan's records by key index. Records out of key order,
+// or keys that are not the group's, make the answer malformed.
+func (w *World) spanReads(c *simClient, res kv.OpResult, group int) ([]readResult, string) {
+	reads := make([]readResult, modelKeysMax)
+	for i, rec := range res.Records {
+		if i > 0 && bytes.Compare(res.Records[i-1].Key, rec.Key) >= 0 {
+			return nil, fmt.Sprintf("keys out of order: %q then %q", res.Records[i-1].Key, rec.Key)
 		}
+		k := slices.Index(w.names[group], string(rec.Key))
 		if k < 0 {
-			return append(vals, "unexpected key "+string(rec.Key)) // can never match the model
+			return nil, fmt.Sprintf("key %q is not in group %d", rec.Key, group)
 		}
-		vals[k] = string(rec.Value)
-		c.memos[string(rec.Key)] = memo{value: string(rec.Value), rev: rec.ModRev}
+		reads[k] = recordRead(rec)
+		c.memos[string(rec.Key)] = memo{present: true, value: string(rec.Value), rev: rec.ModRev}
 	}
-	return vals
+	return reads, ""
 }

@@ -2,14 +2,14 @@ package sim
 
 import (
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 
 	"github.com/anishathalye/porcupine"
 )
 
-// modelKeysMax bounds keys per group, so a group's state is a comparable array.
+// modelKeysMax bounds keys per group, so a group's state is a comparable array
+// and a set of keys fits in a keySet.
 const modelKeysMax = 8
 
 type opKind uint8
@@ -20,8 +20,10 @@ const (
 	kDelete
 	kCAS
 	kTxn
-	kScan
+	kScan // a prefix: the group's, or a key's (which other keys extend)
 	kDeletePrefix
+	kRange       // explicit [start, end) with ends on, just before and just after keys
+	kDeleteRange // the same bounds, deleting
 )
 
 type cmpKind uint8
@@ -30,11 +32,17 @@ const (
 	cmpValue  cmpKind = iota + 1 // value equals Value
 	cmpExists                    // key exists
 	cmpAbsent                    // key does not exist
-	cmpModRev                    // mod revision equals the one seen with Value ("" = absent, revision 0)
+	cmpModRev                    // mod revision equals Rev, the one seen with Value (absent: 0)
 )
 
-// txnCmp and txnOp are a workload transaction as the model sees it; each put
-// writes a value no other put writes, so a value names the write that made it.
+// keySet is a set of key indexes of one group: bit i is key i.
+type keySet uint8
+
+func (s keySet) has(i int) bool { return s&(1<<i) != 0 }
+
+// txnCmp and txnOp are a workload transaction as the model sees it; each
+// non-empty put value is written by no other put, so it names the write that
+// made it.
 type txnCmp struct {
 	Kind  cmpKind
 	Key   int
@@ -50,89 +58,225 @@ type txnOp struct {
 
 // opInput is one client operation on one group of keys.
 type opInput struct {
-	Kind  opKind
-	Group int
-	Key   int
-	Value string // put value; for CAS the new value
-	Cmps  []txnCmp
-	Then  []txnOp
-	Else  []txnOp
+	Kind   opKind
+	Group  int
+	Key    int
+	Span   keySet // scans and ranges: the keys inside, by byte order of their names
+	Lo, Hi string // scans and ranges: [Lo, Hi), or every key starting with Lo when Prefix
+	Prefix bool
+	Value  string // put value; for CAS the new value
+	Cmps   []txnCmp
+	Then   []txnOp
+	Else   []txnOp
+}
+
+// readResult is one key as a read returned it.
+type readResult struct {
+	Present     bool
+	Value       string
+	Mod, Create int64
+	Version     int64
 }
 
 // opOutput is what the client saw. Unknown means the outcome is not known (the
 // client gave up), so the model accepts it having happened or not.
 type opOutput struct {
 	Unknown bool
-	Ok      bool     // CAS or txn compares held
-	Values  []string // get: one; scan: one per key; txn: one per get in the branch taken
+	Ok      bool         // CAS or txn compares held
+	Rev     int64        // the store's revision in the answer
+	Reads   []readResult // get: one; scan and range: one per key of the group; txn: one per get in the branch taken
+	Deleted []int64      // keys removed by each delete of the branch taken (delete and delete ranges: one)
+	Bad     string       // the answer itself is malformed (keys out of order or outside the group)
 }
 
-type groupState [modelKeysMax]string
+// keyState is one key in the model. Mod and Create are 0 while unknown: the
+// write that set them gave up, and no read has shown them since.
+type keyState struct {
+	Present     bool
+	Value       string
+	Mod, Create int64
+	Version     int64
+}
 
-// stepModel is the sequential specification of one key group.
+// groupState is a key group in the model. Rev is a lower bound on the store's
+// revision at this point of the linearization: the highest revision any
+// operation on the group has shown. The store's revision is one counter for
+// all groups, so every later write must take a higher one.
+type groupState struct {
+	Keys [modelKeysMax]keyState
+	Rev  int64
+}
+
+// stepModel is the sequential specification of one key group, revisions
+// included: an effective write raises the revision, a write that changes
+// nothing does not, and every read shows the revisions and version the
+// writes before it gave the key.
 func stepModel(s groupState, in opInput, out opOutput) (bool, groupState) {
+	if out.Bad != "" {
+		return false, s
+	}
+	r := &run{s: s, out: out, check: !out.Unknown, rev: out.Rev}
+	if out.Unknown {
+		r.rev = 0 // the write's revision, if it took one, is not known
+	}
+	r.apply(in)
+	if out.Unknown {
+		return true, r.s
+	}
+	if r.failed || out.Rev < s.Rev || r.changed && out.Rev == s.Rev {
+		return false, s
+	}
+	r.s.Rev = out.Rev
+	return true, r.s
+}
+
+// run is one operation being applied to the model.
+type run struct {
+	s       groupState
+	out     opOutput
+	check   bool  // compare against out (false for an outcome nobody saw)
+	rev     int64 // the revision writes are stamped with (0: unknown)
+	cmps    int   // compares evaluated
+	ok      bool  // they held
+	reads   int   // reads consumed from out.Reads
+	dels    int   // delete counts consumed from out.Deleted
+	changed bool  // some key changed: the write took a revision
+	failed  bool
+}
+
+// apply runs in against the state, checking every read, delete count and
+// compare outcome against out when it is known.
+func (r *run) apply(in opInput) {
 	switch in.Kind {
 	case kGet:
-		return out.Unknown || (len(out.Values) == 1 && out.Values[0] == s[in.Key]), s
+		r.read(in.Key)
 	case kPut:
-		s[in.Key] = in.Value
-		return true, s
+		r.put(in.Key, in.Value)
 	case kDelete:
-		s[in.Key] = ""
-		return true, s
-	case kCAS:
-		ok := cmpHolds(s, in.Cmps[0])
-		if ok {
-			s[in.Key] = in.Value
+		r.del(keySet(1 << in.Key))
+	case kScan, kRange:
+		for k := range modelKeysMax {
+			if in.Span.has(k) {
+				r.read(k)
+			} else {
+				r.expectAbsent(k)
+			}
 		}
-		return out.Unknown || out.Ok == ok, s
-	case kScan:
-		// A scan that returned a key outside the group has one value too many.
-		return out.Unknown || (len(out.Values) <= len(s) && slices.Equal(out.Values, s[:len(out.Values)])), s
-	case kDeletePrefix:
-		return true, groupState{}
+	case kDeletePrefix, kDeleteRange:
+		r.del(in.Span)
+	case kCAS:
+		r.cmps, r.ok = 1, cmpHolds(r.s, in.Cmps[0])
+		if r.ok {
+			r.put(in.Key, in.Value)
+		}
 	case kTxn:
-		return stepTxn(s, in, out)
+		r.txn(in)
 	}
-	return false, s
+	if r.check && (r.cmps > 0 && r.ok != r.out.Ok || r.reads != len(r.out.Reads) || r.dels != len(r.out.Deleted)) {
+		r.failed = true
+	}
 }
 
-func stepTxn(s groupState, in opInput, out opOutput) (bool, groupState) {
-	ok := true
+func (r *run) txn(in opInput) {
+	r.cmps, r.ok = len(in.Cmps), true
 	for _, c := range in.Cmps {
-		ok = ok && cmpHolds(s, c)
+		r.ok = r.ok && cmpHolds(r.s, c)
 	}
 	branch := in.Then
-	if !ok {
+	if !r.ok {
 		branch = in.Else
 	}
-	var got []string
 	for _, op := range branch {
 		switch op.Kind {
 		case kGet:
-			got = append(got, s[op.Key])
+			r.read(op.Key)
 		case kPut:
-			s[op.Key] = op.Value
+			r.put(op.Key, op.Value)
 		case kDelete:
-			s[op.Key] = ""
+			r.del(keySet(1 << op.Key))
 		}
 	}
-	if out.Unknown {
-		return true, s
+}
+
+func (r *run) put(k int, value string) {
+	ks := &r.s.Keys[k]
+	if !ks.Present {
+		*ks = keyState{Present: true, Create: r.rev}
 	}
-	return out.Ok == ok && slices.Equal(out.Values, got), s
+	ks.Value, ks.Mod, ks.Version = value, r.rev, ks.Version+1
+	r.changed = true
+}
+
+func (r *run) del(span keySet) {
+	var n int64
+	for k := range modelKeysMax {
+		if span.has(k) && r.s.Keys[k].Present {
+			r.s.Keys[k] = keyState{}
+			n++
+		}
+	}
+	r.changed = r.changed || n > 0
+	if r.check {
+		r.failed = r.failed || r.dels >= len(r.out.Deleted) || r.out.Deleted[r.dels] != n
+		r.dels++
+	}
+}
+
+// read checks one read result against key k. A revision the model does not
+// know yet (its write gave up) is learned from the read: the key's record came
+// from one definite write.
+func (r *run) read(k int) {
+	if !r.check {
+		return
+	}
+	if r.reads >= len(r.out.Reads) {
+		r.failed = true
+		return
+	}
+	got, ks := r.out.Reads[r.reads], &r.s.Keys[k]
+	r.reads++
+	if !ks.Present {
+		r.failed = r.failed || got.Present
+		return
+	}
+	if ks.Mod == 0 {
+		ks.Mod = got.Mod
+	}
+	if ks.Create == 0 {
+		ks.Create = got.Create
+	}
+	want := readResult{Present: true, Value: ks.Value, Mod: ks.Mod, Create: ks.Create, Version: ks.Version}
+	// A key at version 1 was created by the write that last set it.
+	r.failed = r.failed || got != want || got.Mod > r.out.Rev || got.Version == 1 && got.Create != got.Mod
+}
+
+// expectAbsent checks that a scan did not return key k, which its span excludes.
+func (r *run) expectAbsent(k int) {
+	if r.check {
+		r.failed = r.failed || r.reads >= len(r.out.Reads) || r.out.Reads[r.reads].Present
+		r.reads++
+	}
 }
 
 func cmpHolds(s groupState, c txnCmp) bool {
+	ks := s.Keys[c.Key]
 	switch c.Kind {
 	case cmpValue:
-		return s[c.Key] != "" && s[c.Key] == c.Value
+		return ks.Present && ks.Value == c.Value
 	case cmpExists:
-		return s[c.Key] != ""
+		return ks.Present
 	case cmpAbsent:
-		return s[c.Key] == ""
+		return !ks.Present
 	case cmpModRev:
-		return s[c.Key] == c.Value
+		if !ks.Present || c.Rev == 0 {
+			return !ks.Present && c.Rev == 0
+		}
+		if ks.Mod != 0 {
+			return ks.Mod == c.Rev
+		}
+		// Unknown revision: non-empty values name their write, and the
+		// workload never compares revisions seen with an empty value.
+		return ks.Value == c.Value
 	}
 	return false
 }
@@ -141,60 +285,84 @@ func cmpHolds(s groupState, c txnCmp) bool {
 // one group, which makes partitioning sound even for scans and transactions.
 func groupModel() porcupine.Model {
 	return porcupine.Model{
-		Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
-			byGroup := map[int][]porcupine.Operation{}
-			for _, op := range history {
-				g := op.Input.(opInput).Group
-				byGroup[g] = append(byGroup[g], op)
-			}
-			groups := make([]int, 0, len(byGroup))
-			for g := range byGroup {
-				groups = append(groups, g)
-			}
-			sort.Ints(groups) // porcupine's own order would come from map iteration
-			out := make([][]porcupine.Operation, 0, len(groups))
-			for _, g := range groups {
-				out = append(out, byGroup[g])
-			}
-			return out
-		},
-		Init: func() any { return groupState{} },
+		Partition: partitionByGroup,
+		Init:      func() any { return groupState{} },
 		Step: func(state, input, output any) (bool, any) {
 			return stepModel(state.(groupState), input.(opInput), output.(opOutput))
 		},
 		Equal:             func(a, b any) bool { return a.(groupState) == b.(groupState) },
 		DescribeOperation: func(input, output any) string { return describeOp(input.(opInput), output.(opOutput)) },
-		DescribeState: func(state any) string {
-			s := state.(groupState)
-			var parts []string
-			for i, v := range s {
-				if v != "" {
-					parts = append(parts, fmt.Sprintf("k%d=%s", i, v))
-				}
-			}
-			return "{" + strings.Join(parts, " ") + "}"
-		},
+		DescribeState:     func(state any) string { return describeState(state.(groupState)) },
 	}
 }
 
+func partitionByGroup(history []porcupine.Operation) [][]porcupine.Operation {
+	byGroup := map[int][]porcupine.Operation{}
+	for _, op := range history {
+		g := op.Input.(opInput).Group
+		byGroup[g] = append(byGroup[g], op)
+	}
+	groups := make([]int, 0, len(byGroup))
+	for g := range byGroup {
+		groups = append(groups, g)
+	}
+	sort.Ints(groups) // porcupine's own order would come from map iteration
+	out := make([][]porcupine.Operation, 0, len(groups))
+	for _, g := range groups {
+		out = append(out, byGroup[g])
+	}
+	return out
+}
+
+func describeState(s groupState) string {
+	var parts []string
+	for i, ks := range s.Keys {
+		if ks.Present {
+			parts = append(parts, fmt.Sprintf("k%d=%q@%d/%d/v%d", i, ks.Value, ks.Mod, ks.Create, ks.Version))
+		}
+	}
+	return fmt.Sprintf("{%s rev>=%d}", strings.Join(parts, " "), s.Rev)
+}
+
 func describeOp(in opInput, out opOutput) string {
-	res := fmt.Sprintf("ok=%v %v", out.Ok, out.Values)
-	if out.Unknown {
+	res := fmt.Sprintf("ok=%v rev=%d reads=%v deleted=%v", out.Ok, out.Rev, describeReads(out.Reads), out.Deleted)
+	switch {
+	case out.Unknown:
 		res = "unknown"
+	case out.Bad != "":
+		res = "malformed: " + out.Bad
 	}
 	switch in.Kind {
 	case kGet:
 		return fmt.Sprintf("get(g%d/k%d) -> %s", in.Group, in.Key, res)
 	case kPut:
-		return fmt.Sprintf("put(g%d/k%d, %s) -> %s", in.Group, in.Key, in.Value, res)
+		return fmt.Sprintf("put(g%d/k%d, %q) -> %s", in.Group, in.Key, in.Value, res)
 	case kDelete:
 		return fmt.Sprintf("delete(g%d/k%d) -> %s", in.Group, in.Key, res)
 	case kCAS:
-		return fmt.Sprintf("cas(g%d/k%d, %q -> %s) -> %s", in.Group, in.Key, in.Cmps[0].Value, in.Value, res)
-	case kScan:
-		return fmt.Sprintf("scan(g%d/) -> %s", in.Group, res)
-	case kDeletePrefix:
-		return fmt.Sprintf("delete_prefix(g%d/) -> %s", in.Group, res)
+		return fmt.Sprintf("cas(g%d/k%d, rev %d -> %q) -> %s", in.Group, in.Key, in.Cmps[0].Rev, in.Value, res)
+	case kScan, kRange:
+		return fmt.Sprintf("range(%s) -> %s", describeSpan(in), res)
+	case kDeletePrefix, kDeleteRange:
+		return fmt.Sprintf("delete_range(%s) -> %s", describeSpan(in), res)
 	}
 	return fmt.Sprintf("txn(g%d, if %v then %v else %v) -> %s", in.Group, in.Cmps, in.Then, in.Else, res)
+}
+
+func describeReads(rs []readResult) string {
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = "-"
+		if r.Present {
+			parts[i] = fmt.Sprintf("%q@%d/%d/v%d", r.Value, r.Mod, r.Create, r.Version)
+		}
+	}
+	return "[" + strings.Join(parts, " ") + "]"
+}
+
+func describeSpan(in opInput) string {
+	if in.Prefix {
+		return fmt.Sprintf("prefix %q", in.Lo)
+	}
+	return fmt.Sprintf("[%q, %q)", in.Lo, in.Hi)
 }

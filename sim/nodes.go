@@ -176,6 +176,7 @@ func (w *World) finishReady(sn *simNode) {
 	}
 	if on(w.sc.Checkers.Invariants) {
 		w.shadowEvents(sn)
+		w.maybeMark(sn)
 		w.check.applied(sn.id, rd.Applied)
 		if term, ok := sn.n.LeaderTerm(); ok {
 			w.check.leader(sn.id, term)

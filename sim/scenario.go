@@ -18,16 +18,16 @@ type Scenario struct {
 	Name        string `toml:"name"`
 	Description string `toml:"description"`
 
-	Cluster    ClusterSpec    `toml:"cluster"`
-	Run        RunSpec        `toml:"run"`
-	Workload   WorkloadSpec   `toml:"workload"`
-	Network    NetworkSpec    `toml:"network"`
-	Faults     FaultSpec      `toml:"faults"`
-	Disk       DiskSpec       `toml:"disk"`
-	Clock      ClockSpec      `toml:"clock"`
-	Swarm      bool           `toml:"swarm"`
-	Membership MembershipSpec `toml:"membership"`
-	Checkers   CheckerSpec    `toml:"checkers"`
+	Cluster    ClusterSpec     `toml:"cluster"`
+	Run        RunSpec         `toml:"run"`
+	Workload   WorkloadSpec    `toml:"workload"`
+	Network    NetworkSpec     `toml:"network"`
+	Faults     FaultSpec       `toml:"faults"`
+	Disk       DiskSpec        `toml:"disk"`
+	Clock      ClockSpec       `toml:"clock"`
+	Swarm      bool            `toml:"swarm"`
+	Membership MembershipSpec  `toml:"membership"`
+	Checkers   CheckerSpec     `toml:"checkers"`
 	Bugs       map[string]bool `toml:"bugs"` // planted defects by name (core/bugs); aspenbugs builds only
 
 	source []byte // the file as read, copied into artifacts
@@ -56,6 +56,7 @@ type WorkloadSpec struct {
 	KeysPerGroup     int            `toml:"keys_per_group"`
 	AttemptTimeoutMs int            `toml:"attempt_timeout_ms"`
 	OpDeadlineMs     int            `toml:"op_deadline_ms"`
+	ColdKeys         int            `toml:"cold_keys"` // keys written once, early, and checked at the end
 	Mix              map[string]int `toml:"mix"`
 }
 
@@ -153,7 +154,7 @@ func (sc Scenario) PlantBug(b bugs.Bug) Scenario {
 }
 
 // mixKinds is every operation a workload can weigh, in a fixed order.
-var mixKinds = []string{"get", "put", "delete", "cas", "txn", "scan", "delete_prefix"}
+var mixKinds = []string{"get", "put", "delete", "cas", "txn", "scan", "delete_prefix", "range", "delete_range"}
 
 // LoadScenario reads and validates a scenario file.
 func LoadScenario(path string) (Scenario, error) {
@@ -191,7 +192,7 @@ func defaultScenario() Scenario {
 		Workload: WorkloadSpec{
 			Clients: 8, OpsPerSecond: 200, Groups: 3, KeysPerGroup: 4,
 			AttemptTimeoutMs: 500, OpDeadlineMs: 3000,
-			Mix: map[string]int{"get": 30, "put": 25, "delete": 5, "cas": 15, "txn": 10, "scan": 10, "delete_prefix": 5},
+			Mix: map[string]int{"get": 30, "put": 25, "delete": 5, "cas": 15, "txn": 10, "scan": 10, "delete_prefix": 5, "range": 10, "delete_range": 3},
 		},
 		Network:  NetworkSpec{DelayMinMs: 0.5, DelayMaxMs: 2},
 		Faults:   FaultSpec{IntervalMs: 1000, DownMsMax: 3000, CrashesMax: 1},
@@ -209,6 +210,8 @@ func (sc *Scenario) validate() error {
 		return fmt.Errorf("run.heal_seconds must be >= 1 and fault_seconds >= 0")
 	case sc.Workload.Groups < 1 || sc.Workload.KeysPerGroup < 1 || sc.Workload.KeysPerGroup > modelKeysMax:
 		return fmt.Errorf("workload needs groups >= 1 and keys_per_group in 1..%d", modelKeysMax)
+	case sc.Workload.ColdKeys < 0 || sc.Workload.ColdKeys > coldKeysMax:
+		return fmt.Errorf("workload.cold_keys = %d, want 0..%d", sc.Workload.ColdKeys, coldKeysMax)
 	case sc.Workload.Clients < 0 || sc.Workload.OpsPerSecond < 0:
 		return fmt.Errorf("workload.clients and ops_per_second must not be negative")
 	case sc.Workload.AttemptTimeoutMs < 1 || sc.Workload.OpDeadlineMs < sc.Workload.AttemptTimeoutMs:

@@ -6,7 +6,6 @@ package sim
 
 import (
 	crand "crypto/rand"
-	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -56,25 +55,30 @@ func (r *Result) VisualizeHTML(w io.Writer) error {
 // World is one simulation. It is not safe for use by more than one goroutine,
 // and needs none.
 type World struct {
-	sc      Scenario
-	seed    uint64
-	rng     *rand.Rand
-	now     int64
-	q       queue
-	nodes   []*simNode
-	clients []*simClient
-	net     network
-	admin   *admin
-	trace   tracer
-	check   checker
-	res     Result
-	names   [][]string // key names by group and index
+	sc   Scenario
+	seed uint64
+	rng  *rand.Rand
+	// checkRng samples where checkers look. It is its own stream, so that
+	// checking more or less never changes what happens in the run.
+	checkRng *rand.Rand
+	now      int64
+	q        queue
+	nodes    []*simNode
+	clients  []*simClient
+	net      network
+	admin    *admin
+	trace    tracer
+	check    checker
+	res      Result
+	names    [][]string // key names by group and index
 
 	faultsOn   bool
 	clientsOn  bool
 	faultEnd   int64
 	end        int64
 	history    []porcupine.Operation
+	coldOps    []porcupine.Operation // cold-key writes (cold.go)
+	coldNext   int                   // the next cold key to write
 	readSeq    uint64
 	partitions int // epoch of the current partition
 }
@@ -121,6 +125,7 @@ func newWorld(sc Scenario, seed uint64, opts Options) *World {
 		sc = sc.swarm(rng)
 	}
 	w := &World{sc: sc, seed: seed, rng: rng, trace: newTracer(opts.Trace), check: newChecker()}
+	w.checkRng = rand.New(rand.NewPCG(seed^0xc4ecc4ecc4ecc4ec, seed))
 	w.res = Result{Scenario: sc.Name, Seed: seed}
 	w.faultEnd = seconds(sc.Run.FaultSeconds)
 	w.end = w.faultEnd + seconds(sc.Run.HealSeconds)
@@ -150,16 +155,6 @@ func newWorld(sc Scenario, seed uint64, opts Options) *World {
 	w.schedule(event{at: w.faultEnd + seconds(sc.Run.HealSeconds)/2, kind: evStopClients, node: -1})
 	w.schedule(event{at: w.end, kind: evEnd, node: -1})
 	return w
-}
-
-func keyNames(groups, keys int) [][]string {
-	names := make([][]string, groups)
-	for g := range names {
-		for k := 0; k < keys; k++ {
-			names[g] = append(names[g], fmt.Sprintf("g%d/k%d", g, k))
-		}
-	}
-	return names
 }
 
 func seconds(s float64) int64     { return int64(s * 1e9) }
@@ -271,9 +266,13 @@ func (w *World) finish() {
 	w.res.Ops = len(w.history)
 	if on(w.sc.Checkers.Convergence) {
 		w.checkConvergence()
+		w.checkColdKeys()
 	}
 	if on(w.sc.Checkers.Linearizability) {
 		w.checkLinearizability()
+		if final, ok := w.finalRevision(); ok && w.res.Linearizability == "ok" {
+			w.checkRevisions(final)
+		}
 	}
 	if w.admin != nil {
 		w.res.MembershipChanges = w.admin.done

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/aspen-db/aspen/core/assert"
+	"github.com/aspen-db/aspen/core/bugs"
 	"github.com/google/btree"
 )
 
@@ -33,6 +34,9 @@ type Machine struct {
 	rev    int64
 	digest uint64 // XOR of item.sum over all items
 
+	// Bugs plants defects for tests (core/bugs); inert without the aspenbugs tag.
+	Bugs bugs.Set
+
 	// Scratch reused across calls to keep the hot path free of allocations.
 	touched []Change // every write of the txn being applied, in order
 	found   []item   // items matched by the range being read or deleted
@@ -42,7 +46,7 @@ type Machine struct {
 // affect. It costs O(1): the tree is shared and copied node by node as
 // either side writes.
 func (m *Machine) Clone() *Machine {
-	return &Machine{tree: m.tree.Clone(), rev: m.rev, digest: m.digest}
+	return &Machine{tree: m.tree.Clone(), rev: m.rev, digest: m.digest, Bugs: m.Bugs}
 }
 
 // New returns an empty machine at revision 0.
@@ -152,7 +156,8 @@ func (m *Machine) rangeOp(s span, limit int) OpResult {
 // ascend visits the stored items inside s in key order until fn returns false.
 func (m *Machine) ascend(s span, fn func(item) bool) {
 	m.tree.AscendGreaterOrEqual(item{key: s.key}, func(it item) bool {
-		return s.contains(it.key) && fn(it)
+		in := s.contains(it.key) || m.Bugs.Has(bugs.RangeEndInclusive) && s.kind == spanInterval && bytes.Equal(it.key, s.end)
+		return in && fn(it)
 	})
 }
 
@@ -168,6 +173,9 @@ func (m *Machine) put(key, value []byte, rev int64) {
 	rec := Record{CreateRev: rev, ModRev: rev, Version: 1}
 	if old, ok := m.tree.Get(item{key: key}); ok {
 		rec.CreateRev, rec.Version = old.rec.CreateRev, old.rec.Version+1
+		if m.Bugs.Has(bugs.CreateRevReset) {
+			rec.CreateRev = rev
+		}
 	}
 	// Key and value share one fresh allocation even when the key exists, so an
 	// overwritten value never stays reachable through its key.

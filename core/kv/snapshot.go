@@ -58,7 +58,7 @@ func (m *Machine) Restore(data []byte) error {
 	if err := d.finish("snapshot"); err != nil {
 		return err
 	}
-	restored.rev = int64(rev)
+	restored.rev, restored.Bugs = int64(rev), m.Bugs
 	*m = *restored
 	return nil
 }

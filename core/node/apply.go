@@ -58,11 +58,20 @@ func (n *Node) applyCommand(e raftpb.Entry, out *Ready) {
 		n.recordSession(client, seq, e.Index, resp, b)
 		n.answer(client, seq, resp, "")
 	case verdict == session.Fresh:
+		before := n.kv.Revision()
 		resp, changes := n.kv.Apply(cmd.txn)
+		if n.cfg.Bugs.Has(bugs.NoopBump) && len(changes) == 0 && !cmd.txn.ReadOnly() {
+			resp.Revision++ // every write takes a revision, changed or not
+			n.kv.SetRevision(resp.Revision)
+		}
 		persistChanges(changes, b)
 		if n.cfg.EventsEnabled {
+			rev := resp.Revision
+			if n.cfg.Bugs.Has(bugs.EventRevision) {
+				rev = before // stamped with the revision read before applying
+			}
 			for _, c := range changes {
-				out.Events = append(out.Events, Event{Revision: resp.Revision, Key: c.Key, Record: c.Record, Deleted: c.Deleted})
+				out.Events = append(out.Events, Event{Revision: rev, Key: c.Key, Record: c.Record, Deleted: c.Deleted})
 			}
 		}
 		n.recordSession(client, seq, e.Index, resp, b)

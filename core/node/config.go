@@ -62,3 +62,10 @@ func DefaultConfig(id uint64, peers []uint64) Config {
 		Limits:               kv.DefaultLimits(),
 	}
 }
+
+// kvWithBugs is an empty state machine carrying the planted defects, if any.
+func kvWithBugs(set bugs.Set) *kv.Machine {
+	m := kv.New()
+	m.Bugs = set
+	return m
+}

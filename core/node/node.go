@@ -140,7 +140,7 @@ func New(cfg Config, rng Rand, disk storage.Reader) (*Node, error) {
 		cfg:      cfg,
 		rng:      rng,
 		log:      raft.NewMemoryStorage(),
-		kv:       kv.New(),
+		kv:       kvWithBugs(cfg.Bugs),
 		sessions: session.NewTable(cfg.SessionsMax),
 		writes:   make(map[uint64]pendingWrite),
 		members:  newMembership(),
