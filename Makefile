@@ -5,7 +5,7 @@ PARALLEL ?= $(shell nproc 2>/dev/null || echo 2)
 GO ?= go
 BIN := bin/aspen
 
-.PHONY: all build test sweep sweep-long determinism bench vet ci clean
+.PHONY: all build test sweep sweep-long sweep-coverage determinism bench vet ci clean
 
 all: build
 
@@ -25,6 +25,23 @@ sweep: build
 # A long sweep, for nightly runs or before a release.
 sweep-long: build
 	$(BIN) sim sweep --scenario scenarios --seeds 1000 --start-seed $(START) --parallel $(PARALLEL)
+
+# Reach: a sweep of every scenario (100 seeds unless SEEDS is given) by a
+# binary that counts which core/ statements run, then the share reached per
+# package and the core functions never reached (tools/corecover says what it
+# leaves out). cmd/aspen is instrumented too: a -cover binary whose main
+# package is not writes no counters. Counters are written on exit even when
+# runs fail; the report is printed, then the target exits with the sweep's status.
+COVER_BIN := bin/aspen-cover
+COVER_DIR := artifacts/coverage
+sweep-coverage: SEEDS := $(if $(filter file,$(origin SEEDS)),100,$(SEEDS))
+sweep-coverage:
+	$(GO) build -cover -coverpkg=./core/...,./cmd/aspen -o $(COVER_BIN) ./cmd/aspen
+	rm -rf $(COVER_DIR) && mkdir -p $(COVER_DIR)/counters
+	GOCOVERDIR=$(COVER_DIR)/counters $(COVER_BIN) sim sweep --scenario scenarios --seeds $(SEEDS) \
+		--start-seed $(START) --parallel $(PARALLEL); status=$$?; \
+	$(GO) tool covdata textfmt -i=$(COVER_DIR)/counters -o=$(COVER_DIR)/profile.txt && \
+	echo && $(GO) run ./tools/corecover -profile $(COVER_DIR)/profile.txt && exit $$status
 
 # The same seed in separate processes and with other GOMAXPROCS must hash the same.
 determinism: build
