@@ -95,6 +95,13 @@ func TestGroupModelSpans(t *testing.T) {
 		}
 		return porcupine.Operation{Input: opInput{Kind: kRange, Span: span}, Output: opOutput{Rev: 2, Reads: rs}, Call: 100, Return: 101}
 	}
+	limited := func(span keySet, limit int, more bool, reads map[int]readResult) porcupine.Operation {
+		op := scan(span, reads)
+		in, out := op.Input.(opInput), op.Output.(opOutput)
+		in.Limit, out.More = limit, more
+		op.Input, op.Output = in, out
+		return op
+	}
 	delRange := func(span keySet, n int64) porcupine.Operation {
 		return porcupine.Operation{Input: opInput{Kind: kDeleteRange, Span: span}, Output: opOutput{Rev: 3, Deleted: []int64{n}}, Call: 200, Return: 201}
 	}
@@ -109,6 +116,10 @@ func TestGroupModelSpans(t *testing.T) {
 		{"range inside", scan(0b01, map[int]readResult{0: a}), true},
 		{"range leaks its end", scan(0b01, map[int]readResult{0: a, 1: b}), false},
 		{"range misses a key", scan(0b11, map[int]readResult{0: a}), false},
+		{"limit keeps the first key in byte order", limited(0b11, 1, true, map[int]readResult{0: a}), true},
+		{"limit keeps a later key", limited(0b11, 1, true, map[int]readResult{1: b}), false},
+		{"limit hides that more is left", limited(0b11, 1, false, map[int]readResult{0: a}), false},
+		{"limit not reached says more", limited(0b11, 3, true, map[int]readResult{0: a, 1: b}), false},
 		{"delete range counts", delRange(0b111, 2), true},
 		{"delete range miscounts", delRange(0b111, 3), false},
 	}

@@ -74,7 +74,7 @@ func (w *World) clientNext(i int) {
 
 func (w *World) attempt(c *simClient) {
 	c.op.attempt++
-	w.toNode(c.target, node.Request{Client: c.session, Seq: c.op.reqSeq, Txn: c.op.txn})
+	w.toNode(c.target, node.Request{Client: c.session, Seq: c.op.reqSeq, Txn: c.op.txn, Stale: c.op.in.Kind == kStaleGet})
 	timeout := w.now + millis(float64(w.sc.Workload.AttemptTimeoutMs))
 	w.schedule(event{at: timeout, kind: evAttemptTimeout, node: -1, client: c.idx, n: c.op.attempt})
 }
@@ -102,10 +102,16 @@ func (w *World) clientResponse(e event) {
 	if c.op == nil || e.resp.Seq != c.op.reqSeq {
 		return // an answer to an operation already finished
 	}
+	refused := strings.HasPrefix(e.resp.Err, node.ErrInvalid)
 	switch {
+	case c.op.in.Kind == kInvalid && e.resp.Err == "":
+		w.check.fail("client %d: invalid request accepted (%s)", c.idx, invalidRequests[c.op.in.Key].name)
+		w.nextOp(c)
+	case c.op.in.Kind == kInvalid && refused:
+		w.nextOp(c)
 	case e.resp.Err == "":
 		w.complete(c, w.toOutput(c, e.resp.Result))
-	case strings.HasPrefix(e.resp.Err, node.ErrInvalid):
+	case refused:
 		w.check.fail("client %d: valid request refused: %s", c.idx, e.resp.Err)
 		w.giveUp(c)
 	default:
@@ -117,7 +123,7 @@ func (w *World) clientResponse(e event) {
 // effect at any later time, so it enters the history as never returning; a read
 // that never answered says nothing and is left out.
 func (w *World) giveUp(c *simClient) {
-	if c.op.write {
+	if c.op.write && c.op.in.Kind != kInvalid {
 		w.record(c, opOutput{Unknown: true}, math.MaxInt64)
 		w.res.OpsUnknown++
 	}
@@ -131,7 +137,10 @@ func (w *World) complete(c *simClient, out opOutput) {
 
 func (w *World) record(c *simClient, out opOutput, ret int64) {
 	op := porcupine.Operation{ClientId: c.idx, Input: c.op.in, Call: c.op.start, Output: out, Return: ret}
-	if c.op.in.Kind == kColdPut {
+	switch c.op.in.Kind {
+	case kStaleGet:
+		return // a stale read promises no order; it only exercises the path
+	case kColdPut:
 		w.coldOps = append(w.coldOps, op)
 		return
 	}
@@ -161,6 +170,11 @@ func (w *World) genOp(c *simClient) opInput {
 		w.genPrefix(&in)
 	case kRange, kDeleteRange:
 		w.genInterval(&in)
+	case kInvalid:
+		in.Key = w.rng.IntN(len(invalidRequests))
+	}
+	if in.Kind == kScan || in.Kind == kRange {
+		w.maybeLimit(&in)
 	}
 	return in
 }
@@ -209,14 +223,7 @@ func (w *World) genTxn(c *simClient, in *opInput) {
 	for i := 0; i < 1+w.rng.IntN(2); i++ {
 		k := w.rng.IntN(keys)
 		m := c.memos[w.names[in.Group][k]]
-		cmp := txnCmp{Key: k, Kind: cmpKind(1 + w.rng.IntN(4)), Value: m.value, Rev: m.rev}
-		switch {
-		case cmp.Kind == cmpValue && !m.present:
-			cmp.Kind = cmpAbsent
-		case cmp.Kind == cmpModRev:
-			cmp = modRevCmp(k, m)
-		}
-		in.Cmps = append(in.Cmps, cmp)
+		in.Cmps = append(in.Cmps, w.genCmp(k, m))
 	}
 	branch := func() []txnOp {
 		var ops []txnOp
@@ -232,15 +239,36 @@ func (w *World) genTxn(c *simClient, in *opInput) {
 	in.Then, in.Else = branch(), branch()
 }
 
+// genCmp draws one compare on key k, against what the client last saw of it.
+func (w *World) genCmp(k int, m memo) txnCmp {
+	cmp := txnCmp{Key: k, Kind: cmpKind(1 + w.rng.IntN(int(cmpKindsMax))), Value: m.value, Rev: m.rev}
+	switch cmp.Kind {
+	case cmpValue:
+		if !m.present {
+			cmp.Kind = cmpAbsent
+		}
+	case cmpModRev:
+		cmp = modRevCmp(k, m)
+	case cmpVersionAbove:
+		cmp.Rev = int64(w.rng.IntN(3))
+	}
+	// Equality compares may be negated (not equal); orderings cannot.
+	cmp.Not = cmp.Kind <= cmpModRev && w.rng.IntN(4) == 0
+	return cmp
+}
+
 // toTxn translates a model operation into the request the store executes.
 func (w *World) toTxn(in opInput) kv.Txn {
-	if in.Kind == kColdPut {
+	switch in.Kind {
+	case kColdPut:
 		return w.coldTxn(in)
+	case kInvalid:
+		return w.invalidTxn(in)
 	}
 	names := w.names[in.Group]
 	key := []byte(names[in.Key])
 	switch in.Kind {
-	case kGet:
+	case kGet, kStaleGet:
 		return kv.Txn{Then: []kv.Op{{Type: kv.OpGet, Key: key}}}
 	case kPut:
 		return kv.Txn{Then: []kv.Op{{Type: kv.OpPut, Key: key, Value: []byte(in.Value)}}}
@@ -259,15 +287,25 @@ func (w *World) toTxn(in opInput) kv.Txn {
 func (w *World) toCompares(in opInput) []kv.Compare {
 	var out []kv.Compare
 	for _, c := range in.Cmps {
-		key := []byte(w.names[in.Group][c.Key])
+		kc := kv.Compare{Key: []byte(w.names[in.Group][c.Key]), Result: kv.Equal}
 		switch c.Kind {
 		case cmpValue:
-			out = append(out, kv.Compare{Key: key, Target: kv.TargetValue, Result: kv.Equal, Value: []byte(c.Value)})
+			kc.Target, kc.Value = kv.TargetValue, []byte(c.Value)
 		case cmpExists, cmpAbsent:
-			out = append(out, kv.Compare{Key: key, Target: kv.TargetExists, Result: kv.Equal, Exists: c.Kind == cmpExists})
+			kc.Target, kc.Exists = kv.TargetExists, c.Kind == cmpExists
 		case cmpModRev:
-			out = append(out, kv.Compare{Key: key, Target: kv.TargetModRev, Result: kv.Equal, Rev: c.Rev})
+			kc.Target, kc.Rev = kv.TargetModRev, c.Rev
+		case cmpVersionAbove:
+			kc.Target, kc.Result, kc.Rev = kv.TargetVersion, kv.Greater, c.Rev
+		case cmpValueBelow:
+			kc.Target, kc.Result, kc.Value = kv.TargetValue, kv.Less, []byte(c.Value)
+		case cmpCreated:
+			kc.Target, kc.Result = kv.TargetCreateRev, kv.Greater
 		}
+		if c.Not {
+			kc.Result = kv.NotEqual
+		}
+		out = append(out, kc)
 	}
 	return out
 }
@@ -298,6 +336,7 @@ func (w *World) toOutput(c *simClient, r kv.Response) opOutput {
 		out.Reads = []readResult{w.observe(c, result(r, 0), in.Group, in.Key)}
 	case kScan, kRange:
 		out.Reads, out.Bad = w.spanReads(c, result(r, 0), in.Group)
+		out.More = result(r, 0).More
 	case kPut, kCAS:
 		if in.Kind == kPut || r.Succeeded {
 			c.memos[w.names[in.Group][in.Key]] = memo{present: true, value: in.Value, rev: r.Revision}

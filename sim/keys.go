@@ -25,6 +25,17 @@ func keyNames(groups, keys int) [][]string {
 	return names
 }
 
+// keyOrder lists key indexes in the byte order of their names, which is the
+// order scans return them in.
+var keyOrder = func() []int {
+	order := make([]int, modelKeysMax)
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(keySuffixes[a], keySuffixes[b]) })
+	return order
+}()
+
 func groupPrefix(g int) string { return fmt.Sprintf("g%d/", g) }
 
 // groupEnd is above every key of group g and below every other group's keys.
@@ -96,7 +107,16 @@ func justBefore(name string) (string, bool) {
 // spanOp is the store's op for a scan or range the model drew.
 func spanOp(t kv.OpType, in opInput) kv.Op {
 	if in.Prefix {
-		return kv.Op{Type: t, Key: []byte(in.Lo), Prefix: true}
+		return kv.Op{Type: t, Key: []byte(in.Lo), Prefix: true, Limit: in.Limit}
 	}
-	return kv.Op{Type: t, Key: []byte(in.Lo), End: []byte(in.Hi)}
+	return kv.Op{Type: t, Key: []byte(in.Lo), End: []byte(in.Hi), Limit: in.Limit}
+}
+
+// scanLimitOneIn is how rarely a scan or range carries a limit (1..3).
+const scanLimitOneIn = 4
+
+func (w *World) maybeLimit(in *opInput) {
+	if w.rng.IntN(scanLimitOneIn) == 0 {
+		in.Limit = 1 + w.rng.IntN(3)
+	}
 }

@@ -24,15 +24,21 @@ const (
 	kDeletePrefix
 	kRange       // explicit [start, end) with ends on, just before and just after keys
 	kDeleteRange // the same bounds, deleting
+	kInvalid     // a request the store must refuse (invalid.go); never in the history
+	kStaleGet    // a get served from one replica's state (Stale); never in the history
 )
 
 type cmpKind uint8
 
 const (
-	cmpValue  cmpKind = iota + 1 // value equals Value
-	cmpExists                    // key exists
-	cmpAbsent                    // key does not exist
-	cmpModRev                    // mod revision equals Rev, the one seen with Value (absent: 0)
+	cmpValue        cmpKind = iota + 1 // value equals Value
+	cmpExists                          // key exists
+	cmpAbsent                          // key does not exist
+	cmpModRev                          // mod revision equals Rev, the one seen with Value (absent: 0)
+	cmpVersionAbove                    // version is greater than Rev (absent: 0)
+	cmpValueBelow                      // the key exists with a value ordered before Value
+	cmpCreated                         // create revision is greater than 0: the key exists
+	cmpKindsMax     = cmpCreated
 )
 
 // keySet is a set of key indexes of one group: bit i is key i.
@@ -45,6 +51,7 @@ func (s keySet) has(i int) bool { return s&(1<<i) != 0 }
 // made it.
 type txnCmp struct {
 	Kind  cmpKind
+	Not   bool // the compare must not hold (not equal)
 	Key   int
 	Value string
 	Rev   int64
@@ -64,6 +71,7 @@ type opInput struct {
 	Span   keySet // scans and ranges: the keys inside, by byte order of their names
 	Lo, Hi string // scans and ranges: [Lo, Hi), or every key starting with Lo when Prefix
 	Prefix bool
+	Limit  int    // scans and ranges: at most this many keys (0: all)
 	Value  string // put value; for CAS the new value
 	Cmps   []txnCmp
 	Then   []txnOp
@@ -83,6 +91,7 @@ type readResult struct {
 type opOutput struct {
 	Unknown bool
 	Ok      bool         // CAS or txn compares held
+	More    bool         // a limited scan left keys out
 	Rev     int64        // the store's revision in the answer
 	Reads   []readResult // get: one; scan and range: one per key of the group; txn: one per get in the branch taken
 	Deleted []int64      // keys removed by each delete of the branch taken (delete and delete ranges: one)
@@ -155,13 +164,7 @@ func (r *run) apply(in opInput) {
 	case kDelete:
 		r.del(keySet(1 << in.Key))
 	case kScan, kRange:
-		for k := range modelKeysMax {
-			if in.Span.has(k) {
-				r.read(k)
-			} else {
-				r.expectAbsent(k)
-			}
-		}
+		r.scan(in)
 	case kDeletePrefix, kDeleteRange:
 		r.del(in.Span)
 	case kCAS:
@@ -250,6 +253,34 @@ func (r *run) read(k int) {
 	r.failed = r.failed || got != want || got.Mod > r.out.Rev || got.Version == 1 && got.Create != got.Mod
 }
 
+// scan reads the keys in the span, in byte order, up to the limit; the rest
+// must be absent from the answer.
+func (r *run) scan(in opInput) {
+	var shown [modelKeysMax]bool
+	n := 0
+	for _, k := range keyOrder {
+		if !in.Span.has(k) || !r.s.Keys[k].Present {
+			continue
+		}
+		if in.Limit > 0 && n == in.Limit {
+			r.failed = r.failed || r.check && !r.out.More
+			break
+		}
+		shown[k] = true
+		n++
+	}
+	if r.check && in.Limit > 0 && n < in.Limit && r.out.More {
+		r.failed = true
+	}
+	for k := range modelKeysMax {
+		if shown[k] {
+			r.read(k)
+		} else {
+			r.expectAbsent(k)
+		}
+	}
+}
+
 // expectAbsent checks that a scan did not return key k, which its span excludes.
 func (r *run) expectAbsent(k int) {
 	if r.check {
@@ -259,8 +290,17 @@ func (r *run) expectAbsent(k int) {
 }
 
 func cmpHolds(s groupState, c txnCmp) bool {
-	ks := s.Keys[c.Key]
+	return cmpOn(s.Keys[c.Key], c) != c.Not
+}
+
+func cmpOn(ks keyState, c txnCmp) bool {
 	switch c.Kind {
+	case cmpVersionAbove:
+		return ks.Version > c.Rev
+	case cmpValueBelow:
+		return ks.Present && ks.Value < c.Value
+	case cmpCreated:
+		return ks.Present
 	case cmpValue:
 		return ks.Present && ks.Value == c.Value
 	case cmpExists:

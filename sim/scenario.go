@@ -154,7 +154,7 @@ func (sc Scenario) PlantBug(b bugs.Bug) Scenario {
 }
 
 // mixKinds is every operation a workload can weigh, in a fixed order.
-var mixKinds = []string{"get", "put", "delete", "cas", "txn", "scan", "delete_prefix", "range", "delete_range"}
+var mixKinds = []string{"get", "put", "delete", "cas", "txn", "scan", "delete_prefix", "range", "delete_range", "invalid", "stale_get"}
 
 // LoadScenario reads and validates a scenario file.
 func LoadScenario(path string) (Scenario, error) {
@@ -192,7 +192,7 @@ func defaultScenario() Scenario {
 		Workload: WorkloadSpec{
 			Clients: 8, OpsPerSecond: 200, Groups: 3, KeysPerGroup: 4,
 			AttemptTimeoutMs: 500, OpDeadlineMs: 3000,
-			Mix: map[string]int{"get": 30, "put": 25, "delete": 5, "cas": 15, "txn": 10, "scan": 10, "delete_prefix": 5, "range": 10, "delete_range": 3},
+			Mix: map[string]int{"get": 30, "put": 25, "delete": 5, "cas": 15, "txn": 10, "scan": 10, "delete_prefix": 5, "range": 10, "delete_range": 3, "invalid": 2, "stale_get": 3},
 		},
 		Network:  NetworkSpec{DelayMinMs: 0.5, DelayMaxMs: 2},
 		Faults:   FaultSpec{IntervalMs: 1000, DownMsMax: 3000, CrashesMax: 1},

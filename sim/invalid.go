@@ -1,0 +1,44 @@
+package sim
+
+import (
+	"bytes"
+
+	"github.com/aspen-db/aspen/core/kv"
+)
+
+// Requests the store must refuse, each one way a client gets a request wrong.
+// They never enter the history: the check is that the answer is a refusal.
+var invalidRequests = []struct {
+	name string
+	txn  func(key []byte, l kv.Limits) kv.Txn
+}{
+	{"range end before its start", func(key []byte, _ kv.Limits) kv.Txn {
+		return kv.Txn{Then: []kv.Op{{Type: kv.OpRange, Key: key, End: key[:len(key)-1]}}}
+	}},
+	{"key over the size limit", func(_ []byte, l kv.Limits) kv.Txn {
+		return kv.Txn{Then: []kv.Op{{Type: kv.OpGet, Key: bytes.Repeat([]byte{'k'}, l.KeyBytesMax+1)}}}
+	}},
+	{"empty key", func([]byte, kv.Limits) kv.Txn { return kv.Txn{Then: []kv.Op{{Type: kv.OpGet}}} }},
+	{"limit on a delete range", func(key []byte, _ kv.Limits) kv.Txn {
+		return kv.Txn{Then: []kv.Op{{Type: kv.OpDeleteRange, Key: key, Prefix: true, Limit: 1}}}
+	}},
+	{"compare of an unknown result", func(key []byte, _ kv.Limits) kv.Txn {
+		return kv.Txn{Compares: []kv.Compare{{Key: key, Target: kv.TargetVersion, Result: kv.Greater + 1}}, Then: []kv.Op{{Type: kv.OpGet, Key: key}}}
+	}},
+	{"existence compared by order", func(key []byte, _ kv.Limits) kv.Txn {
+		return kv.Txn{Compares: []kv.Compare{{Key: key, Target: kv.TargetExists, Result: kv.Less}}}
+	}},
+	{"more ops than a txn holds", func(key []byte, l kv.Limits) kv.Txn {
+		ops := make([]kv.Op, l.TxnOpsMax+1)
+		for i := range ops {
+			ops[i] = kv.Op{Type: kv.OpPut, Key: key, Value: []byte("never")}
+		}
+		return kv.Txn{Then: ops}
+	}},
+}
+
+// invalidTxn builds the invalid request in.Key picks, on a key of in's group.
+func (w *World) invalidTxn(in opInput) kv.Txn {
+	key := []byte(w.names[in.Group][0])
+	return invalidRequests[in.Key].txn(key, kv.DefaultLimits())
+}
