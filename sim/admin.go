@@ -210,6 +210,7 @@ func (w *World) adminApplied(c node.MemberChange) {
 	case node.RemoveMember:
 		delete(a.learners, c.ID)
 		delete(a.voters, c.ID)
+		w.markRemoved(w.nodes[c.ID-1])
 		w.retire(w.nodes[c.ID-1])
 	}
 }

@@ -105,6 +105,7 @@ func (w *World) checkConvergence() {
 			w.check.maxApplied, first.n.AppliedIndex())
 	}
 	w.checkMembership()
+	w.checkAddresses()
 	for _, c := range w.clients {
 		if c.op != nil {
 			w.check.fail("healed phase ended with client %d still waiting (operation started at %.3fs)", c.idx, float64(c.op.start)/1e9)

@@ -81,6 +81,9 @@ func (w *World) send(from *simNode, m *raftpb.Message) {
 			if isSnap && c == 0 {
 				from.n.ReportSnapshot(m.To, false)
 			}
+			if w.net.blocked[from.idx][to] && c == 0 {
+				from.n.ReportUnreachable(m.To) // as the transport does when it cannot connect
+			}
 			continue
 		}
 		w.schedule(event{at: w.now + delay, kind: evDeliver, node: to, inc: w.nodes[to].inc, from: from.idx, snap: isSnap && c == 0, msg: data})

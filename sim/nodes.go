@@ -28,6 +28,10 @@ type simNode struct {
 	joining  bool // added by the admin: starts empty and waits for the leader
 	gone     bool // removed by the admin and stopped for good
 	shadow   *watchShadow
+
+	ticks        int    // ticks of this incarnation
+	advertised   bool   // its membership lists the addresses it advertised
+	advertiseSeq uint64 // last sequence number of its advertisements
 }
 
 func (w *World) newSimNode(i int) *simNode {
@@ -44,6 +48,9 @@ func (w *World) nodeConfig(sn *simNode) node.Config {
 	}
 	cfg := node.DefaultConfig(sn.id, peers)
 	cfg.Join = sn.joining
+	for _, id := range peers {
+		cfg.Members = append(cfg.Members, node.Member{ID: id, PeerAddr: peerAddr(id)})
+	}
 	cfg.TickNs = millis(float64(w.sc.Cluster.TickMs))
 	cfg.ElectionTicks = w.sc.Cluster.ElectionTicks
 	cfg.SnapshotEntries = uint64(w.sc.Cluster.SnapshotEntries)
@@ -79,7 +86,7 @@ func (w *World) startNode(sn *simNode) {
 		w.check.fail("node %d started on a disk with a flipped bit: corruption went undetected", sn.id)
 		sn.flipped = false
 	}
-	sn.n = n
+	sn.n, sn.ticks, sn.advertised = n, 0, false
 	w.resetShadow(sn)
 	w.schedule(event{at: w.now + w.tickGap(sn), kind: evTick, node: sn.idx, inc: sn.inc})
 	w.pump(sn)
@@ -115,6 +122,7 @@ func (w *World) nodeEvent(e event) {
 	switch e.kind {
 	case evTick:
 		sn.n.Tick(w.localNow(sn))
+		w.maybeAdvertise(sn)
 		w.schedule(event{at: w.now + w.tickGap(sn), kind: evTick, node: sn.idx, inc: sn.inc})
 	case evDeliver:
 		var m raftpb.Message
@@ -177,6 +185,7 @@ func (w *World) finishReady(sn *simNode) {
 	if on(w.sc.Checkers.Invariants) {
 		w.shadowEvents(sn)
 		w.maybeMark(sn)
+		w.maybeBackup(sn)
 		w.check.applied(sn.id, rd.Applied)
 		if term, ok := sn.n.LeaderTerm(); ok {
 			w.check.leader(sn.id, term)
@@ -190,6 +199,7 @@ func (w *World) finishReady(sn *simNode) {
 	}
 	sn.rd, sn.busy = node.Ready{}, false
 	sn.n.Advance()
+	w.stopIfRemoved(sn)
 }
 
 // crash kills a node's process: whatever it had not synced may be lost.

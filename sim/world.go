@@ -36,6 +36,7 @@ type Result struct {
 	Crashes           int      `json:"crashes"`
 	CorruptionsCaught int      `json:"corruptions_caught"`
 	SnapshotInstalls  int      `json:"snapshot_installs"`
+	Backups           int      `json:"backups"` // taken and restored by the simulated operator
 	MembershipChanges int      `json:"membership_changes"`
 	FinalVoters       []uint64 `json:"final_voters,omitempty"`
 	Partitions        int      `json:"partitions"`
