@@ -57,6 +57,9 @@ func (w *World) nodeConfig(sn *simNode) node.Config {
 	cfg.CompactKeepEntries = cfg.SnapshotEntries / 5
 	cfg.RequestTimeoutNs = millis(float64(w.sc.Workload.AttemptTimeoutMs))
 	cfg.ReadRetryNs = 5 * cfg.TickNs * int64(cfg.ElectionTicks) / 2
+	if w.sc.Cluster.SessionsMax > 0 {
+		cfg.SessionsMax = w.sc.Cluster.SessionsMax
+	}
 	cfg.AppliedRecordsEnabled = true
 	cfg.EventsEnabled = true
 	cfg.Bugs = w.sc.plantedBugs()

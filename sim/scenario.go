@@ -39,6 +39,7 @@ type ClusterSpec struct {
 	TickMs          int `toml:"tick_ms"`
 	ElectionTicks   int `toml:"election_ticks"`
 	SnapshotEntries int `toml:"snapshot_entries"`
+	SessionsMax     int `toml:"sessions_max"` // client sessions a replica remembers (0: the node's default)
 }
 
 // RunSpec splits the run into a fault phase and a healed phase that must converge.
@@ -204,6 +205,8 @@ func (sc *Scenario) validate() error {
 	switch {
 	case sc.Cluster.Nodes < 1 || sc.Cluster.Nodes > 9:
 		return fmt.Errorf("cluster.nodes = %d, want 1..9", sc.Cluster.Nodes)
+	case sc.Cluster.SessionsMax < 0:
+		return fmt.Errorf("cluster.sessions_max must not be negative")
 	case sc.Cluster.TickMs < 1 || sc.Cluster.ElectionTicks < 3:
 		return fmt.Errorf("cluster.tick_ms must be >= 1 and election_ticks >= 3")
 	case sc.Run.FaultSeconds < 0 || sc.Run.HealSeconds < 1:
