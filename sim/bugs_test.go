@@ -69,7 +69,10 @@ var shippedCatches = []struct {
 	bug      bugs.Bug
 	scenario string
 	want     string
-}{}
+}{
+	{bugs.ReuseRemovedID, "swarm-membership", "forbidden membership change accepted: re-add removed node"},       // seed 2 (membership: 4)
+	{bugs.TransferToLearner, "membership", "forbidden leader transfer accepted: transfer leadership to learner"}, // seed 3 (swarm-membership: 7)
+}
 
 func TestPlantedBugsCaughtByShippedScenarios(t *testing.T) {
 	for _, c := range shippedCatches {
