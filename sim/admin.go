@@ -12,11 +12,14 @@ import (
 // a voter, replace a node), retrying
 // through faults like any client, and stops the nodes it removed, as an
 // operator would. What it succeeded in asking for is the membership the
-// cluster must end with.
+// cluster must end with. It also asks for what must be refused
+// (refusals.go) and hands leadership over (transfer.go).
 
-// adminOp is one membership change the admin wants.
+// adminOp is one membership change the admin wants, or one it asks for
+// knowing the cluster must refuse it.
 type adminOp struct {
-	change node.MemberChange
+	change    node.MemberChange
+	forbidden string // why it must be refused ("re-add removed node 4"); empty for a real change
 }
 
 type admin struct {
@@ -28,12 +31,14 @@ type admin struct {
 	inFlight bool
 	voters   map[uint64]bool // the membership asked for so far
 	learners map[uint64]bool
-	done     int      // changes that succeeded
-	refused  []string // changes the cluster refused
+	removed  map[uint64]bool // ids it removed: the cluster must never take them back
+	done     int             // changes that succeeded
+	refused  []string        // changes the cluster refused
 }
 
 func (w *World) newAdmin() *admin {
-	a := &admin{session: uint64(clientIDBase + len(w.clients)), voters: map[uint64]bool{}, learners: map[uint64]bool{}}
+	a := &admin{session: uint64(clientIDBase + len(w.clients)),
+		voters: map[uint64]bool{}, learners: map[uint64]bool{}, removed: map[uint64]bool{}}
 	for _, sn := range w.nodes {
 		a.voters[sn.id] = true
 	}
@@ -57,7 +62,9 @@ func (w *World) adminTick() {
 
 func (w *World) planChange() {
 	m := w.sc.Membership
-	if kind, ok := w.pickWeighted(m.AddLearner, m.Promote, m.Remove, m.Replace, m.AddVoter); ok {
+	// Weights at zero draw nothing extra, so scenarios without the newer
+	// kinds keep their trajectories.
+	if kind, ok := w.pickWeighted(m.AddLearner, m.Promote, m.Remove, m.Replace, m.AddVoter, m.Refused, m.Transfer); ok {
 		w.planKind(kind)
 	}
 }
@@ -67,15 +74,15 @@ func (w *World) planKind(kind int) {
 	switch kind {
 	case 0:
 		if id, ok := w.addNode(); ok {
-			a.plan = append(a.plan, adminOp{node.MemberChange{Type: node.AddLearner, ID: id}})
+			a.plan = append(a.plan, adminOp{change: node.MemberChange{Type: node.AddLearner, ID: id}})
 		}
 	case 1:
 		if ids := sortedKeys(a.learners); len(ids) > 0 {
-			a.plan = append(a.plan, adminOp{node.MemberChange{Type: node.AddVoter, ID: ids[w.rng.IntN(len(ids))]}})
+			a.plan = append(a.plan, adminOp{change: node.MemberChange{Type: node.AddVoter, ID: ids[w.rng.IntN(len(ids))]}})
 		}
 	case 2:
 		if ids := sortedKeys(a.voters); len(ids) > w.sc.Membership.VotersMin {
-			a.plan = append(a.plan, adminOp{node.MemberChange{Type: node.RemoveMember, ID: ids[w.rng.IntN(len(ids))]}})
+			a.plan = append(a.plan, adminOp{change: node.MemberChange{Type: node.RemoveMember, ID: ids[w.rng.IntN(len(ids))]}})
 		}
 	case 3:
 		w.planReplace(sortedKeys(a.voters))
@@ -83,8 +90,12 @@ func (w *World) planKind(kind int) {
 		// A voter with an empty disk counts in quorums (and may be asked
 		// to vote) before the leader's snapshot reaches it.
 		if id, ok := w.addNode(); ok {
-			a.plan = append(a.plan, adminOp{node.MemberChange{Type: node.AddVoter, ID: id}})
+			a.plan = append(a.plan, adminOp{change: node.MemberChange{Type: node.AddVoter, ID: id}})
 		}
+	case 5:
+		w.planRefused()
+	case 6:
+		w.adminTransfer()
 	}
 }
 
@@ -105,9 +116,9 @@ func (w *World) planReplace(voters []uint64) {
 		return
 	}
 	w.admin.plan = append(w.admin.plan,
-		adminOp{node.MemberChange{Type: node.AddLearner, ID: id}},
-		adminOp{node.MemberChange{Type: node.AddVoter, ID: id}},
-		adminOp{node.MemberChange{Type: node.RemoveMember, ID: old}})
+		adminOp{change: node.MemberChange{Type: node.AddLearner, ID: id}},
+		adminOp{change: node.MemberChange{Type: node.AddVoter, ID: id}},
+		adminOp{change: node.MemberChange{Type: node.RemoveMember, ID: old}})
 }
 
 // nextOriginal is the lowest original node still a voter, or 0.
@@ -174,16 +185,19 @@ func (w *World) adminResponse(e event) {
 	if !a.inFlight || e.resp.Seq != a.seq {
 		return
 	}
+	op := a.plan[0]
+	refused := strings.HasPrefix(e.resp.Err, node.ErrInvalid)
 	switch {
+	case op.forbidden != "" && (e.resp.Err == "" || refused):
+		w.forbiddenAnswered(op, e.resp.Err)
 	case e.resp.Err == "":
-		w.adminApplied(a.plan[0].change)
-		a.plan, a.inFlight = a.plan[1:], false
-		w.adminNext()
-	case strings.HasPrefix(e.resp.Err, node.ErrInvalid):
+		w.adminApplied(op.change)
+		w.adminDone()
+	case refused:
 		// Refused by replicated rules (for instance a concurrent removal made it
 		// moot): the plan's later steps depend on it, so drop them.
 		a.refused = append(a.refused, e.resp.Err)
-		w.trace.note("admin: %v refused: %s", a.plan[0].change, e.resp.Err)
+		w.trace.note("admin: %v refused: %s", op.change, e.resp.Err)
 		w.dropPlan()
 	case e.resp.Err == node.ErrNotLeader && e.resp.Leader != 0 && !w.nodes[e.resp.Leader-1].gone:
 		// Follow the hint at once, as the CLI follows a redirect.
@@ -193,6 +207,13 @@ func (w *World) adminResponse(e event) {
 		// Learner behind, no leader known, ...: the attempt timeout retries
 		// elsewhere, which paces the retries.
 	}
+}
+
+// adminDone ends the change in flight and sends the next one.
+func (w *World) adminDone() {
+	a := w.admin
+	a.plan, a.inFlight = a.plan[1:], false
+	w.adminNext()
 }
 
 // adminApplied records a change the cluster committed and, for a removal,
@@ -210,6 +231,7 @@ func (w *World) adminApplied(c node.MemberChange) {
 	case node.RemoveMember:
 		delete(a.learners, c.ID)
 		delete(a.voters, c.ID)
+		a.removed[c.ID] = true
 		w.markRemoved(w.nodes[c.ID-1])
 		w.retire(w.nodes[c.ID-1])
 	}

@@ -74,6 +74,8 @@ var shippedCatches = []struct {
 	{bugs.CreateRevReset, "baseline", "not linearizable"},
 	{bugs.EventRevision, "baseline", "but the write that made it is at revision"},
 	{bugs.RangeEndInclusive, "baseline", "not linearizable"},
+	{bugs.ReuseRemovedID, "swarm-membership", "forbidden membership change accepted: re-add removed node"},       // seed 2 (membership: 4)
+	{bugs.TransferToLearner, "membership", "forbidden leader transfer accepted: transfer leadership to learner"}, // seed 3 (swarm-membership: 7)
 }
 
 func TestPlantedBugsCaughtByShippedScenarios(t *testing.T) {

@@ -94,12 +94,16 @@ type MembershipSpec struct {
 	Remove     float64 `toml:"remove"`
 	Replace    float64 `toml:"replace"`     // add a learner, promote it, remove a voter
 	AddVoter   float64 `toml:"add_voter"`   // add a new node straight as a voter
+	Refused    float64 `toml:"refused"`     // a change or leader transfer the cluster must refuse
+	Transfer   float64 `toml:"transfer"`    // the leader hands over to another voter
 	ReplaceAll bool    `toml:"replace_all"` // replacements take the original nodes in order
 	VotersMin  int     `toml:"voters_min"`  // removals never go below this many voters
 	AddsMax    int     `toml:"adds_max"`    // nodes added over the whole run
 }
 
-func (m MembershipSpec) on() bool { return m.AddLearner+m.Promote+m.Remove+m.Replace+m.AddVoter > 0 }
+func (m MembershipSpec) on() bool {
+	return m.AddLearner+m.Promote+m.Remove+m.Replace+m.AddVoter+m.Refused+m.Transfer > 0
+}
 
 // DiskSpec sets what a crash does to unsynced writes and how slow syncs are.
 type DiskSpec struct {

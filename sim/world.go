@@ -38,6 +38,8 @@ type Result struct {
 	SnapshotInstalls  int      `json:"snapshot_installs"`
 	Backups           int      `json:"backups"` // taken and restored by the simulated operator
 	MembershipChanges int      `json:"membership_changes"`
+	RefusalsChecked   int      `json:"refusals_checked,omitempty"` // forbidden admin requests refused, as they must be
+	LeaderTransfers   int      `json:"leader_transfers,omitempty"`
 	FinalVoters       []uint64 `json:"final_voters,omitempty"`
 	Partitions        int      `json:"partitions"`
 	Linearizability   string   `json:"linearizability"`

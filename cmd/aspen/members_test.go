@@ -176,6 +176,10 @@ func testMembers(t *testing.T, d *devCluster) {
 		"--http-addr", httpAddr, "--tick-ms", "50")
 	o = aspen(t, "", "cluster", "add", "--addr", follower, "--id", "4", "--peer-addr", peer, "--http-addr", httpAddr)
 	wantRole(t, o, "4", "learner")
+	o = aspen(t, "", "cluster", "transfer-leader", "--addr", follower, "--id", "4")
+	if o.code != exitFailed || !strings.Contains(o.stderr, "409") || !strings.Contains(o.stderr, "node 4 is a learner") {
+		t.Errorf("transfer to learner 4: got status %d, stderr %q; want %d and the leader's refusal (409, a learner)", o.code, o.stderr, exitFailed)
+	}
 	wantRole(t, aspen(t, "", "cluster", "promote", "--addr", follower, "--id", "4"), "4", "voter")
 	wantRole(t, aspen(t, "", "cluster", "transfer-leader", "--addr", follower, "--id", "4"), "4", "leader")
 	o = aspen(t, "", "cluster", "status", "--addr", follower)

@@ -39,6 +39,7 @@ const (
 	// Paths the workload never took.
 	RangeEndInclusive // an explicit range includes its end key
 	ReuseRemovedID    // a removed member's id may be added again
+	TransferToLearner // a leader transfer to a learner is accepted (and silently ignored by raft)
 
 	count
 )
@@ -48,7 +49,7 @@ var names = [count]string{
 	"vote_unsynced", "early_acks",
 	"stale_tail", "snapshot_keeps_keys",
 	"noop_bump", "create_rev_reset", "event_revision",
-	"range_end_inclusive", "reuse_removed_id",
+	"range_end_inclusive", "reuse_removed_id", "transfer_to_learner",
 }
 
 func (b Bug) String() string {

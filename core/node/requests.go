@@ -260,6 +260,3 @@ func (n *Node) promotionCheck(changes []MemberChange) string {
 	}
 	return ""
 }
-
-// TransferLeader asks the leader to hand leadership to the given voter.
-func (n *Node) TransferLeader(to uint64) { n.raw.TransferLeader(to) }

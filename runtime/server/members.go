@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -260,7 +261,9 @@ func writeMemberError(w http.ResponseWriter, err error) {
 	writeCallError(w, err)
 }
 
-// handleTransfer asks the leader to hand over to ?id= and waits for it.
+// handleTransfer asks the leader to hand over to ?id= and waits for it. A
+// follower sends the caller to the leader (421); a target the leader refuses
+// (a learner, not a member) is a conflict with the membership (409).
 func (s *Server) handleTransfer(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		methodNotAllowed(w, r, "POST")
@@ -271,23 +274,34 @@ func (s *Server) handleTransfer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "give the new leader as ?id=N")
 		return
 	}
-	if s.member(to).ID == 0 {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("node %d is not a member", to))
-		return
+	err = s.transferLeader(r.Context(), to)
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, map[string]uint64{"leader": to})
+	case errors.Is(err, node.ErrTransferRefused):
+		writeError(w, http.StatusConflict, strings.TrimPrefix(err.Error(), node.ErrInvalid))
+	default:
+		writeMemberError(w, err)
 	}
-	if err := s.transferLeader(r.Context(), to); err != nil {
-		writeError(w, http.StatusServiceUnavailable, err.Error())
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]uint64{"leader": to})
 }
 
-// transferLeader asks for a handover to the given voter until it leads.
+// transferLeader asks for a handover to the given voter until it leads. The
+// leader judges the target at once, so a refusal answers now, not at the
+// timeout.
 func (s *Server) transferLeader(ctx context.Context, to uint64) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	for s.Status().Lead != to {
-		s.post(func() { s.node.TransferLeader(to) })
+	for asked := false; s.Status().Lead != to; asked = true {
+		err := s.askTransfer(ctx, to)
+		switch {
+		case errors.Is(err, node.ErrTransferNotLeader) && !asked:
+			return s.notLeader()
+		case errors.Is(err, node.ErrTransferNotLeader):
+			// This node stepped down after the first ask: the handover is
+			// under way; wait for the new leader to show.
+		case err != nil:
+			return err
+		}
 		select {
 		case <-time.After(200 * time.Millisecond):
 		case <-ctx.Done():
@@ -295,6 +309,22 @@ func (s *Server) transferLeader(ctx context.Context, to uint64) error {
 		}
 	}
 	return nil
+}
+
+// askTransfer runs the node's TransferLeader on its loop goroutine.
+func (s *Server) askTransfer(ctx context.Context, to uint64) error {
+	ch := make(chan error, 1)
+	if !s.post(func() { ch <- s.node.TransferLeader(to) }) {
+		return ErrStopped
+	}
+	select {
+	case err := <-ch:
+		return err
+	case <-s.done: // the loop ended with the request still queued
+		return ErrStopped
+	case <-ctx.Done():
+		return fmt.Errorf("the node did not take the transfer request in time")
+	}
 }
 
 // successor is the voter, other than this leader, with the most of the log

@@ -78,6 +78,36 @@ func (c *cluster) memberOp(body string) (int, string) {
 	return code, resp
 }
 
+// leaderPost POSTs to the leader, asking again when leadership moved.
+func (c *cluster) leaderPost(path string) (int, string) {
+	c.t.Helper()
+	var code int
+	var resp string
+	eventually(c.t, "a leader to answer "+path, func() bool {
+		l := c.leader()
+		if l < 0 {
+			return false
+		}
+		code, _, resp = do(c.t, "POST", c.url(l, path), "")
+		return code != http.StatusMisdirectedRequest
+	})
+	return code, resp
+}
+
+// A transfer the leader refuses answers at once with a conflict, and a
+// follower sends the caller to the leader.
+func (c *cluster) checkTransferRefusals(learner int) {
+	c.t.Helper()
+	for _, tc := range []struct{ id, want string }{{"4", "is a learner"}, {"9", "not a member"}} {
+		if code, body := c.leaderPost("/v1/aspen/transfer-leader?id=" + tc.id); code != http.StatusConflict || !strings.Contains(body, tc.want) {
+			c.t.Fatalf("transfer to %s: got %d %s, want 409 %s", tc.id, code, body, tc.want)
+		}
+	}
+	if code, _, body := do(c.t, "POST", c.url(learner, "/v1/aspen/transfer-leader?id=4"), ""); code != http.StatusMisdirectedRequest {
+		c.t.Fatalf("transfer asked of a learner: got %d %s, want 421 with the leader", code, body)
+	}
+}
+
 func TestGrowPromoteRemoveTransfer(t *testing.T) {
 	c := startCluster(t, 3)
 	do(t, "PUT", c.url(0, "/v1/kv/before"), "1")
@@ -91,6 +121,7 @@ func TestGrowPromoteRemoveTransfer(t *testing.T) {
 		code, _, body := do(t, "GET", c.url(j, "/v1/kv/before?raw&stale"), "")
 		return code == 200 && body == "1"
 	})
+	c.checkTransferRefusals(j)
 	if code, body := c.memberOp(`{"op":"promote","id":4}`); code != 200 {
 		t.Fatalf("promote: %d %s", code, body)
 	}

@@ -1,0 +1,55 @@
+package node_test
+
+import (
+	"errors"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/aspen-db/aspen/core/node"
+	"github.com/aspen-db/aspen/sim/disk"
+)
+
+// A leader hands over only to a voter of its applied configuration; anything
+// else is refused with a reason instead of being ignored, as raft would.
+func TestTransferLeaderJudgesTarget(t *testing.T) {
+	s := start(t, disk.New())
+	s.n.Submit(change(7, 1, node.AddLearner, 2))
+	s.run(1)
+	s.n.Submit(change(7, 2, node.AddVoter, 3)) // a voter that never answers: fine for judging
+	s.run(2)
+	for _, r := range s.resp {
+		if r.Err != "" {
+			t.Fatalf("membership setup: got %q, want success", r.Err)
+		}
+	}
+	cases := []struct {
+		to      uint64
+		want    error
+		because string
+	}{
+		{1, node.ErrTransferRefused, "already leads"},
+		{2, node.ErrTransferRefused, "is a learner"},
+		{9, node.ErrTransferRefused, "not a member"},
+		{3, nil, ""},
+	}
+	for _, c := range cases {
+		err := s.n.TransferLeader(c.to)
+		if !errors.Is(err, c.want) || (err != nil && !strings.Contains(err.Error(), c.because)) {
+			t.Errorf("transfer to %d: got %v, want %v (%s)", c.to, err, c.want, c.because)
+		}
+		if err != nil && !strings.HasPrefix(err.Error(), node.ErrInvalid) {
+			t.Errorf("transfer to %d: got %q, want the %q prefix clients see for refusals", c.to, err, node.ErrInvalid)
+		}
+	}
+}
+
+func TestTransferLeaderNeedsLeader(t *testing.T) {
+	n, err := node.New(node.DefaultConfig(1, []uint64{1, 2, 3}), rand.New(rand.NewPCG(1, 2)), disk.New())
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	if err := n.TransferLeader(2); !errors.Is(err, node.ErrTransferNotLeader) || err.Error() != node.ErrNotLeader {
+		t.Fatalf("transfer from a follower: got %v, want %v", err, node.ErrTransferNotLeader)
+	}
+}
