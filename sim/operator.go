@@ -39,7 +39,10 @@ func (w *World) maybeAdvertise(sn *simNode) {
 		return
 	}
 	me := self(sn.id)
-	if slices.Contains(sn.n.Members(), me) {
+	listed := slices.ContainsFunc(sn.n.Members(), func(m node.Member) bool {
+		return m.ID == me.ID && m.PeerAddr == me.PeerAddr && m.HTTPAddr == me.HTTPAddr
+	})
+	if listed {
 		sn.advertised = true
 		return
 	}

@@ -8,7 +8,9 @@ import (
 	"pgregory.net/rapid"
 )
 
-func testLimits() Limits { return Limits{LeasesMax: 4, KeysPerLeaseMax: 2, TTLMinNs: 10, TTLMaxNs: 1000} }
+func testLimits() Limits {
+	return Limits{LeasesMax: 4, KeysPerLeaseMax: 2, TTLMinNs: 10, TTLMaxNs: 1000}
+}
 
 func TestGrantKeepAliveExpire(t *testing.T) {
 	tb := New(testLimits())
