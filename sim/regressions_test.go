@@ -15,6 +15,7 @@ var regressions = []struct {
 	{"testdata/regressions/snapshot-sync.toml", []uint64{152}},
 	{"testdata/regressions/admin-leader-hint.toml", []uint64{10}},
 	{"testdata/regressions/joiner-forgets-hardstate.toml", []uint64{2096}},
+	{"testdata/regressions/advertise-learner.toml", []uint64{9}},
 }
 
 func TestRegressions(t *testing.T) {
