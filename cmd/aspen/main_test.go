@@ -44,21 +44,22 @@ func baseline(t *testing.T) string {
 	return path
 }
 
-// localReadsScenario plants a bug the linearizability checker catches on
-// nearly every seed, to drive the failure paths.
-func localReadsScenario(t *testing.T) string {
+// plantedScenario plants a bug the revision accounting catches on every
+// seed (each write that changes nothing leaves a revision no write took), to
+// drive the failure paths.
+func plantedScenario(t *testing.T) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "local-reads.toml")
-	src := `name = "local-reads"
+	path := filepath.Join(t.TempDir(), "noop-bump.toml")
+	src := `name = "noop-bump"
 [run]
-fault_seconds = 5
-heal_seconds = 3
+fault_seconds = 3
+heal_seconds = 2
 [faults]
 interval_ms = 300
 partition = 1
 crash = 1
 [bugs]
-local_reads = true
+noop_bump = true
 `
 	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
 		t.Fatalf("write scenario: %v", err)

@@ -59,9 +59,9 @@ func TestSimRunJSON(t *testing.T) {
 
 func TestSimRunFailureWritesArtifact(t *testing.T) {
 	dir := t.TempDir()
-	o := aspen(t, dir, "sim", "run", "--scenario", localReadsScenario(t), "--seed", "1")
+	o := aspen(t, dir, "sim", "run", "--scenario", plantedScenario(t), "--seed", "1")
 	o.wantCode(t, 1)
-	folder := filepath.Join("artifacts", "local-reads-seed1")
+	folder := filepath.Join("artifacts", "noop-bump-seed1")
 	for _, want := range []string{"FAILED", "artifact: " + folder, "aspen sim replay " + folder} {
 		if !strings.Contains(o.stdout, want) {
 			t.Errorf("got output without %q:\n%s", want, o.stdout)
@@ -89,7 +89,7 @@ func TestSimSweep(t *testing.T) {
 
 func TestSimSweepJSONAndFailures(t *testing.T) {
 	dir := t.TempDir()
-	o := aspen(t, dir, "sim", "sweep", "--scenario", localReadsScenario(t), "--seeds", "3", "--start-seed", "10", "--json")
+	o := aspen(t, dir, "sim", "sweep", "--scenario", plantedScenario(t), "--seeds", "3", "--start-seed", "10", "--json")
 	o.wantCode(t, 1)
 	seeds := map[uint64]bool{}
 	failed := 0
@@ -117,7 +117,7 @@ func TestSimSweepJSONAndFailures(t *testing.T) {
 	if failed == 0 {
 		t.Errorf("got no failed runs with a planted bug, want some")
 	}
-	if failed > 0 && !strings.Contains(o.stderr, "FAIL local-reads seed ") {
+	if failed > 0 && !strings.Contains(o.stderr, "FAIL noop-bump seed ") {
 		t.Errorf("got stderr without the failures:\n%s", o.stderr)
 	}
 	if !strings.Contains(o.stderr, "SCENARIO") || !strings.Contains(o.stderr, "total") {
