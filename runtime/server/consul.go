@@ -27,11 +27,6 @@ type consulEntry struct {
 	ModifyIndex uint64
 }
 
-const (
-	blockingWaitDefault = 5 * time.Minute
-	blockingWaitMax     = 10 * time.Minute
-)
-
 func (s *Server) handleKV(w http.ResponseWriter, r *http.Request) {
 	key := strings.TrimPrefix(r.URL.Path, "/v1/kv/")
 	q := r.URL.Query()
@@ -121,13 +116,13 @@ func (s *Server) block(r *http.Request) error {
 	if err != nil || !ok {
 		return err
 	}
-	wait := blockingWaitDefault
+	wait := blockingWaitSecondsDefault * time.Second
 	if v := r.URL.Query().Get("wait"); v != "" {
 		d, err := parseConsulDuration(v)
 		if err != nil {
 			return err
 		}
-		wait = min(d, blockingWaitMax)
+		wait = min(d, blockingWaitSecondsMax*time.Second)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()

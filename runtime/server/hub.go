@@ -8,9 +8,6 @@ import (
 	"github.com/aspen-db/aspen/core/node"
 )
 
-// watchHistoryMax bounds the events kept for watches that start in the past.
-const watchHistoryMax = 16384
-
 // hub tells waiting readers that the revision moved, and keeps recent events
 // for watches. It is the one place the loop and HTTP handlers share.
 type hub struct {

@@ -7,10 +7,6 @@ import (
 	"github.com/aspen-db/aspen/core/node"
 )
 
-// inputsPerRoundMax bounds how many queued inputs one loop round takes before
-// it writes: everything taken in one round is written and synced together.
-const inputsPerRoundMax = 4096
-
 // loop is the only goroutine that touches the replica.
 func (s *Server) loop() {
 	defer close(s.done)

@@ -105,7 +105,7 @@ func (s *Server) handleMembers(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) postMembers(w http.ResponseWriter, r *http.Request) {
 	var req memberRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
+	if err := json.NewDecoder(io.LimitReader(r.Body, memberBodyBytesMax)).Decode(&req); err != nil {
 		writeError(w, http.StatusBadRequest, "malformed body: "+err.Error())
 		return
 	}
@@ -137,7 +137,7 @@ func (s *Server) postMembers(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) notifyRemoved(addr string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), notifyRemovedTimeoutMs*time.Millisecond)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/aspen/removed?by="+s.HTTPAddr(), nil)
 	if err != nil {
@@ -289,7 +289,7 @@ func (s *Server) handleTransfer(w http.ResponseWriter, r *http.Request) {
 // leader judges the target at once, so a refusal answers now, not at the
 // timeout.
 func (s *Server) transferLeader(ctx context.Context, to uint64) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, transferTimeoutMs*time.Millisecond)
 	defer cancel()
 	for asked := false; s.Status().Lead != to; asked = true {
 		err := s.askTransfer(ctx, to)
@@ -303,7 +303,7 @@ func (s *Server) transferLeader(ctx context.Context, to uint64) error {
 			return err
 		}
 		select {
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(transferPollMs * time.Millisecond):
 		case <-ctx.Done():
 			return fmt.Errorf("leadership did not move to node %d in time (is it caught up and reachable?)", to)
 		}
@@ -399,12 +399,12 @@ func (l *lastContact) report() map[uint64]string {
 func (s *Server) advertise() {
 	me := node.Member{ID: s.cfg.ID, PeerAddr: s.PeerAddr(), HTTPAddr: s.HTTPAddr()}
 	for {
-		pause := 2 * time.Second
+		pause := advertiseCheckMs * time.Millisecond
 		if got := s.member(s.cfg.ID); got.ID == 0 || got.PeerAddr != me.PeerAddr || got.HTTPAddr != me.HTTPAddr {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), advertiseTimeoutMs*time.Millisecond)
 			s.writeAdvertise(ctx, me)
 			cancel()
-			pause = 200 * time.Millisecond // until it shows, look again soon
+			pause = advertiseRetryMs * time.Millisecond // until it shows, look again soon
 		}
 		select {
 		case <-s.stop:

@@ -48,10 +48,6 @@ type Config struct {
 	Node *node.Config
 }
 
-// inboxMax bounds queued inputs to the loop; a full inbox drops raft messages
-// (raft retransmits) and makes client calls wait.
-const inboxMax = 8192
-
 // Server is a running node.
 type Server struct {
 	cfg     Config
@@ -118,7 +114,7 @@ func Start(cfg Config) (*Server, error) {
 
 func withDefaults(cfg Config) Config {
 	if cfg.Tick == 0 {
-		cfg.Tick = 100 * time.Millisecond
+		cfg.Tick = tickMsDefault * time.Millisecond
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -133,11 +129,10 @@ func (s *Server) startReplica() error {
 		ncfg.ID, ncfg.Peers = s.cfg.ID, s.memberIDs()
 	}
 	ncfg.TickNs = int64(s.cfg.Tick)
-	ncfg.RequestTimeoutNs = int64(5 * time.Second)
+	ncfg.RequestTimeoutNs = requestTimeoutMs * int64(time.Millisecond)
 	ncfg.ReadRetryNs = int64(ncfg.ElectionTicks) * int64(s.cfg.Tick)
 	ncfg.EventsEnabled = true
-	// A snapshot encodes the whole state: on a real store, rarely.
-	ncfg.SnapshotEntries, ncfg.CompactKeepEntries = 10000, 5000
+	ncfg.SnapshotEntries, ncfg.CompactKeepEntries = snapshotEntries, compactKeepEntries
 	ncfg.Join, ncfg.Restore = s.cfg.Join, s.cfg.Restore
 	// Only what every member's flags agree on goes into the bootstrap state;
 	// client addresses are advertised once running (advertise).
@@ -187,7 +182,7 @@ func (s *Server) startNetwork() error {
 		return fmt.Errorf("listen for peers on %s: %w", s.cfg.PeerAddr, err)
 	}
 	s.tr = tr
-	s.httpSrv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
+	s.httpSrv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: readHeaderTimeoutMs * time.Millisecond}
 	go func() {
 		if err := s.httpSrv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.fail(fmt.Errorf("http: %w", err))
@@ -239,7 +234,7 @@ func (s *Server) shutdown() {
 	// Let answers already computed (such as the one to the request that
 	// removed this node) reach their clients; blocked queries and watches are
 	// cut after a moment.
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownGraceMs*time.Millisecond)
 	defer cancel()
 	if err := s.httpSrv.Shutdown(ctx); err != nil {
 		s.httpSrv.Close()
