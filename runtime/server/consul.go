@@ -126,7 +126,7 @@ func (s *Server) block(r *http.Request) error {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
-	s.hub.waitAbove(ctx, int64(index))
+	s.hub.waitAbove(ctx, s.stop, int64(index))
 	return nil
 }
 

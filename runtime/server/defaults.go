@@ -67,8 +67,9 @@ const (
 	// clients before it cuts blocked queries and watches.
 	shutdownGraceMs = 500
 
-	// notifyRemovedTimeoutMs bounds telling a removed node of its removal;
-	// the notice is a courtesy (the node also learns it from raft).
+	// notifyRemovedTimeoutMs bounds each half of a removal notice: telling
+	// the removed node, and that node checking back with the sender. A
+	// member that takes longer on a loopback or LAN call is down or cut off.
 	notifyRemovedTimeoutMs = 5_000
 	// transferTimeoutMs is how long a leader transfer may take: a caught-up
 	// target wins in one election; longer means it is lagging or unreachable.

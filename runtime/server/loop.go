@@ -10,7 +10,7 @@ import (
 // loop is the only goroutine that touches the replica.
 func (s *Server) loop() {
 	defer close(s.done)
-	defer s.shutdown()
+	defer func() { s.closeErr = s.shutdown() }()
 	start := time.Now()
 	ticker := time.NewTicker(s.cfg.Tick)
 	defer ticker.Stop()
