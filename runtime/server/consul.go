@@ -110,7 +110,8 @@ func keysUnder(recs []kv.KeyValue, prefix, sep string) []string {
 }
 
 // block implements Consul's blocking queries: with ?index=N, wait (up to
-// ?wait, default 5 minutes) until the store's revision passes N.
+// ?wait, default 5 minutes) until the store's revision passes N, or until the
+// node stops, so that Close need not wait out the query.
 func (s *Server) block(r *http.Request) error {
 	index, ok, err := uintParam(r, "index")
 	if err != nil || !ok {
