@@ -2,10 +2,10 @@ package sim
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/anishathalye/porcupine"
+	"github.com/aspen-db/aspen/internal/linearize"
 )
 
 // modelKeysMax bounds keys per group, so a group's state is a comparable array
@@ -325,7 +325,7 @@ func cmpOn(ks keyState, c txnCmp) bool {
 // one group, which makes partitioning sound even for scans and transactions.
 func groupModel() porcupine.Model {
 	return porcupine.Model{
-		Partition: partitionByGroup,
+		Partition: linearize.PartitionBy(func(op porcupine.Operation) int { return op.Input.(opInput).Group }),
 		Init:      func() any { return groupState{} },
 		Step: func(state, input, output any) (bool, any) {
 			return stepModel(state.(groupState), input.(opInput), output.(opOutput))
@@ -334,24 +334,6 @@ func groupModel() porcupine.Model {
 		DescribeOperation: func(input, output any) string { return describeOp(input.(opInput), output.(opOutput)) },
 		DescribeState:     func(state any) string { return describeState(state.(groupState)) },
 	}
-}
-
-func partitionByGroup(history []porcupine.Operation) [][]porcupine.Operation {
-	byGroup := map[int][]porcupine.Operation{}
-	for _, op := range history {
-		g := op.Input.(opInput).Group
-		byGroup[g] = append(byGroup[g], op)
-	}
-	groups := make([]int, 0, len(byGroup))
-	for g := range byGroup {
-		groups = append(groups, g)
-	}
-	sort.Ints(groups) // porcupine's own order would come from map iteration
-	out := make([][]porcupine.Operation, 0, len(groups))
-	for _, g := range groups {
-		out = append(out, byGroup[g])
-	}
-	return out
 }
 
 func describeState(s groupState) string {

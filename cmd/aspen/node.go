@@ -100,7 +100,10 @@ func runNode(cfg server.Config) error {
 	return waitForStop(cfg.Logger, s)
 }
 
-// waitForStop runs until Ctrl-C, SIGTERM, or the node failing on its own.
+// waitForStop runs until Ctrl-C, SIGTERM, or a node failing on its own, then
+// closes every node. The exit status is a failure when a Close reports one:
+// a node that failed, or one that could not release its disk. A removed node
+// ends cleanly.
 func waitForStop(log *slog.Logger, servers ...*server.Server) error {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
@@ -109,7 +112,6 @@ func waitForStop(log *slog.Logger, servers ...*server.Server) error {
 	for _, s := range servers {
 		go func() { <-s.Done(); failed <- s }()
 	}
-	var err error
 	running := len(servers)
 wait:
 	for running > 0 {
@@ -121,15 +123,18 @@ wait:
 			running--
 			// A removed node ends cleanly; the others (in aspen dev) go on.
 			if s.Err() != nil && !errors.Is(s.Err(), server.ErrRemoved) {
-				err = failure("node stopped: %v", s.Err())
 				break wait
 			}
 		}
 	}
+	var errs []error
 	for _, s := range servers {
-		s.Close()
+		errs = append(errs, s.Close())
 	}
-	return err
+	if err := errors.Join(errs...); err != nil {
+		return failure("node stopped: %v", err)
+	}
+	return nil
 }
 
 // nodeConfig merges the config file (if any) with flags, flags winning.

@@ -11,14 +11,6 @@ import (
 	"github.com/aspen-db/aspen/core/node"
 )
 
-// sessionsPerServer bounds writes in flight from one server: each holds one
-// client session for its duration, so retries of it apply once.
-const sessionsPerServer = 512
-
-// callDeadline is how long a request is retried (no leader yet, a lost
-// proposal) before the client is told the outcome is unknown.
-const callDeadline = 10 * time.Second
-
 var (
 	// ErrUnavailable means no answer came in time; a write may or may not have
 	// been applied.
@@ -112,9 +104,9 @@ func (s *Server) Do(ctx context.Context, txn kv.Txn, stale bool) (kv.Response, e
 // retry resubmits the same request (same session and sequence number, so it
 // applies once) while the replica answers with a retryable error.
 func (s *Server) retry(ctx context.Context, req node.Request) (kv.Response, error) {
-	ctx, cancel := context.WithTimeout(ctx, callDeadline)
+	ctx, cancel := context.WithTimeout(ctx, callDeadlineMs*time.Millisecond)
 	defer cancel()
-	backoff := 5 * time.Millisecond
+	backoff := retryBackoffMsMin * time.Millisecond
 	for {
 		resp, err := s.call(ctx, req)
 		switch {
@@ -129,7 +121,7 @@ func (s *Server) retry(ctx context.Context, req node.Request) (kv.Response, erro
 		}
 		select {
 		case <-time.After(backoff):
-			backoff = min(2*backoff, 200*time.Millisecond)
+			backoff = min(2*backoff, retryBackoffMsMax*time.Millisecond)
 		case <-ctx.Done():
 			return kv.Response{}, ErrUnavailable
 		case <-s.stop:

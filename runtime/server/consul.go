@@ -27,11 +27,6 @@ type consulEntry struct {
 	ModifyIndex uint64
 }
 
-const (
-	blockingWaitDefault = 5 * time.Minute
-	blockingWaitMax     = 10 * time.Minute
-)
-
 func (s *Server) handleKV(w http.ResponseWriter, r *http.Request) {
 	key := strings.TrimPrefix(r.URL.Path, "/v1/kv/")
 	q := r.URL.Query()
@@ -115,23 +110,24 @@ func keysUnder(recs []kv.KeyValue, prefix, sep string) []string {
 }
 
 // block implements Consul's blocking queries: with ?index=N, wait (up to
-// ?wait, default 5 minutes) until the store's revision passes N.
+// ?wait, default 5 minutes) until the store's revision passes N, or until the
+// node stops, so that Close need not wait out the query.
 func (s *Server) block(r *http.Request) error {
 	index, ok, err := uintParam(r, "index")
 	if err != nil || !ok {
 		return err
 	}
-	wait := blockingWaitDefault
+	wait := blockingWaitSecondsDefault * time.Second
 	if v := r.URL.Query().Get("wait"); v != "" {
 		d, err := parseConsulDuration(v)
 		if err != nil {
 			return err
 		}
-		wait = min(d, blockingWaitMax)
+		wait = min(d, blockingWaitSecondsMax*time.Second)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
-	s.hub.waitAbove(ctx, int64(index))
+	s.hub.waitAbove(ctx, s.stop, int64(index))
 	return nil
 }
 

@@ -36,7 +36,7 @@ func (s *Server) routes() http.Handler {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
 	kvRoute := s.metrics.instrument("kv", s.handleKV)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return s.owned(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Keys are opaque: the mux would clean "a//b" or "x/../y" into another
 		// path (and redirect), so KV requests skip it.
 		if strings.HasPrefix(r.URL.Path, "/v1/kv/") {
@@ -44,7 +44,7 @@ func (s *Server) routes() http.Handler {
 			return
 		}
 		mux.ServeHTTP(w, r)
-	})
+	}))
 }
 
 // apiError is the JSON body of every error answer.

@@ -8,9 +8,6 @@ import (
 	"github.com/aspen-db/aspen/core/node"
 )
 
-// watchHistoryMax bounds the events kept for watches that start in the past.
-const watchHistoryMax = 16384
-
 // hub tells waiting readers that the revision moved, and keeps recent events
 // for watches. It is the one place the loop and HTTP handlers share.
 type hub struct {
@@ -67,9 +64,9 @@ func (h *hub) revision() (int64, <-chan struct{}) {
 	return h.rev, h.changed
 }
 
-// waitAbove blocks until the revision exceeds index or ctx ends; it returns
-// the revision it saw last.
-func (h *hub) waitAbove(ctx context.Context, index int64) int64 {
+// waitAbove blocks until the revision exceeds index, ctx ends or stop is
+// closed; it returns the revision it saw last.
+func (h *hub) waitAbove(ctx context.Context, stop <-chan struct{}, index int64) int64 {
 	for {
 		rev, ch := h.revision()
 		if rev > index {
@@ -78,6 +75,8 @@ func (h *hub) waitAbove(ctx context.Context, index int64) int64 {
 		select {
 		case <-ch:
 		case <-ctx.Done():
+			return rev
+		case <-stop:
 			return rev
 		}
 	}

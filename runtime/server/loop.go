@@ -7,14 +7,10 @@ import (
 	"github.com/aspen-db/aspen/core/node"
 )
 
-// inputsPerRoundMax bounds how many queued inputs one loop round takes before
-// it writes: everything taken in one round is written and synced together.
-const inputsPerRoundMax = 4096
-
 // loop is the only goroutine that touches the replica.
 func (s *Server) loop() {
 	defer close(s.done)
-	defer s.shutdown()
+	defer func() { s.closeErr = s.shutdown() }()
 	start := time.Now()
 	ticker := time.NewTicker(s.cfg.Tick)
 	defer ticker.Stop()

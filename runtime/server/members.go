@@ -105,7 +105,7 @@ func (s *Server) handleMembers(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) postMembers(w http.ResponseWriter, r *http.Request) {
 	var req memberRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
+	if err := json.NewDecoder(io.LimitReader(r.Body, memberBodyBytesMax)).Decode(&req); err != nil {
 		writeError(w, http.StatusBadRequest, "malformed body: "+err.Error())
 		return
 	}
@@ -131,18 +131,21 @@ func (s *Server) postMembers(w http.ResponseWriter, r *http.Request) {
 	if c.Type == node.RemoveMember && c.ID != s.cfg.ID && removed.HTTPAddr != "" {
 		// The leader stops replicating to a removed node at once, so it may
 		// never apply its own removal: tell it, and let it check.
-		go s.notifyRemoved(removed.HTTPAddr)
+		s.goOwned(func() { s.notifyRemoved(removed.HTTPAddr) })
 	}
 	writeJSON(w, http.StatusOK, s.Members())
 }
 
+// notifyRemoved tells a removed node so, once, on a goroutine Close waits
+// for: best effort, given up when this node stops.
 func (s *Server) notifyRemoved(addr string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(s.ctx, notifyRemovedTimeoutMs*time.Millisecond)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/aspen/removed?by="+s.HTTPAddr(), nil)
 	if err != nil {
 		return
 	}
+	req.Close = true // a one-off: no idle connection (and its goroutines) left behind
 	if resp, err := http.DefaultClient.Do(req); err == nil {
 		resp.Body.Close()
 	}
@@ -161,7 +164,9 @@ func (s *Server) handleRemoved(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "?by= must be the HTTP address of a known member")
 		return
 	}
-	members, err := fetchMembers(r.Context(), by)
+	ctx, cancel := context.WithTimeout(r.Context(), notifyRemovedTimeoutMs*time.Millisecond)
+	defer cancel()
+	members, err := fetchMembers(ctx, by)
 	if err != nil {
 		writeError(w, http.StatusBadGateway, "could not confirm with "+by+": "+err.Error())
 		return
@@ -172,17 +177,33 @@ func (s *Server) handleRemoved(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	done := make(chan error, 1)
-	if !s.post(func() { done <- s.persistRemoved() }) {
-		writeError(w, http.StatusServiceUnavailable, ErrStopped.Error())
+	switch err := s.onLoop(s.persistRemoved); {
+	case errors.Is(err, ErrStopped):
+		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return
-	}
-	if err := <-done; err != nil {
+	case err != nil:
 		writeError(w, http.StatusInternalServerError, "recording the removal: "+err.Error())
 		return
 	}
 	writeJSON(w, http.StatusOK, "stopping")
-	go s.fail(ErrRemoved)
+	// The answer still reaches the caller: shutdown waits for handlers in
+	// flight (up to shutdownGraceMs).
+	s.fail(ErrRemoved)
+}
+
+// onLoop runs f on the loop goroutine and returns its error, or ErrStopped
+// if the node stops first.
+func (s *Server) onLoop(f func() error) error {
+	ch := make(chan error, 1)
+	if !s.post(func() { ch <- f() }) {
+		return ErrStopped
+	}
+	select {
+	case err := <-ch:
+		return err
+	case <-s.done: // the loop ended with f still queued
+		return ErrStopped
+	}
 }
 
 // persistRemoved marks the disk, so that a restart on it refuses to serve
@@ -208,6 +229,7 @@ func fetchMembers(ctx context.Context, addr string) ([]node.Member, error) {
 	if err != nil {
 		return nil, err
 	}
+	req.Close = true // a one-off: no idle connection (and its goroutines) left behind
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, err
@@ -289,7 +311,7 @@ func (s *Server) handleTransfer(w http.ResponseWriter, r *http.Request) {
 // leader judges the target at once, so a refusal answers now, not at the
 // timeout.
 func (s *Server) transferLeader(ctx context.Context, to uint64) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, transferTimeoutMs*time.Millisecond)
 	defer cancel()
 	for asked := false; s.Status().Lead != to; asked = true {
 		err := s.askTransfer(ctx, to)
@@ -303,7 +325,9 @@ func (s *Server) transferLeader(ctx context.Context, to uint64) error {
 			return err
 		}
 		select {
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(transferPollMs * time.Millisecond):
+		case <-s.stop:
+			return ErrStopped
 		case <-ctx.Done():
 			return fmt.Errorf("leadership did not move to node %d in time (is it caught up and reachable?)", to)
 		}
@@ -350,12 +374,11 @@ func (s *Server) handleSnapshot(w http.ResponseWriter, r *http.Request) {
 		writeCallError(w, err)
 		return
 	}
-	ch := make(chan []byte, 1)
-	if !s.post(func() { ch <- s.node.Backup() }) {
-		writeError(w, http.StatusServiceUnavailable, ErrStopped.Error())
+	var data []byte
+	if err := s.onLoop(func() error { data = s.node.Backup(); return nil }); err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
-	data := <-ch
 	b, _ := node.DecodeBackup(data)
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("X-Aspen-Revision", strconv.FormatInt(b.Revision, 10))
@@ -395,16 +418,17 @@ func (l *lastContact) report() map[uint64]string {
 
 // advertise records this node's addresses in the replicated membership until
 // they are there, so other members can point clients (and removal notices)
-// at it. It runs at start, and again if the record drifts from reality.
+// at it. It runs at start, and again if the record drifts from reality,
+// until the node stops.
 func (s *Server) advertise() {
 	me := node.Member{ID: s.cfg.ID, PeerAddr: s.PeerAddr(), HTTPAddr: s.HTTPAddr()}
 	for {
-		pause := 2 * time.Second
+		pause := advertiseCheckMs * time.Millisecond
 		if got := s.member(s.cfg.ID); got.ID == 0 || got.PeerAddr != me.PeerAddr || got.HTTPAddr != me.HTTPAddr {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			ctx, cancel := context.WithTimeout(s.ctx, advertiseTimeoutMs*time.Millisecond)
 			s.writeAdvertise(ctx, me)
 			cancel()
-			pause = 200 * time.Millisecond // until it shows, look again soon
+			pause = advertiseRetryMs * time.Millisecond // until it shows, look again soon
 		}
 		select {
 		case <-s.stop:

@@ -219,6 +219,9 @@ func TestRemovedNodeStaysRemoved(t *testing.T) {
 	if err := c.servers[victim].Err(); !errors.Is(err, ErrRemoved) {
 		t.Fatalf("removed node stopped with %v, want ErrRemoved", err)
 	}
+	if err := c.servers[victim].Close(); err != nil {
+		t.Fatalf("close of the removed node: got %v, want nil (a removal is a clean end)", err)
+	}
 	c.servers[victim] = nil
 	c.cfgs[victim].HTTPAddr = "127.0.0.1:0"
 	if _, err := Start(c.cfgs[victim]); err == nil || !strings.Contains(err.Error(), "removed") {

@@ -36,9 +36,9 @@ func newMetrics() *metrics {
 		proposals:      prometheus.NewCounter(prometheus.CounterOpts{Name: "aspen_proposals_total", Help: "Client writes proposed through this node."}),
 		droppedInbound: prometheus.NewCounter(prometheus.CounterOpts{Name: "aspen_peer_messages_dropped_total", Help: "Peer messages dropped because the node loop was behind."}),
 		fsync: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "aspen_fsync_seconds", Help: "Latency of disk syncs.",
-			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+			Buckets: prometheus.ExponentialBuckets(latencyBucketSecondsMin, 2, fsyncBuckets)}),
 		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "aspen_http_request_seconds", Help: "HTTP request latency by route and status code.",
-			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}, []string{"route", "code"}),
+			Buckets: prometheus.ExponentialBuckets(latencyBucketSecondsMin, 2, requestBuckets)}, []string{"route", "code"}),
 	}
 	m.reg.MustRegister(m.term, m.commit, m.applied, m.revision, m.leader, m.proposals, m.droppedInbound, m.fsync, m.requests,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -48,10 +48,6 @@ type Config struct {
 	Node *node.Config
 }
 
-// inboxMax bounds queued inputs to the loop; a full inbox drops raft messages
-// (raft retransmits) and makes client calls wait.
-const inboxMax = 8192
-
 // Server is a running node.
 type Server struct {
 	cfg     Config
@@ -73,11 +69,26 @@ type Server struct {
 	readSeq atomic.Uint64
 	readID  uint64
 
-	stop     chan struct{}
-	done     chan struct{}
-	stopOnce sync.Once
-	errMu    sync.Mutex
-	err      error
+	// ctx is canceled when the node stops, by Close or on its own; stop is
+	// its Done channel, for selects.
+	ctx    context.Context
+	cancel context.CancelFunc
+	stop   <-chan struct{}
+	done   chan struct{} // closed once the loop has released ports and disk
+	errMu  sync.Mutex
+	err    error // why the node stopped on its own
+	// closeErr is what the loop could not release; written before done closes.
+	closeErr error
+
+	// wg counts every goroutine the server starts and every HTTP handler in
+	// flight (own, disown); Close waits for them. running counts the same,
+	// for tests.
+	ownMu      sync.Mutex
+	ownClosed  bool // Close is waiting: nothing new may start
+	wg         sync.WaitGroup
+	running    atomic.Int64
+	closeOnce  sync.Once
+	closeValue error // what Close returns, every time
 }
 
 type waitKey struct{ client, seq uint64 }
@@ -88,9 +99,11 @@ func Start(cfg Config) (*Server, error) {
 	cfg = withDefaults(cfg)
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, inbox: make(chan func(), inboxMax),
-		waiters: map[waitKey]chan node.Response{}, stop: make(chan struct{}), done: make(chan struct{}),
+		waiters: map[waitKey]chan node.Response{}, done: make(chan struct{}),
 		metrics: newMetrics(), hub: newHub(), pool: newSessionPool(sessionsPerServer),
 	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.stop = s.ctx.Done()
 	s.readID = randomID()
 	store, err := diskstore.Open(cfg.DataDir, diskstore.DefaultOptions())
 	if err != nil {
@@ -98,27 +111,22 @@ func Start(cfg Config) (*Server, error) {
 	}
 	s.store = store
 	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-		store.Close()
-		return nil, fmt.Errorf("listen for clients on %s: %w", cfg.HTTPAddr, err)
+		return nil, errors.Join(fmt.Errorf("listen for clients on %s: %w", cfg.HTTPAddr, err), store.Close())
 	}
 	if err := s.startReplica(); err != nil {
-		s.httpLn.Close()
-		store.Close()
-		return nil, err
+		return nil, errors.Join(err, s.httpLn.Close(), store.Close())
 	}
 	if err := s.startNetwork(); err != nil {
-		s.httpLn.Close()
-		store.Close()
-		return nil, err
+		return nil, errors.Join(err, s.httpLn.Close(), store.Close())
 	}
-	go s.loop()
-	go s.advertise()
+	s.goOwned(s.loop)
+	s.goOwned(s.advertise)
 	return s, nil
 }
 
 func withDefaults(cfg Config) Config {
 	if cfg.Tick == 0 {
-		cfg.Tick = 100 * time.Millisecond
+		cfg.Tick = tickMsDefault * time.Millisecond
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -133,11 +141,10 @@ func (s *Server) startReplica() error {
 		ncfg.ID, ncfg.Peers = s.cfg.ID, s.memberIDs()
 	}
 	ncfg.TickNs = int64(s.cfg.Tick)
-	ncfg.RequestTimeoutNs = int64(5 * time.Second)
+	ncfg.RequestTimeoutNs = requestTimeoutMs * int64(time.Millisecond)
 	ncfg.ReadRetryNs = int64(ncfg.ElectionTicks) * int64(s.cfg.Tick)
 	ncfg.EventsEnabled = true
-	// A snapshot encodes the whole state: on a real store, rarely.
-	ncfg.SnapshotEntries, ncfg.CompactKeepEntries = 10000, 5000
+	ncfg.SnapshotEntries, ncfg.CompactKeepEntries = snapshotEntries, compactKeepEntries
 	ncfg.Join, ncfg.Restore = s.cfg.Join, s.cfg.Restore
 	// Only what every member's flags agree on goes into the bootstrap state;
 	// client addresses are advertised once running (advertise).
@@ -187,12 +194,12 @@ func (s *Server) startNetwork() error {
 		return fmt.Errorf("listen for peers on %s: %w", s.cfg.PeerAddr, err)
 	}
 	s.tr = tr
-	s.httpSrv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
-	go func() {
+	s.httpSrv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: readHeaderTimeoutMs * time.Millisecond}
+	s.goOwned(func() {
 		if err := s.httpSrv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.fail(fmt.Errorf("http: %w", err))
 		}
-	}()
+	})
 	return nil
 }
 
@@ -201,55 +208,6 @@ func (s *Server) HTTPAddr() string { return s.httpLn.Addr().String() }
 
 // PeerAddr is the address peers reach this node at.
 func (s *Server) PeerAddr() string { return s.tr.Addr() }
-
-// Done is closed when the node stops, by Close or because it failed.
-func (s *Server) Done() <-chan struct{} { return s.done }
-
-// Err says why the node stopped on its own, if it did.
-func (s *Server) Err() error {
-	s.errMu.Lock()
-	defer s.errMu.Unlock()
-	return s.err
-}
-
-// fail stops the node: a disk that cannot be written or read back must not
-// keep serving.
-func (s *Server) fail(err error) {
-	s.errMu.Lock()
-	if s.err == nil {
-		s.err = err
-	}
-	s.errMu.Unlock()
-	if errors.Is(err, ErrRemoved) {
-		s.log.Info("node stopping: removed from the cluster", "node", s.cfg.ID)
-	} else {
-		s.log.Error("node stopping", "node", s.cfg.ID, "err", err)
-	}
-	s.stopOnce.Do(func() { close(s.stop) })
-}
-
-// Close stops the node and releases its disk and ports.
-func (s *Server) Close() error {
-	s.stopOnce.Do(func() { close(s.stop) })
-	<-s.done
-	return nil
-}
-
-func (s *Server) shutdown() {
-	// Let answers already computed (such as the one to the request that
-	// removed this node) reach their clients; blocked queries and watches are
-	// cut after a moment.
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	defer cancel()
-	if err := s.httpSrv.Shutdown(ctx); err != nil {
-		s.httpSrv.Close()
-	}
-	s.tr.Close()
-	if err := s.store.Close(); err != nil {
-		s.log.Error("close data dir", "err", err)
-	}
-	s.hub.close()
-}
 
 type peerHandler struct{ s *Server }
 

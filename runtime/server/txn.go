@@ -40,16 +40,13 @@ type consulTxnResponse struct {
 	Errors  []consulTxnError
 }
 
-// txnOpsMax matches Consul's limit on operations per transaction.
-const txnOpsMax = 64
-
 func (s *Server) handleTxn(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPut {
 		methodNotAllowed(w, r, "PUT")
 		return
 	}
 	var ops []consulTxnOp
-	body, err := io.ReadAll(io.LimitReader(r.Body, int64(txnOpsMax)*int64(s.limits().ValueBytesMax)*2))
+	body, err := io.ReadAll(io.LimitReader(r.Body, int64(txnOpsMax)*int64(s.limits().ValueBytesMax)*txnBodyPerValueFactor))
 	if err == nil {
 		err = json.Unmarshal(body, &ops)
 	}

@@ -2,9 +2,9 @@ package faultcheck
 
 import (
 	"fmt"
-	"sort"
 
 	"github.com/anishathalye/porcupine"
+	"github.com/aspen-db/aspen/internal/linearize"
 )
 
 // The model is one register per key, holding the key's value ("" = absent).
@@ -40,7 +40,7 @@ type modelOutput struct {
 
 // registerModel is a register per key, partitioned by key.
 var registerModel = porcupine.Model{
-	Partition:         partitionByKey,
+	Partition:         linearize.PartitionBy(func(op porcupine.Operation) string { return op.Input.(modelInput).Key }),
 	Init:              func() interface{} { return "" },
 	Step:              step,
 	DescribeOperation: describeOperation,
@@ -81,26 +81,6 @@ func describeOperation(input, output interface{}) string {
 		return fmt.Sprintf("put %s = %q: %s", in.Key, in.Value, result)
 	}
 	return fmt.Sprintf("cas %s %q -> %q: %s", in.Key, in.Expect, in.Value, result)
-}
-
-// partitionByKey splits a history into one per key, in key order so that
-// reports and visualizations come out the same way each time.
-func partitionByKey(history []porcupine.Operation) [][]porcupine.Operation {
-	byKey := map[string][]porcupine.Operation{}
-	for _, op := range history {
-		k := op.Input.(modelInput).Key
-		byKey[k] = append(byKey[k], op)
-	}
-	keys := make([]string, 0, len(byKey))
-	for k := range byKey {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	out := make([][]porcupine.Operation, len(keys))
-	for i, k := range keys {
-		out[i] = byKey[k]
-	}
-	return out
 }
 
 // toOperation converts one recorded op for porcupine.

@@ -26,7 +26,7 @@ func FreeAddr(t testing.TB) string {
 }
 
 // StartOne runs a one-node cluster with a fast tick and a silent log; the
-// test's cleanup stops it.
+// test's cleanup stops it, and fails the test if stopping reports an error.
 func StartOne(t testing.TB) *server.Server {
 	t.Helper()
 	peer := FreeAddr(t)
@@ -36,6 +36,10 @@ func StartOne(t testing.TB) *server.Server {
 	if err != nil {
 		t.Fatalf("start node: %v", err)
 	}
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("stop node: %v", err)
+		}
+	})
 	return s
 }
