@@ -13,21 +13,22 @@ import (
 // simNode is a replica's place in the world: its disk outlives crashes, its
 // node.Node does not.
 type simNode struct {
-	idx      int
-	id       uint64
-	n        *node.Node // nil while crashed
-	disk     *disk.Disk
-	inc      uint64 // bumped at every crash; events of older incarnations are void
-	paused   bool
-	deferred []event // inputs that arrived while paused
-	busy     bool    // a Ready is being written
-	rd       node.Ready
-	driftPPM float64
-	skewNs   int64
-	flipped  bool // the disk holds a bit flip not yet caught
-	joining  bool // added by the admin: starts empty and waits for the leader
-	gone     bool // removed by the admin and stopped for good
-	shadow   *watchShadow
+	idx       int
+	id        uint64
+	n         *node.Node // nil while crashed
+	disk      *disk.Disk
+	inc       uint64 // bumped at every crash; events of older incarnations are void
+	paused    bool
+	deferred  []event // inputs that arrived while paused
+	busy      bool    // a Ready is being written
+	rd        node.Ready
+	reloadDue bool // the reload checker picked this node; it runs once the node has no Ready left
+	driftPPM  float64
+	skewNs    int64
+	flipped   bool // the disk holds a bit flip not yet caught
+	joining   bool // added by the admin: starts empty and waits for the leader
+	gone      bool // removed by the admin and stopped for good
+	shadow    *watchShadow
 }
 
 func (w *World) newSimNode(i int) *simNode {
@@ -65,6 +66,10 @@ func (w *World) startNode(sn *simNode) {
 	rng := rand.New(rand.NewPCG(w.rng.Uint64(), w.rng.Uint64()))
 	n, err := node.New(w.nodeConfig(sn), rng, sn.disk)
 	switch {
+	case errors.Is(err, storage.ErrCorrupt) && !sn.flipped:
+		// Only bit flips corrupt records; anything else the core wrote itself.
+		w.check.fail("node %d refused to start on a disk no bit flip touched: %v", sn.id, err)
+		return
 	case errors.Is(err, storage.ErrCorrupt):
 		w.res.CorruptionsCaught++
 		w.trace.note("node %d refused to start: %v", sn.id, err)
@@ -154,6 +159,9 @@ func (w *World) pump(sn *simNode) {
 		for i := range rd.EarlyMessages {
 			w.send(sn, &rd.EarlyMessages[i])
 		}
+		if w.crashPoint(sn, &rd, beforeSync) {
+			return
+		}
 		if rd.Sync && w.sc.Disk.SyncMsMax > 0 {
 			lat := millis(w.uniform(0, w.sc.Disk.SyncMsMax))
 			w.schedule(event{at: w.now + lat, kind: evReadyDone, node: sn.idx, inc: sn.inc})
@@ -189,11 +197,16 @@ func (w *World) finishReady(sn *simNode) {
 	}
 	sn.rd, sn.busy = node.Ready{}, false
 	sn.n.Advance()
+	w.sampleReload(sn, &rd)
+	w.crashPoint(sn, &rd, afterReady)
 }
 
-// crash kills a node's process: whatever it had not synced may be lost.
+// crash kills a node's process: whatever it had not synced may be lost. It
+// may come in the middle of a Ready: the bumped incarnation voids the pending
+// end of a slow sync, like every other event of the old process.
 func (w *World) crash(sn *simNode) {
 	sn.n, sn.busy, sn.rd, sn.paused, sn.deferred = nil, false, node.Ready{}, false, nil
+	sn.reloadDue = false
 	sn.inc++
 	rep := sn.disk.Crash(w.rng, disk.Faults{
 		KeepUnsyncedProb: w.sc.Disk.KeepUnsyncedProb,

@@ -35,6 +35,8 @@ type Result struct {
 	OpsUnknown        int      `json:"ops_unknown"`
 	Messages          int      `json:"messages"`
 	Crashes           int      `json:"crashes"`
+	CrashPoints       int      `json:"crash_points"` // of the crashes, those at a crash point
+	Reloads           int      `json:"reloads"`      // nodes the reload checker rebuilt from disk
 	CorruptionsCaught int      `json:"corruptions_caught"`
 	SnapshotInstalls  int      `json:"snapshot_installs"`
 	MembershipChanges int      `json:"membership_changes"`
@@ -56,19 +58,22 @@ func (r *Result) VisualizeHTML(w io.Writer) error {
 // World is one simulation. It is not safe for use by more than one goroutine,
 // and needs none.
 type World struct {
-	sc      Scenario
-	seed    uint64
-	rng     *rand.Rand
-	now     int64
-	q       queue
-	nodes   []*simNode
-	clients []*simClient
-	net     network
-	admin   *admin
-	trace   tracer
-	check   checker
-	res     Result
-	names   [][]string // key names by group and index
+	sc   Scenario
+	seed uint64
+	rng  *rand.Rand
+	// checkRng samples what checkers look at. It is its own stream, so a
+	// checker switched on or off never moves the run's trajectory.
+	checkRng *rand.Rand
+	now      int64
+	q        queue
+	nodes    []*simNode
+	clients  []*simClient
+	net      network
+	admin    *admin
+	trace    tracer
+	check    checker
+	res      Result
+	names    [][]string // key names by group and index
 
 	faultsOn   bool
 	clientsOn  bool
@@ -121,6 +126,7 @@ func newWorld(sc Scenario, seed uint64, opts Options) *World {
 		sc = sc.swarm(rng)
 	}
 	w := &World{sc: sc, seed: seed, rng: rng, trace: newTracer(opts.Trace), check: newChecker()}
+	w.checkRng = rand.New(rand.NewPCG(seed^0xc4ec4ec4ec4ec4ec, seed+1))
 	w.res = Result{Scenario: sc.Name, Seed: seed}
 	w.faultEnd = seconds(sc.Run.FaultSeconds)
 	w.end = w.faultEnd + seconds(sc.Run.HealSeconds)
@@ -272,6 +278,7 @@ func (w *World) finish() {
 	if on(w.sc.Checkers.Convergence) {
 		w.checkConvergence()
 	}
+	w.reloadAll()
 	if on(w.sc.Checkers.Linearizability) {
 		w.checkLinearizability()
 	}

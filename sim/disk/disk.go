@@ -293,6 +293,10 @@ func (d *Disk) Repair() {
 	}
 }
 
+// UnsyncedBatches counts the batches applied since the last Sync: what a
+// crash may lose.
+func (d *Disk) UnsyncedBatches() int { return len(d.frameEnds) }
+
 // Bytes returns the approximate size of the disk: durable keys and values plus
 // the write-ahead log.
 func (d *Disk) Bytes() int { return d.durableSize + len(d.wal) }

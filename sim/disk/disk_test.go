@@ -311,7 +311,7 @@ func TestDiskMatchesModel(t *testing.T) {
 				}
 				// The log must hold exactly the pending batches.
 				frames, valid, stop := decodeLog(d.wal)
-				if stop != nil || valid != len(d.wal) || len(frames) != len(m.pending) || len(d.frameEnds) != len(m.pending) {
+				if stop != nil || valid != len(d.wal) || len(frames) != len(m.pending) || d.UnsyncedBatches() != len(m.pending) {
 					t.Fatalf("log: %d frames, %d of %d bytes valid (%v), %d pending", len(frames), valid, len(d.wal), stop, len(m.pending))
 				}
 				for i, ops := range frames {
