@@ -71,11 +71,12 @@ func (w *World) drawCrashPoint(rd *node.Ready, m crashMoment) string {
 	return ""
 }
 
-// grantsVote says whether msgs grant a vote or a pre-vote.
+// grantsVote says whether msgs grant a vote. Pre-votes do not count: they
+// change nothing on disk, and crashing right after one only takes the voter
+// away before the real vote, the one whose durability is at stake.
 func grantsVote(msgs []raftpb.Message) bool {
 	for i := range msgs {
-		t := msgs[i].Type
-		if (t == raftpb.MsgVoteResp || t == raftpb.MsgPreVoteResp) && !msgs[i].Reject {
+		if msgs[i].Type == raftpb.MsgVoteResp && !msgs[i].Reject {
 			return true
 		}
 	}
