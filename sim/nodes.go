@@ -13,22 +13,22 @@ import (
 // simNode is a replica's place in the world: its disk outlives crashes, its
 // node.Node does not.
 type simNode struct {
-	idx       int
-	id        uint64
-	n         *node.Node // nil while crashed
-	disk      *disk.Disk
-	inc       uint64 // bumped at every crash; events of older incarnations are void
-	paused    bool
-	deferred  []event // inputs that arrived while paused
-	busy      bool    // a Ready is being written
-	rd        node.Ready
-	reloadDue bool // the reload checker picked this node; it runs once the node has no Ready left
-	driftPPM  float64
-	skewNs    int64
-	flipped   bool // the disk holds a bit flip not yet caught
-	joining   bool // added by the admin: starts empty and waits for the leader
-	gone      bool // removed by the admin and stopped for good
-	shadow    *watchShadow
+	idx      int
+	id       uint64
+	n        *node.Node // nil while crashed
+	disk     *disk.Disk
+	inc      uint64 // bumped at every crash; events of older incarnations are void
+	paused   bool
+	deferred []event // inputs that arrived while paused
+	busy     bool    // a Ready is being written
+	rd       node.Ready
+	reload   bool // the reload checker picked this node: check it once it has no Ready left
+	driftPPM float64
+	skewNs   int64
+	flipped  bool // the disk holds a bit flip not yet caught
+	joining  bool // added by the admin: starts empty and waits for the leader
+	gone     bool // removed by the admin and stopped for good
+	shadow   *watchShadow
 }
 
 func (w *World) newSimNode(i int) *simNode {
@@ -206,7 +206,7 @@ func (w *World) finishReady(sn *simNode) {
 // end of a slow sync, like every other event of the old process.
 func (w *World) crash(sn *simNode) {
 	sn.n, sn.busy, sn.rd, sn.paused, sn.deferred = nil, false, node.Ready{}, false, nil
-	sn.reloadDue = false
+	sn.reload = false
 	sn.inc++
 	rep := sn.disk.Crash(w.rng, disk.Faults{
 		KeepUnsyncedProb: w.sc.Disk.KeepUnsyncedProb,

@@ -34,10 +34,10 @@ func (w *World) sampleReload(sn *simNode, rd *node.Ready) {
 		return
 	}
 	if w.checkRng.Float64() < p || rd.Reset || rd.TailReplaced {
-		sn.reloadDue = true
+		sn.reload = true
 	}
-	if sn.reloadDue && !sn.n.HasReady() {
-		sn.reloadDue = false
+	if sn.reload && !sn.n.HasReady() {
+		sn.reload = false
 		w.checkReload(sn)
 	}
 }

@@ -58,22 +58,23 @@ func (r *Result) VisualizeHTML(w io.Writer) error {
 // World is one simulation. It is not safe for use by more than one goroutine,
 // and needs none.
 type World struct {
-	sc   Scenario
-	seed uint64
-	rng  *rand.Rand
+	sc      Scenario
+	seed    uint64
+	rng     *rand.Rand
+	now     int64
+	q       queue
+	nodes   []*simNode
+	clients []*simClient
+	net     network
+	admin   *admin
+	trace   tracer
+	check   checker
+	res     Result
+	names   [][]string // key names by group and index
+
 	// checkRng samples what checkers look at. It is its own stream, so a
 	// checker switched on or off never moves the run's trajectory.
 	checkRng *rand.Rand
-	now      int64
-	q        queue
-	nodes    []*simNode
-	clients  []*simClient
-	net      network
-	admin    *admin
-	trace    tracer
-	check    checker
-	res      Result
-	names    [][]string // key names by group and index
 
 	faultsOn   bool
 	clientsOn  bool
