@@ -217,20 +217,28 @@ func (w *World) strandClients(nodeSide []bool) {
 // pickVictim chooses a running node to crash or pause, keeping at most
 // CrashesMax nodes down at once.
 func (w *World) pickVictim() *simNode {
+	if w.nodesDown() >= w.sc.Faults.CrashesMax {
+		return nil
+	}
 	var up []*simNode
-	down := 0
 	for _, sn := range w.nodes {
-		if sn.gone {
-			continue
-		}
-		if sn.n == nil || sn.paused {
-			down++
-		} else {
+		if !sn.gone && sn.n != nil && !sn.paused {
 			up = append(up, sn)
 		}
 	}
-	if down >= w.sc.Faults.CrashesMax || len(up) == 0 {
+	if len(up) == 0 {
 		return nil
 	}
 	return up[w.rng.IntN(len(up))]
+}
+
+// nodesDown counts the members crashed or paused (retired ones do not count).
+func (w *World) nodesDown() int {
+	down := 0
+	for _, sn := range w.nodes {
+		if !sn.gone && (sn.n == nil || sn.paused) {
+			down++
+		}
+	}
+	return down
 }

@@ -22,6 +22,7 @@ type simNode struct {
 	deferred []event // inputs that arrived while paused
 	busy     bool    // a Ready is being written
 	rd       node.Ready
+	reload   bool // the reload checker picked this node: check it once it has no Ready left
 	driftPPM float64
 	skewNs   int64
 	flipped  bool // the disk holds a bit flip not yet caught
@@ -75,6 +76,10 @@ func (w *World) startNode(sn *simNode) {
 	rng := rand.New(rand.NewPCG(w.rng.Uint64(), w.rng.Uint64()))
 	n, err := node.New(w.nodeConfig(sn), rng, sn.disk)
 	switch {
+	case errors.Is(err, storage.ErrCorrupt) && !sn.flipped:
+		// Only bit flips corrupt records; anything else the core wrote itself.
+		w.check.fail("node %d refused to start on a disk no bit flip touched: %v", sn.id, err)
+		return
 	case errors.Is(err, storage.ErrCorrupt):
 		w.res.CorruptionsCaught++
 		w.trace.note("node %d refused to start: %v", sn.id, err)
@@ -165,6 +170,9 @@ func (w *World) pump(sn *simNode) {
 		for i := range rd.EarlyMessages {
 			w.send(sn, &rd.EarlyMessages[i])
 		}
+		if w.crashPoint(sn, &rd, beforeSync) {
+			return
+		}
 		if rd.Sync && w.sc.Disk.SyncMsMax > 0 {
 			lat := millis(w.uniform(0, w.sc.Disk.SyncMsMax))
 			w.schedule(event{at: w.now + lat, kind: evReadyDone, node: sn.idx, inc: sn.inc})
@@ -202,12 +210,17 @@ func (w *World) finishReady(sn *simNode) {
 	}
 	sn.rd, sn.busy = node.Ready{}, false
 	sn.n.Advance()
+	w.sampleReload(sn, &rd)
+	w.crashPoint(sn, &rd, afterReady)
 	w.stopIfRemoved(sn)
 }
 
-// crash kills a node's process: whatever it had not synced may be lost.
+// crash kills a node's process: whatever it had not synced may be lost. It
+// may come in the middle of a Ready: the bumped incarnation voids the pending
+// end of a slow sync, like every other event of the old process.
 func (w *World) crash(sn *simNode) {
 	sn.n, sn.busy, sn.rd, sn.paused, sn.deferred = nil, false, node.Ready{}, false, nil
+	sn.reload = false
 	sn.inc++
 	rep := sn.disk.Crash(w.rng, disk.Faults{
 		KeepUnsyncedProb: w.sc.Disk.KeepUnsyncedProb,

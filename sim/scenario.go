@@ -83,6 +83,21 @@ type FaultSpec struct {
 	DownMsMax       float64 `toml:"down_ms_max"`    // longest a crashed or paused node stays down
 	CrashesMax      int     `toml:"crashes_max"`    // nodes down at once (keep a quorum to make progress)
 	StrandClients   bool    `toml:"strand_clients"` // partitions also put each client on one side
+
+	// Crash points: the chance that a node crashes at the worst moment of
+	// carrying out a Ready of the kind named, moments the nemesis, acting at
+	// random times, almost never hits. Fault phase only, within crashes_max.
+	CrashAfterVoteProb         float64 `toml:"crash_after_vote_prob"`          // just after granting a (pre-)vote
+	CrashAfterTailReplaceProb  float64 `toml:"crash_after_tail_replace_prob"`  // just after replacing a conflicting log tail
+	CrashInSnapshotInstallProb float64 `toml:"crash_in_snapshot_install_prob"` // with an installed snapshot written, not synced
+	CrashAfterMembershipProb   float64 `toml:"crash_after_membership_prob"`    // just after a membership change took effect
+	CrashBeforeSyncProb        float64 `toml:"crash_before_sync_prob"`         // any Ready written, not yet synced
+}
+
+// crashPointsOn says whether any crash point is set.
+func (f FaultSpec) crashPointsOn() bool {
+	return f.CrashAfterVoteProb+f.CrashAfterTailReplaceProb+f.CrashInSnapshotInstallProb+
+		f.CrashAfterMembershipProb+f.CrashBeforeSyncProb > 0
 }
 
 // MembershipSpec sets the simulated operator: every interval_ms on average
@@ -125,6 +140,10 @@ type CheckerSpec struct {
 	Invariants       *bool   `toml:"invariants"`
 	Convergence      *bool   `toml:"convergence"`
 	LinearizeBudgetS float64 `toml:"linearize_budget_seconds"`
+	// ReloadProb is the chance, after each Ready a node finishes, that the
+	// checker rebuilds the node from its disk and compares; every node up is
+	// also reloaded at the end of the run. 0 switches the reload checker off.
+	ReloadProb float64 `toml:"reload_prob"`
 }
 
 // plantedBugs returns the defects the scenario plants. Names were checked by
@@ -201,7 +220,7 @@ func defaultScenario() Scenario {
 		},
 		Network:  NetworkSpec{DelayMinMs: 0.5, DelayMaxMs: 2},
 		Faults:   FaultSpec{IntervalMs: 1000, DownMsMax: 3000, CrashesMax: 1},
-		Checkers: CheckerSpec{LinearizeBudgetS: 20},
+		Checkers: CheckerSpec{LinearizeBudgetS: 20, ReloadProb: 0.001},
 	}
 }
 
@@ -233,7 +252,9 @@ func (sc *Scenario) validate() error {
 		return fmt.Errorf("cluster.nodes + membership.adds_max = %d, want at most 32", sc.Cluster.Nodes+sc.Membership.AddsMax)
 	}
 	for _, p := range []float64{sc.Network.DropProb, sc.Network.DuplicateProb, sc.Network.ReorderProb,
-		sc.Disk.KeepUnsyncedProb, sc.Disk.TornProb, sc.Disk.BitFlipProb} {
+		sc.Disk.KeepUnsyncedProb, sc.Disk.TornProb, sc.Disk.BitFlipProb,
+		sc.Faults.CrashAfterVoteProb, sc.Faults.CrashAfterTailReplaceProb, sc.Faults.CrashInSnapshotInstallProb,
+		sc.Faults.CrashAfterMembershipProb, sc.Faults.CrashBeforeSyncProb, sc.Checkers.ReloadProb} {
 		if p < 0 || p > 1 {
 			return fmt.Errorf("probability %v outside [0, 1]", p)
 		}
@@ -295,6 +316,19 @@ func (sc Scenario) swarm(rng *rand.Rand) Scenario {
 	out.Clock.DriftPPMMax = scale(sc.Clock.DriftPPMMax)
 	out.Clock.SkewMsMax = scale(sc.Clock.SkewMsMax)
 	out.Faults.StrandClients = sc.Faults.StrandClients && rng.IntN(2) == 0
+	// Crash points draw only when set (and after everything else), so swarm
+	// scenarios without them keep the trajectories they had before them.
+	probIfSet := func(v float64) float64 {
+		if v == 0 {
+			return 0
+		}
+		return prob(v)
+	}
+	out.Faults.CrashAfterVoteProb = probIfSet(sc.Faults.CrashAfterVoteProb)
+	out.Faults.CrashAfterTailReplaceProb = probIfSet(sc.Faults.CrashAfterTailReplaceProb)
+	out.Faults.CrashInSnapshotInstallProb = probIfSet(sc.Faults.CrashInSnapshotInstallProb)
+	out.Faults.CrashAfterMembershipProb = probIfSet(sc.Faults.CrashAfterMembershipProb)
+	out.Faults.CrashBeforeSyncProb = probIfSet(sc.Faults.CrashBeforeSyncProb)
 	return out
 }
 

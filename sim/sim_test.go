@@ -2,6 +2,7 @@ package sim
 
 import (
 	"flag"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -133,6 +134,72 @@ func TestReplaceAllReplacesEveryOriginal(t *testing.T) {
 	for _, id := range r.FinalVoters {
 		if id <= uint64(sc.Cluster.Nodes) {
 			t.Fatalf("final voters %v still hold original node %d", r.FinalVoters, id)
+		}
+	}
+}
+
+// Checkers sample from their own stream: switching the reload checker on or
+// off never changes what happens in a run.
+func TestReloadCheckerKeepsTrajectory(t *testing.T) {
+	sc := loadScenario(t, "../scenarios/crashes.toml")
+	sc.Run.FaultSeconds, sc.Run.HealSeconds = 5, 3
+	off, on := sc, sc
+	off.Checkers.ReloadProb, on.Checkers.ReloadProb = 0, 0.2
+	a, b := Run(off, 3, Options{}), Run(on, 3, Options{})
+	if a.TraceHash != b.TraceHash || a.Events != b.Events {
+		t.Fatalf("reload checker off: hash %s (%d events); on: %s (%d events)", a.TraceHash, a.Events, b.TraceHash, b.Events)
+	}
+	if a.Reloads != 0 || b.Reloads == 0 || !b.Passed {
+		t.Fatalf("reloads: %d with the checker off, %d on (passed %v: %v); want 0 and some", a.Reloads, b.Reloads, b.Passed, b.Violations)
+	}
+}
+
+// Crash points fire at the kinds of Ready they name, only in the fault phase
+// and within crashes_max, and the runs they crash in still pass.
+func TestCrashPointsHappen(t *testing.T) {
+	kinds := []struct{ kind, file string }{ // each crash point and a scenario where it is common
+		{"before sync", "crashes"},
+		{"after vote", "crashes"},
+		{"after membership change", "membership"},
+		{"in snapshot install", "membership"},
+	}
+	for _, k := range kinds {
+		kind, file := k.kind, k.file
+		sc := loadScenario(t, "../scenarios/"+file+".toml")
+		found := false
+		for seed := uint64(1); seed <= 6 && !found; seed++ {
+			var b strings.Builder
+			r := Run(sc, seed, Options{Trace: &b})
+			if !r.Passed {
+				t.Fatalf("%s seed %d: %v", file, seed, r.Violations)
+			}
+			found = strings.Contains(b.String(), "crash point "+kind+": node")
+			checkCrashPointTrace(t, b.String(), sc)
+		}
+		if !found {
+			t.Errorf("no crash point %q in 6 seeds of %s", kind, file)
+		}
+	}
+	sc := loadScenario(t, "../scenarios/crashes.toml")
+	sc.Faults.CrashesMax = 0
+	f := &sc.Faults
+	f.CrashAfterVoteProb, f.CrashAfterTailReplaceProb, f.CrashInSnapshotInstallProb, f.CrashAfterMembershipProb, f.CrashBeforeSyncProb = 1, 1, 1, 1, 1
+	if r := Run(sc, 1, Options{}); r.CrashPoints != 0 || r.Crashes != 0 {
+		t.Errorf("crashes_max = 0: %d crashes, %d at crash points; want none", r.Crashes, r.CrashPoints)
+	}
+}
+
+// checkCrashPointTrace checks that every crash point in a trace came in the
+// fault phase.
+func checkCrashPointTrace(t *testing.T, trace string, sc Scenario) {
+	t.Helper()
+	for _, line := range strings.Split(trace, "\n") {
+		if !strings.Contains(line, "crash point") {
+			continue
+		}
+		var at float64
+		if _, err := fmt.Sscanf(strings.TrimSpace(line), "%f", &at); err != nil || at > sc.Run.FaultSeconds {
+			t.Errorf("crash point outside the fault phase (%gs): %s", sc.Run.FaultSeconds, line)
 		}
 	}
 }

@@ -34,6 +34,8 @@ type Result struct {
 	OpsUnknown        int      `json:"ops_unknown"`
 	Messages          int      `json:"messages"`
 	Crashes           int      `json:"crashes"`
+	CrashPoints       int      `json:"crash_points"` // of the crashes, those at a crash point
+	Reloads           int      `json:"reloads"`      // nodes the reload checker rebuilt from disk
 	CorruptionsCaught int      `json:"corruptions_caught"`
 	SnapshotInstalls  int      `json:"snapshot_installs"`
 	Backups           int      `json:"backups"` // taken and restored by the simulated operator
@@ -271,6 +273,7 @@ func (w *World) finish() {
 		w.checkConvergence()
 		w.checkColdKeys()
 	}
+	w.reloadAll()
 	if on(w.sc.Checkers.Linearizability) {
 		w.checkLinearizability()
 		if final, ok := w.finalRevision(); ok && w.res.Linearizability == "ok" {

@@ -121,10 +121,12 @@ func (n *Node) installSnapshot(snap raftpb.Snapshot, b *storage.Batch) {
 	assert.That(err == nil, "snapshot at %d does not decode: %v", snap.Metadata.Index, err)
 	stored := withoutData(snap)
 	assert.That(n.log.ApplySnapshot(stored) == nil, "snapshot at %d refused", snap.Metadata.Index)
-	n.kv.Ascend(func(key []byte, _ kv.Record) bool {
-		b.Delete(kvKey(key))
-		return true
-	})
+	if !n.cfg.Bugs.Has(bugs.SnapshotKeepsKeys) { // planted: "the snapshot's keys overwrite them anyway"
+		n.kv.Ascend(func(key []byte, _ kv.Record) bool {
+			b.Delete(kvKey(key))
+			return true
+		})
+	}
 	for _, id := range n.sessions.Clients() {
 		b.Delete(clientKey(id))
 	}

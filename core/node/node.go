@@ -44,6 +44,11 @@ type Ready struct {
 	// MembersChanged is set when membership or member addresses changed:
 	// the driver should refresh its peer list from Members.
 	MembersChanged bool
+	// TailReplaced is set when the new entries replaced a conflicting tail of
+	// the log (Batch deletes the old records beyond them). Nothing needs doing;
+	// the simulator crashes replicas right after such a Ready, the moment a
+	// stale tail left on disk would do harm.
+	TailReplaced bool
 }
 
 // Event is one key's change, at the revision that made it.
@@ -307,7 +312,7 @@ func (n *Node) handleRaftReady(rd raft.Ready, out *Ready) {
 		n.installSnapshot(rd.Snapshot, &out.Batch)
 		out.Reset, out.MembersChanged = true, true
 	}
-	n.appendEntries(rd.Entries, &out.Batch)
+	out.TailReplaced = n.appendEntries(rd.Entries, &out.Batch)
 	if !raft.IsEmptyHardState(rd.HardState) {
 		assert.That(n.log.SetHardState(rd.HardState) == nil, "set hard state")
 		out.Batch.Put(keyHardState, mustMarshal(&rd.HardState))
@@ -318,7 +323,7 @@ func (n *Node) handleRaftReady(rd raft.Ready, out *Ready) {
 	}
 	// Only a leader whose term and vote are already durable may send early.
 	sameVote := raft.IsEmptyHardState(rd.HardState) || (rd.HardState.Term == n.lastTerm && rd.HardState.Vote == n.lastVote)
-	if n.role == raft.StateLeader && sameVote {
+	if (n.role == raft.StateLeader && sameVote) || n.cfg.Bugs.Has(bugs.EarlyAcks) {
 		out.EarlyMessages = rd.Messages
 	} else {
 		out.Messages = rd.Messages
@@ -330,25 +335,35 @@ func (n *Node) handleRaftReady(rd raft.Ready, out *Ready) {
 	// must be durable too before the MsgAppResp acknowledging it leaves: the
 	// leader counts this replica as holding everything up to the snapshot.
 	out.Sync = rd.MustSync || !raft.IsEmptySnap(rd.Snapshot)
+	if n.cfg.Bugs.Has(bugs.VoteUnsynced) {
+		out.Sync = len(rd.Entries) > 0 || !raft.IsEmptySnap(rd.Snapshot) // "a vote alone is tiny"
+	}
 }
 
-// appendEntries persists new log entries, deleting any older tail they replace.
-func (n *Node) appendEntries(ents []raftpb.Entry, b *storage.Batch) {
+// appendEntries persists new log entries, deleting any older tail they
+// replace, and reports whether they replaced one. Raft hands out only entries
+// past its last, unless they conflict with it; so entries that start at or
+// below the last record replace a conflicting tail.
+func (n *Node) appendEntries(ents []raftpb.Entry, b *storage.Batch) (replaced bool) {
 	if len(ents) == 0 {
-		return
+		return false
 	}
 	assert.That(n.log.Append(ents) == nil, "append entries at %d", ents[0].Index)
 	for i := range ents {
 		b.Put(logKey(ents[i].Index), mustMarshal(&ents[i]))
 	}
 	first, last := ents[0].Index, ents[len(ents)-1].Index
-	for i := last + 1; i <= n.logLast; i++ {
-		b.Delete(logKey(i))
+	replaced = first <= n.logLast
+	if !n.cfg.Bugs.Has(bugs.StaleTail) { // planted: "the new entries overwrite the old ones"
+		for i := last + 1; i <= n.logLast; i++ {
+			b.Delete(logKey(i))
+		}
 	}
 	if n.logLast < n.logFirst || first < n.logFirst {
 		n.logFirst = first
 	}
 	n.logLast = last
+	return replaced
 }
 
 // Status reports the replica's view of the cluster.
@@ -387,6 +402,23 @@ func (n *Node) progress() []PeerProgress {
 func (n *Node) LeaderTerm() (term uint64, ok bool) {
 	bs := n.raw.BasicStatus()
 	return bs.Term, bs.RaftState == raft.StateLeader
+}
+
+// HardState is raft's term, vote and commit index as they are now (what the
+// next Ready persists, if it changed).
+func (n *Node) HardState() raftpb.HardState { return n.raw.BasicStatus().HardState }
+
+// Log reports raft's log as this replica holds it: the snapshot's index
+// (first, whose term is known; entries follow it), the last index, and the
+// term at any index in [first, last] (0 outside). Checkers compare it with
+// the log of the same replica reloaded from its disk.
+func (n *Node) Log() (first, last uint64, term func(index uint64) uint64) {
+	fi, _ := n.log.FirstIndex()
+	li, _ := n.log.LastIndex()
+	return fi - 1, li, func(i uint64) uint64 {
+		t, _ := n.log.Term(i)
+		return t
+	}
 }
 
 // StateHash digests the replicated state (keys, revision, sessions).

@@ -110,25 +110,53 @@ func New() *Disk {
 
 // Get returns a copy of key's value as the disk's readers see it: the durable
 // layer plus every applied batch.
-func (d *Disk) Get(key []byte) ([]byte, bool, error) {
-	e, ok := d.view.Get(entry{key: string(key)})
-	if !ok {
-		return nil, false, nil
-	}
-	return clone(e.val), true, nil
-}
+func (d *Disk) Get(key []byte) ([]byte, bool, error) { return get(d.view, key) }
 
 // Scan calls fn with copies of each key with the prefix and its value, in
 // ascending key order, and stops at the first error fn returns, returning it.
 // fn may write to the disk; keys written past the current one during the scan
 // may or may not be visited.
 func (d *Disk) Scan(prefix []byte, fn func(key, value []byte) error) error {
+	return scan(d.view, prefix, fn)
+}
+
+// View returns a read-only copy of what the disk's readers see now (the
+// durable layer plus every applied batch), for checkers that rebuild a replica
+// from its disk without stopping it. Taking it costs O(1): the copy shares the
+// tree and both sides copy nodes on write, so later writes to the disk never
+// show through it.
+func (d *Disk) View() storage.Reader { return frozenView{d.view.Clone()} }
+
+// DurableView is View for the durable layer alone: what a crash that keeps no
+// unsynced batch would recover (before any bit flip it might add).
+func (d *Disk) DurableView() storage.Reader { return frozenView{d.durable.Clone()} }
+
+// frozenView reads a tree nobody writes to any more.
+type frozenView struct{ t *btree.BTreeG[entry] }
+
+func (v frozenView) Get(key []byte) ([]byte, bool, error) { return get(v.t, key) }
+
+func (v frozenView) Scan(prefix []byte, fn func(key, value []byte) error) error {
+	return scan(v.t, prefix, fn)
+}
+
+func get(t *btree.BTreeG[entry], key []byte) ([]byte, bool, error) {
+	e, ok := t.Get(entry{key: string(key)})
+	if !ok {
+		return nil, false, nil
+	}
+	return clone(e.val), true, nil
+}
+
+// scan visits the tree in chunks, resuming past the last key, so fn may write
+// to the tree while a scan runs.
+func scan(t *btree.BTreeG[entry], prefix []byte, fn func(key, value []byte) error) error {
 	p := string(prefix)
 	pivot := entry{key: p}
 	buf := make([]entry, 0, scanChunk)
 	for {
 		buf = buf[:0]
-		d.view.AscendGreaterOrEqual(pivot, func(e entry) bool {
+		t.AscendGreaterOrEqual(pivot, func(e entry) bool {
 			if !strings.HasPrefix(e.key, p) {
 				return false
 			}
@@ -264,6 +292,10 @@ func (d *Disk) Repair() {
 		delete(d.flips, k)
 	}
 }
+
+// UnsyncedBatches counts the batches applied since the last Sync: what a
+// crash may lose.
+func (d *Disk) UnsyncedBatches() int { return len(d.frameEnds) }
 
 // Bytes returns the approximate size of the disk: durable keys and values plus
 // the write-ahead log.

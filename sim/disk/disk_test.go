@@ -87,7 +87,14 @@ func modelHash(state map[string][]byte) [32]byte {
 	return sha256.Sum256(buf)
 }
 
-func scanAll(t interface{ Fatalf(string, ...any) }, d *Disk, prefix string) []kv {
+// takenView is a View or DurableView and what it held when taken.
+type takenView struct {
+	name string
+	r    storage.Reader
+	want []kv
+}
+
+func scanAll(t interface{ Fatalf(string, ...any) }, d storage.Reader, prefix string) []kv {
 	var out []kv
 	if err := d.Scan([]byte(prefix), func(k, v []byte) error {
 		out = append(out, kv{string(k), string(v)})
@@ -161,7 +168,13 @@ func TestDiskMatchesModel(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		d := New()
 		m := newModel()
+		var views []takenView
 		t.Repeat(map[string]func(*rapid.T){
+			"view": func(t *rapid.T) {
+				views = append(views,
+					takenView{"view", d.View(), sortedKVs(m.view(), "")},
+					takenView{"durable view", d.DurableView(), sortedKVs(m.durable, "")})
+			},
 			"apply": func(t *rapid.T) {
 				b := drawBatch(t)
 				ops := copyOps(b.Ops)
@@ -288,12 +301,17 @@ func TestDiskMatchesModel(t *testing.T) {
 				if got, want := scanAll(t, d, ""), sortedKVs(m.view(), ""); !slices.Equal(got, want) {
 					t.Fatalf("disk holds %q, want %q", got, want)
 				}
+				for i, v := range views { // later writes, syncs and crashes never show through
+					if got := scanAll(t, v.r, ""); !slices.Equal(got, v.want) {
+						t.Fatalf("%s %d holds %q, want %q", v.name, i, got, v.want)
+					}
+				}
 				if d.Hash() != modelHash(m.durable) {
 					t.Fatalf("Hash differs from the model's durable state %q", sortedKVs(m.durable, ""))
 				}
 				// The log must hold exactly the pending batches.
 				frames, valid, stop := decodeLog(d.wal)
-				if stop != nil || valid != len(d.wal) || len(frames) != len(m.pending) || len(d.frameEnds) != len(m.pending) {
+				if stop != nil || valid != len(d.wal) || len(frames) != len(m.pending) || d.UnsyncedBatches() != len(m.pending) {
 					t.Fatalf("log: %d frames, %d of %d bytes valid (%v), %d pending", len(frames), valid, len(d.wal), stop, len(m.pending))
 				}
 				for i, ops := range frames {
