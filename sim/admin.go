@@ -2,7 +2,6 @@ package sim
 
 import (
 	"sort"
-	"strings"
 
 	"github.com/aspen-db/aspen/core/node"
 )
@@ -185,21 +184,23 @@ func (w *World) adminResponse(e event) {
 	if !a.inFlight || e.resp.Seq != a.seq {
 		return
 	}
-	op := a.plan[0]
-	refused := strings.HasPrefix(e.resp.Err, node.ErrInvalid)
+	op, r := a.plan[0], e.resp
 	switch {
-	case op.forbidden != "" && (e.resp.Err == "" || refused):
-		w.forbiddenAnswered(op, e.resp.Err)
-	case e.resp.Err == "":
+	case op.forbidden != "" && (r.Outcome == node.OK || r.Outcome.Refused()):
+		w.forbiddenAnswered(op, r)
+	case r.Outcome == node.OK:
 		w.adminApplied(op.change)
 		w.adminDone()
-	case refused:
+	case r.Outcome == node.Conflict:
 		// Refused by replicated rules (for instance a concurrent removal made it
 		// moot): the plan's later steps depend on it, so drop them.
-		a.refused = append(a.refused, e.resp.Err)
-		w.trace.note("admin: %v refused: %s", op.change, e.resp.Err)
+		a.refused = append(a.refused, r.Err().Error())
+		w.trace.note("admin: %v refused: %v", op.change, r.Err())
 		w.dropPlan()
-	case e.resp.Err == node.ErrNotLeader && e.resp.Leader != 0 && !w.nodes[e.resp.Leader-1].gone:
+	case r.Outcome.Refused():
+		w.check.fail("admin: %v answered %v; a membership change is only ever refused as a conflict", op.change, r.Err())
+		w.dropPlan()
+	case r.Outcome == node.NotLeader && r.Leader != 0 && !w.nodes[r.Leader-1].gone:
 		// Follow the hint at once, as the CLI follows a redirect.
 		a.target = int(e.resp.Leader - 1)
 		w.adminAttempt()

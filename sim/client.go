@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strings"
 
 	"github.com/anishathalye/porcupine"
 	"github.com/aspen-db/aspen/core/kv"
@@ -102,17 +101,17 @@ func (w *World) clientResponse(e event) {
 	if c.op == nil || e.resp.Seq != c.op.reqSeq {
 		return // an answer to an operation already finished
 	}
-	refused := strings.HasPrefix(e.resp.Err, node.ErrInvalid)
+	r := e.resp
 	switch {
-	case c.op.in.Kind == kInvalid && e.resp.Err == "":
-		w.check.fail("client %d: invalid request accepted (%s)", c.idx, invalidRequests[c.op.in.Key].name)
+	case c.op.in.Kind == kInvalid && (r.Outcome == node.OK || r.Outcome.Refused()):
+		if want := invalidRequests[c.op.in.Key]; r.Outcome != want.outcome {
+			w.check.fail("client %d: request with %s answered %v, want %v", c.idx, want.name, r.Outcome, want.outcome)
+		}
 		w.nextOp(c)
-	case c.op.in.Kind == kInvalid && refused:
-		w.nextOp(c)
-	case e.resp.Err == "":
-		w.complete(c, w.toOutput(c, e.resp.Result))
-	case refused:
-		w.check.fail("client %d: valid request refused: %s", c.idx, e.resp.Err)
+	case r.Outcome == node.OK:
+		w.complete(c, w.toOutput(c, r.Result))
+	case r.Outcome.Refused():
+		w.check.fail("client %d: valid request refused: %v", c.idx, r.Err())
 		w.giveUp(c)
 	default:
 		w.retry(c)

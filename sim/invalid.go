@@ -4,31 +4,33 @@ import (
 	"bytes"
 
 	"github.com/aspen-db/aspen/core/kv"
+	"github.com/aspen-db/aspen/core/node"
 )
 
 // Requests the store must refuse, each one way a client gets a request wrong.
 // They never enter the history: the check is that the answer is a refusal.
 var invalidRequests = []struct {
-	name string
-	txn  func(key []byte, l kv.Limits) kv.Txn
+	name    string
+	outcome node.Outcome // the refusal it must get
+	txn     func(key []byte, l kv.Limits) kv.Txn
 }{
-	{"range end before its start", func(key []byte, _ kv.Limits) kv.Txn {
+	{"range end before its start", node.Invalid, func(key []byte, _ kv.Limits) kv.Txn {
 		return kv.Txn{Then: []kv.Op{{Type: kv.OpRange, Key: key, End: key[:len(key)-1]}}}
 	}},
-	{"key over the size limit", func(_ []byte, l kv.Limits) kv.Txn {
+	{"key over the size limit", node.TooLarge, func(_ []byte, l kv.Limits) kv.Txn {
 		return kv.Txn{Then: []kv.Op{{Type: kv.OpGet, Key: bytes.Repeat([]byte{'k'}, l.KeyBytesMax+1)}}}
 	}},
-	{"empty key", func([]byte, kv.Limits) kv.Txn { return kv.Txn{Then: []kv.Op{{Type: kv.OpGet}}} }},
-	{"limit on a delete range", func(key []byte, _ kv.Limits) kv.Txn {
+	{"empty key", node.Invalid, func([]byte, kv.Limits) kv.Txn { return kv.Txn{Then: []kv.Op{{Type: kv.OpGet}}} }},
+	{"limit on a delete range", node.Invalid, func(key []byte, _ kv.Limits) kv.Txn {
 		return kv.Txn{Then: []kv.Op{{Type: kv.OpDeleteRange, Key: key, Prefix: true, Limit: 1}}}
 	}},
-	{"compare of an unknown result", func(key []byte, _ kv.Limits) kv.Txn {
+	{"compare of an unknown result", node.Invalid, func(key []byte, _ kv.Limits) kv.Txn {
 		return kv.Txn{Compares: []kv.Compare{{Key: key, Target: kv.TargetVersion, Result: kv.Greater + 1}}, Then: []kv.Op{{Type: kv.OpGet, Key: key}}}
 	}},
-	{"existence compared by order", func(key []byte, _ kv.Limits) kv.Txn {
+	{"existence compared by order", node.Invalid, func(key []byte, _ kv.Limits) kv.Txn {
 		return kv.Txn{Compares: []kv.Compare{{Key: key, Target: kv.TargetExists, Result: kv.Less}}}
 	}},
-	{"more ops than a txn holds", func(key []byte, l kv.Limits) kv.Txn {
+	{"more ops than a txn holds", node.TooLarge, func(key []byte, l kv.Limits) kv.Txn {
 		ops := make([]kv.Op, l.TxnOpsMax+1)
 		for i := range ops {
 			ops[i] = kv.Op{Type: kv.OpPut, Key: key, Value: []byte("never")}

@@ -84,12 +84,15 @@ func (w *World) forbiddenChange(kind forbiddenKind) adminOp {
 
 // forbiddenAnswered checks the final answer to a forbidden change: a refusal,
 // which leaves the admin's model alone, or an acceptance, a violation.
-func (w *World) forbiddenAnswered(op adminOp, errCode string) {
-	if errCode == "" {
+func (w *World) forbiddenAnswered(op adminOp, r node.Response) {
+	switch r.Outcome {
+	case node.OK:
 		w.check.fail("forbidden membership change accepted: %s", op.forbidden)
-	} else {
+	case node.Conflict:
 		w.res.RefusalsChecked++
-		w.trace.note("admin: refused as it must be: %s: %s", op.forbidden, errCode)
+		w.trace.note("admin: refused as it must be: %s: %v", op.forbidden, r.Err())
+	default:
+		w.check.fail("forbidden membership change %s answered %v, want a conflict", op.forbidden, r.Err())
 	}
 	w.adminDone()
 }

@@ -36,7 +36,8 @@ func (t *tracer) event(e *event) {
 	b = binary.LittleEndian.AppendUint64(b, e.req.Client^e.resp.Client)
 	b = binary.LittleEndian.AppendUint64(b, e.req.Seq^e.resp.Seq)
 	b = binary.LittleEndian.AppendUint64(b, uint64(e.resp.Result.Revision))
-	b = append(b, e.resp.Err...)
+	b = append(b, byte(e.resp.Outcome))
+	b = append(b, e.resp.Detail...)
 	t.buf = b
 	t.h.Write(b)
 	t.h.Write(e.msg)
@@ -55,7 +56,10 @@ func (t *tracer) line(e *event) {
 	case evToNode:
 		s += fmt.Sprintf(" client=%d seq=%d node=%d", e.req.Client, e.req.Seq, e.node+1)
 	case evToClient:
-		s += fmt.Sprintf(" client=%d seq=%d rev=%d err=%q", e.resp.Client, e.resp.Seq, e.resp.Result.Revision, e.resp.Err)
+		s += fmt.Sprintf(" client=%d seq=%d rev=%d outcome=%q", e.resp.Client, e.resp.Seq, e.resp.Result.Revision, e.resp.Outcome)
+		if e.resp.Detail != "" {
+			s += fmt.Sprintf(" detail=%q", e.resp.Detail)
+		}
 	case evAttemptTimeout, evClientNext:
 		s += fmt.Sprintf(" client=%d attempt=%d", e.client, e.n)
 	}

@@ -56,7 +56,7 @@ func (n *Node) applyCommand(e raftpb.Entry, out *Ready) {
 	case verdict == session.Fresh && cmd.kind == cmdAdvertise:
 		resp := kv.Response{Succeeded: n.setAddresses(cmd.member, out), Revision: n.kv.Revision()}
 		n.recordSession(client, seq, e.Index, resp, b)
-		n.answer(client, seq, resp, "")
+		n.answer(client, seq, resp, OK, "")
 	case verdict == session.Fresh:
 		before := n.kv.Revision()
 		resp, changes := n.kv.Apply(cmd.txn)
@@ -75,13 +75,13 @@ func (n *Node) applyCommand(e raftpb.Entry, out *Ready) {
 			}
 		}
 		n.recordSession(client, seq, e.Index, resp, b)
-		n.answer(client, seq, resp, "")
+		n.answer(client, seq, resp, OK, "")
 	case verdict == session.Duplicate:
 		resp, err := kv.DecodeResponse(saved)
 		assert.That(err == nil, "saved response of client %d does not decode: %v", client, err)
-		n.answer(client, seq, resp, "")
+		n.answer(client, seq, resp, OK, "")
 	default:
-		n.answer(client, seq, kv.Response{}, ErrStale)
+		n.answer(client, seq, kv.Response{}, Stale, "")
 	}
 }
 
@@ -106,13 +106,13 @@ func persistChanges(changes []kv.Change, b *storage.Batch) {
 }
 
 // answer responds to the client's pending write, if it is waiting here.
-func (n *Node) answer(client, seq uint64, resp kv.Response, errCode string) {
+func (n *Node) answer(client, seq uint64, resp kv.Response, o Outcome, detail string) {
 	p, ok := n.writes[client]
 	if !ok || p.seq != seq {
 		return
 	}
 	delete(n.writes, client)
-	n.responses = append(n.responses, Response{Client: client, Seq: seq, Result: resp, Err: errCode})
+	n.responses = append(n.responses, Response{Client: client, Seq: seq, Result: resp, Outcome: o, Detail: detail})
 }
 
 // installSnapshot replaces the whole state with one sent by the leader.

@@ -20,27 +20,24 @@ type Request struct {
 	Advertise *Member
 }
 
-// Response answers a Request. Err is empty on success, else one of the Err*
-// codes (or a validation message) saying what happened.
+// Response answers a Request: OK with a Result, or another Outcome with a
+// Detail saying why.
 type Response struct {
-	Client uint64
-	Seq    uint64
-	Result kv.Response
-	Err    string
-	Leader uint64 // with ErrNotLeader: the leader this replica knows of, if any
+	Client  uint64
+	Seq     uint64
+	Result  kv.Response
+	Outcome Outcome
+	Detail  string
+	Leader  uint64 // with NotLeader: the leader this replica knows of, if any
 }
 
-// Error codes a client sees. Codes other than ErrInvalid say the request may be
-// retried; after ErrTimeout a write may or may not have taken effect.
-const (
-	ErrTimeout   = "timeout"    // no answer in time: outcome unknown
-	ErrDropped   = "dropped"    // not proposed (no leader, or raft refused it): not applied
-	ErrBusy      = "busy"       // too many requests in flight at this replica: not applied
-	ErrStale     = "stale"      // superseded by a later write of the same client: not applied
-	ErrNotLeader = "not leader" // only the leader can judge this request: send it there
-	ErrBehind    = "behind"     // a learner is too far behind to be promoted yet: retry later
-	ErrInvalid   = "invalid: "  // prefix of a validation failure: never applied
-)
+// Err returns the response's outcome as an error, or nil for OK.
+func (r Response) Err() error {
+	if r.Outcome == OK {
+		return nil
+	}
+	return &Error{Outcome: r.Outcome, Detail: r.Detail}
+}
 
 var errMalformedCommand = errors.New("node: malformed command")
 

@@ -282,20 +282,20 @@ func (n *Node) answerConfChange(client, seq, index uint64, verdict session.Verdi
 		resp := kv.Response{Succeeded: refusal == "", Revision: n.kv.Revision()}
 		n.recordSession(client, seq, index, resp, b)
 		if refusal != "" {
-			n.answer(client, seq, resp, ErrInvalid+refusal)
+			n.answer(client, seq, resp, Conflict, refusal)
 			return
 		}
-		n.answer(client, seq, resp, "")
+		n.answer(client, seq, resp, OK, "")
 	case session.Duplicate:
 		resp, err := kv.DecodeResponse(saved)
 		assert.That(err == nil, "saved response of client %d does not decode: %v", client, err)
 		if !resp.Succeeded {
-			n.answer(client, seq, resp, ErrInvalid+"membership change refused")
+			n.answer(client, seq, resp, Conflict, "membership change refused")
 			return
 		}
-		n.answer(client, seq, resp, "")
+		n.answer(client, seq, resp, OK, "")
 	case session.Stale:
-		n.answer(client, seq, kv.Response{}, ErrStale)
+		n.answer(client, seq, kv.Response{}, Stale, "")
 	}
 }
 

@@ -83,7 +83,7 @@ func TestAcknowledgedWriteSurvivesCrash(t *testing.T) {
 	s := start(t, d)
 	s.n.Submit(put(7, 1, "a", "1"))
 	s.run(1)
-	if s.resp[0].Err != "" || s.resp[0].Result.Revision != 1 {
+	if s.resp[0].Outcome != node.OK || s.resp[0].Result.Revision != 1 {
 		t.Fatalf("put: got %+v, want success at revision 1", s.resp[0])
 	}
 	d.Crash(rand.New(rand.NewPCG(3, 4)), disk.Faults{}) // every unsynced batch lost
@@ -103,7 +103,7 @@ func TestRetriedWriteAppliesOnce(t *testing.T) {
 	s.run(1)
 	s.n.Submit(put(7, 1, "a", "1")) // the same write, retried
 	s.run(2)
-	if s.resp[1].Err != "" || s.resp[1].Result.Revision != 1 {
+	if s.resp[1].Outcome != node.OK || s.resp[1].Result.Revision != 1 {
 		t.Fatalf("retry: got %+v, want the saved answer at revision 1", s.resp[1])
 	}
 	s.n.Submit(put(7, 2, "a", "2"))
@@ -118,8 +118,8 @@ func TestOversizedRequestRefused(t *testing.T) {
 	big := make([]byte, kv.DefaultLimits().ValueBytesMax+1)
 	s.n.Submit(put(7, 1, "a", string(big)))
 	s.run(1)
-	if got := s.resp[0].Err; len(got) < len(node.ErrInvalid) || got[:len(node.ErrInvalid)] != node.ErrInvalid {
-		t.Fatalf("got error %q, want an %q error", got, node.ErrInvalid)
+	if got := s.resp[0]; got.Outcome != node.TooLarge {
+		t.Fatalf("got %v, want %v", got.Err(), node.TooLarge)
 	}
 	if st := s.n.Status(); st.Revision != 0 {
 		t.Fatalf("revision %d after a refused write, want 0", st.Revision)

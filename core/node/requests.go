@@ -2,6 +2,7 @@ package node
 
 import (
 	"encoding/binary"
+	"errors"
 	"github.com/aspen-db/aspen/core/bugs"
 	"slices"
 	"sort"
@@ -27,7 +28,7 @@ type pendingRead struct {
 // their entry applies, reads once a ReadIndex confirms this replica is current.
 func (n *Node) Submit(req Request) {
 	if len(n.writes)+len(n.reads) >= n.cfg.PendingMax {
-		n.reply(req, ErrBusy)
+		n.reply(req, Busy, "")
 		return
 	}
 	switch {
@@ -43,7 +44,7 @@ func (n *Node) Submit(req Request) {
 func (n *Node) submitTxn(req Request) {
 	req.Txn = capRanges(req.Txn, n.cfg.Limits.RangeLimitMax)
 	if err := n.cfg.Limits.Validate(req.Txn); err != nil {
-		n.reply(req, ErrInvalid+err.Error())
+		n.reply(req, validationOutcome(err), err.Error())
 		return
 	}
 	if !req.Txn.ReadOnly() {
@@ -68,8 +69,16 @@ func (n *Node) propose(req Request, kind byte, body []byte) {
 	}
 }
 
-func (n *Node) reply(req Request, code string) {
-	n.responses = append(n.responses, Response{Client: req.Client, Seq: req.Seq, Err: code})
+func (n *Node) reply(req Request, o Outcome, detail string) {
+	n.responses = append(n.responses, Response{Client: req.Client, Seq: req.Seq, Outcome: o, Detail: detail})
+}
+
+// validationOutcome tells a request over a size limit from a malformed one.
+func validationOutcome(err error) Outcome {
+	if errors.Is(err, kv.ErrValueTooLarge) || errors.Is(err, kv.ErrKeyTooLarge) || errors.Is(err, kv.ErrTooManyOps) {
+		return TooLarge
+	}
+	return Invalid
 }
 
 // flushProposals hands every queued write to raft as one MsgProp, which raft
@@ -86,7 +95,7 @@ func (n *Node) flushProposals() {
 	}
 	for _, e := range ents {
 		if c, err := decodeCommand(e.Data); err == nil {
-			n.answer(c.client, c.seq, emptyResult, ErrDropped)
+			n.answer(c.client, c.seq, emptyResult, Dropped, "")
 		}
 	}
 }
@@ -162,7 +171,7 @@ func (n *Node) expire() {
 	kept := n.reads[:0]
 	for _, r := range n.reads {
 		if n.now >= r.deadline {
-			n.reply(r.req, ErrTimeout)
+			n.reply(r.req, Timeout, "")
 			continue
 		}
 		kept = append(kept, r)
@@ -177,7 +186,7 @@ func (n *Node) expire() {
 	}
 	sort.Slice(late, func(i, j int) bool { return late[i] < late[j] }) // map order must not reach output
 	for _, client := range late {
-		n.answer(client, n.writes[client].seq, emptyResult, ErrTimeout)
+		n.answer(client, n.writes[client].seq, emptyResult, Timeout, "")
 	}
 }
 
@@ -220,21 +229,21 @@ func (n *Node) submitMembers(req Request) {
 	if n.role != raft.StateLeader {
 		// The leader's configuration is the newest, and only it knows how far
 		// behind a learner is; judging elsewhere could wave through a promotion.
-		n.responses = append(n.responses, Response{Client: req.Client, Seq: req.Seq, Err: ErrNotLeader, Leader: n.lead})
+		n.responses = append(n.responses, Response{Client: req.Client, Seq: req.Seq, Outcome: NotLeader, Leader: n.lead})
 		return
 	}
 	cc := toConfChange(req.Members, encodeConfContext(req.Client, req.Seq, req.Members))
 	if err := n.checkChanges(cc, req.Members); err != nil {
-		n.reply(req, ErrInvalid+"membership change refused: "+err.Error())
+		n.reply(req, Conflict, "membership change refused: "+err.Error())
 		return
 	}
-	if code := n.promotionCheck(req.Members); code != "" {
-		n.reply(req, code)
+	if !n.promotionReady(req.Members) {
+		n.reply(req, Behind, "the learner has not caught up with the leader's log")
 		return
 	}
 	n.writes[req.Client] = pendingWrite{seq: req.Seq, deadline: n.now + n.cfg.RequestTimeoutNs}
 	if err := n.raw.ProposeConfChange(cc); err != nil {
-		n.answer(req.Client, req.Seq, emptyResult, ErrDropped)
+		n.answer(req.Client, req.Seq, emptyResult, Dropped, "")
 		return
 	}
 	if n.cfg.Bugs.Has(bugs.EarlyConfChange) && n.role == raft.StateLeader {
@@ -243,9 +252,9 @@ func (n *Node) submitMembers(req Request) {
 	}
 }
 
-// promotionCheck refuses to promote a learner that has not caught up: a voter
+// promotionReady refuses to promote a learner that has not caught up: a voter
 // that cannot vote on recent entries weakens the quorum it joins.
-func (n *Node) promotionCheck(changes []MemberChange) string {
+func (n *Node) promotionReady(changes []MemberChange) bool {
 	for _, c := range changes {
 		if c.Type != AddVoter || !slices.Contains(n.conf.Learners, c.ID) {
 			continue
@@ -255,8 +264,8 @@ func (n *Node) promotionCheck(changes []MemberChange) string {
 		// Replicate means the learner acknowledged the leader's log and is being
 		// streamed to; probing or waiting for a snapshot means it is not there yet.
 		if !ok || pr.State != tracker.StateReplicate || pr.Match+n.cfg.PromoteLagEntriesMax < st.Commit {
-			return ErrBehind
+			return false
 		}
 	}
-	return ""
+	return true
 }

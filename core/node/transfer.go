@@ -1,7 +1,6 @@
 package node
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 
@@ -9,15 +8,14 @@ import (
 	"go.etcd.io/raft/v3"
 )
 
-// Refusals of TransferLeader. Their texts are the Response codes for the same
-// outcomes (ErrNotLeader, the ErrInvalid prefix), so a driver can answer with
-// either.
+// Refusals of TransferLeader, as outcomes: a driver answers them like a
+// request's.
 var (
 	// ErrTransferNotLeader: only the leader hands leadership over; ask it.
-	ErrTransferNotLeader = errors.New(ErrNotLeader)
+	ErrTransferNotLeader = &Error{Outcome: NotLeader}
 	// ErrTransferRefused: the target cannot take over (a learner, not a
 	// member, already the leader); asking again will not help.
-	ErrTransferRefused = errors.New(ErrInvalid + "leader transfer refused")
+	ErrTransferRefused = &Error{Outcome: Conflict}
 )
 
 // TransferLeader asks this replica, which must lead, to hand leadership to a
@@ -31,7 +29,7 @@ func (n *Node) TransferLeader(to uint64) error {
 		return ErrTransferNotLeader
 	}
 	if err := n.transferTarget(to); err != nil {
-		return fmt.Errorf("%w: %v", ErrTransferRefused, err)
+		return &Error{Outcome: Conflict, Detail: "leader transfer refused: " + err.Error()}
 	}
 	n.raw.TransferLeader(to)
 	return nil

@@ -19,8 +19,8 @@ func TestTransferLeaderJudgesTarget(t *testing.T) {
 	s.n.Submit(change(7, 2, node.AddVoter, 3)) // a voter that never answers: fine for judging
 	s.run(2)
 	for _, r := range s.resp {
-		if r.Err != "" {
-			t.Fatalf("membership setup: got %q, want success", r.Err)
+		if r.Outcome != node.OK {
+			t.Fatalf("membership setup: got %v, want success", r.Err())
 		}
 	}
 	cases := []struct {
@@ -38,8 +38,8 @@ func TestTransferLeaderJudgesTarget(t *testing.T) {
 		if !errors.Is(err, c.want) || (err != nil && !strings.Contains(err.Error(), c.because)) {
 			t.Errorf("transfer to %d: got %v, want %v (%s)", c.to, err, c.want, c.because)
 		}
-		if err != nil && !strings.HasPrefix(err.Error(), node.ErrInvalid) {
-			t.Errorf("transfer to %d: got %q, want the %q prefix clients see for refusals", c.to, err, node.ErrInvalid)
+		if refused := (&node.Error{}); err != nil && (!errors.As(err, &refused) || refused.Outcome != node.Conflict) {
+			t.Errorf("transfer to %d: got %v, want a conflict outcome", c.to, err)
 		}
 	}
 }
@@ -49,7 +49,29 @@ func TestTransferLeaderNeedsLeader(t *testing.T) {
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}
-	if err := n.TransferLeader(2); !errors.Is(err, node.ErrTransferNotLeader) || err.Error() != node.ErrNotLeader {
+	if err := n.TransferLeader(2); !errors.Is(err, node.ErrTransferNotLeader) || !errors.Is(err, &node.Error{Outcome: node.NotLeader}) {
 		t.Fatalf("transfer from a follower: got %v, want %v", err, node.ErrTransferNotLeader)
+	}
+}
+
+// Outcomes compare by kind, and by detail when the target gives one.
+func TestErrorMatchesByOutcome(t *testing.T) {
+	err := error(&node.Error{Outcome: node.Conflict, Detail: "node 4 is a learner"})
+	cases := []struct {
+		target error
+		want   bool
+	}{
+		{&node.Error{Outcome: node.Conflict}, true},
+		{&node.Error{Outcome: node.Conflict, Detail: "node 4 is a learner"}, true},
+		{&node.Error{Outcome: node.Conflict, Detail: "another"}, false},
+		{&node.Error{Outcome: node.Invalid}, false},
+	}
+	for _, c := range cases {
+		if got := errors.Is(err, c.target); got != c.want {
+			t.Errorf("errors.Is(%v, %v) = %v, want %v", err, c.target, got, c.want)
+		}
+	}
+	if !node.Conflict.Refused() || node.Timeout.Refused() || node.NotLeader.Refused() {
+		t.Errorf("Refused: conflict must be a refusal, timeout and not leader must not")
 	}
 }

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"strings"
 	"sync"
 	"time"
 
@@ -18,11 +17,6 @@ var (
 	// ErrStopped means the node is shutting down.
 	ErrStopped = errors.New("node is stopping")
 )
-
-// InvalidError is a request the replica refused as malformed; nothing was applied.
-type InvalidError struct{ Msg string }
-
-func (e *InvalidError) Error() string { return e.Msg }
 
 type session struct {
 	id  uint64
@@ -112,11 +106,11 @@ func (s *Server) retry(ctx context.Context, req node.Request) (kv.Response, erro
 		switch {
 		case err != nil:
 			return kv.Response{}, err
-		case resp.Err == "":
+		case resp.Outcome == node.OK:
 			return resp.Result, nil
-		case strings.HasPrefix(resp.Err, node.ErrInvalid):
-			return kv.Response{}, &InvalidError{Msg: strings.TrimPrefix(resp.Err, node.ErrInvalid)}
-		case resp.Err == node.ErrNotLeader:
+		case resp.Outcome.Refused():
+			return kv.Response{}, resp.Err() // a *node.Error: nothing applied, and a retry would not help
+		case resp.Outcome == node.NotLeader:
 			return kv.Response{}, s.notLeader()
 		}
 		select {

@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/aspen-db/aspen/core/kv"
+	"github.com/aspen-db/aspen/core/node"
 )
 
 func (s *Server) routes() http.Handler {
@@ -64,19 +64,24 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// writeCallError maps a failed call onto a status code: refused input is the
-// client's fault (nothing applied); the rest is unavailability, and for a
+// refusalStatus maps the outcomes of a request the replica judged and turned
+// down (nothing applied) onto status codes.
+var refusalStatus = map[node.Outcome]int{
+	node.Invalid:  http.StatusBadRequest,
+	node.TooLarge: http.StatusRequestEntityTooLarge,
+	node.Conflict: http.StatusConflict,
+}
+
+// writeCallError maps a failed call onto a status code: a refusal is the
+// request's fault (nothing applied); the rest is unavailability, and for a
 // write the outcome is unknown.
 func writeCallError(w http.ResponseWriter, err error) {
-	var inv *InvalidError
-	switch {
-	case errors.As(err, &inv) && strings.Contains(inv.Msg, kv.ErrValueTooLarge.Error()):
-		writeError(w, http.StatusRequestEntityTooLarge, inv.Msg)
-	case errors.As(err, &inv):
-		writeError(w, http.StatusBadRequest, inv.Msg)
-	default:
-		writeError(w, http.StatusServiceUnavailable, err.Error())
+	var refused *node.Error
+	if errors.As(err, &refused) && refused.Outcome.Refused() {
+		writeError(w, refusalStatus[refused.Outcome], refused.Detail)
+		return
 	}
+	writeError(w, http.StatusServiceUnavailable, err.Error())
 }
 
 func methodNotAllowed(w http.ResponseWriter, r *http.Request, allowed string) {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -300,8 +299,6 @@ func (s *Server) handleTransfer(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err == nil:
 		writeJSON(w, http.StatusOK, map[string]uint64{"leader": to})
-	case errors.Is(err, node.ErrTransferRefused):
-		writeError(w, http.StatusConflict, strings.TrimPrefix(err.Error(), node.ErrInvalid))
 	default:
 		writeMemberError(w, err)
 	}

@@ -125,8 +125,8 @@ func TestGrowPromoteRemoveTransfer(t *testing.T) {
 	if code, body := c.memberOp(`{"op":"promote","id":4}`); code != 200 {
 		t.Fatalf("promote: %d %s", code, body)
 	}
-	if code, body := c.memberOp(`{"op":"add-learner","id":4,"peer_addr":"x:1"}`); code != 400 || !strings.Contains(body, "already") {
-		t.Fatalf("re-adding a member: got %d %s, want 400 already a member", code, body)
+	if code, body := c.memberOp(`{"op":"add-learner","id":4,"peer_addr":"x:1"}`); code != 409 || !strings.Contains(body, "already") {
+		t.Fatalf("re-adding a member: got %d %s, want 409 already a member", code, body)
 	}
 	if code, body := c.memberOp(`{"op":"remove","id":1}`); code != 200 {
 		t.Fatalf("remove node 1: %d %s", code, body)
@@ -137,8 +137,8 @@ func TestGrowPromoteRemoveTransfer(t *testing.T) {
 		t.Fatal("removed node 1 did not stop")
 	}
 	c.servers[0] = nil
-	if code, body := c.memberOp(`{"op":"add-learner","id":1,"peer_addr":"x:1"}`); code != 400 || !strings.Contains(body, "never reused") {
-		t.Fatalf("re-adding removed id 1: got %d %s, want 400 never reused", code, body)
+	if code, body := c.memberOp(`{"op":"add-learner","id":1,"peer_addr":"x:1"}`); code != 409 || !strings.Contains(body, "never reused") {
+		t.Fatalf("re-adding removed id 1: got %d %s, want 409 never reused", code, body)
 	}
 	eventually(t, "a leader after removing node 1", func() bool { return c.leader() >= 0 })
 	l := c.leader()
