@@ -220,7 +220,7 @@ func defaultScenario() Scenario {
 		},
 		Network:  NetworkSpec{DelayMinMs: 0.5, DelayMaxMs: 2},
 		Faults:   FaultSpec{IntervalMs: 1000, DownMsMax: 3000, CrashesMax: 1},
-		Checkers: CheckerSpec{LinearizeBudgetS: 20, ReloadProb: 0.001},
+		Checkers: CheckerSpec{LinearizeBudgetS: 20, ReloadProb: 0.0003},
 	}
 }
 

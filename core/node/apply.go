@@ -135,7 +135,7 @@ func (n *Node) installSnapshot(snap raftpb.Snapshot, b *storage.Batch) {
 	members, err := decodeMembership(membersData)
 	assert.That(err == nil, "snapshot membership does not decode: %v", err)
 	n.members = members
-	b.Put(keyMembers, members.encode())
+	n.persistMembers(b)
 	n.persistState(b)
 	for i := n.logFirst; i <= n.logLast; i++ {
 		b.Delete(logKey(i))

@@ -266,6 +266,6 @@ func (n *Node) loadMembers(disk storage.Reader) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", storage.ErrCorrupt, err)
 	}
-	n.members = m
+	n.members, n.membersHash = m, hashBytes(b)
 	return nil
 }

@@ -120,6 +120,7 @@ type Node struct {
 
 	responses    []Response
 	members      membership
+	membersHash  uint64 // digest of members' record, kept by persistMembers
 	removedSelf  bool   // a committed change removed this replica: the driver should stop it
 	snapshotDue  bool   // take a snapshot at the next chance, whatever the entry count
 	lastTerm     uint64 // term and vote of the last hard state handed out
@@ -153,6 +154,7 @@ func New(cfg Config, rng Rand, disk storage.Reader) (*Node, error) {
 
 		earlyApplied: map[string]bool{},
 	}
+	n.membersHash = hashBytes(n.members.encode())
 	n.readEpoch = rng.Uint64()
 	fresh, err := n.load(disk)
 	if err != nil {
@@ -215,7 +217,7 @@ func (n *Node) bootstrap() error {
 	n.boot.Put(keySnapshot, mustMarshal(&snap))
 	n.boot.Put(keyHardState, mustMarshal(&hs))
 	n.boot.Put(keyApplied, encodeApplied(n.appliedMeta()))
-	n.boot.Put(keyMembers, n.members.encode())
+	n.persistMembers(&n.boot)
 	n.persistState(&n.boot)
 	return nil
 }
@@ -423,7 +425,7 @@ func (n *Node) Log() (first, last uint64, term func(index uint64) uint64) {
 
 // StateHash digests the replicated state (keys, revision, sessions).
 func (n *Node) StateHash() uint64 {
-	return n.kv.Hash() ^ (n.sessions.Hash() * 0x9E3779B97F4A7C15) ^ (n.members.hash() * 0xC2B2AE3D27D4EB4F)
+	return n.kv.Hash() ^ (n.sessions.Hash() * 0x9E3779B97F4A7C15) ^ (n.membersHash * 0xC2B2AE3D27D4EB4F)
 }
 
 // Applied returns the index of the last applied entry.
