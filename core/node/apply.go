@@ -1,8 +1,6 @@
 package node
 
 import (
-	"encoding/binary"
-	"fmt"
 	"github.com/aspen-db/aspen/core/bugs"
 
 	"github.com/aspen-db/aspen/core/assert"
@@ -195,31 +193,16 @@ func (n *Node) snapshotData() []byte {
 	return encodeSnapshot(n.kv.Snapshot(), n.sessions.Snapshot(), n.members.encode())
 }
 
-// encodeSnapshot frames the KV state, the session table and the membership.
+// encodeSnapshot lays out the KV state, the session table and the membership
+// as snapshot sections.
 func encodeSnapshot(kvData, sessData, membersData []byte) []byte {
-	b := make([]byte, 0, len(kvData)+len(sessData)+len(membersData)+20)
-	b = binary.AppendUvarint(b, uint64(len(kvData)))
-	b = append(b, kvData...)
-	b = binary.AppendUvarint(b, uint64(len(sessData)))
-	b = append(b, sessData...)
-	return append(b, membersData...)
+	return encodeSections(snapshotParts{sectionKV: kvData, sectionSessions: sessData, sectionMembers: membersData})
 }
 
 func decodeSnapshot(b []byte) (kvData, sessData, membersData []byte, err error) {
-	kvData, rest, ok := cutFrame(b)
-	if ok {
-		sessData, membersData, ok = cutFrame(rest)
+	parts, err := decodeSections(b)
+	if err != nil {
+		return nil, nil, nil, err
 	}
-	if !ok {
-		return nil, nil, nil, fmt.Errorf("%w: snapshot framing", storage.ErrCorrupt)
-	}
-	return kvData, sessData, membersData, nil
-}
-
-func cutFrame(b []byte) (frame, rest []byte, ok bool) {
-	size, n := binary.Uvarint(b)
-	if n <= 0 || uint64(len(b[n:])) < size {
-		return nil, nil, false
-	}
-	return b[n : n+int(size)], b[n+int(size):], true
+	return parts[sectionKV], parts[sectionSessions], parts[sectionMembers], nil
 }

@@ -139,15 +139,18 @@ func (r *byteReader) uvarint() uint64 {
 	return v
 }
 
-func (r *byteReader) str() string {
+func (r *byteReader) str() string { return string(r.bytes()) }
+
+// bytes returns the next length-prefixed bytes, aliasing the input.
+func (r *byteReader) bytes() []byte {
 	n := r.uvarint()
 	if r.err != nil || uint64(len(r.b)) < n {
 		r.err = errMalformedMembers
-		return ""
+		return nil
 	}
-	s := string(r.b[:n])
+	out := r.b[:n:n]
 	r.b = r.b[n:]
-	return s
+	return out
 }
 
 // encodeConfContext carries the requesting client and the changes' addresses

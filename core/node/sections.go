@@ -1,0 +1,135 @@
+package node
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/aspen-db/aspen/core/storage"
+)
+
+// A snapshot (what a lagging follower is sent, and the state inside a
+// backup) is a versioned list of tagged sections, one per part of the
+// replicated state:
+//
+//	magic "ASPNSNAP" | format version uvarint | section count uvarint |
+//	per section: tag (uvarint length, bytes) | version uvarint | data (uvarint length, bytes)
+//
+// A part that changes its encoding bumps its section's version; a new part
+// adds a section. A decoder refuses a tag or a version it does not know,
+// naming it, rather than drop state it cannot read. Snapshots from before
+// sections (three positional frames: KV, sessions, membership) still decode,
+// so old backups restore.
+var snapshotMagic = []byte("ASPNSNAP")
+
+const snapshotFormat = 1
+
+// section is one tagged part of a snapshot.
+type section struct {
+	tag     string
+	version uint64
+	data    []byte
+}
+
+// The sections every snapshot holds today, with the one version of each this
+// code reads and writes.
+const (
+	sectionKV       = "kv"
+	sectionSessions = "sessions"
+	sectionMembers  = "members"
+)
+
+var sectionVersions = map[string]uint64{sectionKV: 1, sectionSessions: 1, sectionMembers: 1}
+
+// sectionOrder is the order sections are written in.
+var sectionOrder = []string{sectionKV, sectionSessions, sectionMembers}
+
+// snapshotParts is a decoded snapshot: each section's data by tag.
+type snapshotParts map[string][]byte
+
+func encodeSections(parts snapshotParts) []byte {
+	n := len(snapshotMagic) + 4
+	for _, d := range parts {
+		n += len(d) + 24
+	}
+	b := append(make([]byte, 0, n), snapshotMagic...)
+	b = binary.AppendUvarint(b, snapshotFormat)
+	b = binary.AppendUvarint(b, uint64(len(sectionOrder)))
+	for _, tag := range sectionOrder {
+		b = binary.AppendUvarint(b, uint64(len(tag)))
+		b = append(b, tag...)
+		b = binary.AppendUvarint(b, sectionVersions[tag])
+		b = binary.AppendUvarint(b, uint64(len(parts[tag])))
+		b = append(b, parts[tag]...)
+	}
+	return b
+}
+
+// decodeSections reads a sectioned snapshot, or a positional one from before
+// sections, and requires every section this code knows.
+func decodeSections(b []byte) (snapshotParts, error) {
+	if !bytes.HasPrefix(b, snapshotMagic) {
+		return decodePositional(b)
+	}
+	r := byteReader{b: b[len(snapshotMagic):]}
+	if f := r.uvarint(); r.err == nil && f != snapshotFormat {
+		return nil, fmt.Errorf("%w: snapshot format %d, this version reads %d", storage.ErrCorrupt, f, snapshotFormat)
+	}
+	parts := snapshotParts{}
+	for n := r.uvarint(); n > 0 && r.err == nil; n-- {
+		s := section{tag: r.str(), version: r.uvarint()}
+		s.data = r.bytes()
+		if r.err != nil {
+			break
+		}
+		if err := checkSection(s, parts); err != nil {
+			return nil, err
+		}
+		parts[s.tag] = s.data
+	}
+	if r.err != nil || len(r.b) != 0 {
+		return nil, fmt.Errorf("%w: snapshot section framing", storage.ErrCorrupt)
+	}
+	for _, tag := range sectionOrder {
+		if _, ok := parts[tag]; !ok {
+			return nil, fmt.Errorf("%w: snapshot has no %q section", storage.ErrCorrupt, tag)
+		}
+	}
+	return parts, nil
+}
+
+func checkSection(s section, seen snapshotParts) error {
+	want, known := sectionVersions[s.tag]
+	switch {
+	case !known:
+		return fmt.Errorf("%w: snapshot section %q is not known to this version of aspen", storage.ErrCorrupt, s.tag)
+	case s.version != want:
+		return fmt.Errorf("%w: snapshot section %q has version %d, this version of aspen reads %d", storage.ErrCorrupt, s.tag, s.version, want)
+	}
+	if _, dup := seen[s.tag]; dup {
+		return fmt.Errorf("%w: snapshot section %q appears twice", storage.ErrCorrupt, s.tag)
+	}
+	return nil
+}
+
+// decodePositional reads the snapshot layout from before sections: the KV
+// state and the session table each length-prefixed, then the membership.
+func decodePositional(b []byte) (snapshotParts, error) {
+	kvData, rest, ok := cutFrame(b)
+	var sessData, membersData []byte
+	if ok {
+		sessData, membersData, ok = cutFrame(rest)
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: snapshot framing", storage.ErrCorrupt)
+	}
+	return snapshotParts{sectionKV: kvData, sectionSessions: sessData, sectionMembers: membersData}, nil
+}
+
+func cutFrame(b []byte) (frame, rest []byte, ok bool) {
+	size, n := binary.Uvarint(b)
+	if n <= 0 || uint64(len(b[n:])) < size {
+		return nil, nil, false
+	}
+	return b[n : n+int(size)], b[n+int(size):], true
+}
