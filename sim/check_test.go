@@ -254,3 +254,29 @@ func TestReloadCheck(t *testing.T) {
 		})
 	}
 }
+
+// Replicated time must never go back on a node, nor run ahead of every clock.
+func TestTimeCheck(t *testing.T) {
+	sc := loadScenario(t, "../scenarios/baseline.toml")
+	sc.Run.HealSeconds = 2
+	w := newWorld(sc, 1, Options{})
+	w.loop()
+	sn := w.nodes[0]
+	if sn.n.TimeNs() <= 0 {
+		t.Fatalf("replicated time %d after a run with writes, want > 0", sn.n.TimeNs())
+	}
+	w.checkTime(sn)
+	if len(w.check.violations) != 0 {
+		t.Fatalf("after a clean run: %v", w.check.violations)
+	}
+	sn.timeNs = sn.n.TimeNs() + 1
+	w.checkTime(sn)
+	if len(w.check.violations) != 1 || !strings.Contains(w.check.violations[0], "went back") {
+		t.Fatalf("time seen above the node's: got %v, want it to have gone back", w.check.violations)
+	}
+	w.now = 0 // every clock now reads at most its skew
+	w.checkTime(sn)
+	if got := strings.Join(w.check.violations, "\n"); !strings.Contains(got, "ahead of every clock") {
+		t.Fatalf("time ahead of the clocks: got %v", w.check.violations)
+	}
+}

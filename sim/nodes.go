@@ -33,6 +33,7 @@ type simNode struct {
 	ticks        int    // ticks of this incarnation
 	advertised   bool   // its membership lists the addresses it advertised
 	advertiseSeq uint64 // last sequence number of its advertisements
+	timeNs       int64  // the replicated time it applied last, this incarnation
 }
 
 func (w *World) newSimNode(i int) *simNode {
@@ -94,7 +95,7 @@ func (w *World) startNode(sn *simNode) {
 		w.check.fail("node %d started on a disk with a flipped bit: corruption went undetected", sn.id)
 		sn.flipped = false
 	}
-	sn.n, sn.ticks, sn.advertised = n, 0, false
+	sn.n, sn.ticks, sn.advertised, sn.timeNs = n, 0, false, n.TimeNs()
 	w.resetShadow(sn)
 	w.schedule(event{at: w.now + w.tickGap(sn), kind: evTick, node: sn.idx, inc: sn.inc})
 	w.pump(sn)
@@ -198,6 +199,7 @@ func (w *World) finishReady(sn *simNode) {
 		w.maybeMark(sn)
 		w.maybeBackup(sn)
 		w.check.applied(sn.id, rd.Applied)
+		w.checkTime(sn)
 		if term, ok := sn.n.LeaderTerm(); ok {
 			w.check.leader(sn.id, term)
 		}

@@ -45,6 +45,7 @@ func (n *Node) applyCommand(e raftpb.Entry, out *Ready) {
 	// Only encodeCommand makes entries and the log is checksummed on disk, so an
 	// entry that does not decode means the replica cannot be trusted.
 	assert.That(err == nil, "entry %d does not decode: %v", e.Index, err)
+	n.advanceTime(cmd)
 	client, seq := cmd.client, cmd.seq
 	verdict, saved := n.sessions.Check(client, seq)
 	if n.cfg.Bugs.Has(bugs.NoDedup) && verdict == session.Duplicate {
@@ -115,8 +116,10 @@ func (n *Node) answer(client, seq uint64, resp kv.Response, o Outcome, detail st
 
 // installSnapshot replaces the whole state with one sent by the leader.
 func (n *Node) installSnapshot(snap raftpb.Snapshot, b *storage.Batch) {
-	kvData, sessData, membersData, err := decodeSnapshot(snap.Data)
+	parts, err := decodeSections(snap.Data)
 	assert.That(err == nil, "snapshot at %d does not decode: %v", snap.Metadata.Index, err)
+	timeNs, err := decodeTime(parts[sectionTime])
+	assert.That(err == nil, "snapshot time does not decode: %v", err)
 	stored := withoutData(snap)
 	assert.That(n.log.ApplySnapshot(stored) == nil, "snapshot at %d refused", snap.Metadata.Index)
 	if !n.cfg.Bugs.Has(bugs.SnapshotKeepsKeys) { // planted: "the snapshot's keys overwrite them anyway"
@@ -128,9 +131,9 @@ func (n *Node) installSnapshot(snap raftpb.Snapshot, b *storage.Batch) {
 	for _, id := range n.sessions.Clients() {
 		b.Delete(clientKey(id))
 	}
-	assert.That(n.kv.Restore(kvData) == nil, "snapshot kv state does not decode")
-	assert.That(n.sessions.Restore(sessData) == nil, "snapshot sessions do not decode")
-	members, err := decodeMembership(membersData)
+	assert.That(n.kv.Restore(parts[sectionKV]) == nil, "snapshot kv state does not decode")
+	assert.That(n.sessions.Restore(parts[sectionSessions]) == nil, "snapshot sessions do not decode")
+	members, err := decodeMembership(parts[sectionMembers])
 	assert.That(err == nil, "snapshot membership does not decode: %v", err)
 	n.members = members
 	n.persistMembers(b)
@@ -139,6 +142,7 @@ func (n *Node) installSnapshot(snap raftpb.Snapshot, b *storage.Batch) {
 		b.Delete(logKey(i))
 	}
 	n.applied, n.snapIndex, n.conf = snap.Metadata.Index, snap.Metadata.Index, snap.Metadata.ConfState
+	n.timeNs = max(n.timeNs, timeNs)
 	n.logFirst, n.logLast = snap.Metadata.Index+1, snap.Metadata.Index
 	n.freeze()
 	b.Put(keySnapshot, mustMarshal(&stored))
@@ -187,22 +191,16 @@ func (n *Node) trimLog(b *storage.Batch) {
 	n.logFirst = max(n.logFirst, end+1)
 }
 
-// snapshotData encodes the whole replicated state (KV, sessions, membership)
-// as it is now, for backups.
+// snapshotParts is the whole replicated state as it is now, by section; the
+// KV state, the largest, is left to the caller (a backup encodes it now, a
+// snapshot later from a clone).
+func (n *Node) snapshotParts() snapshotParts {
+	return snapshotParts{sectionSessions: n.sessions.Snapshot(), sectionMembers: n.members.encode(), sectionTime: encodeTime(n.timeNs)}
+}
+
+// snapshotData encodes the whole replicated state as it is now, for backups.
 func (n *Node) snapshotData() []byte {
-	return encodeSnapshot(n.kv.Snapshot(), n.sessions.Snapshot(), n.members.encode())
-}
-
-// encodeSnapshot lays out the KV state, the session table and the membership
-// as snapshot sections.
-func encodeSnapshot(kvData, sessData, membersData []byte) []byte {
-	return encodeSections(snapshotParts{sectionKV: kvData, sectionSessions: sessData, sectionMembers: membersData})
-}
-
-func decodeSnapshot(b []byte) (kvData, sessData, membersData []byte, err error) {
-	parts, err := decodeSections(b)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	return parts[sectionKV], parts[sectionSessions], parts[sectionMembers], nil
+	parts := n.snapshotParts()
+	parts[sectionKV] = n.kv.Snapshot()
+	return encodeSections(parts)
 }

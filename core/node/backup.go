@@ -64,7 +64,7 @@ func DecodeBackup(b []byte) (Backup, error) {
 	if !ok || len(rest) != 0 {
 		return Backup{}, fmt.Errorf("%w: state framing", ErrBadBackup)
 	}
-	if _, _, _, err := decodeSnapshot(state); err != nil {
+	if _, err := decodeSections(state); err != nil {
 		return Backup{}, fmt.Errorf("%w: %v", ErrBadBackup, err)
 	}
 	return Backup{Index: idx, Revision: rev, state: state}, nil
@@ -73,10 +73,15 @@ func DecodeBackup(b []byte) (Backup, error) {
 // restoreBackup loads a backup's KV state and sessions into a replica being
 // bootstrapped. Membership is not restored: the new cluster has its own.
 func (n *Node) restoreBackup(b Backup) error {
-	kvData, sessData, _, err := decodeSnapshot(b.state)
+	parts, err := decodeSections(b.state)
 	if err != nil {
 		return err
 	}
+	timeNs, err := decodeTime(parts[sectionTime])
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrBadBackup, err)
+	}
+	kvData, sessData := parts[sectionKV], parts[sectionSessions]
 	m := kv.New()
 	if err := m.Restore(kvData); err != nil {
 		return fmt.Errorf("%w: kv state: %v", ErrBadBackup, err)
@@ -85,6 +90,7 @@ func (n *Node) restoreBackup(b Backup) error {
 	if err := s.Restore(sessData); err != nil {
 		return fmt.Errorf("%w: sessions: %v", ErrBadBackup, err)
 	}
-	n.kv, n.sessions = m, s
+	m.Bugs = n.cfg.Bugs
+	n.kv, n.sessions, n.timeNs = m, s, timeNs
 	return nil
 }

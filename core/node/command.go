@@ -41,15 +41,20 @@ func (r Response) Err() error {
 
 var errMalformedCommand = errors.New("node: malformed command")
 
-// Command kinds, the first byte of a normal log entry.
+// Command kinds, the first byte of a normal log entry. A leader sets
+// cmdStamped on the entries it proposes and follows the kind with its clock
+// reading (see stampEntries): that reading is the replicated time.
 const (
 	cmdTxn       byte = 1
 	cmdAdvertise byte = 2
+	cmdStamped   byte = 0x80
 )
 
 // command is a decoded log entry.
 type command struct {
 	kind        byte
+	stamped     bool
+	stampNs     int64 // the proposing leader's clock, when stamped
 	client, seq uint64
 	txn         kv.Txn
 	member      Member // cmdAdvertise
@@ -62,6 +67,14 @@ func encodeCommand(kind byte, client, seq uint64, body []byte) []byte {
 	b = binary.AppendUvarint(b, client)
 	b = binary.AppendUvarint(b, seq)
 	return append(b, body...)
+}
+
+// stampCommand returns an encoded command with the stamp set after its kind.
+func stampCommand(data []byte, stampNs int64) []byte {
+	b := make([]byte, 0, len(data)+binary.MaxVarintLen64)
+	b = append(b, data[0]|cmdStamped)
+	b = binary.AppendUvarint(b, uint64(stampNs))
+	return append(b, data[1:]...)
 }
 
 func encodeAdvertise(m Member) []byte {
@@ -78,8 +91,11 @@ func decodeCommand(b []byte) (command, error) {
 	if len(b) == 0 {
 		return c, errMalformedCommand
 	}
-	c.kind = b[0]
+	c.kind, c.stamped = b[0]&^cmdStamped, b[0]&cmdStamped != 0
 	r := byteReader{b: b[1:]}
+	if c.stamped {
+		c.stampNs = int64(r.uvarint())
+	}
 	c.client, c.seq = r.uvarint(), r.uvarint()
 	if r.err != nil {
 		return c, errMalformedCommand

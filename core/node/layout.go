@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 
@@ -42,21 +43,33 @@ func clientKey(id uint64) []byte {
 type appliedMeta struct {
 	Index    uint64
 	Revision int64
+	TimeNs   int64 // replicated time (time.go)
 	Conf     raftpb.ConfState
 }
+
+// appliedV2 marks the layout with replicated time: 0, 2, index, revision,
+// time, conf state. The first layout (index, revision, conf state) starts
+// with the index, which is never 0, so the two cannot be confused.
+var appliedV2 = []byte{0, 2}
 
 func encodeApplied(m appliedMeta) []byte {
 	conf, err := m.Conf.Marshal()
 	if err != nil {
 		panic(fmt.Sprintf("marshal conf state: %v", err))
 	}
-	b := binary.AppendUvarint(nil, m.Index)
+	b := append([]byte(nil), appliedV2...)
+	b = binary.AppendUvarint(b, m.Index)
 	b = binary.AppendVarint(b, m.Revision)
+	b = binary.AppendVarint(b, m.TimeNs)
 	return append(b, conf...)
 }
 
 func decodeApplied(b []byte) (appliedMeta, error) {
 	var m appliedMeta
+	v2 := bytes.HasPrefix(b, appliedV2)
+	if v2 {
+		b = b[len(appliedV2):]
+	}
 	idx, n := binary.Uvarint(b)
 	if n <= 0 {
 		return m, fmt.Errorf("%w: applied index", storage.ErrCorrupt)
@@ -65,8 +78,15 @@ func decodeApplied(b []byte) (appliedMeta, error) {
 	if k <= 0 {
 		return m, fmt.Errorf("%w: applied revision", storage.ErrCorrupt)
 	}
+	n += k
+	if v2 {
+		if m.TimeNs, k = binary.Varint(b[n:]); k <= 0 {
+			return m, fmt.Errorf("%w: applied time", storage.ErrCorrupt)
+		}
+		n += k
+	}
 	m.Index, m.Revision = idx, rev
-	if err := m.Conf.Unmarshal(b[n+k:]); err != nil {
+	if err := m.Conf.Unmarshal(b[n:]); err != nil {
 		return m, fmt.Errorf("%w: applied conf state: %v", storage.ErrCorrupt, err)
 	}
 	return m, nil

@@ -244,6 +244,7 @@ func (n *Node) loadState(disk storage.Reader) error {
 		return err
 	}
 	n.applied, n.conf = meta.Index, meta.Conf
+	n.timeNs, n.stampFloorNs = meta.TimeNs, meta.TimeNs
 	_, marked, err := getSealed(disk, keyRemoved)
 	if err != nil {
 		return err

@@ -72,6 +72,7 @@ type Status struct {
 	Role              string
 	Commit, Applied   uint64
 	Revision          int64
+	TimeNs            int64 // replicated time (the latest leader stamp applied)
 	SnapshotIndex     uint64
 	Keys, Sessions    int
 	PendingWrites     int
@@ -121,6 +122,8 @@ type Node struct {
 	responses    []Response
 	members      membership
 	membersHash  uint64 // digest of members' record, kept by persistMembers
+	timeNs       int64  // replicated time: the latest stamp applied (time.go)
+	stampFloorNs int64  // the last stamp this replica gave as leader
 	removedSelf  bool   // a committed change removed this replica: the driver should stop it
 	snapshotDue  bool   // take a snapshot at the next chance, whatever the entry count
 	lastTerm     uint64 // term and vote of the last hard state handed out
@@ -235,7 +238,7 @@ func (n *Node) persistState(b *storage.Batch) {
 }
 
 func (n *Node) appliedMeta() appliedMeta {
-	return appliedMeta{Index: n.applied, Revision: n.kv.Revision(), Conf: n.conf}
+	return appliedMeta{Index: n.applied, Revision: n.kv.Revision(), TimeNs: n.timeNs, Conf: n.conf}
 }
 
 // Tick advances the replica's clock to now (its own, possibly drifting, clock).
@@ -373,7 +376,7 @@ func (n *Node) Status() Status {
 	bs := n.raw.BasicStatus()
 	return Status{
 		ID: n.cfg.ID, Term: bs.Term, Lead: bs.Lead, Role: bs.RaftState.String(),
-		Commit: bs.Commit, Applied: n.applied, Revision: n.kv.Revision(),
+		Commit: bs.Commit, Applied: n.applied, Revision: n.kv.Revision(), TimeNs: n.timeNs,
 		SnapshotIndex: n.snapIndex, Keys: n.kv.Len(), Sessions: n.sessions.Len(),
 		PendingWrites: len(n.writes), PendingReads: len(n.reads),
 		LogFirst: n.logFirst, LogLast: n.logLast,
@@ -425,7 +428,7 @@ func (n *Node) Log() (first, last uint64, term func(index uint64) uint64) {
 
 // StateHash digests the replicated state (keys, revision, sessions).
 func (n *Node) StateHash() uint64 {
-	return n.kv.Hash() ^ (n.sessions.Hash() * 0x9E3779B97F4A7C15) ^ (n.membersHash * 0xC2B2AE3D27D4EB4F)
+	return n.kv.Hash() ^ (n.sessions.Hash() * 0x9E3779B97F4A7C15) ^ (n.membersHash * 0xC2B2AE3D27D4EB4F) ^ (uint64(n.timeNs) * 0x165667B19E3779F9)
 }
 
 // Applied returns the index of the last applied entry.

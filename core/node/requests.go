@@ -89,6 +89,9 @@ func (n *Node) flushProposals() {
 	}
 	ents := n.proposals
 	n.proposals = nil
+	if n.role == raft.StateLeader {
+		n.stampEntries(ents)
+	}
 	err := n.raw.Step(raftpb.Message{Type: raftpb.MsgProp, From: n.cfg.ID, Entries: ents})
 	if err == nil {
 		return

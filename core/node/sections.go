@@ -37,12 +37,17 @@ const (
 	sectionKV       = "kv"
 	sectionSessions = "sessions"
 	sectionMembers  = "members"
+	sectionTime     = "time"
 )
 
-var sectionVersions = map[string]uint64{sectionKV: 1, sectionSessions: 1, sectionMembers: 1}
+var sectionVersions = map[string]uint64{sectionKV: 1, sectionSessions: 1, sectionMembers: 1, sectionTime: 1}
 
 // sectionOrder is the order sections are written in.
-var sectionOrder = []string{sectionKV, sectionSessions, sectionMembers}
+var sectionOrder = []string{sectionKV, sectionSessions, sectionMembers, sectionTime}
+
+// optionalSections may be missing: snapshots from before they existed decode
+// with their zero value.
+var optionalSections = map[string]bool{sectionTime: true}
 
 // snapshotParts is a decoded snapshot: each section's data by tag.
 type snapshotParts map[string][]byte
@@ -91,7 +96,7 @@ func decodeSections(b []byte) (snapshotParts, error) {
 		return nil, fmt.Errorf("%w: snapshot section framing", storage.ErrCorrupt)
 	}
 	for _, tag := range sectionOrder {
-		if _, ok := parts[tag]; !ok {
+		if _, ok := parts[tag]; !ok && !optionalSections[tag] {
 			return nil, fmt.Errorf("%w: snapshot has no %q section", storage.ErrCorrupt, tag)
 		}
 	}
@@ -124,6 +129,20 @@ func decodePositional(b []byte) (snapshotParts, error) {
 		return nil, fmt.Errorf("%w: snapshot framing", storage.ErrCorrupt)
 	}
 	return snapshotParts{sectionKV: kvData, sectionSessions: sessData, sectionMembers: membersData}, nil
+}
+
+func encodeTime(ns int64) []byte { return binary.AppendVarint(nil, ns) }
+
+// decodeTime reads the time section; an absent one (an older snapshot) is 0.
+func decodeTime(b []byte) (int64, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	ns, n := binary.Varint(b)
+	if n != len(b) {
+		return 0, fmt.Errorf("%w: snapshot time section", storage.ErrCorrupt)
+	}
+	return ns, nil
 }
 
 func cutFrame(b []byte) (frame, rest []byte, ok bool) {

@@ -16,22 +16,25 @@ import (
 
 // frozen is the replicated state as of the snapshot in raft's storage.
 type frozen struct {
-	index    uint64
-	kv       *kv.Machine // nil before the first snapshot of a joining replica
-	sessions []byte
-	members  []byte
-	data     []byte // the encoding, once raft asked for it
+	index uint64
+	kv    *kv.Machine   // nil before the first snapshot of a joining replica
+	rest  snapshotParts // every section but the KV state's, encoded at freeze
+	data  []byte        // the encoding, once raft asked for it
 }
 
 // freeze records the applied state as that of the snapshot just taken or
 // installed.
 func (n *Node) freeze() {
-	*n.frozen = frozen{index: n.applied, kv: n.kv.Clone(), sessions: n.sessions.Snapshot(), members: n.members.encode()}
+	*n.frozen = frozen{index: n.applied, kv: n.kv.Clone(), rest: n.snapshotParts()}
 }
 
 func (f *frozen) encode() []byte {
 	if f.data == nil && f.kv != nil {
-		f.data = encodeSnapshot(f.kv.Snapshot(), f.sessions, f.members)
+		parts := snapshotParts{sectionKV: f.kv.Snapshot()}
+		for tag, d := range f.rest {
+			parts[tag] = d
+		}
+		f.data = encodeSections(parts)
 	}
 	return f.data
 }

@@ -1,0 +1,38 @@
+package node
+
+import "go.etcd.io/raft/v3/raftpb"
+
+// Replicated time. Replicas' clocks disagree (skew, drift, a paused
+// process), and applied state must not: so apply never reads a clock. A
+// leader stamps the entries it proposes with its own clock reading, never
+// below the last stamp it gave or the time it has applied; apply moves the
+// replicated time to each stamp it sees, never back. Entries a follower
+// proposes (raft forwards them as they are) carry no stamp and leave the
+// time where it was. A new leader starts from the time it applied, so its
+// stamps never go back across a failover, even when its clock is behind.
+//
+// How far replicated time is from true time is bounded by the clocks of the
+// leaders that stamped it: a leader ahead by skew S moves it S ahead, and
+// it stays there (it never goes back) until true time catches up; a leader
+// behind is clamped to what was applied, so time stands still for a while.
+// Every timer a user can see rides on it, so their error is the leaders'
+// clock error; the simulator's skewed, drifting clocks check it.
+
+// stampEntries stamps proposals with this leader's clock, monotonically.
+func (n *Node) stampEntries(ents []raftpb.Entry) {
+	stamp := max(n.now, n.stampFloorNs, n.timeNs)
+	n.stampFloorNs = stamp
+	for i := range ents {
+		ents[i].Data = stampCommand(ents[i].Data, stamp)
+	}
+}
+
+// advanceTime moves the replicated time to an applied entry's stamp.
+func (n *Node) advanceTime(c command) {
+	if c.stamped {
+		n.timeNs = max(n.timeNs, c.stampNs)
+	}
+}
+
+// TimeNs returns the replicated time: the latest stamp applied.
+func (n *Node) TimeNs() int64 { return n.timeNs }
