@@ -10,6 +10,23 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 )
 
+// The simulated driver's own settings, each named with why.
+const (
+	// compactKeepDivisor: a fifth of the snapshot interval stays behind a
+	// snapshot, so a follower briefly behind catches up from the log.
+	compactKeepDivisor = 5
+	// readRetryElections: a ReadIndex unanswered for this many (average,
+	// thinned) election timeouts is re-issued: long enough for an election
+	// to finish, short enough to retry within a client's attempt.
+	readRetryElections = 5.0 / 2
+	// repairDelayMs: how long the operator takes to restore a corrupt
+	// sector from a mirror before the node starts again.
+	repairDelayMs = 100
+	// downFractionMin: a crash or pause lasts at least this share of
+	// down_ms_max, so that "down" means missing some heartbeats.
+	downFractionMin = 0.1
+)
+
 // simNode is a replica's place in the world: its disk outlives crashes, its
 // node.Node does not.
 type simNode struct {
@@ -56,9 +73,9 @@ func (w *World) nodeConfig(sn *simNode) node.Config {
 	cfg.TickNs = millis(float64(w.sc.Cluster.TickMs))
 	cfg.ElectionTicks = w.sc.Cluster.ElectionTicks
 	cfg.SnapshotEntries = uint64(w.sc.Cluster.SnapshotEntries)
-	cfg.CompactKeepEntries = cfg.SnapshotEntries / 5
+	cfg.CompactKeepEntries = cfg.SnapshotEntries / compactKeepDivisor
 	cfg.RequestTimeoutNs = millis(float64(w.sc.Workload.AttemptTimeoutMs))
-	cfg.ReadRetryNs = 5 * cfg.TickNs * int64(cfg.ElectionTicks) / 2
+	cfg.ReadRetryNs = int64(readRetryElections * float64(cfg.TickNs*int64(cfg.ElectionTicks)))
 	if w.sc.Cluster.SessionsMax > 0 {
 		cfg.SessionsMax = w.sc.Cluster.SessionsMax
 	}
@@ -86,7 +103,7 @@ func (w *World) startNode(sn *simNode) {
 		w.trace.note("node %d refused to start: %v", sn.id, err)
 		sn.flipped = false
 		sn.disk.Repair() // stands in for an operator restoring the sector from a mirror
-		w.schedule(event{at: w.now + millis(100), kind: evRestart, node: sn.idx, inc: sn.inc})
+		w.schedule(event{at: w.now + millis(repairDelayMs), kind: evRestart, node: sn.idx, inc: sn.inc})
 		return
 	case err != nil:
 		w.check.fail("node %d failed to start: %v", sn.id, err)
@@ -264,5 +281,5 @@ func (w *World) unpause(sn *simNode, inc uint64) {
 }
 
 func (w *World) downTime() int64 {
-	return millis(w.uniform(0.1, 1) * w.sc.Faults.DownMsMax)
+	return millis(w.uniform(downFractionMin, 1) * w.sc.Faults.DownMsMax)
 }
