@@ -5,7 +5,7 @@ PARALLEL ?= $(shell nproc 2>/dev/null || echo 2)
 GO ?= go
 BIN := bin/aspen
 
-.PHONY: all build test sweep sweep-long sweep-coverage determinism bench vet ci clean
+.PHONY: all build test sweep sweep-long sweep-coverage planted-sweep determinism bench vet ci clean
 
 all: build
 
@@ -42,6 +42,10 @@ sweep-coverage:
 		--start-seed $(START) --parallel $(PARALLEL); status=$$?; \
 	$(GO) tool covdata textfmt -i=$(COVER_DIR)/counters -o=$(COVER_DIR)/profile.txt && \
 	echo && $(GO) run ./tools/corecover -profile $(COVER_DIR)/profile.txt && exit $$status
+
+# For each planted bug, the first seed and shipped scenario that catch it.
+planted-sweep:
+	$(GO) run -tags aspenbugs ./tools/plantedsweep
 
 # The same seed in separate processes and with other GOMAXPROCS must hash the same.
 determinism: build
