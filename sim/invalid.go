@@ -30,6 +30,30 @@ var invalidRequests = []struct {
 	{"existence compared by order", node.Invalid, func(key []byte, _ kv.Limits) kv.Txn {
 		return kv.Txn{Compares: []kv.Compare{{Key: key, Target: kv.TargetExists, Result: kv.Less}}}
 	}},
+	{"negative range limit", node.Invalid, func(key []byte, _ kv.Limits) kv.Txn {
+		return kv.Txn{Then: []kv.Op{{Type: kv.OpRange, Key: key, Prefix: true, Limit: -1}}}
+	}},
+	{"range limit over the maximum", node.Invalid, func(key []byte, l kv.Limits) kv.Txn {
+		return kv.Txn{Then: []kv.Op{{Type: kv.OpRange, Key: key, Prefix: true, Limit: l.RangeLimitMax + 1}}}
+	}},
+	{"range end over the size limit", node.TooLarge, func(key []byte, l kv.Limits) kv.Txn {
+		return kv.Txn{Then: []kv.Op{{Type: kv.OpRange, Key: key, End: bytes.Repeat([]byte{0xff}, l.KeyBytesMax+1)}}}
+	}},
+	{"compare of an unknown target", node.Invalid, func(key []byte, _ kv.Limits) kv.Txn {
+		return kv.Txn{Compares: []kv.Compare{{Key: key, Target: kv.TargetExists + 1, Result: kv.Equal}}}
+	}},
+	{"compared value over the size limit", node.TooLarge, func(key []byte, l kv.Limits) kv.Txn {
+		return kv.Txn{Compares: []kv.Compare{{Key: key, Target: kv.TargetValue, Result: kv.Equal, Value: make([]byte, l.ValueBytesMax+1)}}}
+	}},
+	{"range end on a get", node.Invalid, func(key []byte, _ kv.Limits) kv.Txn {
+		return kv.Txn{Then: []kv.Op{{Type: kv.OpGet, Key: key, End: append(key, 0)}}}
+	}},
+	{"value over the size limit", node.TooLarge, func(key []byte, l kv.Limits) kv.Txn {
+		return kv.Txn{Then: []kv.Op{{Type: kv.OpPut, Key: key, Value: make([]byte, l.ValueBytesMax+1)}}}
+	}},
+	{"op of an unknown type", node.Invalid, func(key []byte, _ kv.Limits) kv.Txn {
+		return kv.Txn{Then: []kv.Op{{Type: kv.OpDeleteRange + 1, Key: key}}}
+	}},
 	{"more ops than a txn holds", node.TooLarge, func(key []byte, l kv.Limits) kv.Txn {
 		ops := make([]kv.Op, l.TxnOpsMax+1)
 		for i := range ops {

@@ -119,7 +119,10 @@ func (r *report) measurePackage(prefix string, p pkgSource, profile map[string][
 			}
 		}
 	}
-	if hasFuncs && !inProfile {
+	switch unlinked := pr.excluded == unlinkedReason; {
+	case unlinked && inProfile:
+		return pkgReport{}, nil, fmt.Errorf("%s is marked unlinked but the profile holds it: count it (drop it from excludedPackages)", p.rel)
+	case hasFuncs && !inProfile && !unlinked:
 		return pkgReport{}, nil, fmt.Errorf("the profile holds nothing of %s: build with -coverpkg=./%s/...", p.rel, measuredTree)
 	}
 	return pr, funcs, nil
