@@ -246,7 +246,7 @@ func TestReloadCheck(t *testing.T) {
 			if err := sn.disk.Apply(b); err != nil {
 				t.Fatal(err)
 			}
-			w.checkReload(sn)
+			w.checkReload(sn, reloadFull)
 			got := strings.Join(w.check.violations, "\n")
 			if c.want == "" && got != "" || !strings.Contains(got, c.want) {
 				t.Fatalf("got violations %q, want one saying %q", got, c.want)

@@ -39,7 +39,7 @@ type simNode struct {
 	deferred []event // inputs that arrived while paused
 	busy     bool    // a Ready is being written
 	rd       node.Ready
-	reload   bool // the reload checker picked this node: check it once it has no Ready left
+	reload   reloadDepth // picked by the reload checker: check it once it has no Ready left
 	driftPPM float64
 	skewNs   int64
 	flipped  bool // the disk holds a bit flip not yet caught
@@ -239,7 +239,7 @@ func (w *World) finishReady(sn *simNode) {
 // end of a slow sync, like every other event of the old process.
 func (w *World) crash(sn *simNode) {
 	sn.n, sn.busy, sn.rd, sn.paused, sn.deferred = nil, false, node.Ready{}, false, nil
-	sn.reload = false
+	sn.reload = reloadNone
 	sn.inc++
 	rep := sn.disk.Crash(w.rng, disk.Faults{
 		KeepUnsyncedProb: w.sc.Disk.KeepUnsyncedProb,

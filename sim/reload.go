@@ -22,23 +22,38 @@ import (
 // draws from it, and it must not be the world's.
 const reloadSeed = 0x7e10ad
 
+// reloadDepth is how much the reload checker does for a node it picked.
+type reloadDepth uint8
+
+const (
+	reloadNone reloadDepth = iota
+	// reloadView compares the node with itself rebuilt from its disk.
+	reloadView
+	// reloadFull also loads the durable layer alone. That doubles the cost,
+	// and the crashes that keep no unsynced batch check it too, so sampled
+	// points skip it.
+	reloadFull
+)
+
 // sampleReload picks a node for the reload checker after it finished rd: with
-// the scenario's probability (from the checkers' own rng), and always after a
-// Ready that installed a snapshot or replaced a log tail, the rare moments
-// when memory and disk part most easily. The check waits until the node has
-// no Ready left: inputs that arrived during a slow sync have moved its memory
-// past its disk until the next Ready writes them.
+// the scenario's probability (from the checkers' own rng), and always, fully,
+// after a Ready that installed a snapshot or replaced a log tail, the rare
+// moments when memory and disk part most easily. The check waits until the
+// node has no Ready left: inputs that arrived during a slow sync have moved
+// its memory past its disk until the next Ready writes them.
 func (w *World) sampleReload(sn *simNode, rd *node.Ready) {
 	p := w.sc.Checkers.ReloadProb
 	if p <= 0 {
 		return
 	}
-	if w.checkRng.Float64() < p || rd.Reset || rd.TailReplaced {
-		sn.reload = true
+	if rd.Reset || rd.TailReplaced {
+		sn.reload = reloadFull
+	} else if w.checkRng.Float64() < p {
+		sn.reload = max(sn.reload, reloadView)
 	}
-	if sn.reload && !sn.n.HasReady() {
-		sn.reload = false
-		w.checkReload(sn)
+	if sn.reload != reloadNone && !sn.n.HasReady() {
+		w.checkReload(sn, sn.reload)
+		sn.reload = reloadNone
 	}
 }
 
@@ -49,14 +64,14 @@ func (w *World) reloadAll() {
 	}
 	for _, sn := range w.nodes {
 		if !sn.gone && sn.n != nil && !sn.busy && !sn.paused && !sn.n.HasReady() {
-			w.checkReload(sn)
+			w.checkReload(sn, reloadFull)
 		}
 	}
 }
 
 // checkReload rebuilds sn from its disk and compares. A panic while rebuilding
 // (raft refusing what load accepted) is a violation too, not the harness's.
-func (w *World) checkReload(sn *simNode) {
+func (w *World) checkReload(sn *simNode, depth reloadDepth) {
 	defer func() {
 		if r := recover(); r != nil {
 			w.check.fail("node %d reloaded from disk: panic: %v", sn.id, r)
@@ -64,7 +79,8 @@ func (w *World) checkReload(sn *simNode) {
 	}()
 	w.res.Reloads++
 	cfg := w.nodeConfig(sn)
-	if sn.disk.UnsyncedBatches() > 0 { // else the durable layer is the view loaded below
+	// Without unsynced batches the durable layer is the view loaded below.
+	if depth == reloadFull && sn.disk.UnsyncedBatches() > 0 {
 		if _, err := node.New(cfg, reloadRand(), sn.disk.DurableView()); err != nil {
 			w.check.fail("node %d cannot be reloaded from what its disk made durable: %v", sn.id, err)
 		}

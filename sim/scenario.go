@@ -95,7 +95,7 @@ type FaultSpec struct {
 }
 
 // crashPointsOn says whether any crash point is set.
-func (f FaultSpec) crashPointsOn() bool {
+func (f *FaultSpec) crashPointsOn() bool {
 	return f.CrashAfterVoteProb+f.CrashAfterTailReplaceProb+f.CrashInSnapshotInstallProb+
 		f.CrashAfterMembershipProb+f.CrashBeforeSyncProb > 0
 }
@@ -220,7 +220,7 @@ func defaultScenario() Scenario {
 		},
 		Network:  NetworkSpec{DelayMinMs: 0.5, DelayMaxMs: 2},
 		Faults:   FaultSpec{IntervalMs: 1000, DownMsMax: 3000, CrashesMax: 1},
-		Checkers: CheckerSpec{LinearizeBudgetS: 20, ReloadProb: 0.0003},
+		Checkers: CheckerSpec{LinearizeBudgetS: 20, ReloadProb: 0.0005},
 	}
 }
 

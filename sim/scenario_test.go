@@ -34,3 +34,20 @@ func TestScenarioBugNames(t *testing.T) {
 		t.Fatalf("plain build: got %v, want an error naming the aspenbugs tag", err)
 	}
 }
+
+// Crash points and the reload checker are probabilities: outside [0, 1] is an
+// error, and leaving them out means no crash points and the default reload rate.
+func TestScenarioCrashPointKeys(t *testing.T) {
+	for _, bad := range []string{"[faults]\ncrash_before_sync_prob = 1.5\n", "[faults]\ncrash_after_vote_prob = -0.1\n", "[checkers]\nreload_prob = 2\n"} {
+		if _, err := ParseScenario([]byte("name = \"x\"\n"+bad), "x"); err == nil || !strings.Contains(err.Error(), "outside [0, 1]") {
+			t.Errorf("%q: got %v, want a probability error", bad, err)
+		}
+	}
+	sc, err := ParseScenario([]byte("name = \"x\"\n"), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc.Faults.crashPointsOn() || sc.Checkers.ReloadProb != 0.0005 {
+		t.Errorf("defaults: crash points on %v, reload_prob %v; want off and 0.0005", sc.Faults.crashPointsOn(), sc.Checkers.ReloadProb)
+	}
+}
