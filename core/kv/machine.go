@@ -156,8 +156,7 @@ func (m *Machine) rangeOp(s span, limit int) OpResult {
 // ascend visits the stored items inside s in key order until fn returns false.
 func (m *Machine) ascend(s span, fn func(item) bool) {
 	m.tree.AscendGreaterOrEqual(item{key: s.key}, func(it item) bool {
-		in := s.contains(it.key) || m.Bugs.Has(bugs.RangeEndInclusive) && s.kind == spanInterval && bytes.Equal(it.key, s.end)
-		return in && fn(it)
+		return m.plantContains(s, it.key, s.contains(it.key)) && fn(it)
 	})
 }
 
@@ -172,10 +171,7 @@ func (m *Machine) releaseFound(found []item) {
 func (m *Machine) put(key, value []byte, rev int64) {
 	rec := Record{CreateRev: rev, ModRev: rev, Version: 1}
 	if old, ok := m.tree.Get(item{key: key}); ok {
-		rec.CreateRev, rec.Version = old.rec.CreateRev, old.rec.Version+1
-		if m.Bugs.Has(bugs.CreateRevReset) {
-			rec.CreateRev = rev
-		}
+		rec.CreateRev, rec.Version = m.plantCreateRev(old.rec.CreateRev, rev), old.rec.Version+1
 	}
 	// Key and value share one fresh allocation even when the key exists, so an
 	// overwritten value never stays reachable through its key.

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"github.com/aspen-db/aspen/core/bugs"
 
 	"github.com/aspen-db/aspen/core/assert"
 	"github.com/aspen-db/aspen/core/kv"
@@ -48,9 +47,7 @@ func (n *Node) applyCommand(e raftpb.Entry, out *Ready) {
 	n.advanceTime(cmd)
 	client, seq := cmd.client, cmd.seq
 	verdict, saved := n.sessions.Check(client, seq)
-	if n.cfg.Bugs.Has(bugs.NoDedup) && verdict == session.Duplicate {
-		verdict = session.Fresh
-	}
+	verdict = n.plantVerdict(verdict)
 	switch {
 	case verdict == session.Fresh && cmd.kind == cmdAdvertise:
 		resp := kv.Response{Succeeded: n.setAddresses(cmd.member, out), Revision: n.kv.Revision()}
@@ -59,16 +56,10 @@ func (n *Node) applyCommand(e raftpb.Entry, out *Ready) {
 	case verdict == session.Fresh:
 		before := n.kv.Revision()
 		resp, changes := n.kv.Apply(cmd.txn)
-		if n.cfg.Bugs.Has(bugs.NoopBump) && len(changes) == 0 && !cmd.txn.ReadOnly() {
-			resp.Revision++ // every write takes a revision, changed or not
-			n.kv.SetRevision(resp.Revision)
-		}
+		resp = n.plantApplied(resp, changes)
 		persistChanges(changes, b)
 		if n.cfg.EventsEnabled {
-			rev := resp.Revision
-			if n.cfg.Bugs.Has(bugs.EventRevision) {
-				rev = before // stamped with the revision read before applying
-			}
+			rev := n.plantEventRevision(resp.Revision, before)
 			for _, c := range changes {
 				out.Events = append(out.Events, Event{Revision: rev, Key: c.Key, Record: c.Record, Deleted: c.Deleted})
 			}
@@ -122,12 +113,12 @@ func (n *Node) installSnapshot(snap raftpb.Snapshot, b *storage.Batch) {
 	assert.That(err == nil, "snapshot time does not decode: %v", err)
 	stored := withoutData(snap)
 	assert.That(n.log.ApplySnapshot(stored) == nil, "snapshot at %d refused", snap.Metadata.Index)
-	if !n.cfg.Bugs.Has(bugs.SnapshotKeepsKeys) { // planted: "the snapshot's keys overwrite them anyway"
-		n.kv.Ascend(func(key []byte, _ kv.Record) bool {
-			b.Delete(kvKey(key))
-			return true
-		})
-	}
+	oldKeys := len(b.Ops)
+	n.kv.Ascend(func(key []byte, _ kv.Record) bool {
+		b.Delete(kvKey(key))
+		return true
+	})
+	n.plantKeepDeleted(b, oldKeys)
 	for _, id := range n.sessions.Clients() {
 		b.Delete(clientKey(id))
 	}

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/aspen-db/aspen/core/bugs"
 
 	"github.com/aspen-db/aspen/core/kv"
 	"github.com/aspen-db/aspen/core/session"
@@ -250,11 +249,7 @@ func (n *Node) loadState(disk storage.Reader) error {
 		return err
 	}
 	n.removedSelf = marked || n.members.removed[n.cfg.ID]
-	rev := meta.Revision
-	if n.cfg.Bugs.Has(bugs.RecomputeRevision) {
-		rev = maxMod
-	}
-	n.kv.SetRevision(rev)
+	n.kv.SetRevision(n.plantLoadedRevision(meta.Revision, maxMod))
 	return nil
 }
 

@@ -9,7 +9,6 @@ import (
 	"sort"
 
 	"github.com/aspen-db/aspen/core/assert"
-	"github.com/aspen-db/aspen/core/bugs"
 	"github.com/aspen-db/aspen/core/kv"
 	"github.com/aspen-db/aspen/core/session"
 	"github.com/aspen-db/aspen/core/storage"
@@ -215,7 +214,7 @@ func (n *Node) checkChanges(cc raftpb.ConfChangeV2, changes []MemberChange) erro
 		switch {
 		case c.ID == 0:
 			return fmt.Errorf("member id must not be 0")
-		case c.Type != RemoveMember && n.members.removed[c.ID] && !n.cfg.Bugs.Has(bugs.ReuseRemovedID):
+		case c.Type != RemoveMember && n.plantRemoved(n.members.removed[c.ID]):
 			return fmt.Errorf("node %d was removed; ids are never reused", c.ID)
 		case c.Type == RemoveMember && !n.isMember(c.ID):
 			return fmt.Errorf("node %d is not a member", c.ID)

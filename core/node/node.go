@@ -9,7 +9,6 @@ package node
 
 import (
 	"fmt"
-	"github.com/aspen-db/aspen/core/bugs"
 	"hash/fnv"
 
 	"github.com/aspen-db/aspen/core/assert"
@@ -295,9 +294,7 @@ func (n *Node) Ready() Ready {
 	n.maybeSnapshot(&out.Batch)
 	n.trimLog(&out.Batch)
 	out.Responses, n.responses = n.responses, nil
-	if n.cfg.Bugs.Has(bugs.SkipSync) {
-		out.Sync = false
-	}
+	n.plantSync(&out, n.rd)
 	return out
 }
 
@@ -328,7 +325,7 @@ func (n *Node) handleRaftReady(rd raft.Ready, out *Ready) {
 	}
 	// Only a leader whose term and vote are already durable may send early.
 	sameVote := raft.IsEmptyHardState(rd.HardState) || (rd.HardState.Term == n.lastTerm && rd.HardState.Vote == n.lastVote)
-	if (n.role == raft.StateLeader && sameVote) || n.cfg.Bugs.Has(bugs.EarlyAcks) {
+	if n.plantEarly(n.role == raft.StateLeader && sameVote) {
 		out.EarlyMessages = rd.Messages
 	} else {
 		out.Messages = rd.Messages
@@ -340,9 +337,6 @@ func (n *Node) handleRaftReady(rd raft.Ready, out *Ready) {
 	// must be durable too before the MsgAppResp acknowledging it leaves: the
 	// leader counts this replica as holding everything up to the snapshot.
 	out.Sync = rd.MustSync || !raft.IsEmptySnap(rd.Snapshot)
-	if n.cfg.Bugs.Has(bugs.VoteUnsynced) {
-		out.Sync = len(rd.Entries) > 0 || !raft.IsEmptySnap(rd.Snapshot) // "a vote alone is tiny"
-	}
 }
 
 // appendEntries persists new log entries, deleting any older tail they
@@ -359,11 +353,11 @@ func (n *Node) appendEntries(ents []raftpb.Entry, b *storage.Batch) (replaced bo
 	}
 	first, last := ents[0].Index, ents[len(ents)-1].Index
 	replaced = first <= n.logLast
-	if !n.cfg.Bugs.Has(bugs.StaleTail) { // planted: "the new entries overwrite the old ones"
-		for i := last + 1; i <= n.logLast; i++ {
-			b.Delete(logKey(i))
-		}
+	tail := len(b.Ops)
+	for i := last + 1; i <= n.logLast; i++ {
+		b.Delete(logKey(i))
 	}
+	n.plantKeepTail(b, tail)
 	if n.logLast < n.logFirst || first < n.logFirst {
 		n.logFirst = first
 	}

@@ -3,7 +3,6 @@ package node
 import (
 	"encoding/binary"
 	"errors"
-	"github.com/aspen-db/aspen/core/bugs"
 	"slices"
 	"sort"
 
@@ -51,7 +50,7 @@ func (n *Node) submitTxn(req Request) {
 		n.propose(req, cmdTxn, kv.EncodeTxn(req.Txn))
 		return
 	}
-	if req.Stale || n.cfg.Bugs.Has(bugs.LocalReads) {
+	if n.plantStale(req.Stale) {
 		n.responses = append(n.responses, Response{Client: req.Client, Seq: req.Seq, Result: n.kv.Read(req.Txn)})
 		return
 	}
@@ -249,10 +248,7 @@ func (n *Node) submitMembers(req Request) {
 		n.answer(req.Client, req.Seq, emptyResult, Dropped, "")
 		return
 	}
-	if n.cfg.Bugs.Has(bugs.EarlyConfChange) && n.role == raft.StateLeader {
-		n.conf = *n.raw.ApplyConfChange(cc)
-		n.earlyApplied[string(cc.Context)] = true
-	}
+	n.plantProposedConfChange(cc)
 }
 
 // promotionReady refuses to promote a learner that has not caught up: a voter

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/aspen-db/aspen/core/bugs"
 	"go.etcd.io/raft/v3"
 )
 
@@ -39,10 +38,7 @@ func (n *Node) TransferLeader(to uint64) error {
 // voter of the incoming configuration can: a learner cannot campaign, and an
 // outgoing voter is leaving.
 func (n *Node) transferTarget(to uint64) error {
-	voter := slices.Contains(n.conf.Voters, to)
-	if n.cfg.Bugs.Has(bugs.TransferToLearner) {
-		voter = n.isMember(to) // planted: any member will do
-	}
+	voter := n.plantVoter(slices.Contains(n.conf.Voters, to), to)
 	switch {
 	case to == n.cfg.ID:
 		return fmt.Errorf("node %d already leads", to)

@@ -1,0 +1,114 @@
+//go:build aspenbugs
+
+package node
+
+import (
+	"bytes"
+
+	"github.com/aspen-db/aspen/core/bugs"
+	"github.com/aspen-db/aspen/core/kv"
+	"github.com/aspen-db/aspen/core/session"
+	"github.com/aspen-db/aspen/core/storage"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// The planted defects (core/bugs), each the mistake a contributor could make
+// at that seam. Only builds with -tags aspenbugs hold this file; planted.go
+// is the seams' production form.
+
+// RecomputeRevision: derive the revision from the keys, wrong after a delete.
+func (n *Node) plantLoadedRevision(stored, maxMod int64) int64 {
+	if n.cfg.Bugs.Has(bugs.RecomputeRevision) {
+		return maxMod
+	}
+	return stored
+}
+
+// NoDedup: apply a retried write again instead of answering from the session.
+func (n *Node) plantVerdict(v session.Verdict) session.Verdict {
+	if n.cfg.Bugs.Has(bugs.NoDedup) && v == session.Duplicate {
+		return session.Fresh
+	}
+	return v
+}
+
+// NoopBump: every write takes a revision, changed or not.
+func (n *Node) plantApplied(resp kv.Response, changes []kv.Change) kv.Response {
+	if n.cfg.Bugs.Has(bugs.NoopBump) && len(changes) == 0 {
+		resp.Revision++
+		n.kv.SetRevision(resp.Revision)
+	}
+	return resp
+}
+
+// EventRevision: events stamped with the revision read before applying.
+func (n *Node) plantEventRevision(rev, before int64) int64 {
+	if n.cfg.Bugs.Has(bugs.EventRevision) {
+		return before
+	}
+	return rev
+}
+
+// SnapshotKeepsKeys: "the snapshot's keys overwrite the old ones anyway".
+func (n *Node) plantKeepDeleted(b *storage.Batch, from int) {
+	if n.cfg.Bugs.Has(bugs.SnapshotKeepsKeys) {
+		dropDeletes(b, from, prefixKV)
+	}
+}
+
+// StaleTail: "the new entries overwrite the old ones".
+func (n *Node) plantKeepTail(b *storage.Batch, from int) {
+	if n.cfg.Bugs.Has(bugs.StaleTail) {
+		dropDeletes(b, from, prefixLog)
+	}
+}
+
+// dropDeletes removes the deletes of keys under prefix queued since from.
+func dropDeletes(b *storage.Batch, from int, prefix []byte) {
+	kept := b.Ops[:from]
+	for _, op := range b.Ops[from:] {
+		if !(op.Delete && bytes.HasPrefix(op.Key, prefix)) {
+			kept = append(kept, op)
+		}
+	}
+	b.Ops = kept
+}
+
+// ReuseRemovedID: checkChanges forgets that removed ids are never reused.
+func (n *Node) plantRemoved(removed bool) bool {
+	return removed && !n.cfg.Bugs.Has(bugs.ReuseRemovedID)
+}
+
+// SkipSync: acknowledge without syncing. VoteUnsynced: "a vote alone is
+// tiny", so a Ready with only a hard state is not synced.
+func (n *Node) plantSync(out *Ready, rd raft.Ready) {
+	if n.cfg.Bugs.Has(bugs.SkipSync) {
+		out.Sync = false
+	}
+	if n.cfg.Bugs.Has(bugs.VoteUnsynced) && n.haveRd {
+		out.Sync = out.Sync && (len(rd.Entries) > 0 || !raft.IsEmptySnap(rd.Snapshot))
+	}
+}
+
+// EarlyAcks: every role sends before its sync, as a leader's appends may.
+func (n *Node) plantEarly(early bool) bool { return early || n.cfg.Bugs.Has(bugs.EarlyAcks) }
+
+// LocalReads: serve reads from local state without ReadIndex.
+func (n *Node) plantStale(stale bool) bool { return stale || n.cfg.Bugs.Has(bugs.LocalReads) }
+
+// EarlyConfChange: the proposing leader applies a change before it commits.
+func (n *Node) plantProposedConfChange(cc raftpb.ConfChangeV2) {
+	if n.cfg.Bugs.Has(bugs.EarlyConfChange) && n.role == raft.StateLeader {
+		n.conf = *n.raw.ApplyConfChange(cc)
+		n.earlyApplied[string(cc.Context)] = true
+	}
+}
+
+// TransferToLearner: any member will do as the new leader.
+func (n *Node) plantVoter(voter bool, to uint64) bool {
+	if n.cfg.Bugs.Has(bugs.TransferToLearner) {
+		return n.isMember(to)
+	}
+	return voter
+}
