@@ -1,7 +1,6 @@
 package node
 
 import (
-
 	"github.com/aspen-db/aspen/core/assert"
 	"github.com/aspen-db/aspen/core/kv"
 	"github.com/aspen-db/aspen/core/session"
