@@ -41,6 +41,10 @@ const (
 	ReuseRemovedID    // a removed member's id may be added again
 	TransferToLearner // a leader transfer to a learner is accepted (and silently ignored by raft)
 
+	// Leases and replicated time.
+	LeaseLocalClock // apply reads "now" from the replica's own clock, not the leader's stamp
+	NoLeaseGrace    // a new leader expires leases at once, without extending them first
+
 	count
 )
 
@@ -50,6 +54,7 @@ var names = [count]string{
 	"stale_tail", "snapshot_keeps_keys",
 	"noop_bump", "create_rev_reset", "event_revision",
 	"range_end_inclusive", "reuse_removed_id", "transfer_to_learner",
+	"lease_local_clock", "no_lease_grace",
 }
 
 func (b Bug) String() string {

@@ -37,7 +37,65 @@ func EncodeTxn(t Txn) []byte {
 		b = appendBool(b, c.Exists)
 	}
 	b = appendOps(b, t.Then)
-	return appendOps(b, t.Else)
+	b = appendOps(b, t.Else)
+	return appendLeases(b, t)
+}
+
+// Leased reports whether some put of t attaches its key to a lease.
+func (t Txn) Leased() bool { return t.leaseCount() > 0 }
+
+func (t Txn) leaseCount() int {
+	n := 0
+	for _, ops := range [2][]Op{t.Then, t.Else} {
+		for _, op := range ops {
+			if op.Lease != 0 {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// appendLeases appends the leases of a txn's puts, if any, as a trailing
+// list of (branch, op index, lease). A txn without leases encodes as it did
+// before leases existed; the log entry's kind says which of the two a body is
+// (DecodeTxn or DecodeLeasedTxn), so a cut-off list cannot pass for none.
+func appendLeases(b []byte, t Txn) []byte {
+	n := t.leaseCount()
+	if n == 0 {
+		return b
+	}
+	b = binary.AppendUvarint(b, uint64(n))
+	for branch, ops := range [2][]Op{t.Then, t.Else} {
+		for i, op := range ops {
+			if op.Lease != 0 {
+				b = append(b, byte(branch))
+				b = binary.AppendUvarint(b, uint64(i))
+				b = binary.AppendVarint(b, op.Lease)
+			}
+		}
+	}
+	return b
+}
+
+// leases reads appendLeases' list.
+func (d *decoder) leases(t *Txn) {
+	n := d.count(3)
+	if n == 0 {
+		d.fail("empty op lease list") // the encoder leaves it out instead
+	}
+	for ; n > 0 && d.err == nil; n-- {
+		branch, i, lease := d.byte(), d.uvarint(), d.varint()
+		ops := t.Then
+		if branch == 1 {
+			ops = t.Else
+		}
+		if branch > 1 || i >= uint64(len(ops)) || lease == 0 || ops[i].Lease != 0 {
+			d.fail("bad op lease")
+			return
+		}
+		ops[i].Lease = lease
+	}
 }
 
 func appendOps(b []byte, ops []Op) []byte {
@@ -55,20 +113,26 @@ func appendOps(b []byte, ops []Op) []byte {
 
 // txnSizeMax bounds the encoded size of t so that encoding allocates once.
 func txnSizeMax(t Txn) int {
-	n := 3 * binary.MaxVarintLen64
+	n := 4 * binary.MaxVarintLen64
 	for _, c := range t.Compares {
 		n += len(c.Key) + len(c.Value) + 3*binary.MaxVarintLen64 + 3
 	}
 	for _, ops := range [2][]Op{t.Then, t.Else} {
 		for _, op := range ops {
-			n += len(op.Key) + len(op.Value) + len(op.End) + 4*binary.MaxVarintLen64 + 2
+			n += len(op.Key) + len(op.Value) + len(op.End) + 6*binary.MaxVarintLen64 + 3
 		}
 	}
 	return n
 }
 
-// DecodeTxn decodes a txn written by EncodeTxn. The txn does not alias b.
-func DecodeTxn(b []byte) (Txn, error) {
+// DecodeTxn decodes a txn without leases written by EncodeTxn. The txn does
+// not alias b.
+func DecodeTxn(b []byte) (Txn, error) { return decodeTxn(b, false) }
+
+// DecodeLeasedTxn decodes a txn with leases written by EncodeTxn.
+func DecodeLeasedTxn(b []byte) (Txn, error) { return decodeTxn(b, true) }
+
+func decodeTxn(b []byte, leased bool) (Txn, error) {
 	d := decoder{b: bytes.Clone(b)}
 	var t Txn
 	if n := d.count(compareBytesMin); n > 0 {
@@ -85,6 +149,9 @@ func DecodeTxn(b []byte) (Txn, error) {
 	}
 	t.Then = d.ops()
 	t.Else = d.ops()
+	if leased {
+		d.leases(&t)
+	}
 	if err := d.finish("txn"); err != nil {
 		return Txn{}, err
 	}

@@ -34,6 +34,7 @@ var (
 			End:    anyBytes.Draw(t, "end"),
 			Prefix: rapid.Bool().Draw(t, "prefix"),
 			Limit:  rapid.Int().Draw(t, "limit"),
+			Lease:  rapid.OneOf(rapid.Just(int64(0)), anyInt64).Draw(t, "lease"),
 		}
 	})
 	anyTxn = rapid.Custom(func(t *rapid.T) kv.Txn {
@@ -95,7 +96,12 @@ func checkCodec[V any](t *rapid.T, v V, enc func(V) []byte, dec func([]byte) (V,
 
 func TestTxnCodec(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		checkCodec(t, anyTxn.Draw(t, "txn"), kv.EncodeTxn, kv.DecodeTxn, normTxn)
+		txn := anyTxn.Draw(t, "txn")
+		dec := kv.DecodeTxn
+		if txn.Leased() {
+			dec = kv.DecodeLeasedTxn // the log entry's kind says which
+		}
+		checkCodec(t, txn, kv.EncodeTxn, dec, normTxn)
 	})
 }
 
@@ -118,7 +124,7 @@ func TestEncodingIsDeterministic(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		txn := anyTxn.Draw(t, "txn")
 		first := kv.EncodeTxn(txn)
-		decoded, err := kv.DecodeTxn(first)
+		decoded, err := decodeTxn(first)
 		if err != nil {
 			t.Fatalf("decode: got error %v, want nil", err)
 		}
@@ -140,6 +146,7 @@ func TestDecodersRefuseGarbage(t *testing.T) {
 func decodeAll(t interface{ Fatalf(string, ...any) }, b []byte) {
 	for name, dec := range map[string]func([]byte) error{
 		"txn":      func(b []byte) error { _, err := kv.DecodeTxn(b); return err },
+		"leased":   func(b []byte) error { _, err := kv.DecodeLeasedTxn(b); return err },
 		"record":   func(b []byte) error { _, err := kv.DecodeRecord(b); return err },
 		"response": func(b []byte) error { _, err := kv.DecodeResponse(b); return err },
 		"snapshot": func(b []byte) error { return kv.New().Restore(b) },
@@ -175,4 +182,12 @@ func normTxn(t kv.Txn) kv.Txn {
 	}
 	out.Then, out.Else = normOps(t.Then), normOps(t.Else)
 	return out
+}
+
+// decodeTxn decodes with the decoder the log entry's kind would choose.
+func decodeTxn(b []byte) (kv.Txn, error) {
+	if t, err := kv.DecodeLeasedTxn(b); err == nil {
+		return t, nil
+	}
+	return kv.DecodeTxn(b)
 }

@@ -46,7 +46,9 @@ const (
 // that starts with Key (all keys when Key is empty too), and when End is empty and
 // Prefix is clear they cover Key alone. A positive Limit caps the number of
 // records a Range returns, and OpResult.More then reports whether any were left
-// out; zero means no cap.
+// out; zero means no cap. A Put with a Lease attaches its key to that lease
+// (core/lease), so the key goes when the lease does; a Put without one
+// detaches the key from any lease it had, as etcd's does.
 type Op struct {
 	Type   OpType
 	Key    []byte
@@ -54,6 +56,7 @@ type Op struct {
 	End    []byte
 	Prefix bool
 	Limit  int
+	Lease  int64
 }
 
 // isWrite reports whether the op may change the state.

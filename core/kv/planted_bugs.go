@@ -20,3 +20,20 @@ func (m *Machine) plantCreateRev(kept, rev int64) int64 {
 	}
 	return kept
 }
+
+// NoopBump: every write takes a revision, changed or not.
+func (k *Module) plantApplied(resp Response, changes []Change) Response {
+	if k.M.Bugs.Has(bugs.NoopBump) && len(changes) == 0 {
+		resp.Revision++
+		k.M.SetRevision(resp.Revision)
+	}
+	return resp
+}
+
+// EventRevision: events stamped with the revision read before applying.
+func (k *Module) plantEventRevision(rev, before int64) int64 {
+	if k.M.Bugs.Has(bugs.EventRevision) {
+		return before
+	}
+	return rev
+}

@@ -73,7 +73,10 @@ type Table struct {
 	byKey  map[string]ID
 	order  *btree.BTreeG[deadline]
 	last   ID // the highest id ever granted; chosen ids go above it
-	digest uint64
+	// graceTerm is the leader term whose grace (Extend) was applied last:
+	// a leader expires nothing before its own grace has applied.
+	graceTerm uint64
+	digest    uint64
 }
 
 // New returns an empty table.
@@ -85,9 +88,10 @@ func New(limits Limits) *Table {
 // choose one (above every id granted so far); a given id must be positive and
 // unused.
 func (t *Table) Grant(id ID, ttlNs, nowNs int64) (Lease, error) {
+	if err := t.checkTTL(ttlNs); err != nil {
+		return Lease{}, err
+	}
 	switch {
-	case ttlNs < t.limits.TTLMinNs || ttlNs > t.limits.TTLMaxNs:
-		return Lease{}, fmt.Errorf("%w: %d ms, want %d..%d ms", ErrTTL, ttlNs/1e6, t.limits.TTLMinNs/1e6, t.limits.TTLMaxNs/1e6)
 	case len(t.leases) >= t.limits.LeasesMax:
 		return Lease{}, fmt.Errorf("%w: %d held", ErrFull, len(t.leases))
 	case id < 0:
@@ -98,11 +102,28 @@ func (t *Table) Grant(id ID, ttlNs, nowNs int64) (Lease, error) {
 		return Lease{}, fmt.Errorf("%w: %d", ErrExists, id)
 	}
 	e := &entry{ttl: ttlNs, expiry: nowNs + ttlNs, keys: map[string]struct{}{}}
+	t.insert(id, e)
+	return t.view(id, e), nil
+}
+
+func (t *Table) insert(id ID, e *entry) {
 	t.leases[id] = e
 	t.order.ReplaceOrInsert(deadline{e.expiry, id})
 	t.digest ^= leaseHash(id, e)
 	t.last = max(t.last, id)
-	return t.view(id, e), nil
+}
+
+func (t *Table) attach(id ID, k string) {
+	t.leases[id].keys[k] = struct{}{}
+	t.byKey[k] = id
+	t.digest ^= keyHash(id, k)
+}
+
+func (t *Table) checkTTL(ttlNs int64) error {
+	if ttlNs < t.limits.TTLMinNs || ttlNs > t.limits.TTLMaxNs {
+		return fmt.Errorf("%w: %d ms, want %d..%d ms", ErrTTL, ttlNs/1e6, t.limits.TTLMinNs/1e6, t.limits.TTLMaxNs/1e6)
+	}
+	return nil
 }
 
 // KeepAlive moves a lease's deadline to nowNs plus its TTL (never earlier).
@@ -115,15 +136,25 @@ func (t *Table) KeepAlive(id ID, nowNs int64) (Lease, error) {
 	return t.view(id, e), nil
 }
 
-// Extend pushes every deadline to at least nowNs plus byNs: a new leader's
-// grace, so that keep-alives lost in a failover do not expire a healthy
-// lease (etcd does the same on promotion).
-func (t *Table) Extend(nowNs, byNs int64) {
+// Extend pushes every deadline to at least nowNs plus byNs: the grace of
+// the leader of term, so that keep-alives lost in a failover do not expire a
+// healthy lease (etcd does the same on promotion). It returns the leases
+// whose deadline moved.
+func (t *Table) Extend(term uint64, nowNs, byNs int64) []ID {
+	var moved []ID
 	for _, id := range t.ids() {
 		e := t.leases[id]
-		t.setExpiry(id, e, max(e.expiry, nowNs+byNs))
+		if at := nowNs + byNs; at > e.expiry {
+			t.setExpiry(id, e, at)
+			moved = append(moved, id)
+		}
 	}
+	t.graceTerm = max(t.graceTerm, term)
+	return moved
 }
+
+// GraceTerm is the term of the last leader whose grace applied.
+func (t *Table) GraceTerm() uint64 { return t.graceTerm }
 
 func (t *Table) setExpiry(id ID, e *entry, at int64) {
 	if at == e.expiry {
@@ -174,9 +205,7 @@ func (t *Table) Attach(key []byte, id ID) error {
 		delete(t.byKey, k)
 	}
 	if id != 0 {
-		t.leases[id].keys[k] = struct{}{}
-		t.byKey[k] = id
-		t.digest ^= keyHash(id, k)
+		t.attach(id, k)
 	}
 	return nil
 }
@@ -241,7 +270,9 @@ func (t *Table) List() []Lease {
 func (t *Table) Len() int { return len(t.leases) }
 
 // Hash digests the table: leases, deadlines and attachments.
-func (t *Table) Hash() uint64 { return mix64(t.digest ^ mix64(uint64(t.last))) }
+func (t *Table) Hash() uint64 {
+	return mix64(t.digest ^ mix64(uint64(t.last)) ^ mix64(t.graceTerm+0x9e3779b97f4a7c15))
+}
 
 func (t *Table) view(id ID, e *entry) Lease {
 	return Lease{ID: id, TTLNs: e.ttl, ExpiryNs: e.expiry, Keys: len(e.keys)}

@@ -3,6 +3,7 @@ package node
 import (
 	"github.com/aspen-db/aspen/core/assert"
 	"github.com/aspen-db/aspen/core/kv"
+	"github.com/aspen-db/aspen/core/module"
 	"github.com/aspen-db/aspen/core/session"
 	"github.com/aspen-db/aspen/core/storage"
 	"go.etcd.io/raft/v3/raftpb"
@@ -38,96 +39,92 @@ func (n *Node) applyEntries(ents []raftpb.Entry, out *Ready) {
 }
 
 func (n *Node) applyCommand(e raftpb.Entry, out *Ready) {
-	b := &out.Batch
 	cmd, err := decodeCommand(e.Data)
 	// Only encodeCommand makes entries and the log is checksummed on disk, so an
 	// entry that does not decode means the replica cannot be trusted.
 	assert.That(err == nil, "entry %d does not decode: %v", e.Index, err)
+	mod := n.h.byKind[cmd.kind]
+	assert.That(mod != nil, "entry %d has command kind %d, which no module owns", e.Index, cmd.kind)
 	n.advanceTime(cmd)
+	env := module.Env{Index: e.Index, NowNs: n.plantNow(n.timeNs), Batch: &out.Batch}
+	defer n.collectEffects(out)
+	if cmd.client == 0 {
+		mod.Apply(&env, cmd.kind, cmd.body) // the leader's own: no session, no one waiting
+		return
+	}
 	client, seq := cmd.client, cmd.seq
-	verdict, saved := n.sessions.Check(client, seq)
-	verdict = n.plantVerdict(verdict)
-	switch {
-	case verdict == session.Fresh && cmd.kind == cmdAdvertise:
-		resp := kv.Response{Succeeded: n.setAddresses(cmd.member, out), Revision: n.kv.Revision()}
-		n.recordSession(client, seq, e.Index, resp, b)
-		n.answer(client, seq, resp, OK, "")
-	case verdict == session.Fresh:
-		before := n.kv.Revision()
-		resp, changes := n.kv.Apply(cmd.txn)
-		resp = n.plantApplied(resp, changes)
-		persistChanges(changes, b)
-		if n.cfg.EventsEnabled {
-			rev := n.plantEventRevision(resp.Revision, before)
-			for _, c := range changes {
-				out.Events = append(out.Events, Event{Revision: rev, Key: c.Key, Record: c.Record, Deleted: c.Deleted})
-			}
+	verdict, saved := n.h.sessions.Check(client, seq)
+	switch n.plantVerdict(verdict) {
+	case session.Fresh:
+		a := mod.Apply(&env, cmd.kind, cmd.body)
+		// A refusal changed nothing, so a retry may meet the state afresh.
+		if a.Outcome == OK {
+			n.recordSession(client, seq, e.Index, a.Data, env.Batch)
 		}
-		n.recordSession(client, seq, e.Index, resp, b)
-		n.answer(client, seq, resp, OK, "")
-	case verdict == session.Duplicate:
-		resp, err := kv.DecodeResponse(saved)
-		assert.That(err == nil, "saved response of client %d does not decode: %v", client, err)
-		n.answer(client, seq, resp, OK, "")
+		n.answer(client, seq, a)
+	case session.Duplicate:
+		v, err := mod.DecodeAnswer(saved)
+		assert.That(err == nil, "saved answer of client %d does not decode: %v", client, err)
+		n.answer(client, seq, module.Answer{Value: v})
 	default:
-		n.answer(client, seq, kv.Response{}, Stale, "")
+		n.answer(client, seq, module.Answer{Outcome: Stale})
+	}
+}
+
+// collectEffects hands the driver what applying did beyond the batch: key
+// change events, and word that member addresses changed.
+func (n *Node) collectEffects(out *Ready) {
+	if ev := n.h.kv.TakeEvents(); len(ev) > 0 {
+		out.Events = append(out.Events, ev...)
+	}
+	if n.h.members.changed {
+		out.MembersChanged, n.h.members.changed = true, false
 	}
 }
 
 // recordSession saves a write's answer for retries, persisting the session
 // (and forgetting the one evicted to make room).
-func (n *Node) recordSession(client, seq, index uint64, resp kv.Response, b *storage.Batch) {
-	if evicted, ok := n.sessions.Record(client, seq, index, kv.EncodeResponse(resp)); ok {
+func (n *Node) recordSession(client, seq, index uint64, answer []byte, b *storage.Batch) {
+	if evicted, ok := n.h.sessions.Record(client, seq, index, answer); ok {
 		b.Delete(clientKey(evicted))
 	}
-	entry, _ := n.sessions.Get(client)
+	entry, _ := n.h.sessions.Get(client)
 	b.Put(clientKey(client), session.EncodeEntry(entry))
 }
 
-func persistChanges(changes []kv.Change, b *storage.Batch) {
-	for _, c := range changes {
-		if c.Deleted {
-			b.Delete(kvKey(c.Key))
-		} else {
-			b.Put(kvKey(c.Key), kv.EncodeRecord(c.Record))
-		}
-	}
-}
-
 // answer responds to the client's pending write, if it is waiting here.
-func (n *Node) answer(client, seq uint64, resp kv.Response, o Outcome, detail string) {
+func (n *Node) answer(client, seq uint64, a module.Answer) {
 	p, ok := n.writes[client]
 	if !ok || p.seq != seq {
 		return
 	}
 	delete(n.writes, client)
-	n.responses = append(n.responses, Response{Client: client, Seq: seq, Result: resp, Outcome: o, Detail: detail})
+	n.responses = append(n.responses, toResponse(client, seq, a))
+}
+
+func toResponse(client, seq uint64, a module.Answer) Response {
+	r := Response{Client: client, Seq: seq, Outcome: a.Outcome, Detail: a.Detail, Value: a.Value}
+	if kvr, ok := a.Value.(kv.Response); ok {
+		r.Result, r.Value = kvr, nil
+	}
+	return r
 }
 
 // installSnapshot replaces the whole state with one sent by the leader.
 func (n *Node) installSnapshot(snap raftpb.Snapshot, b *storage.Batch) {
-	parts, err := decodeSections(snap.Data)
+	parts, err := decodeSections(snap.Data, n.h.sectionSpecs())
 	assert.That(err == nil, "snapshot at %d does not decode: %v", snap.Metadata.Index, err)
 	timeNs, err := decodeTime(parts[sectionTime])
 	assert.That(err == nil, "snapshot time does not decode: %v", err)
 	stored := withoutData(snap)
 	assert.That(n.log.ApplySnapshot(stored) == nil, "snapshot at %d refused", snap.Metadata.Index)
-	oldKeys := len(b.Ops)
-	n.kv.Ascend(func(key []byte, _ kv.Record) bool {
-		b.Delete(kvKey(key))
-		return true
-	})
-	n.plantKeepDeleted(b, oldKeys)
-	for _, id := range n.sessions.Clients() {
-		b.Delete(clientKey(id))
+	for _, s := range n.h.states {
+		from := len(b.Ops)
+		s.Clear(b)
+		n.plantKeepDeleted(b, from)
+		assert.That(s.Restore(parts[s.Name()]) == nil, "snapshot section %s does not decode", s.Name())
+		s.Persist(b)
 	}
-	assert.That(n.kv.Restore(parts[sectionKV]) == nil, "snapshot kv state does not decode")
-	assert.That(n.sessions.Restore(parts[sectionSessions]) == nil, "snapshot sessions do not decode")
-	members, err := decodeMembership(parts[sectionMembers])
-	assert.That(err == nil, "snapshot membership does not decode: %v", err)
-	n.members = members
-	n.persistMembers(b)
-	n.persistState(b)
 	for i := n.logFirst; i <= n.logLast; i++ {
 		b.Delete(logKey(i))
 	}
@@ -181,16 +178,8 @@ func (n *Node) trimLog(b *storage.Batch) {
 	n.logFirst = max(n.logFirst, end+1)
 }
 
-// snapshotParts is the whole replicated state as it is now, by section; the
-// KV state, the largest, is left to the caller (a backup encodes it now, a
-// snapshot later from a clone).
-func (n *Node) snapshotParts() snapshotParts {
-	return snapshotParts{sectionSessions: n.sessions.Snapshot(), sectionMembers: n.members.encode(), sectionTime: encodeTime(n.timeNs)}
-}
-
 // snapshotData encodes the whole replicated state as it is now, for backups.
 func (n *Node) snapshotData() []byte {
-	parts := n.snapshotParts()
-	parts[sectionKV] = n.kv.Snapshot()
-	return encodeSections(parts)
+	f := n.frozenState()
+	return f.encode()
 }

@@ -6,15 +6,15 @@ import (
 	"fmt"
 	"hash/crc32"
 
-	"github.com/aspen-db/aspen/core/kv"
-	"github.com/aspen-db/aspen/core/session"
+	"github.com/aspen-db/aspen/core/module"
 )
 
 // A backup is the replicated state at one applied index, framed as
 //
 //	magic "ASPENBK1" | index uvarint | revision varint | state length uvarint | state | CRC-32C (4 bytes, of all before it)
 //
-// where state is the snapshot encoding (KV, sessions, membership).
+// where state is the snapshot encoding (sections.go: one section per
+// replicated state, and the replicated time).
 var backupMagic = []byte("ASPENBK1")
 
 // ErrBadBackup marks a backup file that is truncated, altered or not a backup.
@@ -34,7 +34,7 @@ func (n *Node) Backup() []byte {
 	state := n.snapshotData()
 	b := append([]byte(nil), backupMagic...)
 	b = binary.AppendUvarint(b, n.applied)
-	b = binary.AppendVarint(b, n.kv.Revision())
+	b = binary.AppendVarint(b, n.h.kv.M.Revision())
 	b = binary.AppendUvarint(b, uint64(len(state)))
 	b = append(b, state...)
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
@@ -64,16 +64,16 @@ func DecodeBackup(b []byte) (Backup, error) {
 	if !ok || len(rest) != 0 {
 		return Backup{}, fmt.Errorf("%w: state framing", ErrBadBackup)
 	}
-	if _, err := decodeSections(state); err != nil {
+	if _, err := decodeSections(state, knownSections()); err != nil {
 		return Backup{}, fmt.Errorf("%w: %v", ErrBadBackup, err)
 	}
 	return Backup{Index: idx, Revision: rev, state: state}, nil
 }
 
-// restoreBackup loads a backup's KV state and sessions into a replica being
-// bootstrapped. Membership is not restored: the new cluster has its own.
+// restoreBackup loads a backup's state into a replica being bootstrapped:
+// every section but membership (the new cluster has its own) and the time.
 func (n *Node) restoreBackup(b Backup) error {
-	parts, err := decodeSections(b.state)
+	parts, err := decodeSections(b.state, n.h.sectionSpecs())
 	if err != nil {
 		return err
 	}
@@ -81,16 +81,14 @@ func (n *Node) restoreBackup(b Backup) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrBadBackup, err)
 	}
-	kvData, sessData := parts[sectionKV], parts[sectionSessions]
-	m := kv.New()
-	if err := m.Restore(kvData); err != nil {
-		return fmt.Errorf("%w: kv state: %v", ErrBadBackup, err)
+	for _, s := range n.h.states {
+		if s == module.State(n.h.members) {
+			continue
+		}
+		if err := s.Restore(parts[s.Name()]); err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrBadBackup, s.Name(), err)
+		}
 	}
-	s := session.NewTable(n.cfg.SessionsMax)
-	if err := s.Restore(sessData); err != nil {
-		return fmt.Errorf("%w: sessions: %v", ErrBadBackup, err)
-	}
-	m.Bugs = n.cfg.Bugs
-	n.kv, n.sessions, n.timeNs = m, s, timeNs
+	n.timeNs = timeNs
 	return nil
 }

@@ -5,18 +5,22 @@ import (
 	"errors"
 
 	"github.com/aspen-db/aspen/core/kv"
+	"github.com/aspen-db/aspen/core/module"
 )
 
 // Request is a client's call. Writes carry the client's session id and a
 // sequence number that grows by one per new write, so a retry is recognised.
+// A request is a txn unless one of Call, Members or Advertise is set.
 type Request struct {
 	Client uint64
 	Seq    uint64
 	Txn    kv.Txn
 	Stale  bool // a read served from this replica's state at once, without ReadIndex
-	// Members, when set, makes this a membership change instead of a txn.
+	// Call, when set, is a module's command or query (lease.Grant, ...).
+	Call *module.Command
+	// Members, when set, makes this a membership change.
 	Members []MemberChange
-	// Advertise, when set, records a member's current addresses instead.
+	// Advertise, when set, records a member's current addresses.
 	Advertise *Member
 }
 
@@ -25,7 +29,8 @@ type Request struct {
 type Response struct {
 	Client  uint64
 	Seq     uint64
-	Result  kv.Response
+	Result  kv.Response // a txn's answer
+	Value   any         // a module call's answer, of the module's type (lease.Answer, ...)
 	Outcome Outcome
 	Detail  string
 	Leader  uint64 // with NotLeader: the leader this replica knows of, if any
@@ -41,14 +46,10 @@ func (r Response) Err() error {
 
 var errMalformedCommand = errors.New("node: malformed command")
 
-// Command kinds, the first byte of a normal log entry. A leader sets
-// cmdStamped on the entries it proposes and follows the kind with its clock
-// reading (see stampEntries): that reading is the replicated time.
-const (
-	cmdTxn       byte = 1
-	cmdAdvertise byte = 2
-	cmdStamped   byte = 0x80
-)
+// cmdStamped marks, in the kind byte, an entry a leader stamped with its
+// clock reading, which follows the kind (see stampEntries): that reading is
+// the replicated time. Kinds themselves belong to modules (modules.go).
+const cmdStamped byte = 0x80
 
 // command is a decoded log entry.
 type command struct {
@@ -56,11 +57,12 @@ type command struct {
 	stamped     bool
 	stampNs     int64 // the proposing leader's clock, when stamped
 	client, seq uint64
-	txn         kv.Txn
-	member      Member // cmdAdvertise
+	body        []byte // the module's encoding; aliases the entry
 }
 
 // encodeCommand lays out a log entry: kind, client, sequence number, body.
+// Client 0 is the leader's own command (a module's, through Proposer): it
+// has no session and no one waits for its answer.
 func encodeCommand(kind byte, client, seq uint64, body []byte) []byte {
 	b := make([]byte, 0, 21+len(body))
 	b = append(b, kind)
@@ -86,6 +88,15 @@ func encodeAdvertise(m Member) []byte {
 	return b
 }
 
+func decodeAdvertise(b []byte) (Member, error) {
+	r := byteReader{b: b}
+	m := Member{ID: r.uvarint(), PeerAddr: r.str(), HTTPAddr: r.str()}
+	if r.err != nil || len(r.b) != 0 {
+		return m, errMalformedCommand
+	}
+	return m, nil
+}
+
 func decodeCommand(b []byte) (command, error) {
 	var c command
 	if len(b) == 0 {
@@ -100,17 +111,6 @@ func decodeCommand(b []byte) (command, error) {
 	if r.err != nil {
 		return c, errMalformedCommand
 	}
-	switch c.kind {
-	case cmdTxn:
-		txn, err := kv.DecodeTxn(r.b)
-		c.txn = txn
-		return c, err
-	case cmdAdvertise:
-		c.member = Member{ID: r.uvarint(), PeerAddr: r.str(), HTTPAddr: r.str()}
-		if r.err != nil || len(r.b) != 0 {
-			return c, errMalformedCommand
-		}
-		return c, nil
-	}
-	return c, errMalformedCommand
+	c.body = r.b
+	return c, nil
 }

@@ -3,6 +3,7 @@ package node
 import (
 	"github.com/aspen-db/aspen/core/bugs"
 	"github.com/aspen-db/aspen/core/kv"
+	"github.com/aspen-db/aspen/core/lease"
 )
 
 // Config is everything a replica needs to know that is not on its disk. Every
@@ -35,6 +36,7 @@ type Config struct {
 	EventsEnabled         bool   // report every key change in Ready.Events (watches)
 
 	Limits kv.Limits
+	Leases lease.Limits
 	// Bugs plants defects, for tests that prove a checker can catch them. It
 	// has effect only in builds with the aspenbugs tag (see core/bugs).
 	Bugs bugs.Set
@@ -60,6 +62,7 @@ func DefaultConfig(id uint64, peers []uint64) Config {
 		ProposalBatchMax:     512,
 		PromoteLagEntriesMax: 100,
 		Limits:               kv.DefaultLimits(),
+		Leases:               lease.DefaultLimits(),
 	}
 }
 

@@ -5,13 +5,9 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/aspen-db/aspen/core/kv"
-	"github.com/aspen-db/aspen/core/session"
 	"github.com/aspen-db/aspen/core/storage"
 	"go.etcd.io/raft/v3/raftpb"
 )
-
-var emptyResult kv.Response
 
 // load restores the replica from disk. It reports fresh when the disk holds no
 // replica at all; any record that fails its checksum or does not decode fails
@@ -201,8 +197,8 @@ func (n *Node) loadHardState(disk storage.Reader) (raftpb.HardState, error) {
 	return hs, n.log.SetHardState(hs)
 }
 
-// loadState restores the state machine, its sessions and the applied index
-// written with them.
+// loadState restores the replicated state and the applied index written
+// with it.
 func (n *Node) loadState(disk storage.Reader) error {
 	b, ok, err := getSealed(disk, keyApplied)
 	if err != nil {
@@ -215,32 +211,10 @@ func (n *Node) loadState(disk storage.Reader) error {
 	if err != nil {
 		return err
 	}
-	var maxMod int64
-	err = scanSealed(disk, prefixKV, func(key, payload []byte) error {
-		r, err := kv.DecodeRecord(payload)
-		if err != nil {
-			return fmt.Errorf("%w: record %q: %v", storage.ErrCorrupt, key, err)
+	for _, s := range n.h.states {
+		if err := s.Load(disk); err != nil {
+			return fmt.Errorf("load %s: %w", s.Name(), err)
 		}
-		maxMod = max(maxMod, r.ModRev)
-		n.kv.Load(key, r)
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	err = scanSealed(disk, prefixClient, func(key, payload []byte) error {
-		e, err := session.DecodeEntry(payload)
-		if err != nil {
-			return fmt.Errorf("%w: session %x: %v", storage.ErrCorrupt, key, err)
-		}
-		n.sessions.Load(binary.BigEndian.Uint64(key), e)
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if err := n.loadMembers(disk); err != nil {
-		return err
 	}
 	n.applied, n.conf = meta.Index, meta.Conf
 	n.timeNs, n.stampFloorNs = meta.TimeNs, meta.TimeNs
@@ -248,20 +222,7 @@ func (n *Node) loadState(disk storage.Reader) error {
 	if err != nil {
 		return err
 	}
-	n.removedSelf = marked || n.members.removed[n.cfg.ID]
-	n.kv.SetRevision(n.plantLoadedRevision(meta.Revision, maxMod))
-	return nil
-}
-
-func (n *Node) loadMembers(disk storage.Reader) error {
-	b, ok, err := getSealed(disk, keyMembers)
-	if err != nil || !ok {
-		return err
-	}
-	m, err := decodeMembership(b)
-	if err != nil {
-		return fmt.Errorf("%w: %v", storage.ErrCorrupt, err)
-	}
-	n.members, n.membersHash = m, hashBytes(b)
+	n.removedSelf = marked || n.h.members.m.removed[n.cfg.ID]
+	n.h.kv.M.SetRevision(n.plantLoadedRevision(meta.Revision, n.h.kv.MaxModRev()))
 	return nil
 }

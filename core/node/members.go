@@ -10,6 +10,7 @@ import (
 
 	"github.com/aspen-db/aspen/core/assert"
 	"github.com/aspen-db/aspen/core/kv"
+	"github.com/aspen-db/aspen/core/module"
 	"github.com/aspen-db/aspen/core/session"
 	"github.com/aspen-db/aspen/core/storage"
 	"go.etcd.io/raft/v3/confchange"
@@ -101,15 +102,6 @@ func decodeMembership(b []byte) (membership, error) {
 		return newMembership(), errMalformedMembers
 	}
 	return m, nil
-}
-
-// persistMembers writes the membership record after a change, and digests
-// it once there: the state hash is taken after every applied entry, and
-// encoding the membership each time cost several percent of a simulation.
-func (n *Node) persistMembers(b *storage.Batch) {
-	rec := n.members.encode()
-	b.Put(keyMembers, rec)
-	n.membersHash = hashBytes(rec)
 }
 
 func hashBytes(b []byte) uint64 {
@@ -214,7 +206,7 @@ func (n *Node) checkChanges(cc raftpb.ConfChangeV2, changes []MemberChange) erro
 		switch {
 		case c.ID == 0:
 			return fmt.Errorf("member id must not be 0")
-		case c.Type != RemoveMember && n.plantRemoved(n.members.removed[c.ID]):
+		case c.Type != RemoveMember && n.plantRemoved(n.h.members.m.removed[c.ID]):
 			return fmt.Errorf("node %d was removed; ids are never reused", c.ID)
 		case c.Type == RemoveMember && !n.isMember(c.ID):
 			return fmt.Errorf("node %d is not a member", c.ID)
@@ -257,7 +249,7 @@ func (n *Node) applyConfChange(e raftpb.Entry, cc raftpb.ConfChangeV2, out *Read
 	assert.That(!hasCtx || err == nil, "conf change context at %d does not decode: %v", e.Index, err)
 	verdict, saved := session.Fresh, []byte(nil)
 	if hasCtx {
-		verdict, saved = n.sessions.Check(client, seq)
+		verdict, saved = n.h.sessions.Check(client, seq)
 	}
 	early := n.earlyApplied[string(cc.Context)]
 	refusal := ""
@@ -290,39 +282,39 @@ func (n *Node) applyConfChange(e raftpb.Entry, cc raftpb.ConfChangeV2, out *Read
 func (n *Node) answerConfChange(client, seq, index uint64, verdict session.Verdict, saved []byte, refusal string, b *storage.Batch) {
 	switch verdict {
 	case session.Fresh:
-		resp := kv.Response{Succeeded: refusal == "", Revision: n.kv.Revision()}
-		n.recordSession(client, seq, index, resp, b)
+		resp := kv.Response{Succeeded: refusal == "", Revision: n.h.kv.M.Revision()}
+		n.recordSession(client, seq, index, kv.EncodeResponse(resp), b)
 		if refusal != "" {
-			n.answer(client, seq, resp, Conflict, refusal)
+			n.answer(client, seq, module.Answer{Value: resp, Outcome: Conflict, Detail: refusal})
 			return
 		}
-		n.answer(client, seq, resp, OK, "")
+		n.answer(client, seq, module.Answer{Value: resp})
 	case session.Duplicate:
 		resp, err := kv.DecodeResponse(saved)
 		assert.That(err == nil, "saved response of client %d does not decode: %v", client, err)
 		if !resp.Succeeded {
-			n.answer(client, seq, resp, Conflict, "membership change refused")
+			n.answer(client, seq, module.Answer{Value: resp, Outcome: Conflict, Detail: "membership change refused"})
 			return
 		}
-		n.answer(client, seq, resp, OK, "")
+		n.answer(client, seq, module.Answer{Value: resp})
 	case session.Stale:
-		n.answer(client, seq, kv.Response{}, Stale, "")
+		n.answer(client, seq, module.Answer{Outcome: Stale})
 	}
 }
 
 func (n *Node) updateMembers(changes []MemberChange, b *storage.Batch) {
 	for _, c := range changes {
 		if c.Type == RemoveMember {
-			delete(n.members.addrs, c.ID)
-			n.members.removed[c.ID] = true
+			delete(n.h.members.m.addrs, c.ID)
+			n.h.members.m.removed[c.ID] = true
 			continue
 		}
 		if c.PeerAddr == "" && c.HTTPAddr == "" {
 			continue // a promotion keeps the addresses it had
 		}
-		n.members.addrs[c.ID] = [2]string{c.PeerAddr, c.HTTPAddr}
+		n.h.members.m.addrs[c.ID] = [2]string{c.PeerAddr, c.HTTPAddr}
 	}
-	n.persistMembers(b)
+	n.h.members.persist(b)
 }
 
 // Members lists current members with their addresses, in id order.
@@ -336,7 +328,7 @@ func (n *Node) Members() []Member {
 			continue
 		}
 		seen[id] = true
-		a := n.members.addrs[id]
+		a := n.h.members.m.addrs[id]
 		out = append(out, Member{ID: id, PeerAddr: a[0], HTTPAddr: a[1], Learner: slices.Contains(n.conf.Learners, id) && !slices.Contains(n.conf.Voters, id)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
@@ -365,16 +357,4 @@ func addsMember(changes []MemberChange) bool {
 		}
 	}
 	return false
-}
-
-// setAddresses records where a member can be reached; members advertise
-// themselves, since no replica knows another's client address at bootstrap.
-func (n *Node) setAddresses(m Member, out *Ready) bool {
-	if !n.isMember(m.ID) {
-		return false
-	}
-	n.members.addrs[m.ID] = [2]string{m.PeerAddr, m.HTTPAddr}
-	n.persistMembers(&out.Batch)
-	out.MembersChanged = true
-	return true
 }

@@ -13,7 +13,7 @@ import (
 
 	"github.com/aspen-db/aspen/core/assert"
 	"github.com/aspen-db/aspen/core/kv"
-	"github.com/aspen-db/aspen/core/session"
+	"github.com/aspen-db/aspen/core/module"
 	"github.com/aspen-db/aspen/core/storage"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -50,13 +50,9 @@ type Ready struct {
 	TailReplaced bool
 }
 
-// Event is one key's change, at the revision that made it.
-type Event struct {
-	Revision int64
-	Key      []byte
-	Record   kv.Record // the new state; meaningless when Deleted
-	Deleted  bool
-}
+// Event is one key's change, at the revision that made it (marked Expired
+// when a lease's expiry deleted the key).
+type Event = kv.Event
 
 // Applied describes one applied log entry and the state right after it.
 type Applied struct {
@@ -94,12 +90,11 @@ type PeerProgress struct {
 
 // Node is one replica.
 type Node struct {
-	cfg      Config
-	rng      Rand
-	raw      *raft.RawNode
-	log      *raft.MemoryStorage
-	kv       *kv.Machine
-	sessions *session.Table
+	cfg Config
+	rng Rand
+	raw *raft.RawNode
+	log *raft.MemoryStorage
+	h   *hosted // the replicated state machines (modules.go)
 
 	now       int64
 	role      raft.StateType
@@ -119,8 +114,6 @@ type Node struct {
 	readEpoch uint64 // random per incarnation, prefixes every ReadIndex context
 
 	responses    []Response
-	members      membership
-	membersHash  uint64 // digest of members' record, kept by persistMembers
 	timeNs       int64  // replicated time: the latest stamp applied (time.go)
 	stampFloorNs int64  // the last stamp this replica gave as leader
 	removedSelf  bool   // a committed change removed this replica: the driver should stop it
@@ -145,18 +138,17 @@ type pendingWrite struct {
 func New(cfg Config, rng Rand, disk storage.Reader) (*Node, error) {
 	assert.That(cfg.ID != 0, "replica id must be non-zero")
 	n := &Node{
-		cfg:      cfg,
-		rng:      rng,
-		log:      raft.NewMemoryStorage(),
-		kv:       kvWithBugs(cfg.Bugs),
-		sessions: session.NewTable(cfg.SessionsMax),
-		writes:   make(map[uint64]pendingWrite),
-		members:  newMembership(),
-		frozen:   &frozen{},
+		cfg:    cfg,
+		rng:    rng,
+		log:    raft.NewMemoryStorage(),
+		h:      newHosted(cfg),
+		writes: make(map[uint64]pendingWrite),
+		frozen: &frozen{},
 
 		earlyApplied: map[string]bool{},
 	}
-	n.membersHash = hashBytes(n.members.encode())
+	n.h.members.isMember = n.isMember
+	n.h.members.revision = n.h.kv.M.Revision
 	n.readEpoch = rng.Uint64()
 	fresh, err := n.load(disk)
 	if err != nil {
@@ -205,7 +197,7 @@ func (n *Node) bootstrap() error {
 		}
 	}
 	for _, m := range n.cfg.Members {
-		n.members.addrs[m.ID] = [2]string{m.PeerAddr, m.HTTPAddr}
+		n.h.members.m.addrs[m.ID] = [2]string{m.PeerAddr, m.HTTPAddr}
 	}
 	snap := raftpb.Snapshot{
 		Metadata: raftpb.SnapshotMetadata{Index: 1, Term: 1, ConfState: raftpb.ConfState{Voters: n.cfg.Peers}},
@@ -219,25 +211,14 @@ func (n *Node) bootstrap() error {
 	n.boot.Put(keySnapshot, mustMarshal(&snap))
 	n.boot.Put(keyHardState, mustMarshal(&hs))
 	n.boot.Put(keyApplied, encodeApplied(n.appliedMeta()))
-	n.persistMembers(&n.boot)
-	n.persistState(&n.boot)
+	for _, s := range n.h.states {
+		s.Persist(&n.boot)
+	}
 	return nil
 }
 
-// persistState writes every KV record and session, for a bootstrap from a backup.
-func (n *Node) persistState(b *storage.Batch) {
-	n.kv.Ascend(func(key []byte, r kv.Record) bool {
-		b.Put(kvKey(key), kv.EncodeRecord(r))
-		return true
-	})
-	for _, id := range n.sessions.Clients() {
-		e, _ := n.sessions.Get(id)
-		b.Put(clientKey(id), session.EncodeEntry(e))
-	}
-}
-
 func (n *Node) appliedMeta() appliedMeta {
-	return appliedMeta{Index: n.applied, Revision: n.kv.Revision(), TimeNs: n.timeNs, Conf: n.conf}
+	return appliedMeta{Index: n.applied, Revision: n.h.kv.M.Revision(), TimeNs: n.timeNs, Conf: n.conf}
 }
 
 // Tick advances the replica's clock to now (its own, possibly drifting, clock).
@@ -250,12 +231,32 @@ func (n *Node) Tick(now int64) {
 		n.raw.Tick()
 	}
 	n.expire()
+	n.proposeDue()
+}
+
+// proposeDue proposes, on the leader, what the passing of time asks of the
+// modules (lease expiries, ...). These commands carry no session: client 0.
+func (n *Node) proposeDue() {
+	if n.role != raft.StateLeader || n.removedSelf {
+		return
+	}
+	l := module.Leader{Term: n.raw.BasicStatus().Term, NowNs: n.now, GraceNs: n.plantGrace(int64(n.cfg.ElectionTicks) * n.cfg.TickNs)}
+	for _, p := range n.h.proposers {
+		for _, c := range p.Due(l) {
+			n.proposals = append(n.proposals, raftpb.Entry{Data: encodeCommand(c.Kind, 0, 0, c.Body)})
+		}
+	}
 }
 
 // Step hands the replica a message from a peer.
 func (n *Node) Step(m raftpb.Message) error {
 	if m.To != n.cfg.ID {
 		return fmt.Errorf("node %d: message for node %d", n.cfg.ID, m.To)
+	}
+	if m.Type == raftpb.MsgProp && n.role == raft.StateLeader {
+		// Writes a follower forwards carry no stamp; the leader stamps them
+		// as its own, so every applied write moves replicated time.
+		n.stampEntries(m.Entries)
 	}
 	return n.raw.Step(m)
 }
@@ -370,8 +371,8 @@ func (n *Node) Status() Status {
 	bs := n.raw.BasicStatus()
 	return Status{
 		ID: n.cfg.ID, Term: bs.Term, Lead: bs.Lead, Role: bs.RaftState.String(),
-		Commit: bs.Commit, Applied: n.applied, Revision: n.kv.Revision(), TimeNs: n.timeNs,
-		SnapshotIndex: n.snapIndex, Keys: n.kv.Len(), Sessions: n.sessions.Len(),
+		Commit: bs.Commit, Applied: n.applied, Revision: n.h.kv.M.Revision(), TimeNs: n.timeNs,
+		SnapshotIndex: n.snapIndex, Keys: n.h.kv.M.Len(), Sessions: n.h.sessions.Len(),
 		PendingWrites: len(n.writes), PendingReads: len(n.reads),
 		LogFirst: n.logFirst, LogLast: n.logLast,
 		Removed: n.removedSelf, Voters: n.conf.Voters, Learners: n.conf.Learners,
@@ -420,16 +421,16 @@ func (n *Node) Log() (first, last uint64, term func(index uint64) uint64) {
 	}
 }
 
-// StateHash digests the replicated state (keys, revision, sessions).
+// StateHash digests the replicated state: every module's, and the time.
 func (n *Node) StateHash() uint64 {
-	return n.kv.Hash() ^ (n.sessions.Hash() * 0x9E3779B97F4A7C15) ^ (n.membersHash * 0xC2B2AE3D27D4EB4F) ^ (uint64(n.timeNs) * 0x165667B19E3779F9)
+	return n.h.hash() ^ (uint64(n.timeNs) * 0x165667B19E3779F9)
 }
 
 // Applied returns the index of the last applied entry.
 func (n *Node) AppliedIndex() uint64 { return n.applied }
 
 // Dump visits the replica's keys in order, for checkers and tools.
-func (n *Node) Dump(fn func(key []byte, r kv.Record) bool) { n.kv.Ascend(fn) }
+func (n *Node) Dump(fn func(key []byte, r kv.Record) bool) { n.h.kv.M.Ascend(fn) }
 
 type marshaler interface{ Marshal() ([]byte, error) }
 

@@ -6,7 +6,6 @@ import (
 	"bytes"
 
 	"github.com/aspen-db/aspen/core/bugs"
-	"github.com/aspen-db/aspen/core/kv"
 	"github.com/aspen-db/aspen/core/session"
 	"github.com/aspen-db/aspen/core/storage"
 	"go.etcd.io/raft/v3"
@@ -33,21 +32,20 @@ func (n *Node) plantVerdict(v session.Verdict) session.Verdict {
 	return v
 }
 
-// NoopBump: every write takes a revision, changed or not.
-func (n *Node) plantApplied(resp kv.Response, changes []kv.Change) kv.Response {
-	if n.cfg.Bugs.Has(bugs.NoopBump) && len(changes) == 0 {
-		resp.Revision++
-		n.kv.SetRevision(resp.Revision)
+// LeaseLocalClock: apply reads "now" from the replica's own clock.
+func (n *Node) plantNow(replicated int64) int64 {
+	if n.cfg.Bugs.Has(bugs.LeaseLocalClock) {
+		return n.now
 	}
-	return resp
+	return replicated
 }
 
-// EventRevision: events stamped with the revision read before applying.
-func (n *Node) plantEventRevision(rev, before int64) int64 {
-	if n.cfg.Bugs.Has(bugs.EventRevision) {
-		return before
+// NoLeaseGrace: "keep-alives reach the new leader soon enough".
+func (n *Node) plantGrace(graceNs int64) int64 {
+	if n.cfg.Bugs.Has(bugs.NoLeaseGrace) {
+		return 0
 	}
-	return rev
+	return graceNs
 }
 
 // SnapshotKeepsKeys: "the snapshot's keys overwrite the old ones anyway".

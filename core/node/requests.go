@@ -3,10 +3,12 @@ package node
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"slices"
 	"sort"
 
 	"github.com/aspen-db/aspen/core/kv"
+	"github.com/aspen-db/aspen/core/module"
 	"github.com/aspen-db/aspen/core/session"
 
 	"go.etcd.io/raft/v3"
@@ -35,6 +37,8 @@ func (n *Node) Submit(req Request) {
 		n.submitMembers(req)
 	case req.Advertise != nil:
 		n.propose(req, cmdAdvertise, encodeAdvertise(*req.Advertise))
+	case req.Call != nil:
+		n.submitCall(req)
 	default:
 		n.submitTxn(req)
 	}
@@ -47,20 +51,59 @@ func (n *Node) submitTxn(req Request) {
 		return
 	}
 	if !req.Txn.ReadOnly() {
-		n.propose(req, cmdTxn, kv.EncodeTxn(req.Txn))
+		cmd := kv.Command(req.Txn)
+		n.propose(req, cmd.Kind, cmd.Body)
 		return
 	}
 	if n.plantStale(req.Stale) {
-		n.responses = append(n.responses, Response{Client: req.Client, Seq: req.Seq, Result: n.kv.Read(req.Txn)})
+		n.responses = append(n.responses, n.read(req))
 		return
 	}
 	n.reads = append(n.reads, &pendingRead{req: req, deadline: n.now + n.cfg.RequestTimeoutNs})
+}
+
+// submitCall proposes a module's command, or queues its query like a read.
+func (n *Node) submitCall(req Request) {
+	kind := req.Call.Kind
+	switch {
+	case kind < cmdStamped && n.h.queries[kind] != nil:
+		if req.Stale {
+			n.responses = append(n.responses, n.read(req))
+			return
+		}
+		n.reads = append(n.reads, &pendingRead{req: req, deadline: n.now + n.cfg.RequestTimeoutNs})
+	case kind < cmdStamped && n.h.byKind[kind] != nil:
+		if v, ok := n.h.byKind[kind].(module.Validator); ok {
+			if a := v.Validate(kind, req.Call.Body); a.Outcome != OK {
+				n.reply(req, a.Outcome, a.Detail)
+				return
+			}
+		}
+		n.propose(req, kind, req.Call.Body)
+	default:
+		n.reply(req, Invalid, fmt.Sprintf("no module serves call kind %d", kind))
+	}
+}
+
+// read answers a read from this replica's applied state.
+func (n *Node) read(req Request) Response {
+	if req.Call == nil {
+		return Response{Client: req.Client, Seq: req.Seq, Result: n.h.kv.M.Read(req.Txn)}
+	}
+	// Replicated time stands still while nothing is written; a query about
+	// what is left of a timer reads this replica's clock too, never less.
+	a := n.h.queries[req.Call.Kind].Query(req.Call.Kind, req.Call.Body, max(n.timeNs, n.now))
+	return toResponse(req.Client, req.Seq, a)
 }
 
 // propose queues a write for the next MsgProp. A client has one write in
 // flight; a newer one replaces it here, and a retry of the same one is
 // proposed again (the session table applies it once).
 func (n *Node) propose(req Request, kind byte, body []byte) {
+	if req.Client == 0 {
+		n.reply(req, Invalid, "client id 0 is reserved for the leader's own commands")
+		return
+	}
 	n.writes[req.Client] = pendingWrite{seq: req.Seq, deadline: n.now + n.cfg.RequestTimeoutNs}
 	n.proposals = append(n.proposals, raftpb.Entry{Data: encodeCommand(kind, req.Client, req.Seq, body)})
 	if len(n.proposals) >= n.cfg.ProposalBatchMax {
@@ -97,7 +140,7 @@ func (n *Node) flushProposals() {
 	}
 	for _, e := range ents {
 		if c, err := decodeCommand(e.Data); err == nil {
-			n.answer(c.client, c.seq, emptyResult, Dropped, "")
+			n.answer(c.client, c.seq, module.Answer{Outcome: Dropped})
 		}
 	}
 }
@@ -159,7 +202,7 @@ func (n *Node) serveReads() {
 	kept := n.reads[:0]
 	for _, r := range n.reads {
 		if r.ready && r.index <= n.applied {
-			n.responses = append(n.responses, Response{Client: r.req.Client, Seq: r.req.Seq, Result: n.kv.Read(r.req.Txn)})
+			n.responses = append(n.responses, n.read(r.req))
 			continue
 		}
 		kept = append(kept, r)
@@ -188,7 +231,7 @@ func (n *Node) expire() {
 	}
 	sort.Slice(late, func(i, j int) bool { return late[i] < late[j] }) // map order must not reach output
 	for _, client := range late {
-		n.answer(client, n.writes[client].seq, emptyResult, Timeout, "")
+		n.answer(client, n.writes[client].seq, module.Answer{Outcome: Timeout})
 	}
 }
 
@@ -222,7 +265,7 @@ func capRanges(t kv.Txn, limit int) kv.Txn {
 // submitMembers proposes a membership change. Promotions are judged by the
 // leader, the only replica that knows how far behind a learner is.
 func (n *Node) submitMembers(req Request) {
-	if verdict, saved := n.sessions.Check(req.Client, req.Seq); verdict == session.Duplicate {
+	if verdict, saved := n.h.sessions.Check(req.Client, req.Seq); verdict == session.Duplicate {
 		// A retry of a change this replica has applied: answer as the first time.
 		n.writes[req.Client] = pendingWrite{seq: req.Seq}
 		n.answerConfChange(req.Client, req.Seq, 0, verdict, saved, "", nil)
@@ -245,7 +288,7 @@ func (n *Node) submitMembers(req Request) {
 	}
 	n.writes[req.Client] = pendingWrite{seq: req.Seq, deadline: n.now + n.cfg.RequestTimeoutNs}
 	if err := n.raw.ProposeConfChange(cc); err != nil {
-		n.answer(req.Client, req.Seq, emptyResult, Dropped, "")
+		n.answer(req.Client, req.Seq, module.Answer{Outcome: Dropped})
 		return
 	}
 	n.plantProposedConfChange(cc)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"github.com/aspen-db/aspen/core/storage"
 )
@@ -31,48 +32,37 @@ type section struct {
 	data    []byte
 }
 
-// The sections every snapshot holds today, with the one version of each this
-// code reads and writes.
-const (
-	sectionKV       = "kv"
-	sectionSessions = "sessions"
-	sectionMembers  = "members"
-	sectionTime     = "time"
-)
-
-var sectionVersions = map[string]uint64{sectionKV: 1, sectionSessions: 1, sectionMembers: 1, sectionTime: 1}
-
-// sectionOrder is the order sections are written in.
-var sectionOrder = []string{sectionKV, sectionSessions, sectionMembers, sectionTime}
-
-// optionalSections may be missing: snapshots from before they existed decode
-// with their zero value.
-var optionalSections = map[string]bool{sectionTime: true}
+// sectionTime is the host's own section: the replicated time. Every other
+// section is a replicated state's (modules.go), tagged with its name.
+const sectionTime = "time"
 
 // snapshotParts is a decoded snapshot: each section's data by tag.
 type snapshotParts map[string][]byte
 
-func encodeSections(parts snapshotParts) []byte {
+// encodeSections lays out parts in the order and versions specs give.
+func encodeSections(parts snapshotParts, specs []section) []byte {
 	n := len(snapshotMagic) + 4
 	for _, d := range parts {
 		n += len(d) + 24
 	}
 	b := append(make([]byte, 0, n), snapshotMagic...)
 	b = binary.AppendUvarint(b, snapshotFormat)
-	b = binary.AppendUvarint(b, uint64(len(sectionOrder)))
-	for _, tag := range sectionOrder {
-		b = binary.AppendUvarint(b, uint64(len(tag)))
-		b = append(b, tag...)
-		b = binary.AppendUvarint(b, sectionVersions[tag])
-		b = binary.AppendUvarint(b, uint64(len(parts[tag])))
-		b = append(b, parts[tag]...)
+	b = binary.AppendUvarint(b, uint64(len(specs)))
+	for _, s := range specs {
+		b = binary.AppendUvarint(b, uint64(len(s.tag)))
+		b = append(b, s.tag...)
+		b = binary.AppendUvarint(b, s.version)
+		b = binary.AppendUvarint(b, uint64(len(parts[s.tag])))
+		b = append(b, parts[s.tag]...)
 	}
 	return b
 }
 
 // decodeSections reads a sectioned snapshot, or a positional one from before
-// sections, and requires every section this code knows.
-func decodeSections(b []byte) (snapshotParts, error) {
+// sections, refusing any section or version not in specs. A section that is
+// absent is left to its state to accept (a module newer than the snapshot)
+// or refuse.
+func decodeSections(b []byte, specs []section) (snapshotParts, error) {
 	if !bytes.HasPrefix(b, snapshotMagic) {
 		return decodePositional(b)
 	}
@@ -87,7 +77,7 @@ func decodeSections(b []byte) (snapshotParts, error) {
 		if r.err != nil {
 			break
 		}
-		if err := checkSection(s, parts); err != nil {
+		if err := checkSection(s, parts, specs); err != nil {
 			return nil, err
 		}
 		parts[s.tag] = s.data
@@ -95,16 +85,16 @@ func decodeSections(b []byte) (snapshotParts, error) {
 	if r.err != nil || len(r.b) != 0 {
 		return nil, fmt.Errorf("%w: snapshot section framing", storage.ErrCorrupt)
 	}
-	for _, tag := range sectionOrder {
-		if _, ok := parts[tag]; !ok && !optionalSections[tag] {
-			return nil, fmt.Errorf("%w: snapshot has no %q section", storage.ErrCorrupt, tag)
-		}
-	}
 	return parts, nil
 }
 
-func checkSection(s section, seen snapshotParts) error {
-	want, known := sectionVersions[s.tag]
+func checkSection(s section, seen snapshotParts, specs []section) error {
+	i := slices.IndexFunc(specs, func(spec section) bool { return spec.tag == s.tag })
+	known := i >= 0
+	var want uint64
+	if known {
+		want = specs[i].version
+	}
 	switch {
 	case !known:
 		return fmt.Errorf("%w: snapshot section %q is not known to this version of aspen", storage.ErrCorrupt, s.tag)
@@ -128,7 +118,7 @@ func decodePositional(b []byte) (snapshotParts, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: snapshot framing", storage.ErrCorrupt)
 	}
-	return snapshotParts{sectionKV: kvData, sectionSessions: sessData, sectionMembers: membersData}, nil
+	return snapshotParts{"kv": kvData, "sessions": sessData, "members": membersData}, nil
 }
 
 func encodeTime(ns int64) []byte { return binary.AppendVarint(nil, ns) }

@@ -2,7 +2,7 @@ package node
 
 import (
 	"github.com/aspen-db/aspen/core/assert"
-	"github.com/aspen-db/aspen/core/kv"
+	"github.com/aspen-db/aspen/core/module"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 )
@@ -16,25 +16,32 @@ import (
 
 // frozen is the replicated state as of the snapshot in raft's storage.
 type frozen struct {
-	index uint64
-	kv    *kv.Machine   // nil before the first snapshot of a joining replica
-	rest  snapshotParts // every section but the KV state's, encoded at freeze
-	data  []byte        // the encoding, once raft asked for it
+	index    uint64
+	specs    []section       // the sections, in order
+	sections []module.Frozen // each state's, frozen; none before a joiner's first snapshot
+	timeNs   int64
+	data     []byte // the encoding, once raft asked for it
 }
 
 // freeze records the applied state as that of the snapshot just taken or
 // installed.
-func (n *Node) freeze() {
-	*n.frozen = frozen{index: n.applied, kv: n.kv.Clone(), rest: n.snapshotParts()}
+func (n *Node) freeze() { *n.frozen = n.frozenState() }
+
+func (n *Node) frozenState() frozen {
+	f := frozen{index: n.applied, specs: n.h.sectionSpecs(), timeNs: n.timeNs}
+	for _, s := range n.h.states {
+		f.sections = append(f.sections, s.Freeze())
+	}
+	return f
 }
 
 func (f *frozen) encode() []byte {
-	if f.data == nil && f.kv != nil {
-		parts := snapshotParts{sectionKV: f.kv.Snapshot()}
-		for tag, d := range f.rest {
-			parts[tag] = d
+	if f.data == nil && f.sections != nil {
+		parts := snapshotParts{sectionTime: encodeTime(f.timeNs)}
+		for i, s := range f.sections {
+			parts[f.specs[i].tag] = s.Encode()
 		}
-		f.data = encodeSections(parts)
+		f.data = encodeSections(parts, f.specs)
 	}
 	return f.data
 }

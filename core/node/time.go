@@ -23,7 +23,11 @@ func (n *Node) stampEntries(ents []raftpb.Entry) {
 	stamp := max(n.now, n.stampFloorNs, n.timeNs)
 	n.stampFloorNs = stamp
 	for i := range ents {
-		ents[i].Data = stampCommand(ents[i].Data, stamp)
+		// A leader that stepped down between stamping and stepping raft has
+		// its stamped entries forwarded to the next: the first stamp stands.
+		if d := ents[i].Data; len(d) > 0 && d[0]&cmdStamped == 0 {
+			ents[i].Data = stampCommand(d, stamp)
+		}
 	}
 }
 

@@ -1,0 +1,227 @@
+package kv
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/aspen-db/aspen/core/assert"
+	"github.com/aspen-db/aspen/core/module"
+	"github.com/aspen-db/aspen/core/storage"
+)
+
+// Command kinds of the KV module: a txn, and a txn some of whose puts attach
+// their keys to leases (its body ends with the list of those leases).
+const (
+	CmdTxn       byte = 1
+	CmdLeasedTxn byte = 3
+)
+
+// Prefix is where the module keeps one record per key on disk.
+var Prefix = []byte("k/")
+
+// Event is one key's change, at the revision that made it.
+type Event struct {
+	Revision int64
+	Key      []byte
+	Record   Record // the new state; meaningless when Deleted
+	Deleted  bool
+	Expired  bool // deleted because its lease expired
+}
+
+// Leases is the lease table as the KV module needs it (core/lease provides
+// it): every put names the lease its key belongs to, every delete unties it.
+type Leases interface {
+	// CheckAttach refuses puts naming a lease that does not exist or is full.
+	CheckAttach(puts []Op) error
+	// Attach ties key to lease id (0: to none), recording it in env's batch.
+	Attach(env *module.Env, key []byte, id int64)
+}
+
+// Module is the KV store as a replicated module: txns in, answers and change
+// events out, one record per key under Prefix.
+type Module struct {
+	M       *Machine
+	leases  Leases
+	events  []Event
+	emit    bool  // keep events (a driver serves watches)
+	maxMod  int64 // the highest ModRev Load saw, for the host's revision check
+	scratch []Op
+}
+
+// NewModule returns an empty KV module; with events set it keeps every
+// change for TakeEvents.
+func NewModule(m *Machine, events bool) *Module { return &Module{M: m, emit: events} }
+
+// UseLeases connects the lease table; until then a put with a lease is refused.
+func (k *Module) UseLeases(l Leases) { k.leases = l }
+
+func (k *Module) Name() string       { return "kv" }
+func (k *Module) Version() uint64    { return 1 }
+func (k *Module) Kinds() []byte      { return []byte{CmdTxn, CmdLeasedTxn} }
+func (k *Module) Prefixes() [][]byte { return [][]byte{Prefix} }
+func (k *Module) Hash() uint64       { return k.M.Hash() }
+
+// Command encodes a write txn as the command that carries it.
+func Command(t Txn) module.Command {
+	if t.Leased() {
+		return module.Command{Kind: CmdLeasedTxn, Body: EncodeTxn(t)}
+	}
+	return module.Command{Kind: CmdTxn, Body: EncodeTxn(t)}
+}
+
+func decodeCommand(kind byte, body []byte) (Txn, error) {
+	if kind == CmdLeasedTxn {
+		return DecodeLeasedTxn(body)
+	}
+	return DecodeTxn(body)
+}
+
+// ErrNoLeases refuses a put with a lease on a node without a lease table.
+var ErrNoLeases = errors.New("leases are not enabled")
+
+// Apply applies a txn. A put naming a lease that cannot take its key refuses
+// the whole txn, before anything changed.
+func (k *Module) Apply(env *module.Env, kind byte, body []byte) module.Answer {
+	t, err := decodeCommand(kind, body)
+	assert.That(err == nil, "kv command at %d does not decode: %v", env.Index, err)
+	if kind == CmdLeasedTxn {
+		if err := k.checkLeases(t); err != nil {
+			return module.Refuse(module.Invalid, err)
+		}
+	}
+	before := k.M.Revision()
+	resp, changes := k.M.Apply(t)
+	resp = k.plantApplied(resp, changes)
+	k.record(env, changes, k.plantEventRevision(resp.Revision, before), false)
+	if k.leases != nil {
+		k.attach(env, t, resp.Succeeded, changes)
+	}
+	return module.Answer{Data: EncodeResponse(resp), Value: resp}
+}
+
+func (k *Module) checkLeases(t Txn) error {
+	if k.leases == nil {
+		return ErrNoLeases
+	}
+	puts := k.scratch[:0]
+	for _, ops := range [2][]Op{t.Then, t.Else} {
+		for _, op := range ops {
+			if op.Type == OpPut && op.Lease != 0 {
+				puts = append(puts, op)
+			}
+		}
+	}
+	k.scratch = puts[:0]
+	return k.leases.CheckAttach(puts)
+}
+
+// attach ties each written key to the lease of the last put to it in the
+// branch that ran; a deleted key, or one put without a lease, to none.
+func (k *Module) attach(env *module.Env, t Txn, then bool, changes []Change) {
+	ops := t.Else
+	if then {
+		ops = t.Then
+	}
+	for _, c := range changes {
+		var id int64
+		if !c.Deleted {
+			id = lastLease(ops, c.Key)
+		}
+		k.leases.Attach(env, c.Key, id)
+	}
+}
+
+func lastLease(ops []Op, key []byte) int64 {
+	for i := len(ops) - 1; i >= 0; i-- {
+		if ops[i].Type == OpPut && string(ops[i].Key) == string(key) {
+			return ops[i].Lease
+		}
+	}
+	return 0
+}
+
+// record persists changes and keeps their events.
+func (k *Module) record(env *module.Env, changes []Change, rev int64, expired bool) {
+	for _, c := range changes {
+		if c.Deleted {
+			env.Batch.Delete(recordKey(c.Key))
+		} else {
+			env.Batch.Put(recordKey(c.Key), EncodeRecord(c.Record))
+		}
+		if k.emit {
+			k.events = append(k.events, Event{Revision: rev, Key: c.Key, Record: c.Record, Deleted: c.Deleted, Expired: expired})
+		}
+	}
+}
+
+// DeleteExpired deletes keys whose lease expired or was revoked, all at one
+// revision, and returns it. Their events are marked Expired when expired is set.
+func (k *Module) DeleteExpired(env *module.Env, keys [][]byte, expired bool) int64 {
+	if len(keys) == 0 {
+		return k.M.Revision()
+	}
+	ops := make([]Op, len(keys))
+	for i, key := range keys {
+		ops[i] = Op{Type: OpDelete, Key: key}
+	}
+	resp, changes := k.M.Apply(Txn{Then: ops})
+	k.record(env, changes, resp.Revision, expired)
+	return resp.Revision
+}
+
+// TakeEvents returns the events kept since the last call.
+func (k *Module) TakeEvents() []Event {
+	ev := k.events
+	k.events = nil
+	return ev
+}
+
+func recordKey(key []byte) []byte {
+	return append(append(make([]byte, 0, len(Prefix)+len(key)), Prefix...), key...)
+}
+
+// Load reads every record. The revision is the host's (it is saved with the
+// applied index); MaxModRev lets the host check the two agree.
+func (k *Module) Load(disk storage.Reader) error {
+	return disk.Scan(Prefix, func(key, v []byte) error {
+		payload, err := storage.Open(key, v)
+		if err != nil {
+			return err
+		}
+		r, err := DecodeRecord(payload)
+		if err != nil {
+			return fmt.Errorf("%w: record %q: %v", storage.ErrCorrupt, key[len(Prefix):], err)
+		}
+		k.maxMod = max(k.maxMod, r.ModRev)
+		k.M.Load(key[len(Prefix):], r)
+		return nil
+	})
+}
+
+// MaxModRev is the highest ModRev Load read.
+func (k *Module) MaxModRev() int64 { return k.maxMod }
+
+func (k *Module) Persist(b *storage.Batch) {
+	k.M.Ascend(func(key []byte, r Record) bool {
+		b.Put(recordKey(key), EncodeRecord(r))
+		return true
+	})
+}
+
+func (k *Module) Clear(b *storage.Batch) {
+	k.M.Ascend(func(key []byte, _ Record) bool {
+		b.Delete(recordKey(key))
+		return true
+	})
+}
+
+// Freeze clones the store in O(1); the clone is encoded only if raft sends it.
+func (k *Module) Freeze() module.Frozen { return frozen{k.M.Clone()} }
+
+type frozen struct{ m *Machine }
+
+func (f frozen) Encode() []byte { return f.m.Snapshot() }
+
+func (k *Module) Restore(section []byte) error { return k.M.Restore(section) }
+
+func (k *Module) DecodeAnswer(data []byte) (any, error) { return DecodeResponse(data) }
