@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"go.etcd.io/raft/v3"
 	"io"
 	"net/http"
 	"slices"
@@ -74,7 +75,7 @@ type leaderView struct {
 // leaderReport is rep itself when its node leads, else the leader's report
 // fetched from the HTTP address the membership gives for it.
 func leaderReport(ctx context.Context, rep server.StatusReport) leaderView {
-	if rep.Role == "StateLeader" {
+	if rep.Role == raft.StateLeader {
 		return leaderView{rep: &rep}
 	}
 	if rep.Lead == 0 {
@@ -92,7 +93,7 @@ func leaderReport(ctx context.Context, rep server.StatusReport) leaderView {
 	switch {
 	case json.Unmarshal(raw, &lr) != nil:
 		return leaderView{why: fmt.Sprintf("leader %d at %s answered a status that is not JSON", rep.Lead, addr)}
-	case lr.ID != rep.Lead || lr.Role != "StateLeader":
+	case lr.ID != rep.Lead || lr.Role != raft.StateLeader:
 		return leaderView{why: fmt.Sprintf("node %d at %s no longer leads (it is %s)", lr.ID, addr, roleName(lr.Role))}
 	}
 	return leaderView{rep: &lr}
@@ -167,7 +168,7 @@ func progressCells(lr *server.StatusReport, id uint64) string {
 	}
 	for _, p := range lr.Progress {
 		if p.ID == id {
-			return fmt.Sprintf("%d\t%d\t%s\t%s", p.Match, p.Lag, roleName(p.State), contact)
+			return fmt.Sprintf("%d\t%d\t%s\t%s", p.Match, p.Lag, stateName(p.State), contact)
 		}
 	}
 	return "-\t-\t-\t" + contact
@@ -226,11 +227,12 @@ func orDash(s string) string {
 	return s
 }
 
-// roleName turns raft's "StateLeader" into "leader" (and a progress state
-// such as "StateReplicate" into "replicate").
-func roleName(role string) string {
-	return strings.ToLower(strings.TrimPrefix(role, "State"))
-}
+// roleName turns raft's StateLeader into "leader".
+func roleName(role raft.StateType) string { return stateName(role.String()) }
+
+// stateName turns raft's "StateLeader" into "leader", and a progress state
+// such as "StateReplicate" into "replicate".
+func stateName(s string) string { return strings.ToLower(strings.TrimPrefix(s, "State")) }
 
 func leaderText(rep server.StatusReport) string {
 	if rep.Lead == 0 {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"go.etcd.io/raft/v3"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -116,8 +117,8 @@ func TestLeaderCallUnreachable(t *testing.T) {
 
 func TestPrintMembersWithLeaderProgress(t *testing.T) {
 	members := []node.Member{{ID: 3, PeerAddr: "p3", HTTPAddr: "h3", Learner: true}, {ID: 1, PeerAddr: "p1", HTTPAddr: "h1"}, {ID: 2, PeerAddr: "p2"}}
-	follower := server.StatusReport{Status: node.Status{ID: 1, Lead: 2, Role: "StateFollower"}, Members: members}
-	leader := server.StatusReport{Status: node.Status{ID: 2, Lead: 2, Role: "StateLeader", Progress: []node.PeerProgress{
+	follower := server.StatusReport{Status: node.Status{ID: 1, Lead: 2, Role: raft.StateFollower}, Members: members}
+	leader := server.StatusReport{Status: node.Status{ID: 2, Lead: 2, Role: raft.StateLeader, Progress: []node.PeerProgress{
 		{ID: 1, Match: 40, Lag: 2, State: "StateReplicate"}, {ID: 2, Match: 42, State: "StateReplicate"}, {ID: 3, Match: 7, Lag: 35, State: "StateSnapshot", Learner: true},
 	}}, Members: members, LastContact: map[uint64]string{1: "12ms", 3: "3s"}}
 	var out bytes.Buffer

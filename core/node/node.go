@@ -64,7 +64,7 @@ type Applied struct {
 // Status is a replica's view of the cluster.
 type Status struct {
 	ID, Term, Lead    uint64
-	Role              string
+	Role              raft.StateType // named in JSON ("StateLeader"); ParseRole reads it back
 	Commit, Applied   uint64
 	Revision          int64
 	TimeNs            int64 // replicated time (the latest leader stamp applied)
@@ -76,6 +76,16 @@ type Status struct {
 	Removed           bool           // a committed change removed this replica
 	Voters, Learners  []uint64       // the applied configuration
 	Progress          []PeerProgress // each member's replication, as the leader sees it (leader only)
+}
+
+// ParseRole reads a raft role by the name raft gives it.
+func ParseRole(name string) (raft.StateType, error) {
+	for st := raft.StateFollower; st <= raft.StatePreCandidate; st++ {
+		if st.String() == name {
+			return st, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown raft role %q", name)
 }
 
 // PeerProgress is the leader's view of one member's log.
@@ -370,7 +380,7 @@ func (n *Node) appendEntries(ents []raftpb.Entry, b *storage.Batch) (replaced bo
 func (n *Node) Status() Status {
 	bs := n.raw.BasicStatus()
 	return Status{
-		ID: n.cfg.ID, Term: bs.Term, Lead: bs.Lead, Role: bs.RaftState.String(),
+		ID: n.cfg.ID, Term: bs.Term, Lead: bs.Lead, Role: bs.RaftState,
 		Commit: bs.Commit, Applied: n.applied, Revision: n.h.kv.M.Revision(), TimeNs: n.timeNs,
 		SnapshotIndex: n.snapIndex, Keys: n.h.kv.M.Len(), Sessions: n.h.sessions.Len(),
 		PendingWrites: len(n.writes), PendingReads: len(n.reads),

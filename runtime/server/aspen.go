@@ -20,6 +20,26 @@ type StatusReport struct {
 	LastContact map[uint64]string              `json:"last_contact"` // since a message last arrived from each peer
 }
 
+// UnmarshalJSON reads a report as the status API writes it: raft.StateType
+// marshals as its name ("StateLeader") but has no way back.
+func (r *StatusReport) UnmarshalJSON(b []byte) error {
+	type plain StatusReport
+	var v struct {
+		plain
+		Role string
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	role, err := node.ParseRole(v.Role)
+	if err != nil {
+		return err
+	}
+	*r = StatusReport(v.plain)
+	r.Role = role
+	return nil
+}
+
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		methodNotAllowed(w, r, "GET")

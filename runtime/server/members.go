@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go.etcd.io/raft/v3"
 	"io"
 	"net/http"
 	"strconv"
@@ -113,7 +114,7 @@ func (s *Server) postMembers(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if c.Type == node.RemoveMember && c.ID == s.cfg.ID && s.Status().Role == "StateLeader" {
+	if c.Type == node.RemoveMember && c.ID == s.cfg.ID && s.Status().Role == raft.StateLeader {
 		// A leader removing itself would leave the cluster leaderless for an
 		// election timeout: hand over first, then send the caller to the new
 		// leader (the CLI follows the 421).

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go.etcd.io/raft/v3"
 	"io"
 	"log/slog"
 	"net/http"
@@ -56,7 +57,7 @@ func (c *cluster) waitAdvertised() {
 
 func (c *cluster) leader() int {
 	for i, s := range c.servers {
-		if s != nil && s.Status().Role == "StateLeader" {
+		if s != nil && s.Status().Role == raft.StateLeader {
 			return i
 		}
 	}
@@ -146,7 +147,7 @@ func TestGrowPromoteRemoveTransfer(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("transfer to 4: %d %s", code, body)
 	}
-	eventually(t, "node 4 to lead", func() bool { return c.servers[j].Status().Role == "StateLeader" })
+	eventually(t, "node 4 to lead", func() bool { return c.servers[j].Status().Role == raft.StateLeader })
 	_, _, body = do(t, "GET", c.url(j, "/v1/aspen/status"), "")
 	var st StatusReport
 	if err := json.Unmarshal([]byte(body), &st); err != nil {

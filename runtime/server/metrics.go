@@ -1,6 +1,7 @@
 package server
 
 import (
+	"go.etcd.io/raft/v3"
 	"net/http"
 	"time"
 
@@ -50,7 +51,7 @@ func (m *metrics) observeStatus(st node.Status) {
 	m.commit.Set(float64(st.Commit))
 	m.applied.Set(float64(st.Applied))
 	m.revision.Set(float64(st.Revision))
-	if st.Role == "StateLeader" {
+	if st.Role == raft.StateLeader {
 		m.leader.Set(1)
 	} else {
 		m.leader.Set(0)

@@ -5,6 +5,7 @@ package faultcheck_test
 import (
 	"context"
 	"fmt"
+	"go.etcd.io/raft/v3"
 	"net"
 	"os"
 	"os/exec"
@@ -172,7 +173,7 @@ func (p *procNode) kill() {
 // nodeStatus is the part of /v1/aspen/status the test reads.
 type nodeStatus struct {
 	ID, Term, Lead uint64
-	Role           string
+	Role           string // raft.StateType, by name
 }
 
 func status(ctx context.Context, addr string) (nodeStatus, error) {
@@ -214,7 +215,7 @@ func (c *procCluster) agreedLeader(ctx context.Context, everyAnswers bool) *proc
 			return nil
 		}
 		lead = st.Lead
-		if st.Role == "StateLeader" && st.ID == p.id {
+		if st.Role == raft.StateLeader.String() && st.ID == p.id {
 			leader = p
 		}
 	}
