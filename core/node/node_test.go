@@ -14,21 +14,27 @@ import (
 
 // single drives a one-node cluster by hand: the smallest honest driver.
 type single struct {
-	t    *testing.T
-	n    *node.Node
-	d    *disk.Disk
-	now  int64
-	resp []node.Response
+	t      *testing.T
+	n      *node.Node
+	d      *disk.Disk
+	now    int64
+	resp   []node.Response
+	events []node.Event
 }
 
 func start(t *testing.T, d *disk.Disk) *single {
 	t.Helper()
-	cfg := node.DefaultConfig(1, []uint64{1})
+	return startAt(t, d, node.DefaultConfig(1, []uint64{1}), 0)
+}
+
+// startAt starts a node with cfg whose clock reads now, and waits for it to lead.
+func startAt(t *testing.T, d *disk.Disk, cfg node.Config, now int64) *single {
+	t.Helper()
 	n, err := node.New(cfg, rand.New(rand.NewPCG(1, 2)), d)
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}
-	s := &single{t: t, n: n, d: d}
+	s := &single{t: t, n: n, d: d, now: now}
 	for i := 0; i < 1000; i++ {
 		if _, ok := n.LeaderTerm(); ok {
 			return s
@@ -55,6 +61,7 @@ func (s *single) step() {
 			}
 		}
 		s.resp = append(s.resp, rd.Responses...)
+		s.events = append(s.events, rd.Events...)
 		s.n.Advance()
 	}
 }
