@@ -248,6 +248,9 @@ func (m *Module) Attach(env *module.Env, key []byte, id int64) {
 // the grace of the current leader applied, so keep-alives that a failover
 // lost do not cost a healthy lease its life.
 func (m *Module) Due(l module.Leader) []module.Command {
+	if m.t.Len() == 0 {
+		return nil // nothing to protect, nothing to expire: keep the log quiet
+	}
 	if m.t.GraceTerm() < l.Term {
 		if m.graceAsked[0] == int64(l.Term) && l.NowNs-m.graceAsked[1] < proposeRetryNs {
 			return nil
