@@ -89,9 +89,9 @@ func encodeAdvertise(m Member) []byte {
 }
 
 func decodeAdvertise(b []byte) (Member, error) {
-	r := byteReader{b: b}
-	m := Member{ID: r.uvarint(), PeerAddr: r.str(), HTTPAddr: r.str()}
-	if r.err != nil || len(r.b) != 0 {
+	r := module.Reader{B: b}
+	m := Member{ID: r.Uvarint(), PeerAddr: r.String(), HTTPAddr: r.String()}
+	if r.Err != nil || len(r.B) != 0 {
 		return m, errMalformedCommand
 	}
 	return m, nil
@@ -103,14 +103,14 @@ func decodeCommand(b []byte) (command, error) {
 		return c, errMalformedCommand
 	}
 	c.kind, c.stamped = b[0]&^cmdStamped, b[0]&cmdStamped != 0
-	r := byteReader{b: b[1:]}
+	r := module.Reader{B: b[1:]}
 	if c.stamped {
-		c.stampNs = int64(r.uvarint())
+		c.stampNs = int64(r.Uvarint())
 	}
-	c.client, c.seq = r.uvarint(), r.uvarint()
-	if r.err != nil {
+	c.client, c.seq = r.Uvarint(), r.Uvarint()
+	if r.Err != nil {
 		return c, errMalformedCommand
 	}
-	c.body = r.b
+	c.body = r.B
 	return c, nil
 }

@@ -88,17 +88,17 @@ var errMalformedMembers = errors.New("node: malformed membership record")
 
 func decodeMembership(b []byte) (membership, error) {
 	m := newMembership()
-	r := byteReader{b: b}
-	n := r.uvarint()
-	for i := uint64(0); i < n && r.err == nil; i++ {
-		id := r.uvarint()
-		m.addrs[id] = [2]string{r.str(), r.str()}
+	r := module.Reader{B: b}
+	n := r.Uvarint()
+	for i := uint64(0); i < n && r.Err == nil; i++ {
+		id := r.Uvarint()
+		m.addrs[id] = [2]string{r.String(), r.String()}
 	}
-	n = r.uvarint()
-	for i := uint64(0); i < n && r.err == nil; i++ {
-		m.removed[r.uvarint()] = true
+	n = r.Uvarint()
+	for i := uint64(0); i < n && r.Err == nil; i++ {
+		m.removed[r.Uvarint()] = true
 	}
-	if r.err != nil || len(r.b) != 0 {
+	if r.Err != nil || len(r.B) != 0 {
 		return newMembership(), errMalformedMembers
 	}
 	return m, nil
@@ -108,40 +108,6 @@ func hashBytes(b []byte) uint64 {
 	h := fnv.New64a()
 	h.Write(b)
 	return h.Sum64()
-}
-
-// byteReader decodes uvarints and length-prefixed strings, remembering the
-// first error so callers check once.
-type byteReader struct {
-	b   []byte
-	err error
-}
-
-func (r *byteReader) uvarint() uint64 {
-	if r.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.err = errMalformedMembers
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *byteReader) str() string { return string(r.bytes()) }
-
-// bytes returns the next length-prefixed bytes, aliasing the input.
-func (r *byteReader) bytes() []byte {
-	n := r.uvarint()
-	if r.err != nil || uint64(len(r.b)) < n {
-		r.err = errMalformedMembers
-		return nil
-	}
-	out := r.b[:n:n]
-	r.b = r.b[n:]
-	return out
 }
 
 // encodeConfContext carries the requesting client and the changes' addresses
@@ -162,20 +128,20 @@ func encodeConfContext(client, seq uint64, changes []MemberChange) []byte {
 }
 
 func decodeConfContext(b []byte) (client, seq uint64, changes []MemberChange, err error) {
-	r := byteReader{b: b}
-	client, seq = r.uvarint(), r.uvarint()
-	n := r.uvarint()
-	for i := uint64(0); i < n && r.err == nil; i++ {
-		if len(r.b) == 0 {
-			r.err = errMalformedMembers
+	r := module.Reader{B: b}
+	client, seq = r.Uvarint(), r.Uvarint()
+	n := r.Uvarint()
+	for i := uint64(0); i < n && r.Err == nil; i++ {
+		if len(r.B) == 0 {
+			r.Err = errMalformedMembers
 			break
 		}
-		c := MemberChange{Type: MemberChangeType(r.b[0])}
-		r.b = r.b[1:]
-		c.ID, c.PeerAddr, c.HTTPAddr = r.uvarint(), r.str(), r.str()
+		c := MemberChange{Type: MemberChangeType(r.B[0])}
+		r.B = r.B[1:]
+		c.ID, c.PeerAddr, c.HTTPAddr = r.Uvarint(), r.String(), r.String()
 		changes = append(changes, c)
 	}
-	return client, seq, changes, r.err
+	return client, seq, changes, r.Err
 }
 
 func toConfChange(changes []MemberChange, context []byte) raftpb.ConfChangeV2 {

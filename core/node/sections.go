@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"github.com/aspen-db/aspen/core/module"
 	"slices"
 
 	"github.com/aspen-db/aspen/core/storage"
@@ -66,15 +67,15 @@ func decodeSections(b []byte, specs []section) (snapshotParts, error) {
 	if !bytes.HasPrefix(b, snapshotMagic) {
 		return decodePositional(b)
 	}
-	r := byteReader{b: b[len(snapshotMagic):]}
-	if f := r.uvarint(); r.err == nil && f != snapshotFormat {
+	r := module.Reader{B: b[len(snapshotMagic):]}
+	if f := r.Uvarint(); r.Err == nil && f != snapshotFormat {
 		return nil, fmt.Errorf("%w: snapshot format %d, this version reads %d", storage.ErrCorrupt, f, snapshotFormat)
 	}
 	parts := snapshotParts{}
-	for n := r.uvarint(); n > 0 && r.err == nil; n-- {
-		s := section{tag: r.str(), version: r.uvarint()}
-		s.data = r.bytes()
-		if r.err != nil {
+	for n := r.Uvarint(); n > 0 && r.Err == nil; n-- {
+		s := section{tag: r.String(), version: r.Uvarint()}
+		s.data = r.Bytes()
+		if r.Err != nil {
 			break
 		}
 		if err := checkSection(s, parts, specs); err != nil {
@@ -82,7 +83,7 @@ func decodeSections(b []byte, specs []section) (snapshotParts, error) {
 		}
 		parts[s.tag] = s.data
 	}
-	if r.err != nil || len(r.b) != 0 {
+	if r.Err != nil || len(r.B) != 0 {
 		return nil, fmt.Errorf("%w: snapshot section framing", storage.ErrCorrupt)
 	}
 	return parts, nil
