@@ -34,7 +34,6 @@ const (
 var excludedPackages = map[string]string{
 	"core/assert": "the invariant helper: its one branch is the failure panic",
 	"core/bugs":   "names the defects tests plant; a sweep without --plant plants none",
-	"core/lease":  unlinkedReason,
 }
 
 // unlinkedReason marks a package no binary links yet, so no profile can hold
