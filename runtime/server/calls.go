@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/aspen-db/aspen/core/kv"
+	"github.com/aspen-db/aspen/core/module"
 	"github.com/aspen-db/aspen/core/node"
 )
 
@@ -64,10 +65,10 @@ func (p *sessionPool) release(s *session) {
 
 // withSession runs a write under a session of its own, with the next
 // sequence number.
-func (s *Server) withSession(ctx context.Context, req node.Request) (kv.Response, error) {
+func (s *Server) withSession(ctx context.Context, req node.Request) (node.Response, error) {
 	sess, err := s.pool.acquire(ctx)
 	if err != nil {
-		return kv.Response{}, err
+		return node.Response{}, err
 	}
 	defer s.pool.release(sess)
 	sess.seq++
@@ -75,16 +76,41 @@ func (s *Server) withSession(ctx context.Context, req node.Request) (kv.Response
 	return s.retry(ctx, req)
 }
 
+// asRead gives a request the read client and a fresh sequence number: reads
+// apply nothing, so they need no session, only a distinct key to wait on.
+func (s *Server) asRead(req node.Request) node.Request {
+	req.Client, req.Seq = s.readID, s.readSeq.Add(1)
+	return req
+}
+
 // Write proposes a txn with writes and waits until it is applied.
 func (s *Server) Write(ctx context.Context, txn kv.Txn) (kv.Response, error) {
 	s.metrics.proposals.Inc()
-	return s.withSession(ctx, node.Request{Txn: txn})
+	resp, err := s.withSession(ctx, node.Request{Txn: txn})
+	return resp.Result, err
 }
 
 // Read runs a read-only txn: linearizable through ReadIndex, or from this
 // node's state at once when stale is set.
 func (s *Server) Read(ctx context.Context, txn kv.Txn, stale bool) (kv.Response, error) {
-	return s.retry(ctx, node.Request{Client: s.readID, Seq: s.readSeq.Add(1), Txn: txn, Stale: stale})
+	resp, err := s.retry(ctx, s.asRead(node.Request{Txn: txn, Stale: stale}))
+	return resp.Result, err
+}
+
+// Call proposes a module's command (lease.Grant, ...) and returns its
+// answer, of the module's type, once applied. Like Write, it runs under a
+// session, so a retry inside the server applies it once.
+func (s *Server) Call(ctx context.Context, cmd module.Command) (any, error) {
+	s.metrics.proposals.Inc()
+	resp, err := s.withSession(ctx, node.Request{Call: &cmd})
+	return resp.Value, err
+}
+
+// Query runs a module's query (lease.TimeToLive, ...) after a ReadIndex,
+// as linearizable as Read, and returns its answer.
+func (s *Server) Query(ctx context.Context, cmd module.Command) (any, error) {
+	resp, err := s.retry(ctx, s.asRead(node.Request{Call: &cmd}))
+	return resp.Value, err
 }
 
 // Do runs txn as a read when it has no writes, else as a write.
@@ -97,7 +123,7 @@ func (s *Server) Do(ctx context.Context, txn kv.Txn, stale bool) (kv.Response, e
 
 // retry resubmits the same request (same session and sequence number, so it
 // applies once) while the replica answers with a retryable error.
-func (s *Server) retry(ctx context.Context, req node.Request) (kv.Response, error) {
+func (s *Server) retry(ctx context.Context, req node.Request) (node.Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, callDeadlineMs*time.Millisecond)
 	defer cancel()
 	backoff := retryBackoffMsMin * time.Millisecond
@@ -105,21 +131,21 @@ func (s *Server) retry(ctx context.Context, req node.Request) (kv.Response, erro
 		resp, err := s.call(ctx, req)
 		switch {
 		case err != nil:
-			return kv.Response{}, err
+			return node.Response{}, err
 		case resp.Outcome == node.OK:
-			return resp.Result, nil
+			return resp, nil
 		case resp.Outcome.Refused():
-			return kv.Response{}, resp.Err() // a *node.Error: nothing applied, and a retry would not help
+			return node.Response{}, resp.Err() // a *node.Error: nothing applied, and a retry would not help
 		case resp.Outcome == node.NotLeader:
-			return kv.Response{}, s.notLeader()
+			return node.Response{}, s.notLeader()
 		}
 		select {
 		case <-time.After(backoff):
 			backoff = min(2*backoff, retryBackoffMsMax*time.Millisecond)
 		case <-ctx.Done():
-			return kv.Response{}, ErrUnavailable
+			return node.Response{}, ErrUnavailable
 		case <-s.stop:
-			return kv.Response{}, ErrStopped
+			return node.Response{}, ErrStopped
 		}
 	}
 }
