@@ -58,7 +58,10 @@ type WatchEvent struct {
 	CreateRevision int64  `json:"create_revision,omitempty"`
 	ModRevision    int64  `json:"mod_revision,omitempty"`
 	Version        int64  `json:"version,omitempty"`
-	Error          string `json:"error,omitempty"`
+	// Expired marks a delete made by a lease's expiry, not by a client (a
+	// revoke is a client's); absent otherwise, so older readers see a delete.
+	Expired bool   `json:"expired,omitempty"`
+	Error   string `json:"error,omitempty"`
 }
 
 // handleWatch streams changes to a key (?key=) or a prefix (?prefix=), one
@@ -124,7 +127,7 @@ func (s *Server) streamWatch(ctx context.Context, w http.ResponseWriter, next in
 
 func toWatchEvent(e node.Event) WatchEvent {
 	if e.Deleted {
-		return WatchEvent{Revision: e.Revision, Type: "delete", Key: string(e.Key)}
+		return WatchEvent{Revision: e.Revision, Type: "delete", Key: string(e.Key), Expired: e.Expired}
 	}
 	return WatchEvent{Revision: e.Revision, Type: "put", Key: string(e.Key), Value: e.Record.Value,
 		CreateRevision: e.Record.CreateRev, ModRevision: e.Record.ModRev, Version: e.Record.Version}

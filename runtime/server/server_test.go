@@ -33,6 +33,12 @@ type cluster struct {
 
 func startCluster(t *testing.T, n int) *cluster {
 	t.Helper()
+	return startClusterWith(t, n, nil)
+}
+
+// startClusterWith starts n nodes, each config first passed to tune (when set).
+func startClusterWith(t *testing.T, n int, tune func(*Config)) *cluster {
+	t.Helper()
 	c := &cluster{t: t}
 	members := map[uint64]string{}
 	for i := 1; i <= n; i++ {
@@ -42,6 +48,9 @@ func startCluster(t *testing.T, n int) *cluster {
 		c.cfgs = append(c.cfgs, Config{ID: uint64(i), DataDir: t.TempDir(), PeerAddr: members[uint64(i)],
 			HTTPAddr: "127.0.0.1:0", Cluster: members, Tick: 20 * time.Millisecond,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if tune != nil {
+			tune(&c.cfgs[i-1])
+		}
 	}
 	for i := range c.cfgs {
 		c.servers = append(c.servers, c.start(i))
