@@ -265,3 +265,25 @@ func TestLeaseExpiryDeletesKeys(t *testing.T) {
 		t.Fatalf("ttl of an expired lease: got %d %s, want 404", code, body)
 	}
 }
+
+// A lease's clock keeps running after every node restarts. Replicated time
+// is the leaders' clocks, persisted; a node whose clock restarted from zero
+// would stamp nothing past what was applied before, and a lease would stand
+// still for as long as the cluster had run.
+func TestLeaseClockRunsAfterRestart(t *testing.T) {
+	c := startCluster(t, 1)
+	time.Sleep(2 * time.Second) // uptime a restarted clock would have to make up
+	if code, _, body := do(t, "PUT", c.url(0, "/v1/kv/before"), "v"); code != http.StatusOK {
+		t.Fatalf("put: got %d %s", code, body)
+	}
+	c.servers[0].Close()
+	c.cfgs[0].HTTPAddr = "127.0.0.1:0"
+	c.servers[0] = c.start(0)
+	var l, ttl LeaseInfo
+	c.leaseOK(0, "grant", `{"TTL": 10}`, &l)
+	time.Sleep(1200 * time.Millisecond)
+	c.leaseOK(0, "ttl", fmt.Sprintf(`{"ID": %d}`, l.ID), &ttl)
+	if ttl.TTL > 9 {
+		t.Fatalf("ttl 1.2 s after a grant of 10 s: got %d s left, want at most 9", ttl.TTL)
+	}
+}
