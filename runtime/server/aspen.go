@@ -18,6 +18,10 @@ type StatusReport struct {
 	Members     []node.Member                  `json:"members"`
 	Peers       map[uint64]transport.PeerStats `json:"peers"`
 	LastContact map[uint64]string              `json:"last_contact"` // since a message last arrived from each peer
+	// TickMs and ElectionTimeoutMs are this node's raft settings; the
+	// election timeout is also the grace a new leader gives every lease.
+	TickMs            int64 `json:"tick_ms"`
+	ElectionTimeoutMs int64 `json:"election_timeout_ms"`
 }
 
 // UnmarshalJSON reads a report as the status API writes it: raft.StateType
@@ -45,8 +49,9 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 		methodNotAllowed(w, r, "GET")
 		return
 	}
+	tick := s.cfg.Tick.Milliseconds()
 	writeJSON(w, http.StatusOK, StatusReport{Status: s.Status(), LeaderAddr: s.LeaderAddr(), Members: s.Members(),
-		Peers: s.tr.Stats(), LastContact: s.contact.report()})
+		Peers: s.tr.Stats(), LastContact: s.contact.report(), TickMs: tick, ElectionTimeoutMs: tick * int64(s.electionTicks)})
 }
 
 // WatchEvent is one line of a watch stream.

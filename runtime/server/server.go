@@ -68,6 +68,9 @@ type Server struct {
 	contact lastContact
 	readSeq atomic.Uint64
 	readID  uint64
+	// electionTicks is the replica's election timeout in ticks, for the
+	// status report: a new leader grants every lease that long.
+	electionTicks int
 
 	// ctx is canceled when the node stops, by Close or on its own; stop is
 	// its Done channel, for selects.
@@ -143,6 +146,7 @@ func (s *Server) startReplica() error {
 	ncfg.TickNs = int64(s.cfg.Tick)
 	ncfg.RequestTimeoutNs = requestTimeoutMs * int64(time.Millisecond)
 	ncfg.ReadRetryNs = int64(ncfg.ElectionTicks) * int64(s.cfg.Tick)
+	s.electionTicks = ncfg.ElectionTicks
 	ncfg.EventsEnabled = true
 	ncfg.SnapshotEntries, ncfg.CompactKeepEntries = snapshotEntries, compactKeepEntries
 	ncfg.Join, ncfg.Restore = s.cfg.Join, s.cfg.Restore

@@ -239,3 +239,17 @@ func TestProfilingOptIn(t *testing.T) {
 		t.Fatalf("pprof with Profiling: got %d %.80q, want the goroutine profile", code, body)
 	}
 }
+
+// The status report names the raft timing, which bounds how long a lease
+// may outlive its TTL (a new leader's grace is one election timeout).
+func TestStatusReportsTiming(t *testing.T) {
+	c := startCluster(t, 1)
+	_, _, body := do(t, "GET", c.url(0, "/v1/aspen/status"), "")
+	var st StatusReport
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.TickMs != 20 || st.ElectionTimeoutMs != 200 {
+		t.Fatalf("status: got tick %d ms, election timeout %d ms; want 20 ms and ten ticks", st.TickMs, st.ElectionTimeoutMs)
+	}
+}
