@@ -122,14 +122,18 @@ func (s *Server) Do(ctx context.Context, txn kv.Txn, stale bool) (kv.Response, e
 }
 
 // retry resubmits the same request (same session and sequence number, so it
-// applies once) while the replica answers with a retryable error.
+// applies once) while the replica answers with a retryable error, or at
+// once when the leader changes while it waits (see leadership).
 func (s *Server) retry(ctx context.Context, req node.Request) (node.Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, callDeadlineMs*time.Millisecond)
 	defer cancel()
 	backoff := retryBackoffMsMin * time.Millisecond
 	for {
-		resp, err := s.call(ctx, req)
+		changed := s.leadership.changed()
+		resp, err := s.call(ctx, req, changed)
 		switch {
+		case errors.Is(err, errLeaderChanged):
+			continue
 		case err != nil:
 			return node.Response{}, err
 		case resp.Outcome == node.OK:
@@ -142,6 +146,7 @@ func (s *Server) retry(ctx context.Context, req node.Request) (node.Response, er
 		select {
 		case <-time.After(backoff):
 			backoff = min(2*backoff, retryBackoffMsMax*time.Millisecond)
+		case <-changed: // a leader to send it to, at last
 		case <-ctx.Done():
 			return node.Response{}, ErrUnavailable
 		case <-s.stop:
@@ -150,8 +155,9 @@ func (s *Server) retry(ctx context.Context, req node.Request) (node.Response, er
 	}
 }
 
-// call submits one request and waits for its answer.
-func (s *Server) call(ctx context.Context, req node.Request) (node.Response, error) {
+// call submits one request and waits for its answer, or until the leader
+// changes (errLeaderChanged).
+func (s *Server) call(ctx context.Context, req node.Request, leaderChanged <-chan struct{}) (node.Response, error) {
 	ch := make(chan node.Response, 1)
 	k := waitKey{req.Client, req.Seq}
 	if !s.post(func() { s.waiters[k] = ch; s.node.Submit(req) }) {
@@ -160,6 +166,10 @@ func (s *Server) call(ctx context.Context, req node.Request) (node.Response, err
 	select {
 	case r := <-ch:
 		return r, nil
+	case <-leaderChanged:
+		// Forgotten before the caller submits again: the inbox is FIFO.
+		s.post(func() { delete(s.waiters, k) })
+		return node.Response{}, errLeaderChanged
 	case <-ctx.Done():
 		s.post(func() { delete(s.waiters, k) })
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -169,6 +179,41 @@ func (s *Server) call(ctx context.Context, req node.Request) (node.Response, err
 	case <-s.stop:
 		return node.Response{}, ErrStopped
 	}
+}
+
+// errLeaderChanged says the replica's leader changed while a call waited.
+var errLeaderChanged = errors.New("the leader changed")
+
+// leadership wakes calls when the leader this replica knows changes. A write
+// forwarded to a leader that then died, or appended by one that lost its
+// term before committing it, gets no answer until the replica's request
+// timeout (requestTimeoutMs), longer than a lease's shortest TTL: a
+// keep-alive lost in a failover would let a healthy lease expire. Submitted
+// again under the same session, it goes to the new leader and applies once.
+type leadership struct {
+	mu         sync.Mutex
+	term, lead uint64
+	ch         chan struct{} // closed and replaced when term or leader changes
+}
+
+func newLeadership() *leadership { return &leadership{ch: make(chan struct{})} }
+
+// observe records the replica's view; the loop calls it with every status.
+func (l *leadership) observe(term, lead uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if term != l.term || lead != l.lead {
+		l.term, l.lead = term, lead
+		close(l.ch)
+		l.ch = make(chan struct{})
+	}
+}
+
+// changed returns a channel closed at the next change.
+func (l *leadership) changed() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ch
 }
 
 // Status is this node's latest view of the cluster.

@@ -108,6 +108,7 @@ func (s *Server) handleReady() error {
 func (s *Server) refreshStatus() {
 	st := s.node.Status()
 	s.status.Store(&st)
+	s.leadership.observe(st.Term, st.Lead)
 	s.metrics.observeStatus(st)
 }
 

@@ -60,6 +60,8 @@ type Server struct {
 	metrics *metrics
 	hub     *hub
 	pool    *sessionPool
+	// leadership wakes calls when the leader changes (calls.go).
+	leadership *leadership
 
 	inbox   chan func()
 	waiters map[waitKey]chan node.Response // loop-owned
@@ -103,7 +105,7 @@ func Start(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, inbox: make(chan func(), inboxMax),
 		waiters: map[waitKey]chan node.Response{}, done: make(chan struct{}),
-		metrics: newMetrics(), hub: newHub(), pool: newSessionPool(sessionsPerServer),
+		metrics: newMetrics(), hub: newHub(), pool: newSessionPool(sessionsPerServer), leadership: newLeadership(),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.stop = s.ctx.Done()
