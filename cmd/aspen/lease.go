@@ -17,9 +17,10 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// keepAliveRetryMax bounds the pause after a failed renewal: soon enough to
-// reach the cluster again within the shortest TTL (2 s), once it answers.
-const keepAliveRetryMax = time.Second
+// keepAliveRetryPause spaces renewals that fail at once (the node is down):
+// one error line a second, yet a node back up is reached well within the
+// shortest TTL (2 s).
+const keepAliveRetryPause = time.Second
 
 func leaseCommand() *cli.Command {
 	return &cli.Command{
@@ -168,15 +169,19 @@ func runLeaseKeepAlive(c *cli.Context) error {
 }
 
 // keepAlive renews lease id every third of its TTL until ctx ends. A
-// renewal that gets no answer is retried soon (the lease may still be
-// alive); one the cluster refuses (the lease is gone) ends it.
+// renewal may wait for as long as the lease lasts (the node holds it through
+// an election); one that fails is retried, at once if it failed slowly and
+// after a pause if it failed fast (the node is down). A renewal the cluster
+// refuses (the lease is gone) ends it.
 func keepAlive(ctx context.Context, c *cli.Context, id int64) error {
-	every := keepAliveRetryMax
+	timeout := requestTimeout // until the TTL is known
 	for {
-		attempt, cancel := context.WithTimeout(ctx, max(every, keepAliveRetryMax))
+		start := time.Now()
+		attempt, cancel := context.WithTimeout(ctx, timeout)
 		l, err := renew(attempt, c, id)
 		cancel()
 		var status *statusError
+		var pause time.Duration
 		switch {
 		case ctx.Err() != nil:
 			return nil
@@ -184,12 +189,13 @@ func keepAlive(ctx context.Context, c *cli.Context, id int64) error {
 			return failure("keepalive of lease %d: %v", id, err)
 		case err != nil:
 			fmt.Fprintf(c.App.ErrWriter, "aspen: keepalive of lease %d: %v; retrying\n", id, err)
-			every = min(every, keepAliveRetryMax)
+			pause = keepAliveRetryPause - time.Since(start)
 		default:
-			every = time.Duration(l.GrantedTTL) * time.Second / 3
+			timeout = time.Duration(l.GrantedTTL) * time.Second
+			pause = timeout / 3
 		}
 		select {
-		case <-time.After(every):
+		case <-time.After(pause):
 		case <-ctx.Done():
 			return nil
 		}
