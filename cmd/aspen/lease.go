@@ -121,7 +121,11 @@ func runLeaseTTL(c *cli.Context) error {
 	if err := leaseCall(ctx, c, "ttl", server.LeaseRequest{ID: id, Keys: c.Bool("keys")}, &l); err != nil {
 		return failure("ttl: %v", err)
 	}
-	fmt.Fprintf(c.App.Writer, "lease %d: granted TTL %ds, %ds left, %d keys\n", l.ID, l.GrantedTTL, l.TTL, l.KeyCount)
+	keys := "keys"
+	if l.KeyCount == 1 {
+		keys = "key"
+	}
+	fmt.Fprintf(c.App.Writer, "lease %d: granted TTL %ds, %ds left, %d %s\n", l.ID, l.GrantedTTL, l.TTL, l.KeyCount, keys)
 	for _, k := range l.Keys {
 		fmt.Fprintln(c.App.Writer, k)
 	}
