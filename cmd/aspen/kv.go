@@ -51,7 +51,8 @@ func kvCommand() *cli.Command {
 			kvLeaf("get", "print a key's value", "KEY", runKVGet,
 				&cli.BoolFlag{Name: "stale", Usage: "answer from this node's state, without confirming it is current"},
 				&cli.BoolFlag{Name: "json", Usage: "print the Consul entry (value in base64, create and modify index)"}),
-			kvLeaf("put", "write a key", "KEY VALUE  (VALUE - reads stdin, @FILE reads FILE)", runKVPut),
+			kvLeaf("put", "write a key", "KEY VALUE  (VALUE - reads stdin, @FILE reads FILE)", runKVPut,
+				&cli.Int64Flag{Name: "lease", Usage: "attach the key to lease ID (aspen lease grant): it is deleted when the lease ends"}),
 			kvLeaf("delete", "delete a key", "KEY", runKVDelete,
 				&cli.BoolFlag{Name: "recurse", Usage: "delete every key that starts with KEY"}),
 			kvLeaf("list", "list keys and values under a prefix", "[PREFIX]", runKVList,
@@ -116,7 +117,14 @@ func runKVPut(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	rev, _, err := kvWrite(c, args[0], value, nil)
+	var q url.Values
+	if c.IsSet("lease") {
+		if c.Int64("lease") <= 0 {
+			return usageError("--lease must be a positive lease id, got %d", c.Int64("lease"))
+		}
+		q = url.Values{"lease": {strconv.FormatInt(c.Int64("lease"), 10)}}
+	}
+	rev, _, err := kvWrite(c, args[0], value, q)
 	if err != nil {
 		return kvFailure(args[0], err)
 	}
@@ -295,7 +303,10 @@ func watchQuery(c *cli.Context) (url.Values, error) {
 }
 
 func formatEvent(ev server.WatchEvent) string {
-	if ev.Type == "delete" {
+	switch {
+	case ev.Type == "delete" && ev.Expired:
+		return fmt.Sprintf("%d delete %s (lease expired)", ev.Revision, ev.Key)
+	case ev.Type == "delete":
 		return fmt.Sprintf("%d delete %s", ev.Revision, ev.Key)
 	}
 	return fmt.Sprintf("%d %s %s %s", ev.Revision, ev.Type, ev.Key, displayValue(ev.Value))

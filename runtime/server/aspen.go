@@ -18,6 +18,10 @@ type StatusReport struct {
 	Members     []node.Member                  `json:"members"`
 	Peers       map[uint64]transport.PeerStats `json:"peers"`
 	LastContact map[uint64]string              `json:"last_contact"` // since a message last arrived from each peer
+	// TickMs and ElectionTimeoutMs are this node's raft settings; the
+	// election timeout is also the grace a new leader gives every lease.
+	TickMs            int64 `json:"tick_ms"`
+	ElectionTimeoutMs int64 `json:"election_timeout_ms"`
 }
 
 // UnmarshalJSON reads a report as the status API writes it: raft.StateType
@@ -45,8 +49,9 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 		methodNotAllowed(w, r, "GET")
 		return
 	}
+	tick := s.cfg.Tick.Milliseconds()
 	writeJSON(w, http.StatusOK, StatusReport{Status: s.Status(), LeaderAddr: s.LeaderAddr(), Members: s.Members(),
-		Peers: s.tr.Stats(), LastContact: s.contact.report()})
+		Peers: s.tr.Stats(), LastContact: s.contact.report(), TickMs: tick, ElectionTimeoutMs: tick * int64(s.electionTicks)})
 }
 
 // WatchEvent is one line of a watch stream.
@@ -58,7 +63,10 @@ type WatchEvent struct {
 	CreateRevision int64  `json:"create_revision,omitempty"`
 	ModRevision    int64  `json:"mod_revision,omitempty"`
 	Version        int64  `json:"version,omitempty"`
-	Error          string `json:"error,omitempty"`
+	// Expired marks a delete made by a lease's expiry, not by a client (a
+	// revoke is a client's); absent otherwise, so older readers see a delete.
+	Expired bool   `json:"expired,omitempty"`
+	Error   string `json:"error,omitempty"`
 }
 
 // handleWatch streams changes to a key (?key=) or a prefix (?prefix=), one
@@ -124,7 +132,7 @@ func (s *Server) streamWatch(ctx context.Context, w http.ResponseWriter, next in
 
 func toWatchEvent(e node.Event) WatchEvent {
 	if e.Deleted {
-		return WatchEvent{Revision: e.Revision, Type: "delete", Key: string(e.Key)}
+		return WatchEvent{Revision: e.Revision, Type: "delete", Key: string(e.Key), Expired: e.Expired}
 	}
 	return WatchEvent{Revision: e.Revision, Type: "put", Key: string(e.Key), Value: e.Record.Value,
 		CreateRevision: e.Record.CreateRev, ModRevision: e.Record.ModRev, Version: e.Record.Version}

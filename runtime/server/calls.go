@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/aspen-db/aspen/core/kv"
+	"github.com/aspen-db/aspen/core/module"
 	"github.com/aspen-db/aspen/core/node"
 )
 
@@ -64,10 +65,10 @@ func (p *sessionPool) release(s *session) {
 
 // withSession runs a write under a session of its own, with the next
 // sequence number.
-func (s *Server) withSession(ctx context.Context, req node.Request) (kv.Response, error) {
+func (s *Server) withSession(ctx context.Context, req node.Request) (node.Response, error) {
 	sess, err := s.pool.acquire(ctx)
 	if err != nil {
-		return kv.Response{}, err
+		return node.Response{}, err
 	}
 	defer s.pool.release(sess)
 	sess.seq++
@@ -75,16 +76,41 @@ func (s *Server) withSession(ctx context.Context, req node.Request) (kv.Response
 	return s.retry(ctx, req)
 }
 
+// asRead gives a request the read client and a fresh sequence number: reads
+// apply nothing, so they need no session, only a distinct key to wait on.
+func (s *Server) asRead(req node.Request) node.Request {
+	req.Client, req.Seq = s.readID, s.readSeq.Add(1)
+	return req
+}
+
 // Write proposes a txn with writes and waits until it is applied.
 func (s *Server) Write(ctx context.Context, txn kv.Txn) (kv.Response, error) {
 	s.metrics.proposals.Inc()
-	return s.withSession(ctx, node.Request{Txn: txn})
+	resp, err := s.withSession(ctx, node.Request{Txn: txn})
+	return resp.Result, err
 }
 
 // Read runs a read-only txn: linearizable through ReadIndex, or from this
 // node's state at once when stale is set.
 func (s *Server) Read(ctx context.Context, txn kv.Txn, stale bool) (kv.Response, error) {
-	return s.retry(ctx, node.Request{Client: s.readID, Seq: s.readSeq.Add(1), Txn: txn, Stale: stale})
+	resp, err := s.retry(ctx, s.asRead(node.Request{Txn: txn, Stale: stale}))
+	return resp.Result, err
+}
+
+// Call proposes a module's command (lease.Grant, ...) and returns its
+// answer, of the module's type, once applied. Like Write, it runs under a
+// session, so a retry inside the server applies it once.
+func (s *Server) Call(ctx context.Context, cmd module.Command) (any, error) {
+	s.metrics.proposals.Inc()
+	resp, err := s.withSession(ctx, node.Request{Call: &cmd})
+	return resp.Value, err
+}
+
+// Query runs a module's query (lease.TimeToLive, ...) after a ReadIndex,
+// as linearizable as Read, and returns its answer.
+func (s *Server) Query(ctx context.Context, cmd module.Command) (any, error) {
+	resp, err := s.retry(ctx, s.asRead(node.Request{Call: &cmd}))
+	return resp.Value, err
 }
 
 // Do runs txn as a read when it has no writes, else as a write.
@@ -96,36 +122,42 @@ func (s *Server) Do(ctx context.Context, txn kv.Txn, stale bool) (kv.Response, e
 }
 
 // retry resubmits the same request (same session and sequence number, so it
-// applies once) while the replica answers with a retryable error.
-func (s *Server) retry(ctx context.Context, req node.Request) (kv.Response, error) {
+// applies once) while the replica answers with a retryable error, or at
+// once when the leader changes while it waits (see leadership).
+func (s *Server) retry(ctx context.Context, req node.Request) (node.Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, callDeadlineMs*time.Millisecond)
 	defer cancel()
 	backoff := retryBackoffMsMin * time.Millisecond
 	for {
-		resp, err := s.call(ctx, req)
+		changed := s.leadership.changed()
+		resp, err := s.call(ctx, req, changed)
 		switch {
+		case errors.Is(err, errLeaderChanged):
+			continue
 		case err != nil:
-			return kv.Response{}, err
+			return node.Response{}, err
 		case resp.Outcome == node.OK:
-			return resp.Result, nil
+			return resp, nil
 		case resp.Outcome.Refused():
-			return kv.Response{}, resp.Err() // a *node.Error: nothing applied, and a retry would not help
+			return node.Response{}, resp.Err() // a *node.Error: nothing applied, and a retry would not help
 		case resp.Outcome == node.NotLeader:
-			return kv.Response{}, s.notLeader()
+			return node.Response{}, s.notLeader()
 		}
 		select {
 		case <-time.After(backoff):
 			backoff = min(2*backoff, retryBackoffMsMax*time.Millisecond)
+		case <-changed: // a leader to send it to, at last
 		case <-ctx.Done():
-			return kv.Response{}, ErrUnavailable
+			return node.Response{}, ErrUnavailable
 		case <-s.stop:
-			return kv.Response{}, ErrStopped
+			return node.Response{}, ErrStopped
 		}
 	}
 }
 
-// call submits one request and waits for its answer.
-func (s *Server) call(ctx context.Context, req node.Request) (node.Response, error) {
+// call submits one request and waits for its answer, or until the leader
+// changes (errLeaderChanged).
+func (s *Server) call(ctx context.Context, req node.Request, leaderChanged <-chan struct{}) (node.Response, error) {
 	ch := make(chan node.Response, 1)
 	k := waitKey{req.Client, req.Seq}
 	if !s.post(func() { s.waiters[k] = ch; s.node.Submit(req) }) {
@@ -134,6 +166,10 @@ func (s *Server) call(ctx context.Context, req node.Request) (node.Response, err
 	select {
 	case r := <-ch:
 		return r, nil
+	case <-leaderChanged:
+		// Forgotten before the caller submits again: the inbox is FIFO.
+		s.post(func() { delete(s.waiters, k) })
+		return node.Response{}, errLeaderChanged
 	case <-ctx.Done():
 		s.post(func() { delete(s.waiters, k) })
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -143,6 +179,41 @@ func (s *Server) call(ctx context.Context, req node.Request) (node.Response, err
 	case <-s.stop:
 		return node.Response{}, ErrStopped
 	}
+}
+
+// errLeaderChanged says the replica's leader changed while a call waited.
+var errLeaderChanged = errors.New("the leader changed")
+
+// leadership wakes calls when the leader this replica knows changes. A write
+// forwarded to a leader that then died, or appended by one that lost its
+// term before committing it, gets no answer until the replica's request
+// timeout (requestTimeoutMs), longer than a lease's shortest TTL: a
+// keep-alive lost in a failover would let a healthy lease expire. Submitted
+// again under the same session, it goes to the new leader and applies once.
+type leadership struct {
+	mu         sync.Mutex
+	term, lead uint64
+	ch         chan struct{} // closed and replaced when term or leader changes
+}
+
+func newLeadership() *leadership { return &leadership{ch: make(chan struct{})} }
+
+// observe records the replica's view; the loop calls it with every status.
+func (l *leadership) observe(term, lead uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if term != l.term || lead != l.lead {
+		l.term, l.lead = term, lead
+		close(l.ch)
+		l.ch = make(chan struct{})
+	}
+}
+
+// changed returns a channel closed at the next change.
+func (l *leadership) changed() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ch
 }
 
 // Status is this node's latest view of the cluster.

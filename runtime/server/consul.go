@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"sort"
 	"strconv"
@@ -166,7 +167,12 @@ func (s *Server) kvPut(w http.ResponseWriter, r *http.Request, key string) {
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("value exceeds %d byte limit", limit))
 		return
 	}
-	txn := kv.Txn{Then: []kv.Op{{Type: kv.OpPut, Key: []byte(key), Value: body}}}
+	id, err := leaseParam(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	txn := kv.Txn{Then: []kv.Op{{Type: kv.OpPut, Key: []byte(key), Value: body, Lease: id}}}
 	if !s.addCAS(w, r, key, &txn) {
 		return
 	}
@@ -183,6 +189,21 @@ func (s *Server) kvDelete(w http.ResponseWriter, r *http.Request, key string) {
 		return
 	}
 	s.writeBool(w, r, txn)
+}
+
+// leaseParam reads Aspen's ?lease=ID, which ties the key to a lease (Consul
+// has no such parameter, so its clients never send it). A lease the cluster
+// does not hold is the replica's to refuse: it refuses the whole write, and
+// the answer is 400 naming the lease.
+func leaseParam(r *http.Request) (int64, error) {
+	id, ok, err := uintParam(r, "lease")
+	switch {
+	case err != nil:
+		return 0, err
+	case ok && (id == 0 || id > math.MaxInt64):
+		return 0, fmt.Errorf("query parameter lease=%d is not a lease id (1..%d)", id, int64(math.MaxInt64))
+	}
+	return int64(id), nil
 }
 
 // addCAS turns ?cas=N into a compare on the key's mod revision (0: must not exist).

@@ -58,6 +58,8 @@ const (
 	txnBodyPerValueFactor = 2
 	// memberBodyBytesMax bounds a membership request, a few short fields.
 	memberBodyBytesMax = 64 << 10
+	// leaseBodyBytesMax bounds a lease request: three short fields.
+	leaseBodyBytesMax = 4 << 10
 
 	// readHeaderTimeoutMs stops clients that open connections and never
 	// finish a request from holding them (slowloris).

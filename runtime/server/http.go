@@ -24,6 +24,7 @@ func (s *Server) routes() http.Handler {
 	route("/v1/aspen/transfer-leader", "aspen_transfer", s.handleTransfer)
 	route("/v1/aspen/snapshot", "aspen_snapshot", s.handleSnapshot)
 	route("/v1/aspen/removed", "aspen_removed", s.handleRemoved)
+	s.leaseRoutes(route)
 	mux.Handle("/metrics", s.metrics.handler())
 	if s.cfg.Profiling {
 		mux.HandleFunc("/debug/pprof/", pprof.Index) // also serves heap, goroutine, block, ...
@@ -70,6 +71,7 @@ var refusalStatus = map[node.Outcome]int{
 	node.Invalid:  http.StatusBadRequest,
 	node.TooLarge: http.StatusRequestEntityTooLarge,
 	node.Conflict: http.StatusConflict,
+	node.NotFound: http.StatusNotFound,
 }
 
 // writeCallError maps a failed call onto a status code: a refusal is the
@@ -78,7 +80,11 @@ var refusalStatus = map[node.Outcome]int{
 func writeCallError(w http.ResponseWriter, err error) {
 	var refused *node.Error
 	if errors.As(err, &refused) && refused.Outcome.Refused() {
-		writeError(w, refusalStatus[refused.Outcome], refused.Detail)
+		code, ok := refusalStatus[refused.Outcome]
+		if !ok {
+			code = http.StatusBadRequest // a refusal added to core before it got a status of its own
+		}
+		writeError(w, code, refused.Detail)
 		return
 	}
 	writeError(w, http.StatusServiceUnavailable, err.Error())

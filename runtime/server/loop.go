@@ -11,15 +11,18 @@ import (
 func (s *Server) loop() {
 	defer close(s.done)
 	defer func() { s.closeErr = s.shutdown() }()
-	start := time.Now()
+	clock := newClock()
 	ticker := time.NewTicker(s.cfg.Tick)
 	defer ticker.Stop()
+	// The replica reads the time only from ticks: one now, so that requests
+	// taken before the first tick get deadlines from the clock, not from 0.
+	s.node.Tick(clock.nowNs())
 	for {
 		select {
 		case <-s.stop:
 			return
 		case <-ticker.C:
-			s.node.Tick(int64(time.Since(start)))
+			s.node.Tick(clock.nowNs())
 		case f := <-s.inbox:
 			f()
 			s.drainInbox()
@@ -30,6 +33,24 @@ func (s *Server) loop() {
 		}
 	}
 }
+
+// clock is the wall clock read once, at start, and moved on by the
+// monotonic clock. A leader's readings become replicated time (lease
+// deadlines ride on it), so every process must read about the same time,
+// across restarts too, as wall clocks do; a clock that started at zero with
+// the process would stand replicated time still after a restart until it
+// had caught up. The monotonic part keeps an NTP step from moving it.
+type clock struct {
+	start   time.Time
+	startNs int64
+}
+
+func newClock() clock {
+	now := time.Now()
+	return clock{start: now, startNs: now.UnixNano()}
+}
+
+func (c clock) nowNs() int64 { return c.startNs + int64(time.Since(c.start)) }
 
 func (s *Server) drainInbox() {
 	for i := 0; i < inputsPerRoundMax; i++ {
@@ -87,6 +108,7 @@ func (s *Server) handleReady() error {
 func (s *Server) refreshStatus() {
 	st := s.node.Status()
 	s.status.Store(&st)
+	s.leadership.observe(st.Term, st.Lead)
 	s.metrics.observeStatus(st)
 }
 

@@ -60,6 +60,8 @@ type Server struct {
 	metrics *metrics
 	hub     *hub
 	pool    *sessionPool
+	// leadership wakes calls when the leader changes (calls.go).
+	leadership *leadership
 
 	inbox   chan func()
 	waiters map[waitKey]chan node.Response // loop-owned
@@ -68,6 +70,9 @@ type Server struct {
 	contact lastContact
 	readSeq atomic.Uint64
 	readID  uint64
+	// electionTicks is the replica's election timeout in ticks, for the
+	// status report: a new leader grants every lease that long.
+	electionTicks int
 
 	// ctx is canceled when the node stops, by Close or on its own; stop is
 	// its Done channel, for selects.
@@ -100,7 +105,7 @@ func Start(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, inbox: make(chan func(), inboxMax),
 		waiters: map[waitKey]chan node.Response{}, done: make(chan struct{}),
-		metrics: newMetrics(), hub: newHub(), pool: newSessionPool(sessionsPerServer),
+		metrics: newMetrics(), hub: newHub(), pool: newSessionPool(sessionsPerServer), leadership: newLeadership(),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.stop = s.ctx.Done()
@@ -143,6 +148,7 @@ func (s *Server) startReplica() error {
 	ncfg.TickNs = int64(s.cfg.Tick)
 	ncfg.RequestTimeoutNs = requestTimeoutMs * int64(time.Millisecond)
 	ncfg.ReadRetryNs = int64(ncfg.ElectionTicks) * int64(s.cfg.Tick)
+	s.electionTicks = ncfg.ElectionTicks
 	ncfg.EventsEnabled = true
 	ncfg.SnapshotEntries, ncfg.CompactKeepEntries = snapshotEntries, compactKeepEntries
 	ncfg.Join, ncfg.Restore = s.cfg.Join, s.cfg.Restore

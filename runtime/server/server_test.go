@@ -33,6 +33,12 @@ type cluster struct {
 
 func startCluster(t *testing.T, n int) *cluster {
 	t.Helper()
+	return startClusterWith(t, n, nil)
+}
+
+// startClusterWith starts n nodes, each config first passed to tune (when set).
+func startClusterWith(t *testing.T, n int, tune func(*Config)) *cluster {
+	t.Helper()
 	c := &cluster{t: t}
 	members := map[uint64]string{}
 	for i := 1; i <= n; i++ {
@@ -42,6 +48,9 @@ func startCluster(t *testing.T, n int) *cluster {
 		c.cfgs = append(c.cfgs, Config{ID: uint64(i), DataDir: t.TempDir(), PeerAddr: members[uint64(i)],
 			HTTPAddr: "127.0.0.1:0", Cluster: members, Tick: 20 * time.Millisecond,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if tune != nil {
+			tune(&c.cfgs[i-1])
+		}
 	}
 	for i := range c.cfgs {
 		c.servers = append(c.servers, c.start(i))
@@ -228,5 +237,19 @@ func TestProfilingOptIn(t *testing.T) {
 	code, _, body := do(t, "GET", c.url(0, "/debug/pprof/goroutine?debug=1"), "")
 	if code != http.StatusOK || !strings.Contains(body, "goroutine profile") {
 		t.Fatalf("pprof with Profiling: got %d %.80q, want the goroutine profile", code, body)
+	}
+}
+
+// The status report names the raft timing, which bounds how long a lease
+// may outlive its TTL (a new leader's grace is one election timeout).
+func TestStatusReportsTiming(t *testing.T) {
+	c := startCluster(t, 1)
+	_, _, body := do(t, "GET", c.url(0, "/v1/aspen/status"), "")
+	var st StatusReport
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.TickMs != 20 || st.ElectionTimeoutMs != 200 {
+		t.Fatalf("status: got tick %d ms, election timeout %d ms; want 20 ms and ten ticks", st.TickMs, st.ElectionTimeoutMs)
 	}
 }
