@@ -31,7 +31,8 @@ type Event struct {
 // Leases is the lease table as the KV module needs it (core/lease provides
 // it): every put names the lease its key belongs to, every delete unties it.
 type Leases interface {
-	// CheckAttach refuses puts naming a lease that does not exist or is full.
+	// CheckAttach refuses puts naming a lease that does not exist or is full,
+	// with a *module.Error naming the outcome.
 	CheckAttach(puts []Op) error
 	// Attach ties key to lease id (0: to none), recording it in env's batch.
 	Attach(env *module.Env, key []byte, id int64)
@@ -86,6 +87,10 @@ func (k *Module) Apply(env *module.Env, kind byte, body []byte) module.Answer {
 	assert.That(err == nil, "kv command at %d does not decode: %v", env.Index, err)
 	if kind == CmdLeasedTxn {
 		if err := k.checkLeases(t); err != nil {
+			var refused *module.Error // the lease table's own verdict: not found, full
+			if errors.As(err, &refused) {
+				return module.Answer{Outcome: refused.Outcome, Detail: refused.Detail}
+			}
 			return module.Refuse(module.Invalid, err)
 		}
 	}

@@ -212,6 +212,14 @@ func refusal(err error) module.Answer {
 // CheckAttach refuses puts naming a lease that does not exist or that the
 // puts would fill past its bound (kv.Leases).
 func (m *Module) CheckAttach(puts []kv.Op) error {
+	if err := m.checkAttach(puts); err != nil {
+		a := refusal(err)
+		return &module.Error{Outcome: a.Outcome, Detail: a.Detail}
+	}
+	return nil
+}
+
+func (m *Module) checkAttach(puts []kv.Op) error {
 	for i, op := range puts {
 		if err := m.t.CanAttach(op.Key, ID(op.Lease)); err != nil {
 			return err
@@ -323,9 +331,13 @@ func readLease(r *module.Reader) Lease {
 	return Lease{ID: ID(r.Varint()), TTLNs: r.Varint(), ExpiryNs: r.Varint(), Keys: int(r.Uvarint())}
 }
 
+// answerVersion opens an encoded answer (and keeps it clear of the host's
+// refusal mark, module.Answer).
+const answerVersion = 1
+
 // Encode lays the answer out field by field.
 func (a Answer) Encode() []byte {
-	b := appendLease(nil, a.Lease)
+	b := appendLease([]byte{answerVersion}, a.Lease)
 	b = binary.AppendVarint(b, a.RemainingNs)
 	b = binary.AppendUvarint(b, uint64(len(a.Keys)))
 	for _, k := range a.Keys {
@@ -340,7 +352,10 @@ func (a Answer) Encode() []byte {
 
 // DecodeAnswer reads what Answer.Encode wrote.
 func DecodeAnswer(b []byte) (Answer, error) {
-	r := &module.Reader{B: b}
+	if len(b) == 0 || b[0] != answerVersion {
+		return Answer{}, fmt.Errorf("lease answer: %w: version", module.ErrMalformed)
+	}
+	r := &module.Reader{B: b[1:]}
 	a := Answer{Lease: readLease(r), RemainingNs: r.Varint()}
 	for n := r.Count(); n > 0 && r.Err == nil; n-- {
 		a.Keys = append(a.Keys, append([]byte(nil), r.Bytes()...))

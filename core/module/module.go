@@ -22,7 +22,8 @@ type Env struct {
 
 // Answer is a module's reply to one command. Data is its encoding, which the
 // host saves with the client's session so a retry gets the same reply; Value,
-// when set, is the same reply decoded, for a caller on this replica.
+// when set, is the same reply decoded, for a caller on this replica. Data
+// must not start with byte 0xFE: the host marks a saved refusal with it.
 type Answer struct {
 	Outcome Outcome
 	Detail  string

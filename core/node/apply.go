@@ -57,18 +57,38 @@ func (n *Node) applyCommand(e raftpb.Entry, out *Ready) {
 	switch n.plantVerdict(verdict) {
 	case session.Fresh:
 		a := mod.Apply(&env, cmd.kind, cmd.body)
-		// A refusal changed nothing, so a retry may meet the state afresh.
-		if a.Outcome == OK {
-			n.recordSession(client, seq, e.Index, a.Data, env.Batch)
-		}
+		n.recordSession(client, seq, e.Index, savedAnswer(a), env.Batch)
 		n.answer(client, seq, a)
 	case session.Duplicate:
-		v, err := mod.DecodeAnswer(saved)
-		assert.That(err == nil, "saved answer of client %d does not decode: %v", client, err)
-		n.answer(client, seq, module.Answer{Value: v})
+		n.answer(client, seq, replay(mod, client, saved))
 	default:
 		n.answer(client, seq, module.Answer{Outcome: Stale})
 	}
+}
+
+// A refusal is saved with the session too: a copy of the same command that
+// reaches the log again (a retry, or a resubmission after a failover) must
+// get the same answer, not be judged afresh against a state that may since
+// have changed (an id taken then, free now). Its saved form starts with
+// savedRefusal, which no module's answer encoding starts with (module.Answer).
+const savedRefusal = 0xFE
+
+func savedAnswer(a module.Answer) []byte {
+	if a.Outcome == OK {
+		assert.That(len(a.Data) == 0 || a.Data[0] != savedRefusal, "an answer encoding starts with the refusal mark")
+		return a.Data
+	}
+	return append([]byte{savedRefusal, byte(a.Outcome)}, a.Detail...)
+}
+
+// replay answers a retry from what its first application saved.
+func replay(mod module.Module, client uint64, saved []byte) module.Answer {
+	if len(saved) >= 2 && saved[0] == savedRefusal {
+		return module.Answer{Outcome: Outcome(saved[1]), Detail: string(saved[2:])}
+	}
+	v, err := mod.DecodeAnswer(saved)
+	assert.That(err == nil, "saved answer of client %d does not decode: %v", client, err)
+	return module.Answer{Value: v}
 }
 
 // collectEffects hands the driver what applying did beyond the batch: key

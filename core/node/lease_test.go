@@ -123,7 +123,7 @@ func TestLeaseRefusals(t *testing.T) {
 		{"keep-alive of none", call(8, 4, lease.KeepAlive(9)), node.NotFound},
 		{"revoke of none", call(8, 5, lease.Revoke(9)), node.NotFound},
 		{"leader's own command", call(8, 6, module.Command{Kind: lease.CmdExpire}), node.Invalid},
-		{"put on no lease", putLeased(8, 7, "x", 9), node.Invalid},
+		{"put on no lease", putLeased(8, 7, "x", 9), node.NotFound},
 	}
 	for _, c := range cases {
 		if r := s.call(c.req); r.Outcome != c.want || r.Detail == "" {
@@ -132,6 +132,24 @@ func TestLeaseRefusals(t *testing.T) {
 	}
 	if got := s.n.Status().Revision; got != rev || s.has("x") {
 		t.Fatalf("refusals changed the store: revision %d, want %d", got, rev)
+	}
+}
+
+// A refused command that reaches the log again (a retry) gets the answer it
+// got the first time, even when the state would now accept it: the client
+// was told "refused", so it must not take effect.
+func TestRetriedRefusalStaysRefused(t *testing.T) {
+	s := startAt(t, disk.New(), leaseConfig(), 0)
+	s.lease(7, 1, lease.Grant(3, 2*second))
+	if _, r := s.lease(8, 1, lease.Grant(3, 2*second)); r.Outcome != node.Conflict {
+		t.Fatalf("grant of a taken id: got %v, want conflict", r.Err())
+	}
+	s.lease(7, 2, lease.Revoke(3))
+	if _, r := s.lease(8, 1, lease.Grant(3, 2*second)); r.Outcome != node.Conflict {
+		t.Fatalf("the retried grant: got %v, want the first answer (conflict)", r.Err())
+	}
+	if _, r := s.lease(99, 0, lease.TimeToLive(3, false)); r.Outcome != node.NotFound {
+		t.Fatalf("lease 3 after the retried refusal: got %v, want not found", r.Err())
 	}
 }
 

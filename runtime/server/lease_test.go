@@ -197,7 +197,7 @@ func TestLeaseRefusalsChangeNothing(t *testing.T) {
 		{"POST", "/v1/aspen/lease/ttl", `{"ID": -1}`, 400, "ID must be"},
 		{"PUT", "/v1/kv/leased?lease=abc", "v", 400, "not an unsigned integer"},
 		{"PUT", "/v1/kv/leased?lease=0", "v", 400, "not a lease id"},
-		{"PUT", "/v1/kv/leased?lease=99", "v", 400, "lease not found"},
+		{"PUT", "/v1/kv/leased?lease=99", "v", 404, "lease not found"},
 	} {
 		code, _, body := do(t, tc.method, c.url(1, tc.path), tc.body)
 		if code != tc.code || !strings.Contains(body, tc.inBody) {
@@ -234,8 +234,8 @@ func TestLeaseLimits(t *testing.T) {
 		t.Fatalf("first key: got %d %s, want 200", code, body)
 	}
 	code, _, body := do(t, "PUT", c.url(0, fmt.Sprintf("/v1/kv/two?lease=%d", l.ID)), "v")
-	if code != http.StatusBadRequest || !strings.Contains(body, "too many keys") {
-		t.Fatalf("second key on a lease that holds one: got %d %s, want 400 too many keys", code, body)
+	if code != http.StatusRequestEntityTooLarge || !strings.Contains(body, "too many keys") {
+		t.Fatalf("second key on a lease that holds one: got %d %s, want 413 too many keys", code, body)
 	}
 	c.wantKey("two", false)
 }
