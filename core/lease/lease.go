@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time" // durations only, for messages: the table never reads a clock
 
 	"github.com/google/btree"
 )
@@ -121,7 +122,7 @@ func (t *Table) attach(id ID, k string) {
 
 func (t *Table) checkTTL(ttlNs int64) error {
 	if ttlNs < t.limits.TTLMinNs || ttlNs > t.limits.TTLMaxNs {
-		return fmt.Errorf("%w: %d ms, want %d..%d ms", ErrTTL, ttlNs/1e6, t.limits.TTLMinNs/1e6, t.limits.TTLMaxNs/1e6)
+		return fmt.Errorf("%w: %v, want %v to %v", ErrTTL, time.Duration(ttlNs), time.Duration(t.limits.TTLMinNs), time.Duration(t.limits.TTLMaxNs))
 	}
 	return nil
 }
