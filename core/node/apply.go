@@ -134,7 +134,7 @@ func (n *Node) installSnapshot(snap raftpb.Snapshot, b *storage.Batch) {
 		b.Delete(logKey(i))
 	}
 	n.applied, n.snapIndex, n.conf = snap.Metadata.Index, snap.Metadata.Index, snap.Metadata.ConfState
-	n.moveTime(timeNs)
+	n.timeNs = max(n.timeNs, timeNs)
 	n.logFirst, n.logLast = snap.Metadata.Index+1, snap.Metadata.Index
 	n.freeze()
 	b.Put(keySnapshot, mustMarshal(&stored))

@@ -127,16 +127,14 @@ type Node struct {
 	readCtx   uint64
 	readEpoch uint64 // random per incarnation, prefixes every ReadIndex context
 
-	responses     []Response
-	timeNs        int64  // replicated time: the latest stamp applied (time.go)
-	timeMovedAtNs int64  // this replica's clock when timeNs last moved (or at the first tick)
-	ticked        bool   // Tick has been called: now is a clock reading
-	stampFloorNs  int64  // the last stamp this replica gave as leader
-	removedSelf   bool   // a committed change removed this replica: the driver should stop it
-	snapshotDue   bool   // take a snapshot at the next chance, whatever the entry count
-	lastTerm      uint64 // term and vote of the last hard state handed out
-	lastVote      uint64
-	earlyApplied  map[string]bool // planted bug EarlyConfChange: changes applied at proposal
+	responses    []Response
+	timeNs       int64  // replicated time: the latest stamp applied (time.go)
+	stampFloorNs int64  // the last stamp this replica gave as leader
+	removedSelf  bool   // a committed change removed this replica: the driver should stop it
+	snapshotDue  bool   // take a snapshot at the next chance, whatever the entry count
+	lastTerm     uint64 // term and vote of the last hard state handed out
+	lastVote     uint64
+	earlyApplied map[string]bool // planted bug EarlyConfChange: changes applied at proposal
 
 	boot   storage.Batch // records written on first start, carried by the first Ready
 	rd     raft.Ready
@@ -243,9 +241,6 @@ func (n *Node) appliedMeta() appliedMeta {
 // the seeded thinning here is what keeps elections from colliding forever.
 func (n *Node) Tick(now int64) {
 	n.now = now
-	if !n.ticked {
-		n.ticked, n.timeMovedAtNs = true, now // the time loaded from disk is as of now
-	}
 	if n.role == raft.StateLeader || n.rng.Uint64()&1 == 0 {
 		n.raw.Tick()
 	}

@@ -1,6 +1,9 @@
 package node
 
-import "go.etcd.io/raft/v3/raftpb"
+import (
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+)
 
 // Replicated time. Replicas' clocks disagree (skew, drift, a paused
 // process), and applied state must not: so apply never reads a clock. A
@@ -38,27 +41,27 @@ func (n *Node) stampEntries(ents []raftpb.Entry) {
 // advanceTime moves the replicated time to an applied entry's stamp.
 func (n *Node) advanceTime(c command) {
 	if c.stamped {
-		n.moveTime(c.stampNs)
+		n.timeNs = max(n.timeNs, c.stampNs)
 	}
 }
 
-// moveTime moves the replicated time to t unless it is there already, and
-// notes when, by this replica's clock, it moved.
-func (n *Node) moveTime(t int64) {
-	if t > n.timeNs {
-		n.timeNs, n.timeMovedAtNs = t, n.now
+// queryNowNs is the time a query about what is left of a timer is answered
+// at. The leader's clock is the one that decides when a timer fires (it
+// proposes the expiry once its clock passes the deadline), so the leader
+// answers by it, never below replicated time. A follower's clock says
+// nothing about the leader's: read at its own clock, a follower whose clock
+// ran seconds ahead told a lease renewed a moment ago that nothing was left
+// (found by the simulator, leases seed 63), and one behind promised too much;
+// taking replicated time on by its own clock's elapsed time ran ahead while a
+// leader behind held replicated time still (swarm-membership seed 197). A
+// follower answers by replicated time as of the read: the same on every
+// follower at one index, at most the timer's length, and long, never short,
+// by the time since the last write.
+func (n *Node) queryNowNs() int64 {
+	if n.role == raft.StateLeader {
+		return max(n.timeNs, n.now)
 	}
-}
-
-// replicatedNowNs is this replica's best guess at replicated time now: the
-// time applied last, moved on by what its own clock measured since. Only the
-// clock's rate enters, never its offset from the leaders' clocks: answering
-// with the replica's own reading told a lease renewed a moment ago that
-// nothing was left of it when the replica's clock ran ahead of the leader's
-// (found by the simulator, leases seed 63), and promised too much when it ran
-// behind.
-func (n *Node) replicatedNowNs() int64 {
-	return n.timeNs + max(0, n.now-n.timeMovedAtNs)
+	return n.timeNs
 }
 
 // TimeNs returns the replicated time: the latest stamp applied.
