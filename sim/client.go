@@ -109,6 +109,9 @@ func (w *World) clientResponse(e event) {
 		}
 		w.nextOp(c)
 	case r.Outcome == node.OK:
+		if c.op.in.Lease != 0 {
+			w.leasedPutAcked(c, r.Result.Revision)
+		}
 		w.complete(c, w.toOutput(c, r.Result))
 	case r.Outcome == node.Invalid && c.op.in.Lease != 0:
 		w.leasedPutRefused(c, r) // its lease ended: legitimate, if some replica ended it

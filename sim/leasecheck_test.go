@@ -125,6 +125,20 @@ func TestLeaseRecordsComparedAcrossReplicas(t *testing.T) {
 	wantViolation(t, w, "replicas end leases differently at index 4")
 }
 
+// A put acknowledged with a lease must have applied before the lease ended.
+func TestLeasedPutAfterEnd(t *testing.T) {
+	w := leaseWorld(t)
+	w.lc.track(4).revokeAsked = true
+	w.leaseRecords(w.nodes[0], []node.Applied{{Index: 3, TimeNs: 5e9, LeasesEnded: []lease.End{{ID: 4, Revision: 7}}}})
+	c := &simClient{idx: 2, op: &clientOp{in: opInput{Kind: kPut, Lease: 4}}}
+	w.leasedPutAcked(c, 7)
+	if len(w.check.violations) != 0 {
+		t.Fatalf("put at the end's revision (before it): %v", w.check.violations)
+	}
+	w.leasedPutAcked(c, 8)
+	wantViolation(t, w, "acknowledged at revision 8, after the lease ended at revision 7")
+}
+
 // A read that began after a lease's end was applied must not show the key
 // it deleted with the value from before.
 func TestLeaseReadsAfterEnd(t *testing.T) {

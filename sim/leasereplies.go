@@ -194,6 +194,19 @@ func (w *World) leasedPutRefused(c *simClient, r node.Response) {
 	w.nextOp(c)
 }
 
+// leasedPutAcked checks a put acknowledged with its lease: it must have
+// applied before the lease ended, which their revisions order (an end takes
+// a revision after the put's if it deleted the key, and is at or after a
+// later write's otherwise). The model cannot see this: it keeps the key
+// attached, as a store that took it would.
+func (w *World) leasedPutAcked(c *simClient, rev int64) {
+	id := lease.ID(c.op.in.Lease)
+	if t := w.lc.tracks[id]; t != nil && t.end != nil && t.end.Revision < rev {
+		w.check.fail("client %d: put attached to lease %d acknowledged at revision %d, after the lease ended at revision %d",
+			c.idx, id, rev, t.end.Revision)
+	}
+}
+
 // checkLeasesAtEnd requires the leader to have expired every lease well past
 // its deadline on the leader's own clock: expiry must happen, not only be
 // safe.
