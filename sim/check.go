@@ -111,6 +111,11 @@ func (w *World) checkConvergence() {
 			w.check.fail("healed phase ended with client %d still waiting (operation started at %.3fs)", c.idx, float64(c.op.start)/1e9)
 		}
 	}
+	for _, h := range w.holders {
+		if h.op != nil {
+			w.check.fail("healed phase ended with lease holder %d still waiting (request started at %.3fs)", h.idx, float64(h.op.start)/1e9)
+		}
+	}
 }
 
 // checkMembership compares every running member's configuration with the one

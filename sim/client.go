@@ -109,7 +109,12 @@ func (w *World) clientResponse(e event) {
 		}
 		w.nextOp(c)
 	case r.Outcome == node.OK:
+		if c.op.in.Lease != 0 {
+			w.leasedPutAcked(c, r.Result.Revision)
+		}
 		w.complete(c, w.toOutput(c, r.Result))
+	case r.Outcome == node.NotFound && c.op.in.Lease != 0:
+		w.leasedPutRefused(c, r) // its lease ended: legitimate, if some replica ended it
 	case r.Outcome.Refused():
 		w.check.fail("client %d: valid request refused: %v", c.idx, r.Err())
 		w.giveUp(c)
@@ -171,6 +176,8 @@ func (w *World) genOp(c *simClient) opInput {
 		w.genInterval(&in)
 	case kInvalid:
 		in.Key = w.rng.IntN(len(invalidRequests))
+	case kLeasePut:
+		w.genLeasePut(c, &in)
 	}
 	if in.Kind == kScan || in.Kind == kRange {
 		w.maybeLimit(&in)
@@ -270,7 +277,7 @@ func (w *World) toTxn(in opInput) kv.Txn {
 	case kGet, kStaleGet:
 		return kv.Txn{Then: []kv.Op{{Type: kv.OpGet, Key: key}}}
 	case kPut:
-		return kv.Txn{Then: []kv.Op{{Type: kv.OpPut, Key: key, Value: []byte(in.Value)}}}
+		return kv.Txn{Then: []kv.Op{{Type: kv.OpPut, Key: key, Value: []byte(in.Value), Lease: in.Lease}}}
 	case kDelete:
 		return kv.Txn{Then: []kv.Op{{Type: kv.OpDelete, Key: key}}}
 	case kCAS:

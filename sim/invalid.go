@@ -4,6 +4,8 @@ import (
 	"bytes"
 
 	"github.com/aspen-db/aspen/core/kv"
+	"github.com/aspen-db/aspen/core/lease"
+	"github.com/aspen-db/aspen/core/module"
 	"github.com/aspen-db/aspen/core/node"
 )
 
@@ -67,4 +69,41 @@ var invalidRequests = []struct {
 func (w *World) invalidTxn(in opInput) kv.Txn {
 	key := []byte(w.names[in.Group][0])
 	return invalidRequests[in.Key].txn(key, kv.DefaultLimits())
+}
+
+// Lease requests the store must refuse, sent by lease holders now and then
+// (invalid_prob). A lease no one was ever granted answers "not found".
+var invalidLeaseRequests = []struct {
+	name    string
+	outcome node.Outcome
+	query   bool // a read (no session sequence number)
+	req     func(key []byte, l lease.Limits) node.Request
+}{
+	{"a grant with a zero TTL", node.Invalid, false, leaseCall(func(l lease.Limits) module.Command { return lease.Grant(0, 0) })},
+	{"a grant with a TTL below the minimum", node.Invalid, false, leaseCall(func(l lease.Limits) module.Command { return lease.Grant(0, l.TTLMinNs-1) })},
+	{"a grant with a TTL above the maximum", node.Invalid, false, leaseCall(func(l lease.Limits) module.Command { return lease.Grant(0, l.TTLMaxNs+1) })},
+	{"a grant of a negative id", node.Invalid, false, leaseCall(func(l lease.Limits) module.Command { return lease.Grant(-7, l.TTLMinNs) })},
+	{"a keep-alive of lease 0", node.Invalid, false, leaseCall(func(lease.Limits) module.Command { return lease.KeepAlive(0) })},
+	{"a revoke of a negative lease", node.Invalid, false, leaseCall(func(lease.Limits) module.Command { return lease.Revoke(-1) })},
+	{"a keep-alive of a lease never granted", node.NotFound, false, leaseCall(func(lease.Limits) module.Command { return lease.KeepAlive(leaseUnknownID) })},
+	{"a revoke of a lease never granted", node.NotFound, false, leaseCall(func(lease.Limits) module.Command { return lease.Revoke(leaseUnknownID) })},
+	{"a time-to-live of a lease never granted", node.NotFound, true, leaseCall(func(lease.Limits) module.Command { return lease.TimeToLive(leaseUnknownID, true) })},
+	{"an expiry asked by a client", node.Invalid, false, leaseCall(func(lease.Limits) module.Command {
+		return module.Command{Kind: lease.CmdExpire, Body: []byte{1, 2}}
+	})},
+	{"a call of a kind no module serves", node.Invalid, false, leaseCall(func(lease.Limits) module.Command { return module.Command{Kind: 127} })},
+	{"a put attached to a lease never granted", node.NotFound, false, func(key []byte, _ lease.Limits) node.Request {
+		return node.Request{Txn: kv.Txn{Then: []kv.Op{{Type: kv.OpPut, Key: key, Value: []byte("never"), Lease: leaseUnknownID}}}}
+	}},
+}
+
+func leaseCall(c func(lease.Limits) module.Command) func([]byte, lease.Limits) node.Request {
+	return func(_ []byte, l lease.Limits) node.Request { return node.Request{Call: call(c(l))} }
+}
+
+// holderInvalid sends one of the lease requests the store must refuse.
+func (w *World) holderInvalid(h *leaseHolder) {
+	i := w.rng.IntN(len(invalidLeaseRequests))
+	key := []byte(w.names[w.rng.IntN(len(w.names))][0])
+	w.holderSend(h, &holderOp{action: actInvalid, invalid: i, req: invalidLeaseRequests[i].req(key, lease.DefaultLimits())})
 }

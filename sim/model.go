@@ -26,7 +26,13 @@ const (
 	kDeleteRange // the same bounds, deleting
 	kInvalid     // a request the store must refuse (invalid.go); never in the history
 	kStaleGet    // a get served from one replica's state (Stale); never in the history
+	kLeasePut    // drawn from the mix as lease_put; enters the history as a kPut with a Lease
 )
+
+// kLeaseEnd is a lease's expiry or revoke, which deletes its keys: a write no
+// client issued, entered into the history from the replicas' applied records
+// (leasecheck.go).
+const kLeaseEnd opKind = 101
 
 type cmpKind uint8
 
@@ -73,6 +79,7 @@ type opInput struct {
 	Prefix bool
 	Limit  int    // scans and ranges: at most this many keys (0: all)
 	Value  string // put value; for CAS the new value
+	Lease  int64  // put: the lease the key is attached to (0: none); lease end: the lease
 	Cmps   []txnCmp
 	Then   []txnOp
 	Else   []txnOp
@@ -95,16 +102,19 @@ type opOutput struct {
 	Rev     int64        // the store's revision in the answer
 	Reads   []readResult // get: one; scan and range: one per key of the group; txn: one per get in the branch taken
 	Deleted []int64      // keys removed by each delete of the branch taken (delete and delete ranges: one)
+	Gone    keySet       // lease end: the keys of the group it deleted
 	Bad     string       // the answer itself is malformed (keys out of order or outside the group)
 }
 
 // keyState is one key in the model. Mod and Create are 0 while unknown: the
-// write that set them gave up, and no read has shown them since.
+// write that set them gave up, and no read has shown them since. Lease is the
+// lease the last put attached the key to (0: none): its end deletes the key.
 type keyState struct {
 	Present     bool
 	Value       string
 	Mod, Create int64
 	Version     int64
+	Lease       int64
 }
 
 // groupState is a key group in the model. Rev is a lower bound on the store's
@@ -160,7 +170,9 @@ func (r *run) apply(in opInput) {
 	case kGet:
 		r.read(in.Key)
 	case kPut:
-		r.put(in.Key, in.Value)
+		r.put(in.Key, in.Value, in.Lease)
+	case kLeaseEnd:
+		r.endLease(in.Lease)
 	case kDelete:
 		r.del(keySet(1 << in.Key))
 	case kScan, kRange:
@@ -170,7 +182,7 @@ func (r *run) apply(in opInput) {
 	case kCAS:
 		r.cmps, r.ok = 1, cmpHolds(r.s, in.Cmps[0])
 		if r.ok {
-			r.put(in.Key, in.Value)
+			r.put(in.Key, in.Value, 0)
 		}
 	case kTxn:
 		r.txn(in)
@@ -194,20 +206,35 @@ func (r *run) txn(in opInput) {
 		case kGet:
 			r.read(op.Key)
 		case kPut:
-			r.put(op.Key, op.Value)
+			r.put(op.Key, op.Value, 0)
 		case kDelete:
 			r.del(keySet(1 << op.Key))
 		}
 	}
 }
 
-func (r *run) put(k int, value string) {
+// put writes key k, attaching it to lease (0: to none), as the store does.
+func (r *run) put(k int, value string, lease int64) {
 	ks := &r.s.Keys[k]
 	if !ks.Present {
 		*ks = keyState{Present: true, Create: r.rev}
 	}
-	ks.Value, ks.Mod, ks.Version = value, r.rev, ks.Version+1
+	ks.Value, ks.Mod, ks.Version, ks.Lease = value, r.rev, ks.Version+1, lease
 	r.changed = true
+}
+
+// endLease deletes the keys attached to lease, which must be exactly the keys
+// the replicas deleted with it.
+func (r *run) endLease(lease int64) {
+	var gone keySet
+	for k := range modelKeysMax {
+		if ks := &r.s.Keys[k]; ks.Present && ks.Lease == lease {
+			*ks = keyState{}
+			gone |= 1 << k
+		}
+	}
+	r.changed = gone != 0
+	r.failed = r.failed || r.check && gone != r.out.Gone
 }
 
 func (r *run) del(span keySet) {
@@ -340,7 +367,11 @@ func describeState(s groupState) string {
 	var parts []string
 	for i, ks := range s.Keys {
 		if ks.Present {
-			parts = append(parts, fmt.Sprintf("k%d=%q@%d/%d/v%d", i, ks.Value, ks.Mod, ks.Create, ks.Version))
+			part := fmt.Sprintf("k%d=%q@%d/%d/v%d", i, ks.Value, ks.Mod, ks.Create, ks.Version)
+			if ks.Lease != 0 {
+				part += fmt.Sprintf("/lease %d", ks.Lease)
+			}
+			parts = append(parts, part)
 		}
 	}
 	return fmt.Sprintf("{%s rev>=%d}", strings.Join(parts, " "), s.Rev)
@@ -358,7 +389,12 @@ func describeOp(in opInput, out opOutput) string {
 	case kGet:
 		return fmt.Sprintf("get(g%d/k%d) -> %s", in.Group, in.Key, res)
 	case kPut:
+		if in.Lease != 0 {
+			return fmt.Sprintf("put(g%d/k%d, %q, lease %d) -> %s", in.Group, in.Key, in.Value, in.Lease, res)
+		}
 		return fmt.Sprintf("put(g%d/k%d, %q) -> %s", in.Group, in.Key, in.Value, res)
+	case kLeaseEnd:
+		return fmt.Sprintf("end of lease %d in g%d (deleted %08b) -> %s", in.Lease, in.Group, out.Gone, res)
 	case kDelete:
 		return fmt.Sprintf("delete(g%d/k%d) -> %s", in.Group, in.Key, res)
 	case kCAS:

@@ -181,6 +181,9 @@ func (w *World) reportSnapshot(from int, to uint64, ok bool) {
 func (w *World) pump(sn *simNode) {
 	for sn.n != nil && !sn.busy && !sn.paused && sn.n.HasReady() {
 		rd := sn.n.Ready()
+		if w.lc != nil {
+			w.noteAppended(sn.n)
+		}
 		if err := sn.disk.Apply(rd.Batch); err != nil {
 			w.check.fail("node %d disk apply: %v", sn.id, err)
 		}
@@ -215,6 +218,9 @@ func (w *World) finishReady(sn *simNode) {
 		w.shadowEvents(sn)
 		w.maybeMark(sn)
 		w.maybeBackup(sn)
+		if w.lc != nil {
+			w.leaseRecords(sn, rd.Applied)
+		}
 		w.check.applied(sn.id, rd.Applied)
 		w.checkTime(sn)
 		if term, ok := sn.n.LeaderTerm(); ok {

@@ -22,12 +22,13 @@ const (
 	evStopClients
 	evEnd
 	evAdmin
+	evHolder // a lease holder's timer (leases.go)
 )
 
 var evNames = [...]string{evTick: "tick", evDeliver: "deliver", evReadyDone: "ready-done", evToNode: "request",
 	evToClient: "response", evAttemptTimeout: "attempt-timeout", evClientNext: "client-next", evNemesis: "nemesis",
 	evRestart: "restart", evUnpause: "unpause", evPartitionEnd: "partition-end", evHeal: "heal",
-	evStopClients: "stop-clients", evEnd: "end", evAdmin: "admin"}
+	evStopClients: "stop-clients", evEnd: "end", evAdmin: "admin", evHolder: "lease-holder"}
 
 // event is one thing that happens at a virtual instant. Events at the same
 // instant run in the order they were scheduled (seq), which keeps runs replayable.

@@ -16,6 +16,8 @@ var regressions = []struct {
 	{"testdata/regressions/admin-leader-hint.toml", []uint64{10}},
 	{"testdata/regressions/joiner-forgets-hardstate.toml", []uint64{2096}},
 	{"testdata/regressions/advertise-learner.toml", []uint64{9}},
+	{"testdata/regressions/lease-ttl-clock-offset.toml", []uint64{27, 63}},
+	{"testdata/regressions/swarm-membership-leases.toml", []uint64{37, 148, 197}},
 }
 
 func TestRegressions(t *testing.T) {

@@ -24,6 +24,8 @@ func effective(in opInput, out opOutput) bool {
 		return true
 	case kCAS:
 		return out.Ok
+	case kLeaseEnd:
+		return out.Gone != 0
 	case kDelete, kDeletePrefix, kDeleteRange:
 		return len(out.Deleted) > 0 && out.Deleted[0] > 0
 	case kTxn:

@@ -10,6 +10,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/aspen-db/aspen/core/bugs"
+	"github.com/aspen-db/aspen/core/lease"
 )
 
 // Scenario is the shape of a run, read from scenarios/*.toml. It never holds a
@@ -27,6 +28,7 @@ type Scenario struct {
 	Clock      ClockSpec       `toml:"clock"`
 	Swarm      bool            `toml:"swarm"`
 	Membership MembershipSpec  `toml:"membership"`
+	Leases     LeaseSpec       `toml:"leases"`
 	Checkers   CheckerSpec     `toml:"checkers"`
 	Bugs       map[string]bool `toml:"bugs"` // planted defects by name (core/bugs); aspenbugs builds only
 
@@ -120,6 +122,26 @@ func (m MembershipSpec) on() bool {
 	return m.AddLearner+m.Promote+m.Remove+m.Replace+m.AddVoter+m.Refused+m.Transfer > 0
 }
 
+// LeaseSpec sets the lease workload (leases.go): holders each hold one lease
+// at a time, granted with a TTL drawn from [ttl_ms_min, ttl_ms_max]; a kept
+// lease is renewed every TTL/3 of the holder's time for up to hold_ttls_max
+// TTLs, then revoked or left to lapse; the rest lapse at once. Clients attach
+// keys to held leases with the lease_put mix weight. Off while holders = 0,
+// and then the run draws exactly as it would without the table.
+type LeaseSpec struct {
+	Holders      int     `toml:"holders"`
+	TTLMsMin     float64 `toml:"ttl_ms_min"`
+	TTLMsMax     float64 `toml:"ttl_ms_max"`
+	KeepProb     float64 `toml:"keep_prob"`      // a lease is kept alive (else left to lapse from the start)
+	HoldTTLsMax  float64 `toml:"hold_ttls_max"`  // a kept lease is kept for up to this many TTLs
+	RevokeProb   float64 `toml:"revoke_prob"`    // a kept lease is revoked at the end of its hold (else it lapses)
+	ChosenIDProb float64 `toml:"chosen_id_prob"` // the holder names the id (else the table picks one)
+	QueryProb    float64 `toml:"query_prob"`     // a holder's step is a time-to-live or list query
+	InvalidProb  float64 `toml:"invalid_prob"`   // a holder's step is a lease request the store must refuse
+}
+
+func (l LeaseSpec) on() bool { return l.Holders > 0 }
+
 // DiskSpec sets what a crash does to unsynced writes and how slow syncs are.
 type DiskSpec struct {
 	KeepUnsyncedProb float64 `toml:"keep_unsynced_prob"`
@@ -178,7 +200,7 @@ func (sc Scenario) PlantBug(b bugs.Bug) Scenario {
 }
 
 // mixKinds is every operation a workload can weigh, in a fixed order.
-var mixKinds = []string{"get", "put", "delete", "cas", "txn", "scan", "delete_prefix", "range", "delete_range", "invalid", "stale_get"}
+var mixKinds = []string{"get", "put", "delete", "cas", "txn", "scan", "delete_prefix", "range", "delete_range", "invalid", "stale_get", "lease_put"}
 
 // LoadScenario reads and validates a scenario file.
 func LoadScenario(path string) (Scenario, error) {
@@ -221,6 +243,8 @@ func defaultScenario() Scenario {
 		Network:  NetworkSpec{DelayMinMs: 0.5, DelayMaxMs: 2},
 		Faults:   FaultSpec{IntervalMs: 1000, DownMsMax: 3000, CrashesMax: 1},
 		Checkers: CheckerSpec{LinearizeBudgetS: 20, ReloadProb: 0.0005},
+		Leases: LeaseSpec{TTLMsMin: 2000, TTLMsMax: 6000, KeepProb: 0.6, HoldTTLsMax: 4, RevokeProb: 0.3,
+			ChosenIDProb: 0.2, QueryProb: 0.15, InvalidProb: 0.05},
 	}
 }
 
@@ -254,12 +278,16 @@ func (sc *Scenario) validate() error {
 	for _, p := range []float64{sc.Network.DropProb, sc.Network.DuplicateProb, sc.Network.ReorderProb,
 		sc.Disk.KeepUnsyncedProb, sc.Disk.TornProb, sc.Disk.BitFlipProb,
 		sc.Faults.CrashAfterVoteProb, sc.Faults.CrashAfterTailReplaceProb, sc.Faults.CrashInSnapshotInstallProb,
-		sc.Faults.CrashAfterMembershipProb, sc.Faults.CrashBeforeSyncProb, sc.Checkers.ReloadProb} {
+		sc.Faults.CrashAfterMembershipProb, sc.Faults.CrashBeforeSyncProb, sc.Checkers.ReloadProb,
+		sc.Leases.KeepProb, sc.Leases.RevokeProb, sc.Leases.ChosenIDProb, sc.Leases.QueryProb, sc.Leases.InvalidProb} {
 		if p < 0 || p > 1 {
 			return fmt.Errorf("probability %v outside [0, 1]", p)
 		}
 	}
 	if err := sc.validateBugs(); err != nil {
+		return err
+	}
+	if err := sc.validateLeases(); err != nil {
 		return err
 	}
 	total := 0
@@ -274,6 +302,30 @@ func (sc *Scenario) validate() error {
 	}
 	if total == 0 && sc.Workload.Clients > 0 {
 		return fmt.Errorf("workload.mix weighs nothing")
+	}
+	return nil
+}
+
+// validateLeases keeps the lease workload inside what the node grants: TTLs
+// within its limits, and above an election timeout (a new leader's grace).
+func (sc *Scenario) validateLeases() error {
+	l, limits := sc.Leases, lease.DefaultLimits()
+	electionMs := float64(sc.Cluster.TickMs * sc.Cluster.ElectionTicks)
+	switch {
+	case l.Holders < 0 || l.Holders > leaseHoldersMax:
+		return fmt.Errorf("leases.holders = %d, want 0..%d", l.Holders, leaseHoldersMax)
+	case sc.Workload.Mix["lease_put"] > 0 && !l.on():
+		return fmt.Errorf("workload.mix.lease_put needs leases.holders > 0")
+	case !l.on():
+		return nil
+	case millis(l.TTLMsMin) < limits.TTLMinNs || l.TTLMsMax < l.TTLMsMin || millis(l.TTLMsMax) > limits.TTLMaxNs:
+		return fmt.Errorf("leases: want %d <= ttl_ms_min <= ttl_ms_max <= %d", limits.TTLMinNs/1e6, limits.TTLMaxNs/1e6)
+	case l.TTLMsMin < 2*electionMs:
+		return fmt.Errorf("leases.ttl_ms_min = %v, want at least two election timeouts (%v ms)", l.TTLMsMin, 2*electionMs)
+	case l.HoldTTLsMax < 0:
+		return fmt.Errorf("leases.hold_ttls_max must not be negative")
+	case sc.Checkers.Invariants != nil && !*sc.Checkers.Invariants:
+		return fmt.Errorf("leases need checkers.invariants (lease ends are read from the applied records)")
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+	"github.com/aspen-db/aspen/core/lease"
 )
 
 // Options are per-run settings that do not change what happens in the run.
@@ -44,6 +45,10 @@ type Result struct {
 	LeaderTransfers   int      `json:"leader_transfers,omitempty"`
 	FinalVoters       []uint64 `json:"final_voters,omitempty"`
 	Partitions        int      `json:"partitions"`
+	LeasesGranted     int      `json:"leases_granted,omitempty"`     // grants acknowledged to holders
+	LeasesExpired     int      `json:"leases_expired,omitempty"`     // as applied by the replicas
+	LeasesRevoked     int      `json:"leases_revoked,omitempty"`     // likewise
+	LeaseKeysDeleted  int      `json:"lease_keys_deleted,omitempty"` // keys their ends deleted
 	Linearizability   string   `json:"linearizability"`
 	Violations        []string `json:"violations"`
 
@@ -72,6 +77,8 @@ type World struct {
 	clients  []*simClient
 	net      network
 	admin    *admin
+	holders  []*leaseHolder // lease holders (leases.go)
+	lc       *leaseChecker  // nil without leases
 	trace    tracer
 	check    checker
 	res      Result
@@ -86,6 +93,8 @@ type World struct {
 	coldNext   int                   // the next cold key to write
 	readSeq    uint64
 	partitions int // epoch of the current partition
+
+	leaseIDsNamed lease.ID // lease ids holders named so far
 }
 
 // panicStackBytesMax bounds the stack kept from a panicking run: the top
@@ -157,6 +166,10 @@ func newWorld(sc Scenario, seed uint64, opts Options) *World {
 		w.schedule(event{at: w.nemesisGap(), kind: evNemesis, node: -1})
 		w.schedule(event{at: w.faultEnd, kind: evHeal, node: -1})
 	}
+	if sc.Leases.on() {
+		w.newLeaseChecker()
+		w.newHolders()
+	}
 	w.schedule(event{at: w.faultEnd + seconds(sc.Run.HealSeconds)/2, kind: evStopClients, node: -1})
 	w.schedule(event{at: w.end, kind: evEnd, node: -1})
 	return w
@@ -186,17 +199,23 @@ func (w *World) dispatch(e event) {
 	case evTick, evDeliver, evReadyDone, evToNode:
 		w.nodeEvent(e)
 	case evToClient:
-		if w.isAdmin(e.client) {
+		if h := w.holder(e.client); h != nil {
+			w.holderResponse(h, e)
+		} else if w.isAdmin(e.client) {
 			w.adminResponse(e)
 		} else {
 			w.clientResponse(e)
 		}
 	case evAttemptTimeout:
-		if w.isAdmin(e.client) {
+		if h := w.holder(e.client); h != nil {
+			w.holderTimeout(h, e.n)
+		} else if w.isAdmin(e.client) {
 			w.adminTimeout(e.n)
 		} else {
 			w.attemptTimeout(e)
 		}
+	case evHolder:
+		w.holderWake(e)
 	case evAdmin:
 		w.adminTick()
 	case evClientNext:
@@ -216,6 +235,7 @@ func (w *World) dispatch(e event) {
 		w.heal()
 	case evStopClients:
 		w.clientsOn = false
+		w.stopHolders()
 	}
 }
 
@@ -272,9 +292,15 @@ func (w *World) finish() {
 	if on(w.sc.Checkers.Convergence) {
 		w.checkConvergence()
 		w.checkColdKeys()
+		if w.lc != nil {
+			w.checkLeasesAtEnd()
+		}
 	}
 	w.reloadAll()
 	if on(w.sc.Checkers.Linearizability) {
+		if w.lc != nil {
+			w.checkLeaseReads()
+		}
 		w.checkLinearizability()
 		if final, ok := w.finalRevision(); ok && w.res.Linearizability == "ok" {
 			w.checkRevisions(final)

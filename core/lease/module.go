@@ -56,6 +56,29 @@ type Module struct {
 	// with none, and applying a proposal twice is harmless.
 	asked      map[ID]int64
 	graceAsked [2]int64 // term, time
+
+	// ended holds the leases the command being applied ended, until the host
+	// takes them for its applied records (TakeEnded).
+	ended []End
+}
+
+// End is a lease's end as the host reports it to checkers: which lease,
+// whether it expired (else a client revoked it), its TTL and deadline at the
+// end, and the keys deleted with it at Revision (in order).
+type End struct {
+	ID         ID
+	Expired    bool
+	TTLNs      int64
+	DeadlineNs int64
+	Revision   int64
+	Keys       [][]byte
+}
+
+// TakeEnded returns the leases ended since the last call.
+func (m *Module) TakeEnded() []End {
+	e := m.ended
+	m.ended = nil
+	return e
 }
 
 // NewModule returns an empty lease table wired to the KV store.
@@ -183,6 +206,7 @@ func (m *Module) granted(env *module.Env, l Lease, err error) module.Answer {
 
 // revoke ends a lease and deletes its keys at one revision.
 func (m *Module) revoke(env *module.Env, id ID, expired bool) module.Answer {
+	e := m.t.leases[id]
 	keys, err := m.t.Revoke(id)
 	if err != nil {
 		return refusal(err)
@@ -193,6 +217,7 @@ func (m *Module) revoke(env *module.Env, id ID, expired bool) module.Answer {
 	}
 	delete(m.asked, id)
 	a := Answer{Revision: m.store.DeleteExpired(env, keys, expired)}
+	m.ended = append(m.ended, End{ID: id, Expired: expired, TTLNs: e.ttl, DeadlineNs: e.expiry, Revision: a.Revision, Keys: keys})
 	return module.Answer{Data: a.Encode(), Value: a}
 }
 

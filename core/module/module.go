@@ -117,8 +117,10 @@ type Validator interface {
 
 // Querier is a module that answers reads, of kinds apart from its commands'.
 // The host serves them after a ReadIndex, like KV reads; a query changes
-// nothing. nowNs is this replica's best guess at replicated time now (it
-// may read its own clock: nothing replicated depends on the answer).
+// nothing. nowNs is the time to answer at: on the leader its clock (never
+// below replicated time), the clock that decides when timers fire; on a
+// follower replicated time as of the read, since its own clock says nothing
+// about the leader's.
 type Querier interface {
 	QueryKinds() []byte
 	Query(kind byte, body []byte, nowNs int64) Answer

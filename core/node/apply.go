@@ -14,10 +14,11 @@ import (
 func (n *Node) applyEntries(ents []raftpb.Entry, out *Ready) {
 	for _, e := range ents {
 		assert.That(e.Index == n.applied+1, "applying entry %d after %d", e.Index, n.applied)
+		var kind byte
 		switch e.Type {
 		case raftpb.EntryNormal:
 			if len(e.Data) > 0 {
-				n.applyCommand(e, out)
+				kind = n.applyCommand(e, out)
 			}
 		case raftpb.EntryConfChange:
 			var cc raftpb.ConfChange
@@ -29,8 +30,10 @@ func (n *Node) applyEntries(ents []raftpb.Entry, out *Ready) {
 			n.applyConfChange(e, cc, out)
 		}
 		n.applied = e.Index
+		ended := n.h.leases.TakeEnded() // taken at every entry, so it never piles up
 		if n.cfg.AppliedRecordsEnabled {
-			out.Applied = append(out.Applied, Applied{Index: e.Index, Term: e.Term, EntryHash: entryHash(e), StateHash: n.StateHash()})
+			out.Applied = append(out.Applied, Applied{Index: e.Index, Term: e.Term, EntryHash: entryHash(e), StateHash: n.StateHash(),
+				Kind: kind, TimeNs: n.timeNs, LeasesEnded: ended})
 		}
 	}
 	if len(ents) > 0 {
@@ -38,7 +41,8 @@ func (n *Node) applyEntries(ents []raftpb.Entry, out *Ready) {
 	}
 }
 
-func (n *Node) applyCommand(e raftpb.Entry, out *Ready) {
+// applyCommand applies one client's or leader's command and returns its kind.
+func (n *Node) applyCommand(e raftpb.Entry, out *Ready) byte {
 	cmd, err := decodeCommand(e.Data)
 	// Only encodeCommand makes entries and the log is checksummed on disk, so an
 	// entry that does not decode means the replica cannot be trusted.
@@ -50,7 +54,7 @@ func (n *Node) applyCommand(e raftpb.Entry, out *Ready) {
 	defer n.collectEffects(out)
 	if cmd.client == 0 {
 		mod.Apply(&env, cmd.kind, cmd.body) // the leader's own: no session, no one waiting
-		return
+		return cmd.kind
 	}
 	client, seq := cmd.client, cmd.seq
 	verdict, saved := n.h.sessions.Check(client, seq)
@@ -64,6 +68,7 @@ func (n *Node) applyCommand(e raftpb.Entry, out *Ready) {
 	default:
 		n.answer(client, seq, module.Answer{Outcome: Stale})
 	}
+	return cmd.kind
 }
 
 // A refusal is saved with the session too: a copy of the same command that

@@ -19,6 +19,7 @@ type hosted struct {
 	kv       *kv.Module
 	sessions *session.Table
 	members  *membersModule
+	leases   *lease.Module
 	states   []module.State // in snapshot section order
 
 	byKind    [128]module.Module
@@ -31,11 +32,12 @@ type hosted struct {
 func newHosted(cfg Config) *hosted {
 	kvm := kv.NewModule(kvWithBugs(cfg.Bugs), cfg.EventsEnabled)
 	h := &hosted{kv: kvm, sessions: session.NewTable(cfg.SessionsMax), members: newMembersModule()}
+	h.leases = lease.NewModule(cfg.Leases, kvm)
 	h.register(
 		kvm,
 		sessionsState{h.sessions},
 		h.members,
-		lease.NewModule(cfg.Leases, kvm),
+		h.leases,
 	)
 	return h
 }

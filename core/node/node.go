@@ -13,6 +13,7 @@ import (
 
 	"github.com/aspen-db/aspen/core/assert"
 	"github.com/aspen-db/aspen/core/kv"
+	"github.com/aspen-db/aspen/core/lease"
 	"github.com/aspen-db/aspen/core/module"
 	"github.com/aspen-db/aspen/core/storage"
 	"go.etcd.io/raft/v3"
@@ -59,6 +60,9 @@ type Applied struct {
 	Index, Term uint64
 	EntryHash   uint64
 	StateHash   uint64
+	Kind        byte        // the command's kind (a module's); 0 for raft's own entries and conf changes
+	TimeNs      int64       // replicated time after the entry
+	LeasesEnded []lease.End // leases the entry expired or revoked
 }
 
 // Status is a replica's view of the cluster.
@@ -436,8 +440,14 @@ func (n *Node) StateHash() uint64 {
 	return n.h.hash() ^ (uint64(n.timeNs) * 0x165667B19E3779F9)
 }
 
-// Applied returns the index of the last applied entry.
+// AppliedIndex returns the index of the last applied entry.
 func (n *Node) AppliedIndex() uint64 { return n.applied }
+
+// LastIndex returns the index of the last entry in this replica's log.
+func (n *Node) LastIndex() uint64 { return n.logLast }
+
+// Leases lists the live leases in id order, for checkers and tools.
+func (n *Node) Leases() []lease.Lease { return n.h.leases.Table().List() }
 
 // Dump visits the replica's keys in order, for checkers and tools.
 func (n *Node) Dump(fn func(key []byte, r kv.Record) bool) { n.h.kv.M.Ascend(fn) }

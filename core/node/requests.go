@@ -90,9 +90,8 @@ func (n *Node) read(req Request) Response {
 	if req.Call == nil {
 		return Response{Client: req.Client, Seq: req.Seq, Result: n.h.kv.M.Read(req.Txn)}
 	}
-	// Replicated time stands still while nothing is written; a query about
-	// what is left of a timer reads this replica's clock too, never less.
-	a := n.h.queries[req.Call.Kind].Query(req.Call.Kind, req.Call.Body, max(n.timeNs, n.now))
+	// What is left of a timer is told by the leader's clock (time.go).
+	a := n.h.queries[req.Call.Kind].Query(req.Call.Kind, req.Call.Body, n.queryNowNs())
 	return toResponse(req.Client, req.Seq, a)
 }
 
