@@ -43,15 +43,17 @@ type Leases interface {
 type Module struct {
 	M       *Machine
 	leases  Leases
-	events  []Event
-	emit    bool  // keep events (a driver serves watches)
-	maxMod  int64 // the highest ModRev Load saw, for the host's revision check
+	events  *[]Event // where change events go, if a driver serves watches
+	maxMod  int64    // the highest ModRev Load saw, for the host's revision check
+	last    Response // the answer Apply gave last (see Apply)
 	scratch []Op
 }
 
-// NewModule returns an empty KV module; with events set it keeps every
-// change for TakeEvents.
-func NewModule(m *Machine, events bool) *Module { return &Module{M: m, emit: events} }
+// NewModule returns an empty KV module over m.
+func NewModule(m *Machine) *Module { return &Module{M: m} }
+
+// EmitTo makes the module append every change's event to *dst.
+func (k *Module) EmitTo(dst *[]Event) { k.events = dst }
 
 // UseLeases connects the lease table; until then a put with a lease is refused.
 func (k *Module) UseLeases(l Leases) { k.leases = l }
@@ -84,7 +86,9 @@ var ErrNoLeases = errors.New("leases are not enabled")
 // the whole txn, before anything changed.
 func (k *Module) Apply(env *module.Env, kind byte, body []byte) module.Answer {
 	t, err := decodeCommand(kind, body)
-	assert.That(err == nil, "kv command at %d does not decode: %v", env.Index, err)
+	if err != nil { // checked first: the message's arguments would allocate on every write
+		assert.That(false, "kv command at %d does not decode: %v", env.Index, err)
+	}
 	if kind == CmdLeasedTxn {
 		if err := k.checkLeases(t); err != nil {
 			var refused *module.Error // the lease table's own verdict: not found, full
@@ -101,7 +105,10 @@ func (k *Module) Apply(env *module.Env, kind byte, body []byte) module.Answer {
 	if k.leases != nil {
 		k.attach(env, t, resp.Succeeded, changes)
 	}
-	return module.Answer{Data: EncodeResponse(resp), Value: resp}
+	// The answer is handed out in place, not boxed: the host copies it before
+	// the next Apply (one allocation fewer per write).
+	k.last = resp
+	return module.Answer{Data: EncodeResponse(resp), Value: &k.last}
 }
 
 func (k *Module) checkLeases(t Txn) error {
@@ -153,8 +160,8 @@ func (k *Module) record(env *module.Env, changes []Change, rev int64, expired bo
 		} else {
 			env.Batch.Put(recordKey(c.Key), EncodeRecord(c.Record))
 		}
-		if k.emit {
-			k.events = append(k.events, Event{Revision: rev, Key: c.Key, Record: c.Record, Deleted: c.Deleted, Expired: expired})
+		if k.events != nil {
+			*k.events = append(*k.events, Event{Revision: rev, Key: c.Key, Record: c.Record, Deleted: c.Deleted, Expired: expired})
 		}
 	}
 }
@@ -172,13 +179,6 @@ func (k *Module) DeleteExpired(env *module.Env, keys [][]byte, expired bool) int
 	resp, changes := k.M.Apply(Txn{Then: ops})
 	k.record(env, changes, resp.Revision, expired)
 	return resp.Revision
-}
-
-// TakeEvents returns the events kept since the last call.
-func (k *Module) TakeEvents() []Event {
-	ev := k.events
-	k.events = nil
-	return ev
 }
 
 func recordKey(key []byte) []byte {

@@ -44,11 +44,13 @@ func (n *Node) applyEntries(ents []raftpb.Entry, out *Ready) {
 // applyCommand applies one client's or leader's command and returns its kind.
 func (n *Node) applyCommand(e raftpb.Entry, out *Ready) byte {
 	cmd, err := decodeCommand(e.Data)
-	// Only encodeCommand makes entries and the log is checksummed on disk, so an
-	// entry that does not decode means the replica cannot be trusted.
-	assert.That(err == nil, "entry %d does not decode: %v", e.Index, err)
 	mod := n.h.byKind[cmd.kind]
-	assert.That(mod != nil, "entry %d has command kind %d, which no module owns", e.Index, cmd.kind)
+	if err != nil || mod == nil { // checked first: the message's arguments would allocate on every entry
+		// Only encodeCommand makes entries and the log is checksummed on
+		// disk, so an entry that does not decode means the replica cannot be
+		// trusted.
+		assert.That(false, "entry %d (kind %d, owned: %t) does not decode: %v", e.Index, cmd.kind, mod != nil, err)
+	}
 	n.advanceTime(cmd)
 	env := module.Env{Index: e.Index, NowNs: n.plantNow(n.timeNs), Batch: &out.Batch}
 	defer n.collectEffects(out)
@@ -96,12 +98,10 @@ func replay(mod module.Module, client uint64, saved []byte) module.Answer {
 	return module.Answer{Value: v}
 }
 
-// collectEffects hands the driver what applying did beyond the batch: key
-// change events, and word that member addresses changed.
+// collectEffects hands the driver what applying did beyond the batch (the
+// KV module adds its events to the Ready itself): word that member
+// addresses changed.
 func (n *Node) collectEffects(out *Ready) {
-	if ev := n.h.kv.TakeEvents(); len(ev) > 0 {
-		out.Events = append(out.Events, ev...)
-	}
 	if n.h.members.changed {
 		out.MembersChanged, n.h.members.changed = true, false
 	}
@@ -129,8 +129,11 @@ func (n *Node) answer(client, seq uint64, a module.Answer) {
 
 func toResponse(client, seq uint64, a module.Answer) Response {
 	r := Response{Client: client, Seq: seq, Outcome: a.Outcome, Detail: a.Detail, Value: a.Value}
-	if kvr, ok := a.Value.(kv.Response); ok {
-		r.Result, r.Value = kvr, nil
+	switch v := a.Value.(type) {
+	case kv.Response:
+		r.Result, r.Value = v, nil
+	case *kv.Response: // the KV module's answer in place (kv.Module.Apply): copy it now
+		r.Result, r.Value = *v, nil
 	}
 	return r
 }

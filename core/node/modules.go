@@ -30,7 +30,7 @@ type hosted struct {
 // newHosted builds the replicated state of a replica with cfg, empty. Adding a
 // module is one line in the list below; the order is the snapshot's.
 func newHosted(cfg Config) *hosted {
-	kvm := kv.NewModule(kvWithBugs(cfg.Bugs), cfg.EventsEnabled)
+	kvm := kv.NewModule(kvWithBugs(cfg.Bugs))
 	h := &hosted{kv: kvm, sessions: session.NewTable(cfg.SessionsMax), members: newMembersModule()}
 	h.leases = lease.NewModule(cfg.Leases, kvm)
 	h.register(

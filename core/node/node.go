@@ -137,6 +137,7 @@ type Node struct {
 	earlyApplied map[string]bool // planted bug EarlyConfChange: changes applied at proposal
 
 	boot   storage.Batch // records written on first start, carried by the first Ready
+	out    Ready         // the Ready being built (Ready)
 	rd     raft.Ready
 	haveRd bool
 }
@@ -160,6 +161,9 @@ func New(cfg Config, rng Rand, disk storage.Reader) (*Node, error) {
 		frozen: &frozen{},
 
 		earlyApplied: map[string]bool{},
+	}
+	if cfg.EventsEnabled {
+		n.h.kv.EmitTo(&n.out.Events)
 	}
 	n.h.members.isMember = n.isMember
 	n.h.members.revision = n.h.kv.M.Revision
@@ -299,18 +303,24 @@ func (n *Node) Ready() Ready {
 	assert.That(!n.haveRd, "Ready called twice without Advance")
 	n.flushProposals()
 	n.issueReads()
-	out := Ready{Batch: n.boot}
+	// The Ready is built in place on the node: modules hold its address
+	// (events, the batch in Env), which would move a local one to the heap
+	// on every call.
+	n.out = Ready{Batch: n.boot}
+	out := &n.out
 	n.boot = storage.Batch{}
 	if n.raw.HasReady() {
 		n.rd, n.haveRd = n.raw.Ready(), true
-		n.handleRaftReady(n.rd, &out)
+		n.handleRaftReady(n.rd, out)
 	}
 	n.serveReads()
 	n.maybeSnapshot(&out.Batch)
 	n.trimLog(&out.Batch)
 	out.Responses, n.responses = n.responses, nil
-	n.plantSync(&out, n.rd)
-	return out
+	n.plantSync(out, n.rd)
+	rd := n.out
+	n.out = Ready{}
+	return rd
 }
 
 // Advance acknowledges that the last Ready was carried out.
