@@ -10,7 +10,7 @@ import (
 )
 
 // The lease checker. Replicas report every lease an applied entry ended
-// (node.Applied.LeasesEnded) with the entry's kind and replicated time. The
+// (the []lease.End in node.Applied.Reports) with the entry's kind and replicated time. The
 // checker reads those records once per index, from the first replica that
 // applies it (indexes reach the checker in order: nothing is applied before
 // the entries below it), and compares every other replica's against them.
@@ -129,9 +129,9 @@ func (w *World) leaseRecords(sn *simNode, recs []node.Applied) {
 	for i := range recs {
 		a := &recs[i]
 		if a.Index <= lc.seenMax {
-			if first := lc.ends[a.Index]; !endsEqual(first, a.LeasesEnded) {
+			if first := lc.ends[a.Index]; !endsEqual(first, endsOf(a)) {
 				w.check.fail("replicas end leases differently at index %d: node %d ended %s, the first to apply it %s",
-					a.Index, sn.id, describeEnds(a.LeasesEnded), describeEnds(first))
+					a.Index, sn.id, describeEnds(endsOf(a)), describeEnds(first))
 			}
 			continue
 		}
@@ -139,10 +139,10 @@ func (w *World) leaseRecords(sn *simNode, recs []node.Applied) {
 		if a.Kind == lease.CmdGrace {
 			lc.graceNs, lc.graceAt, lc.graced = a.TimeNs, w.now, true
 		}
-		if len(a.LeasesEnded) > 0 {
-			lc.ends[a.Index] = a.LeasesEnded
+		if len(endsOf(a)) > 0 {
+			lc.ends[a.Index] = endsOf(a)
 		}
-		for _, e := range a.LeasesEnded {
+		for _, e := range endsOf(a) {
 			w.leaseEnded(&leaseEnd{End: e, index: a.Index, timeNs: a.TimeNs, appendedAt: lc.appendedAt(a.Index), appliedAt: w.now})
 		}
 	}
@@ -306,4 +306,20 @@ func readKeys(in opInput, out opOutput) []keyRead {
 		}
 	}
 	return got
+}
+
+// endsOf returns the leases an applied entry ended, as the lease module
+// reported them.
+func endsOf(a *node.Applied) []lease.End {
+	for _, r := range a.Reports {
+		if ends, ok := r.([]lease.End); ok {
+			return ends
+		}
+	}
+	return nil
+}
+
+// leasesOf lists a replica's live leases.
+func leasesOf(n *node.Node) []lease.Lease {
+	return n.Hosted("leases").(*lease.Module).Table().List()
 }

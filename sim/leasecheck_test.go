@@ -86,19 +86,19 @@ func TestLeaseRecordChecks(t *testing.T) {
 		want  string
 	}{
 		{"expired inside a new leader's grace", nil,
-			[]node.Applied{grace, {Index: 3, TimeNs: 1e9 + 10e6, LeasesEnded: []lease.End{expiry(4, 1e9, 7)}}}, "after a new leader's grace"},
+			[]node.Applied{grace, {Index: 3, TimeNs: 1e9 + 10e6, Reports: ended(expiry(4, 1e9, 7))}}, "after a new leader's grace"},
 		{"expired before its deadline", nil,
-			[]node.Applied{grace, {Index: 3, TimeNs: 5e9, LeasesEnded: []lease.End{expiry(4, 6e9, 7)}}}, "before its deadline"},
+			[]node.Applied{grace, {Index: 3, TimeNs: 5e9, Reports: ended(expiry(4, 6e9, 7))}}, "before its deadline"},
 		{"expired before the deadline promised", func(w *World) { w.lc.track(4).promisedNs = 9e9 },
-			[]node.Applied{grace, {Index: 3, TimeNs: 5e9, LeasesEnded: []lease.End{expiry(4, 5e9, 7)}}}, "its holder was promised"},
+			[]node.Applied{grace, {Index: 3, TimeNs: 5e9, Reports: ended(expiry(4, 5e9, 7))}}, "its holder was promised"},
 		{"revoked unasked", nil,
-			[]node.Applied{{Index: 3, TimeNs: 5e9, LeasesEnded: []lease.End{{ID: 4, Revision: 7}}}}, "no client asked"},
+			[]node.Applied{{Index: 3, TimeNs: 5e9, Reports: ended(lease.End{ID: 4, Revision: 7})}}, "no client asked"},
 		{"expired while renewed in the healed phase", func(w *World) {
 			tr := w.lc.track(4)
 			tr.keeping, tr.healedAck, tr.lastAckAt = true, true, 10 // after the grace, applied at 0
-		}, []node.Applied{grace, {Index: 3, TimeNs: 5e9, LeasesEnded: []lease.End{expiry(4, 5e9, 7)}}}, "while its holder kept it alive"},
+		}, []node.Applied{grace, {Index: 3, TimeNs: 5e9, Reports: ended(expiry(4, 5e9, 7))}}, "while its holder kept it alive"},
 		{"key of no lease deleted", nil,
-			[]node.Applied{grace, {Index: 3, TimeNs: 5e9, LeasesEnded: []lease.End{expiry(4, 5e9, 7, "cold/000001")}}}, "which no client attaches"},
+			[]node.Applied{grace, {Index: 3, TimeNs: 5e9, Reports: ended(expiry(4, 5e9, 7, "cold/000001"))}}, "which no client attaches"},
 	}
 	for _, c := range cases {
 		w := leaseWorld(t)
@@ -114,13 +114,13 @@ func TestLeaseRecordChecks(t *testing.T) {
 func TestLeaseRecordsComparedAcrossReplicas(t *testing.T) {
 	w := leaseWorld(t)
 	w.lc.track(4).revokeAsked = true
-	first := []node.Applied{{Index: 3, TimeNs: 5e9, LeasesEnded: []lease.End{{ID: 4, Revision: 7}}}, {Index: 4, TimeNs: 5e9}}
+	first := []node.Applied{{Index: 3, TimeNs: 5e9, Reports: ended(lease.End{ID: 4, Revision: 7})}, {Index: 4, TimeNs: 5e9}}
 	w.leaseRecords(w.nodes[0], first)
 	w.leaseRecords(w.nodes[1], first)
 	if len(w.check.violations) != 0 {
 		t.Fatalf("equal records: %v", w.check.violations)
 	}
-	w.leaseRecords(w.nodes[2], []node.Applied{{Index: 3, TimeNs: 5e9}, {Index: 4, TimeNs: 5e9, LeasesEnded: []lease.End{{ID: 4, Revision: 7}}}})
+	w.leaseRecords(w.nodes[2], []node.Applied{{Index: 3, TimeNs: 5e9}, {Index: 4, TimeNs: 5e9, Reports: ended(lease.End{ID: 4, Revision: 7})}})
 	wantViolation(t, w, "replicas end leases differently at index 3")
 	wantViolation(t, w, "replicas end leases differently at index 4")
 }
@@ -129,7 +129,7 @@ func TestLeaseRecordsComparedAcrossReplicas(t *testing.T) {
 func TestLeasedPutAfterEnd(t *testing.T) {
 	w := leaseWorld(t)
 	w.lc.track(4).revokeAsked = true
-	w.leaseRecords(w.nodes[0], []node.Applied{{Index: 3, TimeNs: 5e9, LeasesEnded: []lease.End{{ID: 4, Revision: 7}}}})
+	w.leaseRecords(w.nodes[0], []node.Applied{{Index: 3, TimeNs: 5e9, Reports: ended(lease.End{ID: 4, Revision: 7})}})
 	c := &simClient{idx: 2, op: &clientOp{in: opInput{Kind: kPut, Lease: 4}}}
 	w.leasedPutAcked(c, 7)
 	if len(w.check.violations) != 0 {
@@ -145,7 +145,7 @@ func TestLeaseReadsAfterEnd(t *testing.T) {
 	w := leaseWorld(t)
 	w.now = 100
 	w.lc.track(4).revokeAsked = true
-	w.leaseRecords(w.nodes[0], []node.Applied{{Index: 3, TimeNs: 5e9, LeasesEnded: []lease.End{{ID: 4, Revision: 7, Keys: [][]byte{[]byte(w.names[1][2])}}}}})
+	w.leaseRecords(w.nodes[0], []node.Applied{{Index: 3, TimeNs: 5e9, Reports: ended(lease.End{ID: 4, Revision: 7, Keys: [][]byte{[]byte(w.names[1][2])}})}})
 	read := func(call, mod int64) porcupine.Operation {
 		rd := readResult{Present: true, Value: "v", Mod: mod, Create: mod, Version: 1}
 		return porcupine.Operation{Input: opInput{Kind: kGet, Group: 1, Key: 2}, Output: opOutput{Rev: 9, Reads: []readResult{rd}}, Call: call, Return: call + 5}
@@ -159,3 +159,6 @@ func TestLeaseReadsAfterEnd(t *testing.T) {
 	w.checkLeaseReads()
 	wantViolation(t, w, "after lease 4 deleted it at revision 7")
 }
+
+// ended is the applied record's report of leases ended.
+func ended(es ...lease.End) []any { return []any{es} }

@@ -220,7 +220,7 @@ func (w *World) checkLeasesAtEnd() {
 			continue
 		}
 		now := w.localNow(sn)
-		for _, l := range sn.n.Leases() {
+		for _, l := range leasesOf(sn.n) {
 			if l.ExpiryNs < now-slack {
 				w.check.fail("lease %d still live at the end, %.3fs past its deadline on the leader's clock", l.ID, float64(now-l.ExpiryNs)/1e9)
 			}

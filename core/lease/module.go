@@ -58,7 +58,7 @@ type Module struct {
 	graceAsked [2]int64 // term, time
 
 	// ended holds the leases the command being applied ended, until the host
-	// takes them for its applied records (TakeEnded).
+	// takes them for its applied records (TakeReport).
 	ended []End
 }
 
@@ -74,8 +74,12 @@ type End struct {
 	Keys       [][]byte
 }
 
-// TakeEnded returns the leases ended since the last call.
-func (m *Module) TakeEnded() []End {
+// TakeReport returns the leases ended since the last call, as []End, or nil
+// (module.Reporter).
+func (m *Module) TakeReport() any {
+	if len(m.ended) == 0 {
+		return nil
+	}
 	e := m.ended
 	m.ended = nil
 	return e

@@ -107,6 +107,15 @@ type Command struct {
 	Body []byte
 }
 
+// Reporter is a module that tells checkers what the command just applied did
+// that its state no longer shows (a lease's end, with the keys it deleted).
+// The host takes the report after every entry, and passes it on in its
+// applied records when a driver asked for them.
+type Reporter interface {
+	// TakeReport returns the report and forgets it; nil when there is none.
+	TakeReport() any
+}
+
 // Validator is a module that checks a command before it is proposed: a
 // malformed or oversized one is refused at once and never reaches the log.
 // Whatever the state decides (an unknown id, a full table) is Apply's to

@@ -30,10 +30,10 @@ func (n *Node) applyEntries(ents []raftpb.Entry, out *Ready) {
 			n.applyConfChange(e, cc, out)
 		}
 		n.applied = e.Index
-		ended := n.h.leases.TakeEnded() // taken at every entry, so it never piles up
+		reports := n.h.reports()
 		if n.cfg.AppliedRecordsEnabled {
 			out.Applied = append(out.Applied, Applied{Index: e.Index, Term: e.Term, EntryHash: entryHash(e), StateHash: n.StateHash(),
-				Kind: kind, TimeNs: n.timeNs, LeasesEnded: ended})
+				Kind: kind, TimeNs: n.timeNs, Reports: reports})
 		}
 	}
 	if len(ents) > 0 {

@@ -19,12 +19,12 @@ type hosted struct {
 	kv       *kv.Module
 	sessions *session.Table
 	members  *membersModule
-	leases   *lease.Module
 	states   []module.State // in snapshot section order
 
 	byKind    [128]module.Module
 	queries   [128]module.Querier
 	proposers []module.Proposer
+	reporters []module.Reporter
 }
 
 // newHosted builds the replicated state of a replica with cfg, empty. Adding a
@@ -32,12 +32,11 @@ type hosted struct {
 func newHosted(cfg Config) *hosted {
 	kvm := kv.NewModule(kvWithBugs(cfg.Bugs))
 	h := &hosted{kv: kvm, sessions: session.NewTable(cfg.SessionsMax), members: newMembersModule()}
-	h.leases = lease.NewModule(cfg.Leases, kvm)
 	h.register(
 		kvm,
 		sessionsState{h.sessions},
 		h.members,
-		h.leases,
+		lease.NewModule(cfg.Leases, kvm),
 	)
 	return h
 }
@@ -60,7 +59,32 @@ func (h *hosted) register(states ...module.State) {
 		if p, ok := s.(module.Proposer); ok {
 			h.proposers = append(h.proposers, p)
 		}
+		if r, ok := s.(module.Reporter); ok {
+			h.reporters = append(h.reporters, r)
+		}
 	}
+}
+
+// reports takes every module's report on the entry just applied; taken at
+// every entry, so none piles up when no driver asked for them.
+func (h *hosted) reports() []any {
+	var out []any
+	for _, r := range h.reporters {
+		if rep := r.TakeReport(); rep != nil {
+			out = append(out, rep)
+		}
+	}
+	return out
+}
+
+// state returns the hosted state called name, or nil.
+func (h *hosted) state(name string) module.State {
+	for _, s := range h.states {
+		if s.Name() == name {
+			return s
+		}
+	}
+	return nil
 }
 
 // hash digests every state, each in its own lane.

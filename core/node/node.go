@@ -13,7 +13,6 @@ import (
 
 	"github.com/aspen-db/aspen/core/assert"
 	"github.com/aspen-db/aspen/core/kv"
-	"github.com/aspen-db/aspen/core/lease"
 	"github.com/aspen-db/aspen/core/module"
 	"github.com/aspen-db/aspen/core/storage"
 	"go.etcd.io/raft/v3"
@@ -60,9 +59,9 @@ type Applied struct {
 	Index, Term uint64
 	EntryHash   uint64
 	StateHash   uint64
-	Kind        byte        // the command's kind (a module's); 0 for raft's own entries and conf changes
-	TimeNs      int64       // replicated time after the entry
-	LeasesEnded []lease.End // leases the entry expired or revoked
+	Kind        byte  // the command's kind (a module's); 0 for raft's own entries and conf changes
+	TimeNs      int64 // replicated time after the entry
+	Reports     []any // what modules reported on the entry (module.Reporter), e.g. []lease.End
 }
 
 // Status is a replica's view of the cluster.
@@ -456,8 +455,9 @@ func (n *Node) AppliedIndex() uint64 { return n.applied }
 // LastIndex returns the index of the last entry in this replica's log.
 func (n *Node) LastIndex() uint64 { return n.logLast }
 
-// Leases lists the live leases in id order, for checkers and tools.
-func (n *Node) Leases() []lease.Lease { return n.h.leases.Table().List() }
+// Hosted returns the replicated state called name (a module's Name), or nil,
+// for checkers and tools to inspect; they must not change it.
+func (n *Node) Hosted(name string) module.State { return n.h.state(name) }
 
 // Dump visits the replica's keys in order, for checkers and tools.
 func (n *Node) Dump(fn func(key []byte, r kv.Record) bool) { n.h.kv.M.Ascend(fn) }
