@@ -18,6 +18,7 @@ var regressions = []struct {
 	{"testdata/regressions/advertise-learner.toml", []uint64{9}},
 	{"testdata/regressions/lease-ttl-clock-offset.toml", []uint64{27, 63}},
 	{"testdata/regressions/swarm-membership-leases.toml", []uint64{37, 148, 197}},
+	{"testdata/regressions/swarm-lease-at-end.toml", []uint64{168}},
 }
 
 func TestRegressions(t *testing.T) {

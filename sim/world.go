@@ -175,6 +175,32 @@ func newWorld(sc Scenario, seed uint64, opts Options) *World {
 	return w
 }
 
+// The end waits, in steps, up to endDrainMaxNs for the live nodes to apply
+// the same entries: nothing new starts after the clients stop, but the
+// leader still proposes for itself (lease expiries), and an entry committed
+// a moment before the end is no failure to converge.
+const (
+	endDrainStepNs = 10_000_000
+	endDrainMaxNs  = 1_000_000_000
+)
+
+// converged reports whether every live node has applied the same entries.
+func (w *World) converged() bool {
+	var applied uint64
+	first := true
+	for _, sn := range w.nodes {
+		if sn.gone || sn.n == nil || sn.paused {
+			continue
+		}
+		if a := sn.n.AppliedIndex(); first {
+			applied, first = a, false
+		} else if a != applied {
+			return false
+		}
+	}
+	return true
+}
+
 func seconds(s float64) int64     { return int64(s * 1e9) }
 func millis(ms float64) int64     { return int64(ms * 1e6) }
 func (w *World) schedule(e event) { w.q.push(e) }
@@ -188,7 +214,14 @@ func (w *World) loop() {
 		w.res.Events++
 		w.trace.event(&e)
 		if e.kind == evEnd {
-			return
+			if w.converged() || w.now >= w.end+endDrainMaxNs {
+				return
+			}
+			// An entry committed just before the end (a lease expiry the
+			// leader proposed on its own) may not have reached every node
+			// yet: let the cluster finish what is in flight first.
+			w.schedule(event{at: w.now + endDrainStepNs, kind: evEnd, node: -1})
+			continue
 		}
 		w.dispatch(e)
 	}
