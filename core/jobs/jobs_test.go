@@ -222,7 +222,7 @@ func TestTableAgainstModel(t *testing.T) {
 	}
 	rapid.Check(t, func(rt *rapid.T) {
 		l := testLimits()
-		l.JobsMax, l.FinishedMax, l.FinishedAgeMaxNs = 6, 100, 1 << 60
+		l.JobsMax, l.FinishedMax, l.FinishedAgeMaxNs = 6, 100, 1<<60
 		tb := New(l)
 		now, index := int64(0), uint64(0)
 		ranOut := map[ID]bool{}
