@@ -2,6 +2,7 @@ package node
 
 import (
 	"github.com/aspen-db/aspen/core/bugs"
+	"github.com/aspen-db/aspen/core/jobs"
 	"github.com/aspen-db/aspen/core/kv"
 	"github.com/aspen-db/aspen/core/lease"
 )
@@ -37,6 +38,7 @@ type Config struct {
 
 	Limits kv.Limits
 	Leases lease.Limits
+	Jobs   jobs.Limits
 	// Bugs plants defects, for tests that prove a checker can catch them. It
 	// has effect only in builds with the aspenbugs tag (see core/bugs).
 	Bugs bugs.Set
@@ -63,6 +65,7 @@ func DefaultConfig(id uint64, peers []uint64) Config {
 		PromoteLagEntriesMax: 100,
 		Limits:               kv.DefaultLimits(),
 		Leases:               lease.DefaultLimits(),
+		Jobs:                 jobs.DefaultLimits(),
 	}
 }
 

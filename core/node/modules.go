@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/aspen-db/aspen/core/assert"
+	"github.com/aspen-db/aspen/core/jobs"
 	"github.com/aspen-db/aspen/core/kv"
 	"github.com/aspen-db/aspen/core/lease"
 	"github.com/aspen-db/aspen/core/module"
@@ -37,6 +38,7 @@ func newHosted(cfg Config) *hosted {
 		sessionsState{h.sessions},
 		h.members,
 		lease.NewModule(cfg.Leases, kvm),
+		jobs.NewModule(cfg.Jobs),
 	)
 	return h
 }
