@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -14,6 +15,11 @@ import (
 // helper's arguments are: helperArg, the limits, the resolved program, then
 // the command's argv (argv[0] included).
 const helperArg = "__aspen_shell_exec_helper__"
+
+// helperHooked is set when MaybeRunHelper returned: this binary will act as
+// the helper when re-executed. Without it, re-executing would run the whole
+// program (a server, a test binary) with the command's arguments.
+var helperHooked atomic.Bool
 
 // helperExitCode is the helper's status when it could not set a limit or
 // exec the program, as a shell's for a command it could not run.
@@ -31,6 +37,7 @@ const helperExitCode = 127
 // execve keeps them.
 func MaybeRunHelper() {
 	if len(os.Args) < 2 || os.Args[1] != helperArg {
+		helperHooked.Store(true)
 		return
 	}
 	os.Exit(runHelper(os.Args[2:]))

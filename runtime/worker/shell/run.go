@@ -2,6 +2,7 @@ package shell
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -45,6 +46,9 @@ type Executor struct {
 
 // New checks the config and resolves its paths.
 func New(cfg Config) (*Executor, error) {
+	if !helperHooked.Load() {
+		return nil, errors.New("shell: MaybeRunHelper was not called at the start of main")
+	}
 	p, err := newPolicy(cfg)
 	if err != nil {
 		return nil, err
