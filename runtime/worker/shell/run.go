@@ -59,11 +59,15 @@ func New(cfg Config) (*Executor, error) {
 // Run checks the request, runs the command and waits for it and its process
 // group. A refusal is a *RefusedError (errors.Is ErrRefused) and nothing was
 // started. Any other error means the command could not be started or waited
-// for. The call returns within about timeout + grace + wait delay.
+// for. The call returns within about timeout + grace + wait delay, plus up
+// to groupGoneWaitMax while killed leftovers of the group go away.
 func (e *Executor) Run(ctx context.Context, req Request) (Result, error) {
 	cmd, timeout, err := e.prepare(req)
 	if err != nil {
 		return Result{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Result{}, err // a job whose lease is already gone does not start
 	}
 	out, err := newOutputs(e.p.cfg.OutputBytesMax)
 	if err != nil {
