@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/aspen-db/aspen/runtime/worker/shell"
 	"github.com/urfave/cli/v2"
 )
 
@@ -17,6 +18,7 @@ const (
 )
 
 func main() {
+	shell.MaybeRunHelper() // when re-executed by the shell executor: set rlimits, exec the command
 	if err := newApp().Run(os.Args); err != nil {
 		// Errors made with cli.Exit have already exited; what reaches here is
 		// a usage error found by the flag parser.
