@@ -165,13 +165,8 @@ func (m *Module) Apply(env *module.Env, kind byte, body []byte) module.Answer {
 	case CmdSubmit:
 		s, err := decodeSubmit(body)
 		assert.That(err == nil, "job submit at %d does not decode: %v", env.Index, err)
-		j, existing, err := m.t.Submit(s, env.NowNs)
-		if err != nil || existing {
-			return answer(Answer{Job: j, Existing: existing}, err)
-		}
-		m.save(env.Batch, j.ID)
-		m.persistMeta(env.Batch)
-		return answer(Answer{Job: j}, nil)
+		j, existing, err := m.submit(env, s)
+		return answer(Answer{Job: j, Existing: existing}, err)
 	case CmdLease:
 		c, err := decodeLease(body)
 		assert.That(err == nil, "job lease at %d does not decode: %v", env.Index, err)
@@ -190,6 +185,54 @@ func (m *Module) Apply(env *module.Env, kind byte, body []byte) module.Answer {
 	c, err := decodeJobCmd(kind, body)
 	assert.That(err == nil, "job command %d at %d does not decode: %v", kind, env.Index, err)
 	return m.applyJobCmd(env, c)
+}
+
+// submit adds a job at env's time and writes its record; a held key
+// answers the job holding it, and nothing changes.
+func (m *Module) submit(env *module.Env, s Spec) (Job, bool, error) {
+	j, existing, err := m.t.Submit(s, env.NowNs)
+	if err != nil || existing {
+		return j, existing, err
+	}
+	m.save(env.Batch, j.ID)
+	m.persistMeta(env.Batch)
+	return j, false, nil
+}
+
+// CheckSpec refuses a spec the limits do not allow, as a *module.Error
+// carrying the outcome, for modules that submit jobs of their own.
+func (m *Module) CheckSpec(s Spec) error {
+	if err := m.t.CheckSpec(s); err != nil {
+		a := refusal(err)
+		return &module.Error{Outcome: a.Outcome, Detail: a.Detail}
+	}
+	return nil
+}
+
+// SubmitFrom submits a job from another module's apply (a schedule's fire),
+// as the submit command would at env: it checks the spec against the
+// limits, answers the job already holding s.Key with existing set, and
+// refuses a full table. Refusals are *module.Error values.
+func (m *Module) SubmitFrom(env *module.Env, s Spec) (id ID, existing bool, err error) {
+	if err := m.CheckSpec(s); err != nil {
+		return 0, false, err
+	}
+	j, existing, err := m.submit(env, s)
+	if err != nil {
+		a := refusal(err)
+		return 0, false, &module.Error{Outcome: a.Outcome, Detail: a.Detail}
+	}
+	return j.ID, existing, nil
+}
+
+// JobState returns the state of job id, and false when the table holds no
+// such job (never submitted, dropped or pruned).
+func (m *Module) JobState(id ID) (State, bool) {
+	j := m.t.jobs[id]
+	if j == nil {
+		return 0, false
+	}
+	return j.State, true
 }
 
 // applyJobCmd applies a command naming one job, then prunes by count.

@@ -5,6 +5,7 @@ import (
 	"github.com/aspen-db/aspen/core/jobs"
 	"github.com/aspen-db/aspen/core/kv"
 	"github.com/aspen-db/aspen/core/lease"
+	"github.com/aspen-db/aspen/core/sched"
 )
 
 // Config is everything a replica needs to know that is not on its disk. Every
@@ -36,9 +37,10 @@ type Config struct {
 	AppliedRecordsEnabled bool   // report every applied entry in Ready.Applied (checkers)
 	EventsEnabled         bool   // report every key change in Ready.Events (watches)
 
-	Limits kv.Limits
-	Leases lease.Limits
-	Jobs   jobs.Limits
+	Limits    kv.Limits
+	Leases    lease.Limits
+	Jobs      jobs.Limits
+	Schedules sched.Limits
 	// Bugs plants defects, for tests that prove a checker can catch them. It
 	// has effect only in builds with the aspenbugs tag (see core/bugs).
 	Bugs bugs.Set
@@ -66,6 +68,7 @@ func DefaultConfig(id uint64, peers []uint64) Config {
 		Limits:               kv.DefaultLimits(),
 		Leases:               lease.DefaultLimits(),
 		Jobs:                 jobs.DefaultLimits(),
+		Schedules:            sched.DefaultLimits(),
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/aspen-db/aspen/core/kv"
 	"github.com/aspen-db/aspen/core/lease"
 	"github.com/aspen-db/aspen/core/module"
+	"github.com/aspen-db/aspen/core/sched"
 	"github.com/aspen-db/aspen/core/session"
 	"github.com/aspen-db/aspen/core/storage"
 )
@@ -32,13 +33,15 @@ type hosted struct {
 // module is one line in the list below; the order is the snapshot's.
 func newHosted(cfg Config) *hosted {
 	kvm := kv.NewModule(kvWithBugs(cfg.Bugs))
+	jobsm := jobs.NewModule(cfg.Jobs)
 	h := &hosted{kv: kvm, sessions: session.NewTable(cfg.SessionsMax), members: newMembersModule()}
 	h.register(
 		kvm,
 		sessionsState{h.sessions},
 		h.members,
 		lease.NewModule(cfg.Leases, kvm),
-		jobs.NewModule(cfg.Jobs),
+		jobsm,
+		sched.NewModule(cfg.Schedules, jobsm),
 	)
 	return h
 }
