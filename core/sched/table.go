@@ -16,7 +16,7 @@ type Def struct {
 	Name      string
 	Spec      string    // a cron expression or an interval (Parse)
 	Zone      string    // the IANA zone cron ticks follow; "" is UTC
-	Job       jobs.Spec // every tick's job; its Key is the schedule's: name@tick
+	Job       jobs.Spec // every tick's job; Key is not sent: each tick's job is keyed name@tick
 	Overlap   Overlap
 	CatchUp   CatchUp
 	RunAllMax int // CatchUpRunAll: the most ticks one fire runs (1 to RunAllMax); else 0
