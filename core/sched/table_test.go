@@ -14,14 +14,20 @@ const second = int64(1e9)
 
 // rig is a schedule table over a real job queue, applying at chosen stamps.
 type rig struct {
-	t      *testing.T
+	t      failer
 	q      *jobs.Module
 	m      *Module
 	index  uint64
 	writes []*storage.Batch // every env's batch, in order
 }
 
-func newRig(t *testing.T) *rig {
+// failer is what a rig needs of a test: *testing.T, *testing.B, *rapid.T.
+type failer interface {
+	Helper()
+	Fatalf(format string, args ...any)
+}
+
+func newRig(t failer) *rig {
 	q := jobs.NewModule(jobs.DefaultLimits())
 	return &rig{t: t, q: q, m: NewModule(DefaultLimits(), q)}
 }
