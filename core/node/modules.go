@@ -5,12 +5,14 @@ import (
 	"fmt"
 
 	"github.com/aspen-db/aspen/core/assert"
+	"github.com/aspen-db/aspen/core/audit"
 	"github.com/aspen-db/aspen/core/jobs"
 	"github.com/aspen-db/aspen/core/kv"
 	"github.com/aspen-db/aspen/core/lease"
 	"github.com/aspen-db/aspen/core/module"
 	"github.com/aspen-db/aspen/core/session"
 	"github.com/aspen-db/aspen/core/storage"
+	"github.com/aspen-db/aspen/core/tokens"
 )
 
 // hosted is the replicated state a replica hosts (core/module): the KV store
@@ -39,6 +41,8 @@ func newHosted(cfg Config) *hosted {
 		h.members,
 		lease.NewModule(cfg.Leases, kvm),
 		jobs.NewModule(cfg.Jobs),
+		tokens.NewModule(),
+		audit.NewModule(audit.DefaultLimits()),
 	)
 	return h
 }
