@@ -106,7 +106,7 @@ func TestAllows(t *testing.T) {
 		{"/usr/bin/env", "/srv/app", true},
 		{"echo", "/srv/app/sub/dir", true},
 		{"/usr/bin/env", "/tmp", true},
-		{"/usr/bin/env", "/srv/app2", false},         // string prefix, not below
+		{"/usr/bin/env", "/srv/app2", false},          // string prefix, not below
 		{"/usr/bin/env", "/srv/app/../../etc", false}, // escape via ..
 		{"/usr/bin/env", "/srv", false},
 		{"/usr/bin/env", "srv/app", false},
