@@ -46,8 +46,15 @@ func runDev(c *cli.Context) error {
 			s.Close()
 		}
 	}()
+	// One cluster key for the three nodes, made once in the dev dir.
+	keyFile := filepath.Join(dir, "token.key")
+	if _, err := os.Stat(keyFile); err != nil {
+		if err := server.GenerateKeyFile(keyFile); err != nil {
+			return failure("cluster key: %v", err)
+		}
+	}
 	for i := 1; i <= 3; i++ {
-		s, err := server.Start(server.Config{
+		s, err := server.Start(server.Config{TokenKeyFile: keyFile,
 			ID: uint64(i), DataDir: filepath.Join(dir, fmt.Sprintf("node%d", i)), PeerAddr: members[uint64(i)],
 			HTTPAddr: fmt.Sprintf("127.0.0.1:%d", c.Int("http-port")+i-1), Cluster: members,
 			Tick: time.Duration(c.Int("tick-ms")) * time.Millisecond, Logger: log.With("node", i),

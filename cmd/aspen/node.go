@@ -29,6 +29,7 @@ type nodeFile struct {
 	LogLevel       string `toml:"log_level"`
 	Join           bool   `toml:"join"`
 	Pprof          bool   `toml:"pprof"`
+	TokenKeyFile   string `toml:"token_key_file"` // the cluster key (aspen token keygen); default: data_dir/token.key
 	// There is no restore key: a restore needs an empty data dir, so a file
 	// that kept asking for one would fail every restart after the first.
 }
@@ -166,7 +167,7 @@ func nodeConfig(c *cli.Context) (server.Config, error) {
 		f.PeerAddr = members[f.ID]
 	}
 	return server.Config{ID: f.ID, DataDir: f.DataDir, PeerAddr: f.PeerAddr, HTTPAddr: f.HTTPAddr, Join: f.Join,
-		Profiling: f.Pprof, Cluster: members, Tick: time.Duration(f.TickMs) * time.Millisecond, Logger: newLogger(f.LogLevel)}, nil
+		TokenKeyFile: f.TokenKeyFile, Profiling: f.Pprof, Cluster: members, Tick: time.Duration(f.TickMs) * time.Millisecond, Logger: newLogger(f.LogLevel)}, nil
 }
 
 func overrideFromFlags(c *cli.Context, f *nodeFile) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/aspen-db/aspen/core/assert"
+	"github.com/aspen-db/aspen/core/audit"
 	"github.com/aspen-db/aspen/core/jobs"
 	"github.com/aspen-db/aspen/core/kv"
 	"github.com/aspen-db/aspen/core/lease"
@@ -12,6 +13,7 @@ import (
 	"github.com/aspen-db/aspen/core/sched"
 	"github.com/aspen-db/aspen/core/session"
 	"github.com/aspen-db/aspen/core/storage"
+	"github.com/aspen-db/aspen/core/tokens"
 )
 
 // hosted is the replicated state a replica hosts (core/module): the KV store
@@ -42,6 +44,8 @@ func newHosted(cfg Config) *hosted {
 		lease.NewModule(cfg.Leases, kvm),
 		jobsm,
 		sched.NewModule(cfg.Schedules, jobsm),
+		tokens.NewModule(),
+		audit.NewModule(audit.DefaultLimits()),
 	)
 	return h
 }

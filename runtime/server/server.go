@@ -44,6 +44,11 @@ type Config struct {
 	// anyone who reaches the HTTP address could read stacks and profiles.
 	Profiling bool
 
+	// TokenKeyFile is the cluster key (aspen token keygen) that verifies
+	// capability tokens and signed token and audit writes. Empty: the data
+	// dir's token.key, which a node bootstrapping a cluster of one creates.
+	TokenKeyFile string
+
 	// Node tunes the replica; zero means node.DefaultConfig.
 	Node *node.Config
 }
@@ -51,6 +56,7 @@ type Config struct {
 // Server is a running node.
 type Server struct {
 	cfg     Config
+	key     []byte // the cluster key, or nil (tokens.go)
 	log     *slog.Logger
 	node    *node.Node
 	store   *diskstore.Store
@@ -115,6 +121,9 @@ func Start(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("open data dir %s: %w", cfg.DataDir, err)
 	}
 	s.store = store
+	if s.key, err = loadKey(cfg); err != nil {
+		return nil, errors.Join(err, store.Close())
+	}
 	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, errors.Join(fmt.Errorf("listen for clients on %s: %w", cfg.HTTPAddr, err), store.Close())
 	}
