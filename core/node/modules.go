@@ -38,7 +38,7 @@ func newHosted(cfg Config) *hosted {
 		sessionsState{h.sessions},
 		h.members,
 		lease.NewModule(cfg.Leases, kvm),
-		jobs.NewModule(cfg.Jobs),
+		jobsWithBugs(cfg),
 	)
 	return h
 }
@@ -145,3 +145,10 @@ func (s sessionsState) Clear(b *storage.Batch) {
 
 func (s sessionsState) Freeze() module.Frozen        { return module.Encoded(s.t.Snapshot()) }
 func (s sessionsState) Restore(section []byte) error { return s.t.Restore(section) }
+
+// jobsWithBugs is an empty job table carrying the planted defects, if any.
+func jobsWithBugs(cfg Config) *jobs.Module {
+	m := jobs.NewModule(cfg.Jobs)
+	m.Bugs = cfg.Bugs
+	return m
+}
