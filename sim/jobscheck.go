@@ -22,12 +22,22 @@ type jobsChecker struct {
 	changes map[uint64][]jobs.Change
 	jobs    map[jobs.ID]*jobTrack
 	keys    map[string]jobs.ID
+	lastNs  int64 // replicated time of the last entry read
+}
+
+// jobSettleNs is how long a job may stay pending or leased at the end after
+// its last change: a lease's timeout, a retry's backoff and a run, with a
+// second to spare; anything older has been left behind.
+func (w *World) jobSettleNs() int64 {
+	j := &w.sc.Jobs
+	return millis(j.TimeoutMsMax+j.RunMsMax) + jobBackoffMaxN + 1e9
 }
 
 type jobTrack struct {
 	last      jobs.Job
 	leases    int64  // leases given since submit or the last dead-letter retry
 	doneToken uint64 // the token it was leased under when it succeeded
+	changedNs int64  // replicated time of its last change
 	gone      bool
 }
 
@@ -60,8 +70,12 @@ func (w *World) jobRecords(sn *simNode, recs []node.Applied) {
 		if len(cs) > 0 {
 			jc.changes[a.Index] = cs
 		}
+		jc.lastNs = a.TimeNs
 		for _, c := range cs {
 			w.jobChanged(a.Index, c)
+			if t := jc.jobs[c.Job.ID]; t != nil {
+				t.changedNs = a.TimeNs
+			}
 		}
 	}
 }
@@ -172,8 +186,9 @@ func (w *World) checkJobsAtEnd() {
 		if !ok || got.State != t.last.State || got.Attempts != t.last.Attempts {
 			w.check.fail("job %d on node %d is %v after %d attempts (found %v), the history says %v after %d", id, sn.id, got.State, got.Attempts, ok, t.last.State, t.last.Attempts)
 		}
-		if s := t.last.State; (s == jobs.Pending || s == jobs.Leased) && w.sc.Jobs.Workers > 0 {
-			w.check.fail("job %d still %v at the end (%d attempts)", id, s, t.last.Attempts)
+		s, idle := t.last.State, w.jc.lastNs-t.changedNs
+		if (s == jobs.Pending || s == jobs.Leased) && w.sc.Jobs.Workers > 0 && idle > w.jobSettleNs() {
+			g, _ := table.Get(id); w.check.fail("job %d still %v at the end, unchanged for %.3fs (%d attempts) %+v", id, s, float64(idle)/1e9, t.last.Attempts, g)
 		}
 		switch t.last.State {
 		case jobs.Succeeded:
