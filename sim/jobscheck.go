@@ -188,7 +188,8 @@ func (w *World) checkJobsAtEnd() {
 		}
 		s, idle := t.last.State, w.jc.lastNs-t.changedNs
 		if (s == jobs.Pending || s == jobs.Leased) && w.sc.Jobs.Workers > 0 && idle > w.jobSettleNs() {
-			g, _ := table.Get(id); w.check.fail("job %d still %v at the end, unchanged for %.3fs (%d attempts) %+v", id, s, float64(idle)/1e9, t.last.Attempts, g)
+			g, _ := table.Get(id)
+			w.check.fail("job %d still %v at the end, unchanged for %.3fs (%d attempts) %+v", id, s, float64(idle)/1e9, t.last.Attempts, g)
 		}
 		switch t.last.State {
 		case jobs.Succeeded:
