@@ -24,6 +24,8 @@ func TestPlantedBugsAreCaught(t *testing.T) {
 		{"testdata/bugs/skip-sync.toml", "committed entry"},
 		{"testdata/bugs/skip-sync.toml", "raft log corrupted"},
 		{"testdata/bugs/early-conf-change.toml", ""}, // any checker: divergence, wrong final membership, ...
+		{"testdata/bugs/jobs-completion-without-token.toml", "(stale token)"},
+		{"testdata/bugs/jobs-expiry-keeps-attempt.toml", "attempts after"},
 	}
 	for _, c := range cases {
 		sc := loadScenario(t, c.file)
@@ -92,6 +94,12 @@ var shippedCatches = []struct {
 	// whose renewals a failover held up (leases, seed 1: the lease checker).
 	{bugs.LeaseLocalClock, "leases", "replicas diverge"},
 	{bugs.NoLeaseGrace, "leases", "after a new leader's grace"},
+	// Jobs: a complete accepted under a superseded token is acknowledged to
+	// a worker whose lease another worker holds now (the acknowledged token
+	// is not the one the job succeeded from); an expiry that gives the
+	// attempt back leaves the job counting fewer attempts than its leases.
+	{bugs.CompletionWithoutToken, "jobs", "(stale token)"},
+	{bugs.ExpiryKeepsAttempt, "jobs", "attempts after"},
 }
 
 func TestPlantedBugsCaughtByShippedScenarios(t *testing.T) {

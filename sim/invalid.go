@@ -3,6 +3,7 @@ package sim
 import (
 	"bytes"
 
+	"github.com/aspen-db/aspen/core/jobs"
 	"github.com/aspen-db/aspen/core/kv"
 	"github.com/aspen-db/aspen/core/lease"
 	"github.com/aspen-db/aspen/core/module"
@@ -106,4 +107,41 @@ func (w *World) holderInvalid(h *leaseHolder) {
 	i := w.rng.IntN(len(invalidLeaseRequests))
 	key := []byte(w.names[w.rng.IntN(len(w.names))][0])
 	w.holderSend(h, &holderOp{action: actInvalid, invalid: i, req: invalidLeaseRequests[i].req(key, lease.DefaultLimits())})
+}
+
+// Job requests the store must refuse, sent by submitters now and then
+// (jobs.invalid_prob). A job no one submitted answers "not found".
+var invalidJobRequests = []struct {
+	name    string
+	outcome node.Outcome
+	query   bool
+	req     func(l jobs.Limits) node.Request
+}{
+	{"a submit with an empty type", node.Invalid, false, jobCall(func(l jobs.Limits) module.Command {
+		return jobs.Submit(jobs.Spec{AttemptsMax: 1, TimeoutNs: l.TimeoutMinNs})
+	})},
+	{"a submit with no attempts", node.Invalid, false, jobCall(func(l jobs.Limits) module.Command {
+		return jobs.Submit(jobs.Spec{Type: "t0", TimeoutNs: l.TimeoutMinNs})
+	})},
+	{"a submit with a timeout below the minimum", node.Invalid, false, jobCall(func(l jobs.Limits) module.Command {
+		return jobs.Submit(jobs.Spec{Type: "t0", AttemptsMax: 1, TimeoutNs: l.TimeoutMinNs - 1})
+	})},
+	{"a submit with a payload over the limit", node.TooLarge, false, jobCall(func(l jobs.Limits) module.Command {
+		return jobs.Submit(jobs.Spec{Type: "t0", AttemptsMax: 1, TimeoutNs: l.TimeoutMinNs, Payload: make([]byte, l.PayloadBytesMax+1)})
+	})},
+	{"a lease of no types", node.Invalid, false, jobCall(func(jobs.Limits) module.Command { return jobs.Lease("w", nil, 1) })},
+	{"a heartbeat under token 0", node.Invalid, false, jobCall(func(jobs.Limits) module.Command { return jobs.Heartbeat(1, 0) })},
+	{"a complete of a job never submitted", node.NotFound, false, jobCall(func(jobs.Limits) module.Command {
+		return jobs.Complete(jobUnknownID, 1, jobs.Result{})
+	})},
+	{"a cancel of a job never submitted", node.NotFound, false, jobCall(func(jobs.Limits) module.Command { return jobs.Cancel(jobUnknownID) })},
+	{"a dead-letter retry of a job never submitted", node.NotFound, false, jobCall(func(jobs.Limits) module.Command { return jobs.RetryDead(jobUnknownID) })},
+	{"a job expiry asked by a client", node.Invalid, false, jobCall(func(jobs.Limits) module.Command {
+		return module.Command{Kind: jobs.CmdExpire, Body: []byte{0}}
+	})},
+	{"a get of a job never submitted", node.NotFound, true, jobCall(func(jobs.Limits) module.Command { return jobs.Get(jobUnknownID) })},
+}
+
+func jobCall(c func(jobs.Limits) module.Command) func(jobs.Limits) node.Request {
+	return func(l jobs.Limits) node.Request { return node.Request{Call: call(c(l))} }
 }

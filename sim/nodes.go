@@ -221,6 +221,9 @@ func (w *World) finishReady(sn *simNode) {
 		if w.lc != nil {
 			w.leaseRecords(sn, rd.Applied)
 		}
+		if w.jc != nil {
+			w.jobRecords(sn, rd.Applied)
+		}
 		w.check.applied(sn.id, rd.Applied)
 		w.checkTime(sn)
 		if term, ok := sn.n.LeaderTerm(); ok {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/aspen-db/aspen/core/bugs"
+	"github.com/aspen-db/aspen/core/jobs"
 	"github.com/aspen-db/aspen/core/lease"
 )
 
@@ -29,6 +30,7 @@ type Scenario struct {
 	Swarm      bool            `toml:"swarm"`
 	Membership MembershipSpec  `toml:"membership"`
 	Leases     LeaseSpec       `toml:"leases"`
+	Jobs       JobSpec         `toml:"jobs"`
 	Checkers   CheckerSpec     `toml:"checkers"`
 	Bugs       map[string]bool `toml:"bugs"` // planted defects by name (core/bugs); aspenbugs builds only
 
@@ -142,6 +144,58 @@ type LeaseSpec struct {
 
 func (l LeaseSpec) on() bool { return l.Holders > 0 }
 
+// JobSpec sets the job workload (jobs.go): submitters submit jobs of types
+// t0.. at submits_per_second in all, workers lease and run them, and an
+// operator retries or drops a dead letter every dead_ops_ms. Off while
+// submitters = 0, and then the run draws exactly as it would without it.
+type JobSpec struct {
+	Submitters       int     `toml:"submitters"`
+	Workers          int     `toml:"workers"`
+	Types            int     `toml:"types"`
+	SubmitsPerSecond float64 `toml:"submits_per_second"`
+	AttemptsMax      int64   `toml:"attempts_max"` // each job asks for 1..this many
+	TimeoutMsMin     float64 `toml:"timeout_ms_min"`
+	TimeoutMsMax     float64 `toml:"timeout_ms_max"`
+	RunMsMin         float64 `toml:"run_ms_min"`
+	RunMsMax         float64 `toml:"run_ms_max"`
+	FailProb         float64 `toml:"fail_prob"`         // a run fails, retryable
+	FatalProb        float64 `toml:"fatal_prob"`        // a run fails, not retryable
+	HangProb         float64 `toml:"hang_prob"`         // a run hangs (fault phase)
+	CrashProb        float64 `toml:"crash_prob"`        // a worker's step is a crash (fault phase)
+	LoseContactProb  float64 `toml:"lose_contact_prob"` // a worker loses contact as it finishes a run (fault phase)
+	ReuseKeyProb     float64 `toml:"reuse_key_prob"`    // a submit reuses an idempotency key
+	CancelProb       float64 `toml:"cancel_prob"`       // a submitter's step is a cancel
+	InvalidProb      float64 `toml:"invalid_prob"`      // a submitter's step is a request the store must refuse
+	DeadOpsMs        float64 `toml:"dead_ops_ms"`       // the operator's interval; 0: no operator
+}
+
+func (j JobSpec) on() bool { return j.Submitters > 0 }
+
+func (sc *Scenario) validateJobs() error {
+	j, l := sc.Jobs, jobs.DefaultLimits()
+	if !j.on() {
+		return nil
+	}
+	for _, p := range []float64{j.FailProb, j.FatalProb, j.HangProb, j.CrashProb, j.LoseContactProb, j.ReuseKeyProb, j.CancelProb, j.InvalidProb} {
+		if p < 0 || p > 1 {
+			return fmt.Errorf("jobs: probability %v outside [0, 1]", p)
+		}
+	}
+	switch {
+	case j.Submitters+j.Workers+1 > jobActorsMax || j.Workers < 0:
+		return fmt.Errorf("jobs: at most %d submitters, workers and operator", jobActorsMax)
+	case j.Types < 1 || j.Workers > 0 && j.Workers < j.Types:
+		return fmt.Errorf("jobs.types = %d, want 1 to workers (each type served)", j.Types)
+	case j.SubmitsPerSecond <= 0 || j.AttemptsMax < 1 || j.AttemptsMax > l.AttemptsMax:
+		return fmt.Errorf("jobs: want submits_per_second > 0 and attempts_max in 1..%d", l.AttemptsMax)
+	case millis(j.TimeoutMsMin) < l.TimeoutMinNs || j.TimeoutMsMax < j.TimeoutMsMin || j.RunMsMin < 0 || j.RunMsMax < j.RunMsMin:
+		return fmt.Errorf("jobs: want %d <= timeout_ms_min <= timeout_ms_max, 0 <= run_ms_min <= run_ms_max", l.TimeoutMinNs/1e6)
+	case !on(sc.Checkers.Invariants):
+		return fmt.Errorf("jobs need checkers.invariants (job changes are read from the applied records)")
+	}
+	return nil
+}
+
 // DiskSpec sets what a crash does to unsynced writes and how slow syncs are.
 type DiskSpec struct {
 	KeepUnsyncedProb float64 `toml:"keep_unsynced_prob"`
@@ -245,6 +299,9 @@ func defaultScenario() Scenario {
 		Checkers: CheckerSpec{LinearizeBudgetS: 20, ReloadProb: 0.0005},
 		Leases: LeaseSpec{TTLMsMin: 2000, TTLMsMax: 6000, KeepProb: 0.6, HoldTTLsMax: 4, RevokeProb: 0.3,
 			ChosenIDProb: 0.2, QueryProb: 0.15, InvalidProb: 0.05},
+		Jobs: JobSpec{Types: 3, SubmitsPerSecond: 10, AttemptsMax: 3, TimeoutMsMin: 1000, TimeoutMsMax: 2500,
+			RunMsMin: 50, RunMsMax: 800, FailProb: 0.2, FatalProb: 0.05, HangProb: 0.05, CrashProb: 0.01,
+			LoseContactProb: 0.05, ReuseKeyProb: 0.1, CancelProb: 0.05, InvalidProb: 0.05, DeadOpsMs: 1500},
 	}
 }
 
@@ -288,6 +345,9 @@ func (sc *Scenario) validate() error {
 		return err
 	}
 	if err := sc.validateLeases(); err != nil {
+		return err
+	}
+	if err := sc.validateJobs(); err != nil {
 		return err
 	}
 	total := 0

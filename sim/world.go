@@ -49,6 +49,8 @@ type Result struct {
 	LeasesExpired     int      `json:"leases_expired,omitempty"`     // as applied by the replicas
 	LeasesRevoked     int      `json:"leases_revoked,omitempty"`     // likewise
 	LeaseKeysDeleted  int      `json:"lease_keys_deleted,omitempty"` // keys their ends deleted
+	JobLeases         int      `json:"job_leases,omitempty"`         // as applied by the replicas
+	JobsEnded         [4]int   `json:"jobs_ended,omitzero"`          // succeeded, failed, dead, cancelled at the end
 	Linearizability   string   `json:"linearizability"`
 	Violations        []string `json:"violations"`
 
@@ -70,19 +72,21 @@ type World struct {
 	rng  *rand.Rand
 	// checkRng samples where checkers look. It is its own stream, so that
 	// checking more or less never changes what happens in the run.
-	checkRng *rand.Rand
-	now      int64
-	q        queue
-	nodes    []*simNode
-	clients  []*simClient
-	net      network
-	admin    *admin
-	holders  []*leaseHolder // lease holders (leases.go)
-	lc       *leaseChecker  // nil without leases
-	trace    tracer
-	check    checker
-	res      Result
-	names    [][]string // key names by group and index
+	checkRng  *rand.Rand
+	now       int64
+	q         queue
+	nodes     []*simNode
+	clients   []*simClient
+	net       network
+	admin     *admin
+	holders   []*leaseHolder // lease holders (leases.go)
+	lc        *leaseChecker  // nil without leases
+	jobActors []*jobActor    // job submitters, workers, operator (jobs.go)
+	jc        *jobsChecker   // nil without jobs
+	trace     tracer
+	check     checker
+	res       Result
+	names     [][]string // key names by group and index
 
 	faultsOn   bool
 	clientsOn  bool
@@ -170,6 +174,10 @@ func newWorld(sc Scenario, seed uint64, opts Options) *World {
 		w.newLeaseChecker()
 		w.newHolders()
 	}
+	if sc.Jobs.on() {
+		w.newJobsChecker()
+		w.newJobActors()
+	}
 	w.schedule(event{at: w.faultEnd + seconds(sc.Run.HealSeconds)/2, kind: evStopClients, node: -1})
 	w.schedule(event{at: w.end, kind: evEnd, node: -1})
 	return w
@@ -232,7 +240,9 @@ func (w *World) dispatch(e event) {
 	case evTick, evDeliver, evReadyDone, evToNode:
 		w.nodeEvent(e)
 	case evToClient:
-		if h := w.holder(e.client); h != nil {
+		if a := w.jobActor(e.client); a != nil {
+			w.jobResponse(a, e)
+		} else if h := w.holder(e.client); h != nil {
 			w.holderResponse(h, e)
 		} else if w.isAdmin(e.client) {
 			w.adminResponse(e)
@@ -240,7 +250,9 @@ func (w *World) dispatch(e event) {
 			w.clientResponse(e)
 		}
 	case evAttemptTimeout:
-		if h := w.holder(e.client); h != nil {
+		if a := w.jobActor(e.client); a != nil {
+			w.jobTimeout(a, e.n)
+		} else if h := w.holder(e.client); h != nil {
 			w.holderTimeout(h, e.n)
 		} else if w.isAdmin(e.client) {
 			w.adminTimeout(e.n)
@@ -249,6 +261,8 @@ func (w *World) dispatch(e event) {
 		}
 	case evHolder:
 		w.holderWake(e)
+	case evJobs:
+		w.jobActorWake(e)
 	case evAdmin:
 		w.adminTick()
 	case evClientNext:
@@ -327,6 +341,9 @@ func (w *World) finish() {
 		w.checkColdKeys()
 		if w.lc != nil {
 			w.checkLeasesAtEnd()
+		}
+		if w.jc != nil {
+			w.checkJobsAtEnd()
 		}
 	}
 	w.reloadAll()

@@ -45,6 +45,10 @@ const (
 	LeaseLocalClock // apply reads "now" from the replica's own clock, not the leader's stamp
 	NoLeaseGrace    // a new leader expires leases at once, without extending them first
 
+	// Jobs.
+	CompletionWithoutToken // a job's complete is accepted without checking its token
+	ExpiryKeepsAttempt     // a lease's expiry does not count the attempt
+
 	count
 )
 
@@ -55,6 +59,7 @@ var names = [count]string{
 	"noop_bump", "create_rev_reset", "event_revision",
 	"range_end_inclusive", "reuse_removed_id", "transfer_to_learner",
 	"lease_local_clock", "no_lease_grace",
+	"completion_without_token", "expiry_keeps_attempt",
 }
 
 func (b Bug) String() string {

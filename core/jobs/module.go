@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/aspen-db/aspen/core/assert"
+	"github.com/aspen-db/aspen/core/bugs"
 	"github.com/aspen-db/aspen/core/module"
 	"github.com/aspen-db/aspen/core/storage"
 )
@@ -53,6 +54,14 @@ type Module struct {
 	// with none, and applying a proposal twice is harmless.
 	asked      map[ID]int64
 	pruneAsked int64
+
+	// changed holds the jobs the command being applied changed, until the
+	// host takes them for its applied records (TakeReport).
+	changed []Change
+
+	// Bugs plants defects, for tests that prove a checker catches them
+	// (planted_bugs.go; inert without the aspenbugs tag).
+	Bugs bugs.Set
 }
 
 // NewModule returns an empty job table.
@@ -245,7 +254,7 @@ func (m *Module) applyJobCmd(env *module.Env, c jobCmd) module.Answer {
 	case CmdHeartbeat:
 		j, err = m.t.Heartbeat(c.id, c.token, env.NowNs)
 	case CmdComplete:
-		j, err = m.t.Complete(c.id, c.token, c.result, env.NowNs)
+		j, err = m.t.Complete(c.id, m.plantCompleteToken(c.id, c.token), c.result, env.NowNs)
 	case CmdFail:
 		j, err = m.t.Fail(c.id, c.token, c.reason, c.retryable, env.NowNs, env.Index)
 	case CmdRetry:
@@ -270,6 +279,7 @@ func (m *Module) applyLeaders(env *module.Env, kind byte, body []byte) {
 		for n := r.Count(); n > 0 && r.Err == nil; n-- {
 			id, token := ID(r.Uvarint()), r.Uvarint()
 			if r.Err == nil && m.t.Expire(id, token, env.NowNs, env.Index) {
+				m.plantExpired(id)
 				m.save(env.Batch, id)
 				delete(m.asked, id)
 			}
@@ -282,6 +292,7 @@ func (m *Module) applyLeaders(env *module.Env, kind byte, body []byte) {
 func (m *Module) prune(env *module.Env, n int) {
 	for _, id := range m.t.Prune(env.NowNs, n) {
 		env.Batch.Delete(jobKey(id))
+		m.note(id)
 	}
 }
 
@@ -376,8 +387,14 @@ func jobKey(id ID) []byte {
 	return binary.BigEndian.AppendUint64(append([]byte(nil), prefixJob...), uint64(id))
 }
 
-// save writes job id's record, or deletes it when the job is gone.
+// save writes job id's record and notes the change for the report.
 func (m *Module) save(b *storage.Batch, id ID) {
+	m.note(id)
+	m.write(b, id)
+}
+
+// write writes job id's record, or deletes it when the job is gone.
+func (m *Module) write(b *storage.Batch, id ID) {
 	j := m.t.jobs[id]
 	if j == nil {
 		b.Delete(jobKey(id))
@@ -394,7 +411,7 @@ func (m *Module) persistMeta(b *storage.Batch) {
 func (m *Module) Persist(b *storage.Batch) {
 	m.persistMeta(b)
 	for _, id := range m.t.ids() {
-		m.save(b, id)
+		m.write(b, id)
 	}
 }
 
@@ -432,7 +449,7 @@ func (m *Module) Load(disk storage.Reader) error {
 	if err != nil {
 		return err
 	}
-	m.t, m.asked = t, map[ID]int64{}
+	m.t, m.asked, m.changed = t, map[ID]int64{}, nil
 	return nil
 }
 
@@ -464,7 +481,7 @@ func (m *Module) Restore(section []byte) error {
 			return err
 		}
 	}
-	m.t, m.asked = t, map[ID]int64{}
+	m.t, m.asked, m.changed = t, map[ID]int64{}, nil
 	return nil
 }
 

@@ -35,7 +35,7 @@ type hosted struct {
 // module is one line in the list below; the order is the snapshot's.
 func newHosted(cfg Config) *hosted {
 	kvm := kv.NewModule(kvWithBugs(cfg.Bugs))
-	jobsm := jobs.NewModule(cfg.Jobs)
+	jobsm := jobsWithBugs(cfg)
 	h := &hosted{kv: kvm, sessions: session.NewTable(cfg.SessionsMax), members: newMembersModule()}
 	h.register(
 		kvm,
@@ -152,3 +152,10 @@ func (s sessionsState) Clear(b *storage.Batch) {
 
 func (s sessionsState) Freeze() module.Frozen        { return module.Encoded(s.t.Snapshot()) }
 func (s sessionsState) Restore(section []byte) error { return s.t.Restore(section) }
+
+// jobsWithBugs is an empty job table carrying the planted defects, if any.
+func jobsWithBugs(cfg Config) *jobs.Module {
+	m := jobs.NewModule(cfg.Jobs)
+	m.Bugs = cfg.Bugs
+	return m
+}
