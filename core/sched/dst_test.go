@@ -180,3 +180,31 @@ func TestWallToInstant(t *testing.T) {
 		}
 	}
 }
+
+// Go splits a rule-described zone period at every year's end; a wall time
+// in the last day of a year once found no instant and broke the replica
+// (found by the rapid test: Berlin, 2024-12-31 12:00).
+func TestWallTimesAroundYearEnds(t *testing.T) {
+	var z Zones
+	for _, name := range []string{"Europe/Berlin", "America/New_York", "Australia/Sydney", "Asia/Tokyo"} {
+		loc, err := z.Load(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for year := 2020; year <= 2040; year++ {
+			for _, wall := range []time.Time{
+				time.Date(year, 12, 30, 23, 30, 0, 0, time.UTC),
+				time.Date(year, 12, 31, 0, 0, 0, 0, time.UTC),
+				time.Date(year, 12, 31, 12, 0, 0, 0, time.UTC),
+				time.Date(year, 12, 31, 23, 59, 59, 0, time.UTC),
+				time.Date(year+1, 1, 1, 0, 0, 0, 0, time.UTC),
+				time.Date(year+1, 1, 1, 1, 30, 0, 0, time.UTC),
+			} {
+				got := wallToInstant(wall, loc)
+				if w := wallOf(got, loc); !w.Equal(wall) {
+					t.Fatalf("%s: wall time %s maps to %s, whose wall time is %s", name, wall.Format(time.DateTime), got, w.Format(time.DateTime))
+				}
+			}
+		}
+	}
+}

@@ -101,45 +101,51 @@ func (z *Zones) Load(name string) (*time.Location, error) {
 	return loc, nil
 }
 
-// zonePeriodsMax bounds the zone periods wallToInstant looks at: transitions are
-// months apart in every real zone, so a 54-hour window holds a handful.
-const zonePeriodsMax = 16
-
 // wallToInstant maps a wall-clock time (its fields in a UTC time.Time) in loc to
 // an instant. A wall time that occurs twice (clocks set back) maps to its first
 // occurrence; one that never occurs (clocks set forward) maps to the first instant
 // after the gap, the moment of the change. time.Date leaves both cases unspecified,
-// so this does not rely on it.
+// so this does not rely on it; nor on ZoneBounds, which for periods a zone's rule
+// string describes reports bounds at every year's end that do not always contain
+// the instant asked about (Berlin, 2020-12-31 12:00 found no instant that way).
+//
+// Offsets are within ±26 hours and zones change at most once in the 54 hours
+// around a wall time, so the offsets in force 27 hours before and after it are
+// the only candidates.
 func wallToInstant(wall time.Time, loc *time.Location) time.Time {
 	u := wall.Unix()
 	if loc == time.UTC {
 		return time.Unix(u, 0).In(loc)
 	}
-	// Every instant whose wall time is u lies within 27 hours of u (offsets are
-	// within ±26 hours). Walk the zone periods covering that window in order.
 	const windowSec = 27 * 3600
-	at := time.Unix(u-windowSec, 0).In(loc)
-	prevOffset, havePrev := 0, false
-	for range zonePeriodsMax {
-		_, offset := at.Zone()
-		start, end := at.ZoneBounds()
-		if havePrev && !start.IsZero() && start.Unix()+int64(prevOffset) <= u && u < start.Unix()+int64(offset) {
-			return start.In(loc) // in the gap the change opened
-		}
-		t := u - int64(offset)
-		inStart := start.IsZero() || start.Unix() <= t
-		inEnd := end.IsZero() || t < end.Unix()
-		if inStart && inEnd {
+	before, after := offsetAt(u-windowSec, loc), offsetAt(u+windowSec, loc)
+	first, second := u-int64(before), u-int64(after)
+	if first > second {
+		first, second = second, first
+	}
+	for _, t := range [2]int64{first, second} { // earliest first: a repeated wall time maps to its first
+		if u-int64(offsetAt(t, loc)) == t {
 			return time.Unix(t, 0).In(loc)
 		}
-		if end.IsZero() || end.Unix() > u+windowSec {
-			break
-		}
-		prevOffset, havePrev = offset, true
-		at = end.In(loc)
 	}
-	assert.That(false, "wall time %s has no instant in %s", wall.Format(time.DateTime), loc)
-	return time.Time{}
+	// In the gap the change opened: the change itself lies between the two
+	// candidates (the offset at first is the old one, at second the new one).
+	lo, hi := first, second
+	assert.That(offsetAt(lo, loc) != offsetAt(hi, loc), "wall time %s has no instant in %s", wall.Format(time.DateTime), loc)
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		if offsetAt(mid, loc) == offsetAt(lo, loc) {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return time.Unix(hi, 0).In(loc)
+}
+
+func offsetAt(unix int64, loc *time.Location) int {
+	_, off := time.Unix(unix, 0).In(loc).Zone()
+	return off
 }
 
 // wallOf returns the wall-clock fields of t in loc as a UTC time.Time, whole seconds.
