@@ -60,6 +60,15 @@ const (
 	memberBodyBytesMax = 64 << 10
 	// leaseBodyBytesMax bounds a lease request: three short fields.
 	leaseBodyBytesMax = 4 << 10
+	// jobBodyBytesMax bounds a job request: a payload or an output at the
+	// module's default cap (64 KiB) even if JSON escaped every byte (6x),
+	// plus the short fields. A larger body is refused with 413, never cut.
+	jobBodyBytesMax = 1 << 20
+	// jobAttemptsDefault and jobTimeoutMsDefault stand in for MaxAttempts
+	// and TimeoutMs left at 0 (absent) in a submit: 0 is never valid for
+	// either, and a job without a retry or a minute to run is rarely meant.
+	jobAttemptsDefault  = 3
+	jobTimeoutMsDefault = 60_000
 
 	// readHeaderTimeoutMs stops clients that open connections and never
 	// finish a request from holding them (slowloris).
