@@ -26,6 +26,7 @@ func (s *Server) routes() http.Handler {
 	route("/v1/aspen/removed", "aspen_removed", s.handleRemoved)
 	s.leaseRoutes(route)
 	s.tokenRoutes(route)
+	s.scheduleRoutes(route)
 	mux.Handle("/metrics", s.metrics.handler())
 	if s.cfg.Profiling {
 		mux.HandleFunc("/debug/pprof/", pprof.Index) // also serves heap, goroutine, block, ...
