@@ -27,6 +27,7 @@ func (s *Server) routes() http.Handler {
 	s.leaseRoutes(route)
 	s.tokenRoutes(route)
 	s.jobRoutes(route)
+	s.scheduleRoutes(route)
 	mux.Handle("/metrics", s.metrics.handler())
 	if s.cfg.Profiling {
 		mux.HandleFunc("/debug/pprof/", pprof.Index) // also serves heap, goroutine, block, ...
