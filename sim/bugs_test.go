@@ -26,6 +26,7 @@ func TestPlantedBugsAreCaught(t *testing.T) {
 		{"testdata/bugs/early-conf-change.toml", ""}, // any checker: divergence, wrong final membership, ...
 		{"testdata/bugs/jobs-completion-without-token.toml", "(stale token)"},
 		{"testdata/bugs/jobs-expiry-keeps-attempt.toml", "attempts after"},
+		{"testdata/bugs/schedules-tick-local-clock.toml", "report schedule fires differently"},
 	}
 	for _, c := range cases {
 		sc := loadScenario(t, c.file)
@@ -100,6 +101,11 @@ var shippedCatches = []struct {
 	// attempt back leaves the job counting fewer attempts than its leases.
 	{bugs.CompletionWithoutToken, "jobs", "(stale token)"},
 	{bugs.ExpiryKeepsAttempt, "jobs", "attempts after"},
+	// Schedules: a fire that reads the replica's own clock records (and
+	// submits its job) at that replica's time, so replicas apply the same
+	// fire differently (schedules, seed 1: the first fire a follower
+	// applies).
+	{bugs.TickLocalClock, "schedules", "report schedule fires differently"},
 }
 
 func TestPlantedBugsCaughtByShippedScenarios(t *testing.T) {

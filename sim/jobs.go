@@ -35,6 +35,7 @@ const (
 	roleSubmitter jobRole = iota + 1
 	roleWorker
 	roleOperator
+	roleScheduler // the schedule operator (schedules.go)
 )
 
 type jobOpKind uint8
@@ -50,6 +51,10 @@ const (
 	jopDeadList
 	jopDeadRetry
 	jopDeadDrop
+	jopSchedAdd
+	jopSchedPause
+	jopSchedResume
+	jopSchedRemove
 )
 
 type jobActor struct {
@@ -67,6 +72,8 @@ type jobActor struct {
 
 	submitted []jobs.ID // a submitter's jobs, for cancels
 	keys      []string  // its idempotency keys so far
+
+	scheds []*simSchedule // the schedule operator's schedules, by number
 }
 
 // runJob is a worker's job as the worker knows it.
@@ -87,6 +94,7 @@ type jobOp struct {
 	start    int64
 	deadline int64
 	attempt  int
+	sched    int // a schedule command's schedule, by number
 }
 
 func (w *World) newJobActors() {
@@ -108,6 +116,9 @@ func (w *World) newJobActors() {
 	}
 	if j.DeadOpsMs > 0 {
 		w.wakeJobActor(add(roleOperator), w.now+millis(j.DeadOpsMs))
+	}
+	if w.sc.Schedules.on() {
+		w.newScheduleOperator(add)
 	}
 }
 
@@ -140,6 +151,8 @@ func (w *World) jobActorWake(e event) {
 			w.workerStep(a)
 		case roleOperator:
 			w.operatorStep(a)
+		case roleScheduler:
+			w.schedulerStep(a)
 		}
 	}
 }
@@ -313,6 +326,8 @@ func (w *World) jobResponse(a *jobActor, e event) {
 	case jopDeadList:
 		w.deadListed(a, r, ans)
 		return
+	case jopSchedAdd, jopSchedPause, jopSchedResume, jopSchedRemove:
+		w.scheduleAnswered(a, op, r)
 	case jopInvalid:
 		if want := invalidJobRequests[op.invalid]; r.Outcome != want.outcome {
 			w.check.fail("jobs client %d: %s answered %v, want %v", a.idx, want.name, r.Err(), want.outcome)
@@ -360,6 +375,8 @@ func (w *World) jobDone(a *jobActor) {
 		w.wakeJobActor(a, w.submitGap())
 	case roleOperator:
 		w.wakeJobActor(a, w.now+millis(w.sc.Jobs.DeadOpsMs))
+	case roleScheduler:
+		w.wakeJobActor(a, w.now+millis(w.uniform(0.5, 1.5)*w.sc.Schedules.OpsMs))
 	default:
 		w.workerStep(a)
 	}

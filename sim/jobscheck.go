@@ -64,6 +64,9 @@ func (w *World) jobRecords(sn *simNode, recs []node.Applied) {
 			if first := jc.changes[a.Index]; !reflect.DeepEqual(first, cs) && len(first)+len(cs) > 0 {
 				w.check.fail("replicas report job changes differently at index %d: node %d %+v, the first to apply it %+v", a.Index, sn.id, cs, first)
 			}
+			if w.schc != nil {
+				w.scheduleReplayed(sn, a)
+			}
 			continue
 		}
 		jc.seenMax = a.Index
@@ -71,11 +74,17 @@ func (w *World) jobRecords(sn *simNode, recs []node.Applied) {
 			jc.changes[a.Index] = cs
 		}
 		jc.lastNs = a.TimeNs
+		if w.schc != nil {
+			w.scheduleApplied(a)
+		}
 		for _, c := range cs {
 			w.jobChanged(a.Index, c)
 			if t := jc.jobs[c.Job.ID]; t != nil {
 				t.changedNs = a.TimeNs
 			}
+		}
+		if w.schc != nil {
+			w.scheduleJobsMade(a.Index)
 		}
 	}
 }
@@ -169,6 +178,9 @@ func (w *World) checkJobsAtEnd() {
 	}
 	if sn == nil {
 		return
+	}
+	if w.schc != nil {
+		w.checkSchedulesAtEnd(sn)
 	}
 	table := sn.n.Hosted("jobs").(*jobs.Module).Table()
 	ids := make([]jobs.ID, 0, len(w.jc.jobs))

@@ -31,6 +31,7 @@ type Scenario struct {
 	Membership MembershipSpec  `toml:"membership"`
 	Leases     LeaseSpec       `toml:"leases"`
 	Jobs       JobSpec         `toml:"jobs"`
+	Schedules  ScheduleSpec    `toml:"schedules"`
 	Checkers   CheckerSpec     `toml:"checkers"`
 	Bugs       map[string]bool `toml:"bugs"` // planted defects by name (core/bugs); aspenbugs builds only
 
@@ -196,6 +197,36 @@ func (sc *Scenario) validateJobs() error {
 	return nil
 }
 
+// ScheduleSpec sets the schedules workload (schedules.go): one operator
+// adds schedules whose jobs the [jobs] workers run, up to `schedules` at
+// once, and every ops_ms or so pauses, resumes or removes one. Off while
+// schedules = 0, and then the run draws exactly as it would without it.
+type ScheduleSpec struct {
+	Schedules  int     `toml:"schedules"`   // live at once
+	OpsMs      float64 `toml:"ops_ms"`      // the operator's interval, drawn in [0.5, 1.5] times this
+	PauseProb  float64 `toml:"pause_prob"`  // a step pauses an unpaused schedule (a paused one is resumed)
+	RemoveProb float64 `toml:"remove_prob"` // a step removes one
+}
+
+func (s ScheduleSpec) on() bool { return s.Schedules > 0 }
+
+func (sc *Scenario) validateSchedules() error {
+	s := sc.Schedules
+	switch {
+	case !s.on():
+		return nil
+	case s.PauseProb < 0 || s.RemoveProb < 0 || s.PauseProb+s.RemoveProb > 1:
+		return fmt.Errorf("schedules: want pause_prob, remove_prob >= 0 with a sum at most 1")
+	case s.OpsMs <= 0:
+		return fmt.Errorf("schedules.ops_ms = %v, want > 0", s.OpsMs)
+	case !sc.Jobs.on() || sc.Jobs.Workers < 1:
+		return fmt.Errorf("schedules need [jobs] with workers (their jobs are run by them)")
+	case s.Schedules > schedulesMax || sc.Jobs.Submitters+sc.Jobs.Workers+2 > jobActorsMax:
+		return fmt.Errorf("schedules: at most %d schedules, and %d jobs clients with the operator", schedulesMax, jobActorsMax)
+	}
+	return nil
+}
+
 // DiskSpec sets what a crash does to unsynced writes and how slow syncs are.
 type DiskSpec struct {
 	KeepUnsyncedProb float64 `toml:"keep_unsynced_prob"`
@@ -348,6 +379,9 @@ func (sc *Scenario) validate() error {
 		return err
 	}
 	if err := sc.validateJobs(); err != nil {
+		return err
+	}
+	if err := sc.validateSchedules(); err != nil {
 		return err
 	}
 	total := 0

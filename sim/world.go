@@ -51,6 +51,9 @@ type Result struct {
 	LeaseKeysDeleted  int      `json:"lease_keys_deleted,omitempty"` // keys their ends deleted
 	JobLeases         int      `json:"job_leases,omitempty"`         // as applied by the replicas
 	JobsEnded         [4]int   `json:"jobs_ended,omitzero"`          // succeeded, failed, dead, cancelled at the end
+	ScheduleJobs      int      `json:"schedule_jobs,omitempty"`      // jobs schedules created, as applied
+	ScheduleSkipped   int      `json:"schedule_skipped,omitempty"`   // ticks skipped or refused, at the end
+	ScheduleMissed    int      `json:"schedule_missed,omitempty"`    // ticks missed, at the end
 	Linearizability   string   `json:"linearizability"`
 	Violations        []string `json:"violations"`
 
@@ -83,6 +86,7 @@ type World struct {
 	lc        *leaseChecker  // nil without leases
 	jobActors []*jobActor    // job submitters, workers, operator (jobs.go)
 	jc        *jobsChecker   // nil without jobs
+	schc      *schedChecker  // nil without schedules
 	trace     tracer
 	check     checker
 	res       Result
@@ -176,6 +180,9 @@ func newWorld(sc Scenario, seed uint64, opts Options) *World {
 	}
 	if sc.Jobs.on() {
 		w.newJobsChecker()
+		if sc.Schedules.on() {
+			w.newSchedChecker()
+		}
 		w.newJobActors()
 	}
 	w.schedule(event{at: w.faultEnd + seconds(sc.Run.HealSeconds)/2, kind: evStopClients, node: -1})

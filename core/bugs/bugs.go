@@ -49,6 +49,9 @@ const (
 	CompletionWithoutToken // a job's complete is accepted without checking its token
 	ExpiryKeepsAttempt     // a lease's expiry does not count the attempt
 
+	// Schedules.
+	TickLocalClock // a schedule's fire reads the replica's own clock, not the entry's stamp
+
 	count
 )
 
@@ -60,6 +63,7 @@ var names = [count]string{
 	"range_end_inclusive", "reuse_removed_id", "transfer_to_learner",
 	"lease_local_clock", "no_lease_grace",
 	"completion_without_token", "expiry_keeps_attempt",
+	"tick_local_clock",
 }
 
 func (b Bug) String() string {

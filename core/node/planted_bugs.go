@@ -6,6 +6,7 @@ import (
 	"bytes"
 
 	"github.com/aspen-db/aspen/core/bugs"
+	"github.com/aspen-db/aspen/core/sched"
 	"github.com/aspen-db/aspen/core/session"
 	"github.com/aspen-db/aspen/core/storage"
 	"go.etcd.io/raft/v3"
@@ -109,4 +110,9 @@ func (n *Node) plantVoter(voter bool, to uint64) bool {
 		return n.isMember(to)
 	}
 	return voter
+}
+
+// TickLocalClock: hand the schedules module the replica's own clock.
+func (n *Node) plantSchedules() {
+	n.h.state("schedules").(*sched.Module).PlantBugs(n.cfg.Bugs, func() int64 { return n.now })
 }

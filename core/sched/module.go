@@ -47,6 +47,9 @@ type Module struct {
 	// propose the same tick every tick. Not replicated: a new leader starts
 	// with none, and applying a fire twice creates nothing twice.
 	asked map[string]asked
+
+	changed []Change // what the command being applied changed (report.go)
+	planted planted  // defects tests plant (planted_bugs.go); empty otherwise
 }
 
 type asked struct {
@@ -100,9 +103,12 @@ func (m *Module) Apply(env *module.Env, kind byte, body []byte) module.Answer {
 	if kind == CmdFire {
 		fs, err := decodeFire(body)
 		assert.That(err == nil, "schedule fire at %d does not decode: %v", env.Index, err)
+		fenv := *env
+		fenv.NowNs = m.plantFireNow(env.NowNs)
 		for _, f := range fs {
-			if m.t.Fire(env, m.jobs, f.name, f.tickNs) {
+			if m.t.Fire(&fenv, m.jobs, f.name, f.tickNs) {
 				m.save(env.Batch, f.name)
+				m.note(f.name)
 			}
 			delete(m.asked, f.name)
 		}
@@ -133,6 +139,7 @@ func (m *Module) Apply(env *module.Env, kind byte, body []byte) module.Answer {
 		return refusal(err)
 	}
 	m.save(env.Batch, s.Name)
+	m.note(s.Name)
 	delete(m.asked, s.Name)
 	return answer(Answer{Schedule: s})
 }

@@ -125,6 +125,7 @@ type Table struct {
 	due      *btree.BTreeG[tickKey] // unpaused schedules by next tick
 	buffered *btree.BTreeG[string]  // schedules holding a buffered tick
 	digest   uint64
+	fires    []Fire // recorded since the module last noted a change (not state)
 }
 
 // NewTable returns an empty table resolving zones through zones.
@@ -266,7 +267,7 @@ func (t *Table) Fire(env *module.Env, q Jobs, name string, tickNs int64) bool {
 		if c.Missed > 0 {
 			e.Missed += c.Missed
 			e.MissedCapped = e.MissedCapped || c.MissedCapped
-			e.record(Fire{TickNs: c.Fire[0].UnixNano(), AtNs: env.NowNs, Outcome: FireMissed, Missed: c.Missed})
+			t.record(e, Fire{TickNs: c.Fire[0].UnixNano(), AtNs: env.NowNs, Outcome: FireMissed, Missed: c.Missed})
 		}
 		for _, at := range c.Fire {
 			t.fireOne(env, q, e, at.UnixNano())
@@ -287,10 +288,10 @@ func (t *Table) fireOne(env *module.Env, q Jobs, e *entry, tickNs int64) {
 		t.create(env, q, e, tickNs)
 	case e.Overlap == OverlapBufferOne && e.BufferedNs == 0:
 		e.BufferedNs = tickNs
-		e.record(Fire{TickNs: tickNs, AtNs: env.NowNs, Outcome: FireBuffered, Job: e.LastJob})
+		t.record(e, Fire{TickNs: tickNs, AtNs: env.NowNs, Outcome: FireBuffered, Job: e.LastJob})
 	default:
 		e.Skipped++
-		e.record(Fire{TickNs: tickNs, AtNs: env.NowNs, Outcome: FireSkipped, Job: e.LastJob})
+		t.record(e, Fire{TickNs: tickNs, AtNs: env.NowNs, Outcome: FireSkipped, Job: e.LastJob})
 	}
 }
 
@@ -307,12 +308,12 @@ func (t *Table) create(env *module.Env, q Jobs, e *entry, tickNs int64) {
 	id, _, err := q.SubmitFrom(env, s)
 	if err != nil {
 		e.Skipped++
-		e.record(Fire{TickNs: tickNs, AtNs: env.NowNs, Outcome: FireRefused})
+		t.record(e, Fire{TickNs: tickNs, AtNs: env.NowNs, Outcome: FireRefused})
 		return
 	}
 	e.LastJob = id
 	e.Fired++
-	e.record(Fire{TickNs: tickNs, AtNs: env.NowNs, Outcome: FireCreated, Job: id})
+	t.record(e, Fire{TickNs: tickNs, AtNs: env.NowNs, Outcome: FireCreated, Job: id})
 }
 
 // JobKey is the idempotency key of schedule name's job for the tick at
@@ -330,7 +331,9 @@ func active(q Jobs, id jobs.ID) bool {
 	return ok && (s == jobs.Pending || s == jobs.Leased)
 }
 
-func (e *entry) record(f Fire) {
+// record adds f to e's history and to the fires the module reports.
+func (t *Table) record(e *entry, f Fire) {
+	t.fires = append(t.fires, f)
 	if len(e.history) == HistoryMax {
 		copy(e.history, e.history[1:])
 		e.history = e.history[:HistoryMax-1]
