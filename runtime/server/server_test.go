@@ -15,7 +15,7 @@ import (
 
 // freeAddr reserves a loopback port: peers must know each other's addresses
 // before any of them starts.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -26,18 +26,18 @@ func freeAddr(t *testing.T) string {
 }
 
 type cluster struct {
-	t       *testing.T
+	t       testing.TB
 	cfgs    []Config
 	servers []*Server
 }
 
-func startCluster(t *testing.T, n int) *cluster {
+func startCluster(t testing.TB, n int) *cluster {
 	t.Helper()
 	return startClusterWith(t, n, nil)
 }
 
 // startClusterWith starts n nodes, each config first passed to tune (when set).
-func startClusterWith(t *testing.T, n int, tune func(*Config)) *cluster {
+func startClusterWith(t testing.TB, n int, tune func(*Config)) *cluster {
 	t.Helper()
 	c := &cluster{t: t}
 	members := map[uint64]string{}
@@ -78,7 +78,7 @@ func (c *cluster) url(i int, path string) string {
 	return "http://" + c.servers[i].HTTPAddr() + path
 }
 
-func do(t *testing.T, method, url, body string) (int, http.Header, string) {
+func do(t testing.TB, method, url, body string) (int, http.Header, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {

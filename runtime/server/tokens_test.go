@@ -29,7 +29,7 @@ func (c *cluster) key(i int) []byte {
 	return key
 }
 
-func jsonBody(t *testing.T, v any) string {
+func jsonBody(t testing.TB, v any) string {
 	t.Helper()
 	b, err := json.Marshal(v)
 	if err != nil {
