@@ -148,12 +148,7 @@ func (s *Server) jobRoutes(route func(pattern, name string, h http.HandlerFunc))
 
 func (s *Server) jobHandler(e jobEndpoint) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost && !(e.get && r.Method == http.MethodGet) {
-			allowed := "POST"
-			if e.get {
-				allowed = "GET, POST"
-			}
-			methodNotAllowed(w, r, allowed)
+		if !allowMethods(w, r, e.get) {
 			return
 		}
 		req, code, err := readJobRequest(r)
@@ -170,22 +165,7 @@ func (s *Server) jobHandler(e jobEndpoint) http.HandlerFunc {
 			writeError(w, code, err.Error())
 			return
 		}
-		var v any
-		if e.write {
-			v, err = s.Call(r.Context(), cmd)
-		} else {
-			v, err = s.Query(r.Context(), cmd)
-		}
-		if err != nil {
-			writeCallError(w, err)
-			return
-		}
-		a, ok := v.(jobs.Answer)
-		if !ok {
-			writeError(w, http.StatusInternalServerError, fmt.Sprintf("job %s: the replica answered %T", e.name, v))
-			return
-		}
-		writeJSON(w, http.StatusOK, e.answer(a))
+		answerCall(s, w, r, "job "+e.name, e.write, cmd, e.answer)
 	}
 }
 

@@ -1,10 +1,8 @@
 package server
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"time"
@@ -84,15 +82,14 @@ func (s *Server) leaseRoutes(route func(pattern, name string, h http.HandlerFunc
 
 func (s *Server) leaseHandler(e leaseEndpoint) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost && !(e.get && r.Method == http.MethodGet) {
-			allowed := "POST"
-			if e.get {
-				allowed = "GET, POST"
-			}
-			methodNotAllowed(w, r, allowed)
+		if !allowMethods(w, r, e.get) {
 			return
 		}
-		req, err := readLeaseRequest(r)
+		var req LeaseRequest
+		err := decodeStrict(r.Body, leaseBodyBytesMax, &req)
+		if errors.Is(err, errEmptyBody) {
+			err = nil // no body: every field absent
+		}
 		var cmd module.Command
 		if err == nil {
 			cmd, err = e.command(req)
@@ -101,42 +98,8 @@ func (s *Server) leaseHandler(e leaseEndpoint) http.HandlerFunc {
 			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		var v any
-		if e.write {
-			v, err = s.Call(r.Context(), cmd)
-		} else {
-			v, err = s.Query(r.Context(), cmd)
-		}
-		if err != nil {
-			writeCallError(w, err)
-			return
-		}
-		a, ok := v.(lease.Answer)
-		if !ok {
-			writeError(w, http.StatusInternalServerError, fmt.Sprintf("lease %s: the replica answered %T", e.name, v))
-			return
-		}
-		writeJSON(w, http.StatusOK, e.answer(req, a))
+		answerCall(s, w, r, "lease "+e.name, e.write, cmd, func(a lease.Answer) any { return e.answer(req, a) })
 	}
-}
-
-// readLeaseRequest decodes one JSON object, strictly: a misspelt field would
-// otherwise read as absent, and an absent ID or TTL as 0. No body at all is
-// a request with every field absent.
-func readLeaseRequest(r *http.Request) (LeaseRequest, error) {
-	var req LeaseRequest
-	dec := json.NewDecoder(io.LimitReader(r.Body, leaseBodyBytesMax))
-	dec.DisallowUnknownFields()
-	switch err := dec.Decode(&req); {
-	case errors.Is(err, io.EOF):
-		return req, nil
-	case err != nil:
-		return req, fmt.Errorf("malformed body (want one JSON object of at most %d bytes with ID, TTL, Keys): %v", leaseBodyBytesMax, err)
-	}
-	if err := dec.Decode(&json.RawMessage{}); !errors.Is(err, io.EOF) {
-		return req, errors.New("malformed body: more than one JSON value")
-	}
-	return req, nil
 }
 
 func grantCommand(req LeaseRequest) (module.Command, error) {

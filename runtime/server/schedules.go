@@ -1,10 +1,8 @@
 package server
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -154,12 +152,7 @@ func (s *Server) scheduleRoutes(route func(pattern, name string, h http.HandlerF
 
 func (s *Server) scheduleHandler(e scheduleEndpoint) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost && (e.write || r.Method != http.MethodGet) {
-			allowed := "GET, POST"
-			if e.write {
-				allowed = "POST"
-			}
-			methodNotAllowed(w, r, allowed)
+		if !allowMethods(w, r, !e.write) { // queries take a GET with query parameters too
 			return
 		}
 		req, err := readScheduleRequest(r)
@@ -175,22 +168,7 @@ func (s *Server) scheduleHandler(e scheduleEndpoint) http.HandlerFunc {
 			writeError(w, code, err.Error())
 			return
 		}
-		var v any
-		if e.write {
-			v, err = s.Call(r.Context(), cmd)
-		} else {
-			v, err = s.Query(r.Context(), cmd)
-		}
-		if err != nil {
-			writeCallError(w, err)
-			return
-		}
-		a, ok := v.(sched.Answer)
-		if !ok {
-			writeError(w, http.StatusInternalServerError, fmt.Sprintf("schedule %s: the replica answered %T", e.name, v))
-			return
-		}
-		writeJSON(w, http.StatusOK, e.answer(req, a))
+		answerCall(s, w, r, "schedule "+e.name, e.write, cmd, func(a sched.Answer) any { return e.answer(req, a) })
 	}
 }
 
@@ -208,16 +186,8 @@ func readScheduleRequest(r *http.Request) (ScheduleRequest, error) {
 		req.Limit = int(limit)
 		return req, nil
 	}
-	dec := json.NewDecoder(io.LimitReader(r.Body, scheduleBodyBytesMax))
-	dec.DisallowUnknownFields()
-	switch err := dec.Decode(&req); {
-	case errors.Is(err, io.EOF):
-		return req, nil
-	case err != nil:
-		return req, fmt.Errorf("malformed body (want one JSON object of at most %d bytes): %v", scheduleBodyBytesMax, err)
-	}
-	if err := dec.Decode(&json.RawMessage{}); !errors.Is(err, io.EOF) {
-		return req, errors.New("malformed body: more than one JSON value")
+	if err := decodeStrict(r.Body, scheduleBodyBytesMax, &req); err != nil && !errors.Is(err, errEmptyBody) {
+		return req, err
 	}
 	return req, nil
 }

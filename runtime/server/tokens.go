@@ -4,10 +4,8 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -311,13 +309,5 @@ const tokenBodyBytesMax = 256 << 10
 // readJSON decodes one JSON object strictly: a misspelt field is an error,
 // not an absent one.
 func readJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, tokenBodyBytesMax))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("malformed body (want one JSON object of at most %d bytes): %v", tokenBodyBytesMax, err)
-	}
-	if err := dec.Decode(&json.RawMessage{}); !errors.Is(err, io.EOF) {
-		return errors.New("malformed body: more than one JSON value")
-	}
-	return nil
+	return decodeStrict(r.Body, tokenBodyBytesMax, v)
 }
