@@ -10,7 +10,7 @@ import (
 
 // The table's snapshot encoding, version 1:
 //
-//	last id uvarint | job count uvarint | jobs by id (appendJob)
+//	last id uvarint | grace term uvarint | job count uvarint | jobs by id (appendJob)
 //
 // A job, in answers, records and snapshots alike:
 //
@@ -89,6 +89,7 @@ func checkJob(r *module.Reader, t *Table, j *Job) {
 // Encode returns the table's snapshot encoding; equal tables encode equally.
 func (t *Table) Encode() []byte {
 	b := binary.AppendUvarint(nil, uint64(t.last))
+	b = binary.AppendUvarint(b, t.graceTerm)
 	b = binary.AppendUvarint(b, uint64(len(t.jobs)))
 	for _, id := range t.ids() {
 		b = appendJob(b, t.jobs[id])
@@ -102,6 +103,7 @@ func Decode(b []byte, limits Limits) (*Table, error) {
 	r := &module.Reader{B: b}
 	t := New(limits)
 	last := ID(r.Uvarint())
+	t.graceTerm = r.Uvarint()
 	for n := r.Count(); n > 0 && r.Err == nil; n-- {
 		j := readJob(r)
 		checkJob(r, t, &j)

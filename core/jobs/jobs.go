@@ -164,7 +164,10 @@ type Table struct {
 	finished *btree.BTreeG[timeKey]  // succeeded, failed, cancelled, by FinishedNs
 	byState  *btree.BTreeG[stateKey]
 	last     ID // the highest id ever given
-	digest   uint64
+	// graceTerm is the leader term whose grace (Extend) applied last: a
+	// leader expires no job lease before its own grace has applied.
+	graceTerm uint64
+	digest    uint64
 }
 
 // New returns an empty table.
@@ -512,7 +515,35 @@ func (t *Table) Count(state State) int {
 }
 
 // Hash digests the table: every job and the last id.
-func (t *Table) Hash() uint64 { return mix64(t.digest ^ mix64(uint64(t.last)+0x9e3779b97f4a7c15)) }
+func (t *Table) Hash() uint64 {
+	return mix64(t.digest ^ mix64(uint64(t.last)+0x9e3779b97f4a7c15) ^ mix64(t.graceTerm+0x632be59bd9b4e019))
+}
+
+// Extend moves every job lease's deadline to at least nowNs plus byNs: the
+// grace of the leader of term, so that heartbeats a failover lost (or a
+// restart after downtime) do not cost a healthy worker its job, as leases
+// get (core/lease). It returns the jobs whose deadline moved.
+func (t *Table) Extend(term uint64, nowNs, byNs int64) []ID {
+	var moved []ID
+	t.leased.Ascend(func(k timeKey) bool {
+		if k.at >= nowNs+byNs {
+			return false
+		}
+		moved = append(moved, k.id)
+		return true
+	})
+	for _, id := range moved {
+		t.change(t.jobs[id], func(j *Job) { j.DeadlineNs = nowNs + byNs })
+	}
+	t.graceTerm = max(t.graceTerm, term)
+	return moved
+}
+
+// GraceTerm is the term of the last leader whose grace applied.
+func (t *Table) GraceTerm() uint64 { return t.graceTerm }
+
+// LeasedCount is the number of jobs leased now.
+func (t *Table) LeasedCount() int { return t.leased.Len() }
 
 // view copies a job out; without full, its payload and output stay behind.
 func (t *Table) view(j *Job, full bool) Job {

@@ -25,6 +25,7 @@ const (
 	CmdDrop      byte = 39 // a dead letter deleted
 	CmdExpire    byte = 40 // the leader's
 	CmdPrune     byte = 41 // the leader's
+	CmdGrace     byte = 42 // the leader's: its grace for every job lease
 
 	QueryGet  byte = 44
 	QueryList byte = 45
@@ -54,6 +55,7 @@ type Module struct {
 	// with none, and applying a proposal twice is harmless.
 	asked      map[ID]int64
 	pruneAsked int64
+	graceAsked [2]int64 // term, time of the last grace asked for
 
 	// changed holds the jobs the command being applied changed, until the
 	// host takes them for its applied records (TakeReport).
@@ -73,7 +75,7 @@ func (m *Module) Table() *Table { return m.t }
 func (m *Module) Name() string    { return "jobs" }
 func (m *Module) Version() uint64 { return 1 }
 func (m *Module) Kinds() []byte {
-	return []byte{CmdSubmit, CmdCancel, CmdLease, CmdHeartbeat, CmdComplete, CmdFail, CmdRetry, CmdDrop, CmdExpire, CmdPrune}
+	return []byte{CmdSubmit, CmdCancel, CmdLease, CmdHeartbeat, CmdComplete, CmdFail, CmdRetry, CmdDrop, CmdExpire, CmdPrune, CmdGrace}
 }
 func (m *Module) QueryKinds() []byte { return []byte{QueryGet, QueryList, QueryDead} }
 func (m *Module) Prefixes() [][]byte { return [][]byte{prefix} }
@@ -189,6 +191,15 @@ func (m *Module) Apply(env *module.Env, kind byte, body []byte) module.Answer {
 		return answer(Answer{Jobs: leased}, nil)
 	case CmdExpire, CmdPrune:
 		m.applyLeaders(env, kind, body)
+		return module.Answer{}
+	case CmdGrace:
+		r := &module.Reader{B: body}
+		term, by := r.Uvarint(), r.Varint()
+		assert.That(r.Done("job grace") == nil, "job grace at %d does not decode", env.Index)
+		for _, id := range m.t.Extend(term, env.NowNs, by) {
+			m.save(env.Batch, id)
+		}
+		m.persistMeta(env.Batch)
 		return module.Answer{}
 	}
 	c, err := decodeJobCmd(kind, body)
@@ -323,6 +334,17 @@ func (m *Module) Due(l module.Leader) []module.Command {
 		return nil // keep the log quiet
 	}
 	var out []module.Command
+	if m.t.LeasedCount() > 0 && m.t.GraceTerm() < l.Term {
+		// A new leader first extends every job lease by one election
+		// timeout, as the lease module does, and expires none before that
+		// grace has applied.
+		if m.graceAsked[0] != int64(l.Term) || l.NowNs-m.graceAsked[1] >= proposeRetryNs {
+			m.graceAsked = [2]int64{int64(l.Term), l.NowNs}
+			b := binary.AppendVarint(binary.AppendUvarint(nil, l.Term), l.GraceNs)
+			out = append(out, module.Command{Kind: CmdGrace, Body: b})
+		}
+		return append(out, m.pruneDue(l)...)
+	}
 	var due []Job
 	for _, j := range m.t.Expired(l.NowNs, expireBatchMax+len(m.asked)) {
 		if at, ok := m.asked[j.ID]; ok && l.NowNs-at < proposeRetryNs {
@@ -340,12 +362,17 @@ func (m *Module) Due(l module.Leader) []module.Command {
 		}
 		out = append(out, module.Command{Kind: CmdExpire, Body: b})
 	}
+	return append(out, m.pruneDue(l)...)
+}
+
+// pruneDue proposes pruning once the oldest finished job is past its age.
+func (m *Module) pruneDue(l module.Leader) []module.Command {
 	at, ok := m.t.OldestFinishedNs()
 	if ok && at <= l.NowNs-m.t.limits.FinishedAgeMaxNs && l.NowNs-m.pruneAsked >= proposeRetryNs {
 		m.pruneAsked = l.NowNs
-		out = append(out, module.Command{Kind: CmdPrune})
+		return []module.Command{{Kind: CmdPrune}}
 	}
-	return out
+	return nil
 }
 
 // Query answers get and list reads.
@@ -404,7 +431,7 @@ func (m *Module) write(b *storage.Batch, id ID) {
 }
 
 func (m *Module) persistMeta(b *storage.Batch) {
-	b.Put(keyMeta, binary.AppendUvarint(nil, uint64(m.t.last)))
+	b.Put(keyMeta, binary.AppendUvarint(binary.AppendUvarint(nil, uint64(m.t.last)), m.t.graceTerm))
 }
 
 // Persist writes every record of the table.
@@ -428,7 +455,7 @@ func (m *Module) Load(disk storage.Reader) error {
 	t := New(m.t.limits)
 	err := scan(disk, keyMeta, func(_, v []byte) error {
 		r := &module.Reader{B: v}
-		t.last = ID(r.Uvarint())
+		t.last, t.graceTerm = ID(r.Uvarint()), r.Uvarint()
 		return r.Done("job meta")
 	})
 	if err == nil {

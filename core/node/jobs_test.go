@@ -131,3 +131,27 @@ func TestJobsSurviveRestart(t *testing.T) {
 		t.Fatalf("pending after restart: got %+v, want job 2", a.Jobs)
 	}
 }
+
+// A job lease whose deadline passed while the cluster was down gets the new
+// leader's grace (one election timeout) before it expires: its worker's next
+// heartbeat keeps the job, as a lease's keep-alive keeps its keys.
+func TestJobLeaseGetsGraceAfterRestart(t *testing.T) {
+	d := disk.New()
+	cfg := node.DefaultConfig(1, []uint64{1})
+	s := startAt(t, d, cfg, 0)
+	s.job(7, 1, jobs.Submit(jobSpec(3)))
+	a, _ := s.job(8, 1, jobs.Lease("w1", []string{"shell"}, 1))
+	token := a.Jobs[0].Token
+	d.Crash(rand.New(rand.NewPCG(3, 4)), disk.Faults{})
+
+	s = startAt(t, d, cfg, s.now+10*second) // the job's deadline is long past
+	grace := int64(cfg.ElectionTicks) * cfg.TickNs
+	s.advance(grace / 2)
+	if _, r := s.job(8, 2, jobs.Heartbeat(1, token)); r.Outcome != node.OK {
+		t.Fatalf("heartbeat within the new leader's grace: got %v, want ok", r.Err())
+	}
+	s.advance(3 * second) // no heartbeat for longer than the timeout
+	if a, _ := s.job(99, 0, jobs.Get(1)); a.Job.State != jobs.Pending || a.Job.Attempts != 1 {
+		t.Fatalf("after the timeout: got %+v, want pending after 1 attempt", a.Job)
+	}
+}
