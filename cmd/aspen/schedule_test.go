@@ -32,7 +32,7 @@ func testSchedule(t *testing.T, d *devCluster) {
 
 	o = schedule("add", "backup", "--cron", "*/5 * * * *", "--tz", "Europe/Berlin", "--", "/usr/local/bin/backup.sh", "--full")
 	o.wantCode(t, exitFailed)
-	wantStderr(t, o, "server answered 403: shell jobs need a capability token; not wired yet")
+	wantStderr(t, o, "server answered 403: shell jobs need a capability token; tokens are not enabled on this cluster yet")
 	wantStderr(t, schedule("add", "bad", "--cron", "* * *", "--type", "noop"), "server answered 400: invalid schedule")
 	wantStderr(t, schedule("add", "bad", "--cron", "0 3 * * *", "--tz", "Mars/Olympus", "--type", "noop"), "Mars/Olympus")
 	wantStderr(t, schedule("add", "tick", "--every", "1s", "--type", "noop"), "server answered 409")

@@ -453,13 +453,13 @@ func (m *Module) Clear(b *storage.Batch) {
 // Load reads the records.
 func (m *Module) Load(disk storage.Reader) error {
 	t := New(m.t.limits)
-	err := scan(disk, keyMeta, func(_, v []byte) error {
+	err := module.ScanRecords(disk, keyMeta, func(_, v []byte) error {
 		r := &module.Reader{B: v}
 		t.last, t.graceTerm = ID(r.Uvarint()), r.Uvarint()
 		return r.Done("job meta")
 	})
 	if err == nil {
-		err = scan(disk, prefixJob, func(k, v []byte) error {
+		err = module.ScanRecords(disk, prefixJob, func(k, v []byte) error {
 			r := &module.Reader{B: v}
 			j := readJob(r)
 			if len(k) != 8 || binary.BigEndian.Uint64(k) != uint64(j.ID) {
@@ -478,21 +478,6 @@ func (m *Module) Load(disk storage.Reader) error {
 	}
 	m.t, m.asked, m.changed = t, map[ID]int64{}, nil
 	return nil
-}
-
-// scan visits the verified records under prefix (keyMeta is one exact key:
-// nothing else starts with it).
-func scan(disk storage.Reader, prefix []byte, fn func(key, payload []byte) error) error {
-	return disk.Scan(prefix, func(key, v []byte) error {
-		payload, err := storage.Open(key, v)
-		if err != nil {
-			return err
-		}
-		if err := fn(key[len(prefix):], payload); err != nil {
-			return fmt.Errorf("%w: %v", storage.ErrCorrupt, err)
-		}
-		return nil
-	})
 }
 
 // Freeze encodes the table now.

@@ -188,17 +188,13 @@ func recordKey(key []byte) []byte {
 // Load reads every record. The revision is the host's (it is saved with the
 // applied index); MaxModRev lets the host check the two agree.
 func (k *Module) Load(disk storage.Reader) error {
-	return disk.Scan(Prefix, func(key, v []byte) error {
-		payload, err := storage.Open(key, v)
-		if err != nil {
-			return err
-		}
+	return module.ScanRecords(disk, Prefix, func(key, payload []byte) error {
 		r, err := DecodeRecord(payload)
 		if err != nil {
-			return fmt.Errorf("%w: record %q: %v", storage.ErrCorrupt, key[len(Prefix):], err)
+			return fmt.Errorf("record %q: %v", key, err)
 		}
 		k.maxMod = max(k.maxMod, r.ModRev)
-		k.M.Load(key[len(Prefix):], r)
+		k.M.Load(key, r)
 		return nil
 	})
 }

@@ -441,13 +441,13 @@ func (m *Module) Clear(b *storage.Batch) {
 // the attachments.
 func (m *Module) Load(disk storage.Reader) error {
 	t := New(m.t.limits)
-	err := scan(disk, keyMeta, func(_, v []byte) error {
+	err := module.ScanRecords(disk, keyMeta, func(_, v []byte) error {
 		r := &module.Reader{B: v}
 		t.last, t.graceTerm = ID(r.Varint()), r.Uvarint()
 		return r.Done("lease meta")
 	})
 	if err == nil {
-		err = scan(disk, prefixLease, func(k, v []byte) error {
+		err = module.ScanRecords(disk, prefixLease, func(k, v []byte) error {
 			r := &module.Reader{B: v}
 			e := &entry{ttl: r.Varint(), expiry: r.Varint(), keys: map[string]struct{}{}}
 			if len(k) != 8 {
@@ -461,7 +461,7 @@ func (m *Module) Load(disk storage.Reader) error {
 		})
 	}
 	if err == nil {
-		err = scan(disk, prefixAttach, func(k, v []byte) error {
+		err = module.ScanRecords(disk, prefixAttach, func(k, v []byte) error {
 			r := &module.Reader{B: v}
 			id := ID(r.Varint())
 			if t.leases[id] == nil {
@@ -479,21 +479,6 @@ func (m *Module) Load(disk storage.Reader) error {
 	}
 	m.t = t
 	return nil
-}
-
-// scan visits the verified records under prefix (keyMeta is one exact key:
-// nothing else starts with it).
-func scan(disk storage.Reader, prefix []byte, fn func(key, payload []byte) error) error {
-	return disk.Scan(prefix, func(key, v []byte) error {
-		payload, err := storage.Open(key, v)
-		if err != nil {
-			return err
-		}
-		if err := fn(key[len(prefix):], payload); err != nil {
-			return fmt.Errorf("%w: %v", storage.ErrCorrupt, err)
-		}
-		return nil
-	})
 }
 
 // Freeze encodes the table now: it is small next to the KV store.

@@ -11,7 +11,12 @@
 // randomness, no map order reaching any output.
 package module
 
-import "github.com/aspen-db/aspen/core/storage"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/aspen-db/aspen/core/storage"
+)
 
 // Env is what the host hands a module applying one committed command.
 type Env struct {
@@ -133,4 +138,22 @@ type Validator interface {
 type Querier interface {
 	QueryKinds() []byte
 	Query(kind byte, body []byte, nowNs int64) Answer
+}
+
+// ScanRecords visits the records under prefix, each checked against its
+// seal, with the prefix cut off the key. An error fn returns fails the scan
+// as storage.ErrCorrupt (unless it says so already): a record that is sealed
+// right but does not decode was written wrongly.
+func ScanRecords(disk storage.Reader, prefix []byte, fn func(key, payload []byte) error) error {
+	return disk.Scan(prefix, func(key, v []byte) error {
+		payload, err := storage.Open(key, v)
+		if err != nil {
+			return err
+		}
+		err = fn(key[len(prefix):], payload)
+		if err != nil && !errors.Is(err, storage.ErrCorrupt) {
+			err = fmt.Errorf("%w: %v", storage.ErrCorrupt, err)
+		}
+		return err
+	})
 }

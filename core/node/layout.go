@@ -101,14 +101,3 @@ func getSealed(r storage.Reader, key []byte) ([]byte, bool, error) {
 	payload, err := storage.Open(key, v)
 	return payload, err == nil, err
 }
-
-// scanSealed visits verified records under prefix.
-func scanSealed(r storage.Reader, prefix []byte, fn func(key, payload []byte) error) error {
-	return r.Scan(prefix, func(key, v []byte) error {
-		payload, err := storage.Open(key, v)
-		if err != nil {
-			return err
-		}
-		return fn(key[len(prefix):], payload)
-	})
-}

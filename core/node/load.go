@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/aspen-db/aspen/core/module"
 
 	"github.com/aspen-db/aspen/core/storage"
 	"go.etcd.io/raft/v3/raftpb"
@@ -128,7 +129,7 @@ func (n *Node) loadBeforeSnapshot(disk storage.Reader) (fresh bool, err error) {
 func (n *Node) loadLog(disk storage.Reader, snap raftpb.SnapshotMetadata) error {
 	var ents []raftpb.Entry
 	n.logFirst, n.logLast = 0, 0
-	err := scanSealed(disk, prefixLog, func(key, payload []byte) error {
+	err := module.ScanRecords(disk, prefixLog, func(key, payload []byte) error {
 		var e raftpb.Entry
 		if err := e.Unmarshal(payload); err != nil {
 			return fmt.Errorf("%w: log entry: %v", storage.ErrCorrupt, err)

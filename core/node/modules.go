@@ -127,7 +127,7 @@ func (s sessionsState) Prefixes() [][]byte { return [][]byte{prefixClient} }
 func (s sessionsState) Hash() uint64       { return s.t.Hash() }
 
 func (s sessionsState) Load(disk storage.Reader) error {
-	return scanSealed(disk, prefixClient, func(key, payload []byte) error {
+	return module.ScanRecords(disk, prefixClient, func(key, payload []byte) error {
 		e, err := session.DecodeEntry(payload)
 		if err != nil || len(key) != 8 {
 			return fmt.Errorf("%w: session %x: %v", storage.ErrCorrupt, key, err)

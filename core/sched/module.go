@@ -262,18 +262,14 @@ func (m *Module) Clear(b *storage.Batch) {
 // Load reads the records.
 func (m *Module) Load(disk storage.Reader) error {
 	t := NewTable(m.t.limits, m.zones)
-	err := disk.Scan(prefixSchedule, func(key, v []byte) error {
-		payload, err := storage.Open(key, v)
-		if err != nil {
-			return err
-		}
+	err := module.ScanRecords(disk, prefixSchedule, func(name, payload []byte) error {
 		r := &module.Reader{B: payload}
 		e := t.readRecord(r)
-		if r.Err == nil && e.Name != string(key[len(prefixSchedule):]) {
-			r.Fail("schedule record %q holds %q", key, e.Name)
+		if r.Err == nil && e.Name != string(name) {
+			r.Fail("schedule record %q holds %q", name, e.Name)
 		}
 		if err := r.Done("schedule record"); err != nil {
-			return fmt.Errorf("%w: %v", storage.ErrCorrupt, err)
+			return err
 		}
 		t.load(e)
 		return nil

@@ -326,14 +326,10 @@ func (m *Module) Clear(b *storage.Batch) {
 // Load reads the entries back.
 func (m *Module) Load(disk storage.Reader) error {
 	entries := map[string]Entry{}
-	err := disk.Scan(prefix, func(key, v []byte) error {
-		payload, err := storage.Open(key, v)
-		if err != nil {
-			return err
-		}
+	err := module.ScanRecords(disk, prefix, func(id, payload []byte) error {
 		e, err := decodeEntry(payload)
-		if err != nil || e.Claims.ID != string(key[len(prefix):]) {
-			return fmt.Errorf("%w: token record %q: %v", storage.ErrCorrupt, key, err)
+		if err != nil || e.Claims.ID != string(id) {
+			return fmt.Errorf("%w: token record %q: %v", storage.ErrCorrupt, id, err)
 		}
 		entries[e.Claims.ID] = e
 		return nil

@@ -113,8 +113,24 @@ type JobList struct {
 	Next uint64
 }
 
-// errShellJob refuses shell jobs, with 403, until tokens guard them.
+// errShellJob refuses shell jobs, with 403, until workers check capability
+// tokens: without them any HTTP client could make the cluster run a
+// command. Job submits and schedule templates both refuse through
+// refuseShell.
 var errShellJob = errors.New("shell jobs need a capability token; tokens are not enabled on this cluster yet")
+
+// shellJobType is the job type the shell worker serves.
+const shellJobType = "shell"
+
+// refuseShell refuses a shell job type. It matches loosely, though workers
+// match exactly: refusing "Shell" or " shell" costs nothing, a miss could
+// cost a host.
+func refuseShell(typ string) error {
+	if strings.EqualFold(strings.TrimSpace(typ), shellJobType) {
+		return errShellJob
+	}
+	return nil
+}
 
 // jobEndpoint is one job operation: how a request becomes a module command,
 // and how the module's answer becomes JSON.
@@ -197,10 +213,8 @@ func readJobRequest(r *http.Request) (JobRequest, int, error) {
 }
 
 func submitCommand(req JobRequest) (module.Command, error) {
-	// The type is matched loosely here, though workers match it exactly: a
-	// refusal of "Shell" or " shell" costs nothing, a miss could cost a host.
-	if strings.EqualFold(strings.TrimSpace(req.Type), "shell") {
-		return module.Command{}, errShellJob
+	if err := refuseShell(req.Type); err != nil {
+		return module.Command{}, err
 	}
 	if req.MaxAttempts == 0 {
 		req.MaxAttempts = jobAttemptsDefault

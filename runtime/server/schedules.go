@@ -38,14 +38,6 @@ const (
 	scheduleBodyBytesMax = 512 << 10
 )
 
-// shellJobType is the job type the shell worker serves.
-const shellJobType = "shell"
-
-// errShellRefused refuses a shell job template until submitters' capability
-// tokens are checked on this path: without it, any HTTP client could make
-// the cluster run a command.
-var errShellRefused = errors.New("shell jobs need a capability token; not wired yet")
-
 // ScheduleRequest is the body of every schedule endpoint; each reads the
 // fields it needs (add all but After and Limit; list After and Limit; the
 // rest Name).
@@ -162,7 +154,7 @@ func (s *Server) scheduleHandler(e scheduleEndpoint) http.HandlerFunc {
 		}
 		if err != nil {
 			code := http.StatusBadRequest
-			if errors.Is(err, errShellRefused) {
+			if errors.Is(err, errShellJob) {
 				code = http.StatusForbidden
 			}
 			writeError(w, code, err.Error())
@@ -197,8 +189,8 @@ func readScheduleRequest(r *http.Request) (ScheduleRequest, error) {
 // replica checks the rest (expression, zone, limits) and answers with the
 // parser's message.
 func addScheduleCommand(req ScheduleRequest) (module.Command, error) {
-	if req.Type == shellJobType {
-		return module.Command{}, errShellRefused
+	if err := refuseShell(req.Type); err != nil {
+		return module.Command{}, err
 	}
 	if req.Name == "" {
 		return module.Command{}, errors.New("Name is required")
