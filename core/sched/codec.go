@@ -1,11 +1,10 @@
 package sched
 
 import (
-	"time"
-
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/aspen-db/aspen/core/jobs"
 	"github.com/aspen-db/aspen/core/module"
