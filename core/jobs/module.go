@@ -60,6 +60,7 @@ type Module struct {
 	// changed holds the jobs the command being applied changed, until the
 	// host takes them for its applied records (TakeReport).
 	changed []Change
+	report  bool // keep changed (module.Reporter)
 
 	// Bugs plants defects, for tests that prove a checker catches them
 	// (planted_bugs.go; inert without the aspenbugs tag).

@@ -59,7 +59,8 @@ type Module struct {
 
 	// ended holds the leases the command being applied ended, until the host
 	// takes them for its applied records (TakeReport).
-	ended []End
+	ended  []End
+	report bool // keep ended (module.Reporter)
 }
 
 // End is a lease's end as the host reports it to checkers: which lease,
@@ -73,6 +74,9 @@ type End struct {
 	Revision   int64
 	Keys       [][]byte
 }
+
+// Report switches the report of ended leases on (module.Reporter).
+func (m *Module) Report(on bool) { m.report = on }
 
 // TakeReport returns the leases ended since the last call, as []End, or nil
 // (module.Reporter).
@@ -221,7 +225,9 @@ func (m *Module) revoke(env *module.Env, id ID, expired bool) module.Answer {
 	}
 	delete(m.asked, id)
 	a := Answer{Revision: m.store.DeleteExpired(env, keys, expired)}
-	m.ended = append(m.ended, End{ID: id, Expired: expired, TTLNs: e.ttl, DeadlineNs: e.expiry, Revision: a.Revision, Keys: keys})
+	if m.report {
+		m.ended = append(m.ended, End{ID: id, Expired: expired, TTLNs: e.ttl, DeadlineNs: e.expiry, Revision: a.Revision, Keys: keys})
+	}
 	return module.Answer{Data: a.Encode(), Value: a}
 }
 

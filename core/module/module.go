@@ -114,9 +114,12 @@ type Command struct {
 
 // Reporter is a module that tells checkers what the command just applied did
 // that its state no longer shows (a lease's end, with the keys it deleted).
-// The host takes the report after every entry, and passes it on in its
-// applied records when a driver asked for them.
+// The host switches reports on when a driver asked for applied records, then
+// takes the report after every entry and passes it on in them.
 type Reporter interface {
+	// Report switches reports on; off (the default), the module keeps none,
+	// so production apply does no work for checkers.
+	Report(on bool)
 	// TakeReport returns the report and forgets it; nil when there is none.
 	TakeReport() any
 }

@@ -30,10 +30,9 @@ func (n *Node) applyEntries(ents []raftpb.Entry, out *Ready) {
 			n.applyConfChange(e, cc, out)
 		}
 		n.applied = e.Index
-		reports := n.h.reports()
 		if n.cfg.AppliedRecordsEnabled {
 			out.Applied = append(out.Applied, Applied{Index: e.Index, Term: e.Term, EntryHash: entryHash(e), StateHash: n.StateHash(),
-				Kind: kind, TimeNs: n.timeNs, Reports: reports})
+				Kind: kind, TimeNs: n.timeNs, Reports: n.h.reports()})
 		}
 	}
 	if len(ents) > 0 {

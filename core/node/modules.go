@@ -29,6 +29,7 @@ type hosted struct {
 	queries   [128]module.Querier
 	proposers []module.Proposer
 	reporters []module.Reporter
+	reporting bool // a driver asked for applied records: switch reports on
 }
 
 // newHosted builds the replicated state of a replica with cfg, empty. Adding a
@@ -36,7 +37,7 @@ type hosted struct {
 func newHosted(cfg Config) *hosted {
 	kvm := kv.NewModule(kvWithBugs(cfg.Bugs))
 	jobsm := jobsWithBugs(cfg)
-	h := &hosted{kv: kvm, sessions: session.NewTable(cfg.SessionsMax), members: newMembersModule()}
+	h := &hosted{kv: kvm, sessions: session.NewTable(cfg.SessionsMax), members: newMembersModule(), reporting: cfg.AppliedRecordsEnabled}
 	h.register(
 		kvm,
 		sessionsState{h.sessions},
@@ -68,14 +69,16 @@ func (h *hosted) register(states ...module.State) {
 		if p, ok := s.(module.Proposer); ok {
 			h.proposers = append(h.proposers, p)
 		}
-		if r, ok := s.(module.Reporter); ok {
+		if r, ok := s.(module.Reporter); ok && h.reporting {
+			r.Report(true)
 			h.reporters = append(h.reporters, r)
 		}
 	}
 }
 
-// reports takes every module's report on the entry just applied; taken at
-// every entry, so none piles up when no driver asked for them.
+// reports takes every module's report on the entry just applied. Only a
+// driver that asked for applied records has reporters, and it takes them at
+// every entry, so none piles up.
 func (h *hosted) reports() []any {
 	var out []any
 	for _, r := range h.reporters {

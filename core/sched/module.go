@@ -49,6 +49,7 @@ type Module struct {
 	asked map[string]asked
 
 	changed []Change // what the command being applied changed (report.go)
+	report  bool     // keep changed (module.Reporter)
 	planted planted  // defects tests plant (planted_bugs.go); empty otherwise
 }
 

@@ -15,6 +15,9 @@ type Change struct {
 func (m *Module) note(name string) {
 	c := Change{Fires: m.t.fires}
 	m.t.fires = nil
+	if !m.report {
+		return
+	}
 	if e := m.t.all[name]; e != nil {
 		c.Schedule = e.Schedule
 	} else {
@@ -22,6 +25,9 @@ func (m *Module) note(name string) {
 	}
 	m.changed = append(m.changed, c)
 }
+
+// Report switches the report of changed schedules on (module.Reporter).
+func (m *Module) Report(on bool) { m.report = on }
 
 // TakeReport returns the schedules the command just applied changed, as
 // []Change in the order it changed them, or nil (module.Reporter).
