@@ -29,6 +29,7 @@ func TestDevCluster(t *testing.T) {
 	t.Run("lease", func(t *testing.T) { testLease(t, d) })
 	t.Run("job", func(t *testing.T) { testJob(t, d) })
 	t.Run("schedule", func(t *testing.T) { testSchedule(t, d) })
+	t.Run("token and audit", func(t *testing.T) { testTokenAudit(t, d) })
 	t.Run("cluster status", func(t *testing.T) { testClusterStatus(t, d) })
 	t.Run("bench", func(t *testing.T) { testBench(t, d) })
 	t.Run("snapshot", func(t *testing.T) { testSnapshot(t, d) })
@@ -73,6 +74,7 @@ func TestClusterStatusUnreachable(t *testing.T) {
 // devCluster is a running `aspen dev` process.
 type devCluster struct {
 	cmd    *exec.Cmd
+	dir    string   // its data dir (the cluster key is token.key there)
 	addrs  []string // HTTP addresses of nodes 1, 2, 3
 	out    syncBuffer
 	exited chan struct{} // closed when the process has exited; then err is set
@@ -98,8 +100,8 @@ func startDev(t *testing.T) *devCluster {
 
 func launchDev(t *testing.T, port int) *devCluster {
 	t.Helper()
-	d := &devCluster{exited: make(chan struct{})}
-	d.cmd = exec.Command(aspenBin, "dev", "--http-port", fmt.Sprint(port), "--peer-port", fmt.Sprint(port+3), "--data-dir", t.TempDir())
+	d := &devCluster{exited: make(chan struct{}), dir: t.TempDir()}
+	d.cmd = exec.Command(aspenBin, "dev", "--http-port", fmt.Sprint(port), "--peer-port", fmt.Sprint(port+3), "--data-dir", d.dir)
 	d.cmd.Stdout, d.cmd.Stderr = &d.out, &d.out
 	if err := d.cmd.Start(); err != nil {
 		t.Fatalf("start aspen dev: %v", err)
