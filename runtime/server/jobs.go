@@ -20,7 +20,8 @@ import (
 // the fields it needs. Writes (submit, lease, heartbeat, complete, fail,
 // cancel, dead/retry, dead/drop) go through the log under a session like KV
 // writes; get, list and dead/list are served after a ReadIndex. A refusal
-// changed nothing: 400 for a malformed request, 403 for a shell job, 404 for
+// changed nothing: 400 for a malformed request, 401 or 403 for a shell job
+// without a valid capability token (see shell.go), 404 for
 // an unknown job, 409 for a job not in a state for the call (a stale token
 // among them: the job is someone else's now), 413 for a payload, output or
 // text over the module's limit, a full table, or a body over
@@ -33,8 +34,9 @@ import (
 // are Unix milliseconds of replicated time (the leaders' clocks), durations
 // milliseconds.
 //
-// Shell jobs are refused (403) until capability tokens exist (issue 9, part
-// 5): no path from HTTP to exec may open before a token guards it.
+// A shell job (Type "shell") names its command in the ShellCommand fields
+// and carries a capability token in Capability; its payload is the grant
+// the node makes from them (shell.go), never the token.
 
 // JobRequest is the body of every job endpoint; each reads the fields it
 // needs.
@@ -48,6 +50,7 @@ type JobRequest struct {
 	BackoffMaxMs  int64  // the cap on that delay
 	TimeoutMs     int64  // a lease not heartbeaten for this long expires; 0: jobTimeoutMsDefault
 	Key           string // idempotency key: a second submit with it answers the first job
+	ShellCommand         // shell jobs: the command and the token that allows it
 	// lease
 	Worker string
 	Types  []string
@@ -66,6 +69,8 @@ type JobRequest struct {
 	State string // list: pending, leased, succeeded, failed, dead or cancelled
 	After uint64 // the Next of the page before
 	Limit int    // 0: the module's page size
+
+	grant []byte // submit of a shell job: the payload shellPayload made
 }
 
 // JobInfo answers every endpoint that names one job, and is one job in a
@@ -113,37 +118,19 @@ type JobList struct {
 	Next uint64
 }
 
-// errShellJob refuses shell jobs, with 403, until workers check capability
-// tokens: without them any HTTP client could make the cluster run a
-// command. Job submits and schedule templates both refuse through
-// refuseShell.
-var errShellJob = errors.New("shell jobs need a capability token; tokens are not enabled on this cluster yet")
-
-// shellJobType is the job type the shell worker serves.
-const shellJobType = "shell"
-
-// refuseShell refuses a shell job type. It matches loosely, though workers
-// match exactly: refusing "Shell" or " shell" costs nothing, a miss could
-// cost a host.
-func refuseShell(typ string) error {
-	if strings.EqualFold(strings.TrimSpace(typ), shellJobType) {
-		return errShellJob
-	}
-	return nil
-}
-
 // jobEndpoint is one job operation: how a request becomes a module command,
 // and how the module's answer becomes JSON.
 type jobEndpoint struct {
 	name    string
 	write   bool // through the log (Call), else a query after a ReadIndex
 	get     bool // also served on GET, for endpoints that need no body
+	shell   bool // the request may name a shell command (submit)
 	command func(JobRequest) (module.Command, error)
 	answer  func(jobs.Answer) any
 }
 
 var jobEndpoints = []jobEndpoint{
-	{name: "submit", write: true, command: submitCommand, answer: jobAnswer},
+	{name: "submit", write: true, shell: true, command: submitCommand, answer: jobAnswer},
 	{name: "lease", write: true, command: jobLeaseCommand, answer: jobLeased},
 	{name: "heartbeat", write: true, command: tokenCommand(jobHeartbeat), answer: jobAnswer},
 	{name: "complete", write: true, command: tokenCommand(jobComplete), answer: jobAnswer},
@@ -168,17 +155,19 @@ func (s *Server) jobHandler(e jobEndpoint) http.HandlerFunc {
 			return
 		}
 		req, code, err := readJobRequest(r)
-		var cmd module.Command
-		if err == nil {
-			cmd, err = e.command(req)
-			code = http.StatusBadRequest
-		}
-		switch {
-		case errors.Is(err, errShellJob):
-			writeError(w, http.StatusForbidden, err.Error())
-			return
-		case err != nil:
+		if err != nil {
 			writeError(w, code, err.Error())
+			return
+		}
+		if e.shell {
+			if req.grant, err = s.shellPayload(r, req.Type, req.Payload, req.ShellCommand); err != nil {
+				writeShellError(w, err)
+				return
+			}
+		}
+		cmd, err := e.command(req)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
 		answerCall(s, w, r, "job "+e.name, e.write, cmd, e.answer)
@@ -212,9 +201,15 @@ func readJobRequest(r *http.Request) (JobRequest, int, error) {
 	return req, 0, nil
 }
 
+// submitCommand builds a submit; a shell job only with the grant
+// shellPayload made, so no request reaches the log as a shell job unchecked.
 func submitCommand(req JobRequest) (module.Command, error) {
-	if err := refuseShell(req.Type); err != nil {
-		return module.Command{}, err
+	payload := []byte(req.Payload)
+	if isShell(req.Type) {
+		if req.grant == nil {
+			return module.Command{}, errShellJob
+		}
+		payload = req.grant
 	}
 	if req.MaxAttempts == 0 {
 		req.MaxAttempts = jobAttemptsDefault
@@ -224,7 +219,7 @@ func submitCommand(req JobRequest) (module.Command, error) {
 	}
 	// Ranges are the replica's to refuse (they are its configuration); only
 	// what is negative or would overflow nanoseconds is caught here.
-	spec := jobs.Spec{Type: req.Type, Payload: []byte(req.Payload), Priority: req.Priority, AttemptsMax: req.MaxAttempts, Key: req.Key}
+	spec := jobs.Spec{Type: req.Type, Payload: payload, Priority: req.Priority, AttemptsMax: req.MaxAttempts, Key: req.Key}
 	for _, d := range []struct {
 		name string
 		ms   int64

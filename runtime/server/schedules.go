@@ -20,7 +20,8 @@ import (
 // remove) go through the log under a session; get, list and history are
 // served after a ReadIndex. A refusal changed nothing: 400 for a malformed
 // request (an invalid cron expression or zone, with the parser's message),
-// 403 for a shell job template, 404 for an unknown schedule, 409 for a name
+// 401 or 403 for a shell job template without a valid capability token
+// (shell.go), 404 for an unknown schedule, 409 for a name
 // in use, 413 for a full table or an oversized payload.
 
 // Defaults of a schedule's job template, for fields left out (0).
@@ -55,6 +56,7 @@ type ScheduleRequest struct {
 	TimeoutMs    int64  `json:",omitempty"`
 	BackoffMs    int64  `json:",omitempty"`
 	BackoffMaxMs int64  `json:",omitempty"`
+	ShellCommand        // shell jobs: the command and the token that allows it
 
 	Overlap    string `json:",omitempty"` // skip (default), buffer-one, allow
 	CatchUp    string `json:",omitempty"` // skip, run-once (default), run-all
@@ -62,6 +64,8 @@ type ScheduleRequest struct {
 
 	After string `json:",omitempty"` // list: names after this
 	Limit int    `json:",omitempty"` // list: at most this many (0: the cluster's page size)
+
+	grant []byte // add of a shell schedule: the payload shellPayload made
 }
 
 // ScheduleInfo is one schedule as every endpoint but history shows it.
@@ -148,16 +152,19 @@ func (s *Server) scheduleHandler(e scheduleEndpoint) http.HandlerFunc {
 			return
 		}
 		req, err := readScheduleRequest(r)
-		var cmd module.Command
-		if err == nil {
-			cmd, err = e.command(req)
-		}
 		if err != nil {
-			code := http.StatusBadRequest
-			if errors.Is(err, errShellJob) {
-				code = http.StatusForbidden
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		if e.name == "add" {
+			if req.grant, err = s.shellPayload(r, req.Type, req.Payload, req.ShellCommand); err != nil {
+				writeShellError(w, err)
+				return
 			}
-			writeError(w, code, err.Error())
+		}
+		cmd, err := e.command(req)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
 		answerCall(s, w, r, "schedule "+e.name, e.write, cmd, func(a sched.Answer) any { return e.answer(req, a) })
@@ -185,12 +192,12 @@ func readScheduleRequest(r *http.Request) (ScheduleRequest, error) {
 }
 
 // addScheduleCommand checks what only the HTTP layer knows (one of Cron
-// and Every, policy names, the shell refusal) and fills defaults; the
+// and Every, policy names, a shell template's grant) and fills defaults; the
 // replica checks the rest (expression, zone, limits) and answers with the
 // parser's message.
 func addScheduleCommand(req ScheduleRequest) (module.Command, error) {
-	if err := refuseShell(req.Type); err != nil {
-		return module.Command{}, err
+	if isShell(req.Type) && req.grant == nil {
+		return module.Command{}, errShellJob
 	}
 	if req.Name == "" {
 		return module.Command{}, errors.New("Name is required")
@@ -247,7 +254,11 @@ func jobTemplate(req ScheduleRequest) (jobs.Spec, error) {
 	backoffMs := orDefault(req.BackoffMs, scheduleBackoffMsDefault)
 	backoffMaxMs := orDefault(req.BackoffMaxMs, max(scheduleBackoffMaxMsDefault, backoffMs))
 	ms := int64(time.Millisecond)
-	return jobs.Spec{Type: req.Type, Payload: []byte(req.Payload), Priority: req.Priority,
+	payload := []byte(req.Payload)
+	if req.grant != nil {
+		payload = req.grant
+	}
+	return jobs.Spec{Type: req.Type, Payload: payload, Priority: req.Priority,
 		AttemptsMax:   orDefault(req.MaxAttempts, scheduleAttemptsDefault),
 		TimeoutNs:     orDefault(req.TimeoutMs, scheduleTimeoutMsDefault) * ms,
 		BackoffBaseNs: backoffMs * ms, BackoffMaxNs: backoffMaxMs * ms}, nil
