@@ -9,10 +9,12 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 	"unicode/utf8"
 
+	"github.com/aspen-db/aspen/core/token"
 	"github.com/aspen-db/aspen/runtime/server"
 	"github.com/urfave/cli/v2"
 )
@@ -29,14 +31,15 @@ func jobCommand() *cli.Command {
 		Name:  "job",
 		Usage: "submit, inspect and cancel jobs, and handle dead letters (jobs that ran out of attempts)",
 		Subcommands: []*cli.Command{
-			kvLeaf("submit", "submit a job of TYPE and print its id (shell jobs need tokens, not enabled yet)", "TYPE", runJobSubmit,
+			kvLeaf("submit", "submit a job of TYPE and print its id (TYPE shell: the command after --, allowed by --token)", "TYPE [-- ARGV...]", runJobSubmit, append([]cli.Flag{
 				&cli.StringFlag{Name: "payload", Usage: "the job's payload: UTF-8 text, - for stdin, @FILE for a file"},
 				&cli.Int64Flag{Name: "priority", Usage: "higher leases first"},
 				&cli.Int64Flag{Name: "max-attempts", Value: 3, Usage: "leases the job may be given in all"},
 				&cli.DurationFlag{Name: "timeout", Value: time.Minute, Usage: "a lease not heartbeaten for this long expires"},
 				&cli.DurationFlag{Name: "backoff", Value: time.Second, Usage: "the delay before the first retry, doubled for each later one (0: retry at once)"},
 				&cli.DurationFlag{Name: "backoff-max", Value: time.Minute, Usage: "the cap on the retry delay"},
-				&cli.StringFlag{Name: "key", Usage: "idempotency key: a second submit with it answers the first job"}),
+				&cli.StringFlag{Name: "key", Usage: "idempotency key: a second submit with it answers the first job"}},
+				shellFlags()...)...),
 			kvLeaf("list", "list jobs by id with their state, attempts and worker", "", runJobList,
 				&cli.StringFlag{Name: "state", Usage: "only jobs in this state: pending, leased, succeeded, failed, dead, cancelled (default: every state)"},
 				&cli.IntFlag{Name: "limit", Value: jobListLimitDefault, Usage: "print at most this many jobs"}),
@@ -72,11 +75,32 @@ func jobCall(ctx context.Context, c *cli.Context, op string, req server.JobReque
 }
 
 func runJobSubmit(c *cli.Context) error {
-	args, err := exactArgs(c, "TYPE")
+	args := c.Args().Slice()
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return usageError("job submit wants TYPE, got %q", args)
+	}
+	c, argv, err := flagsAfterArg(c, args[1:])
 	if err != nil {
 		return err
 	}
 	req := server.JobRequest{Type: args[0], Priority: c.Int64("priority"), MaxAttempts: c.Int64("max-attempts"), Key: c.String("key")}
+	switch {
+	case args[0] == shellJobType && len(argv) == 0:
+		return usageError("job submit shell wants the command after --, as in: job submit shell --token @T -- /bin/echo hi")
+	case args[0] != shellJobType && len(argv) > 0:
+		return usageError("job submit: an argv after -- is for TYPE shell, not %q", args[0])
+	case len(argv) > 0:
+		if c.IsSet("payload") {
+			return usageError("job submit shell: the argv after -- is the command; drop --payload")
+		}
+		if req.ShellCommand, err = shellCommand(c, argv); err != nil {
+			return err
+		}
+	default:
+		if err := noShellFlags(c); err != nil {
+			return err
+		}
+	}
 	if c.IsSet("payload") {
 		payload, err := readValue(c, c.String("payload"))
 		if err != nil {
@@ -226,6 +250,13 @@ func runJobGet(c *cli.Context) error {
 		if f.set {
 			fmt.Fprintf(tw, "%s\t%s\n", f.name, f.value)
 		}
+	}
+	var g token.Grant
+	if j.Type == shellJobType && json.Unmarshal([]byte(j.Payload), &g) == nil && len(g.Argv) > 0 {
+		// For display only: the worker checks the grant's MAC before it runs anything.
+		fmt.Fprintf(tw, "command\t%s\n", displayValue([]byte(strings.Join(g.Argv, " "))))
+		fmt.Fprintf(tw, "dir\t%s\n", displayValue([]byte(g.Dir)))
+		fmt.Fprintf(tw, "capability\t%s (%s)\n", displayValue([]byte(g.Claims.ID)), displayValue([]byte(g.Claims.Subject)))
 	}
 	if r := j.Result; r != nil {
 		fmt.Fprintf(tw, "exit code\t%d\n", r.ExitCode)

@@ -109,9 +109,23 @@ func testJob(t *testing.T, d *devCluster) {
 	o = job("get", dead)
 	o.wantCode(t, exitFailed)
 	wantStderr(t, o, "server answered 404: job not found: "+dead)
-	o = job("submit", "shell")
+	tok := aspen(t, "", "token", "create", "--addr", addr, "--key", filepath.Join(d.dir, "token.key"), "--subject", "ops",
+		"--command", "/bin/echo", "--dir", "/tmp", "--ttl", "1h", "--id", "job-test")
+	tok.wantCode(t, 0)
+	o = job("submit", "shell", "--token", "aspen1.forged.x", "--", "/bin/echo", "hi")
 	o.wantCode(t, exitFailed)
-	wantStderr(t, o, "server answered 403: shell jobs need a capability token")
+	wantStderr(t, o, "server answered 400: malformed token")
+	o = job("submit", "shell", "--token", strings.TrimSpace(tok.stdout), "--", "/bin/rm", "-rf", "/tmp")
+	o.wantCode(t, exitFailed)
+	wantStderr(t, o, "server answered 403: token does not allow this")
+	sh := jobIn(t, job("submit", "shell", "--token", strings.TrimSpace(tok.stdout), "--env", "GREETING=hi", "--", "/bin/echo", "hi"))
+	o = job("get", sh)
+	o.wantCode(t, 0)
+	for _, want := range []string{"type        shell", "command     /bin/echo hi", "dir         /tmp", "capability  job-test (ops)"} {
+		if !strings.Contains(o.stdout, want+"\n") {
+			t.Errorf("get shell job: got\n%s\nwant a line %q", o.stdout, want)
+		}
+	}
 	o = job("cancel", ran)
 	o.wantCode(t, exitFailed)
 	wantStderr(t, o, "server answered 409")
@@ -138,7 +152,12 @@ func TestJobUsage(t *testing.T) {
 		inStderr string
 	}{
 		{[]string{"job", "submit"}, exitUsage, "job submit wants TYPE"},
-		{[]string{"job", "submit", "echo", "--priority", "3"}, exitUsage, "flags go before arguments"},
+		{[]string{"job", "submit", "echo", "stray"}, exitUsage, "got stray"},
+		{[]string{"job", "submit", "echo", "--", "/bin/true"}, exitUsage, "is for TYPE shell"},
+		{[]string{"job", "submit", "shell"}, exitUsage, "wants the command after --"},
+		{[]string{"job", "submit", "shell", "--", "/bin/true"}, exitUsage, "needs --token"},
+		{[]string{"job", "submit", "--dir", "/tmp", "echo"}, exitUsage, "--dir is for shell commands"},
+		{[]string{"job", "submit", "shell", "--token", "t", "--env", "NOEQUALS", "--", "/bin/true"}, exitUsage, "--env wants NAME=VALUE"},
 		{[]string{"job", "submit", "--timeout", "-1s", "echo"}, exitUsage, "--timeout must be"},
 		{[]string{"job", "submit", "--timeout", "1500us", "echo"}, exitUsage, "--timeout must be"},
 		{[]string{"job", "submit", "--backoff", "-1s", "echo"}, exitUsage, "--backoff must be"},

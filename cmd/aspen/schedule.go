@@ -20,7 +20,7 @@ import (
 const shellJobType = "shell"
 
 func scheduleCommand() *cli.Command {
-	add := kvLeaf("add", "add a schedule that submits a job on every tick", "NAME [-- ARGV...]", runScheduleAdd,
+	addFlags := append([]cli.Flag{
 		&cli.StringFlag{Name: "cron", Usage: "cron expression: 5 fields, or 6 with seconds first (or @daily, ...)"},
 		&cli.StringFlag{Name: "every", Usage: "fixed interval in whole seconds, such as 90s or 1h (instead of --cron)"},
 		&cli.StringFlag{Name: "tz", Usage: "IANA time zone cron ticks follow, such as Europe/Berlin (default UTC)"},
@@ -31,7 +31,10 @@ func scheduleCommand() *cli.Command {
 		&cli.IntFlag{Name: "catch-up-max", Usage: "run-all: the most missed ticks fired at once", DefaultText: "10"},
 		&cli.Int64Flag{Name: "priority", Usage: "job priority (higher leases first)"},
 		&cli.Int64Flag{Name: "max-attempts", Usage: "leases each job may be given", DefaultText: "3"},
-		&cli.DurationFlag{Name: "timeout", Usage: "a job's lease lasts this long without a heartbeat", DefaultText: "1m"})
+		&cli.DurationFlag{Name: "timeout", Usage: "a job's lease lasts this long without a heartbeat", DefaultText: "1m"}},
+		shellFlags()...)
+	add := kvLeaf("add", "add a schedule that submits a job on every tick (-- ARGV: a shell command, with --token)", "NAME [-- ARGV...]",
+		runScheduleAdd, addFlags...)
 	return &cli.Command{
 		Name:  "schedule",
 		Usage: "add, inspect, pause, resume and remove schedules (cron or fixed-interval job submission)",
@@ -66,7 +69,7 @@ func runScheduleAdd(c *cli.Context) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		return usageError("schedule add wants NAME, got %q", args)
 	}
-	flags, argv, err := addFlagsAfterName(c, args[1:])
+	flags, argv, err := flagsAfterArg(c, args[1:])
 	if err != nil {
 		return err
 	}
@@ -86,12 +89,14 @@ func runScheduleAdd(c *cli.Context) error {
 	return nil
 }
 
-// addFlagsAfterName parses flags written after NAME, as in the usual
-// `schedule add backup --cron ... -- ARGV`: the parser stops at NAME, so
-// they arrive as arguments. It returns the context to read flags from and
-// the argv after "--". Flags may be given on both sides of NAME (--addr
+// flagsAfterArg parses flags written after a command's first argument, as
+// in the usual `schedule add backup --cron ... -- ARGV` or `job submit
+// shell --token ... -- ARGV`: the parser stops at the argument, so they
+// arrive as arguments. It returns the context to read flags from and the
+// argv after "--". Flags may be given on both sides of the argument (--addr
 // often comes first); one given twice takes the later value.
-func addFlagsAfterName(c *cli.Context, rest []string) (*cli.Context, []string, error) {
+func flagsAfterArg(c *cli.Context, rest []string) (*cli.Context, []string, error) {
+	name := c.Command.FullName()
 	if len(rest) == 0 {
 		return c, nil, nil
 	}
@@ -102,20 +107,20 @@ func addFlagsAfterName(c *cli.Context, rest []string) (*cli.Context, []string, e
 	set.SetOutput(io.Discard)
 	for _, f := range c.Command.Flags {
 		if err := f.Apply(set); err != nil {
-			return nil, nil, usageError("schedule add: %v", err)
+			return nil, nil, usageError("%s: %v", name, err)
 		}
 	}
 	for _, name := range c.LocalFlagNames() {
 		if err := set.Set(name, fmt.Sprint(c.Value(name))); err != nil {
-			return nil, nil, usageError("schedule add: --%s: %v", name, err)
+			return nil, nil, usageError("%s: --%s: %v", c.Command.FullName(), name, err)
 		}
 	}
 	if err := set.Parse(rest); err != nil {
-		return nil, nil, usageError("schedule add: %v (see %s --help)", err, c.Command.HelpName)
+		return nil, nil, usageError("%s: %v (see %s --help)", name, err, c.Command.HelpName)
 	}
 	left := set.Args()
-	if len(left) > 0 && rest[len(rest)-len(left)-1] != "--" {
-		return nil, nil, usageError("schedule add wants NAME, then flags, then -- ARGV; got stray %q", left)
+	if len(left) > 0 && (len(left) == len(rest) || rest[len(rest)-len(left)-1] != "--") {
+		return nil, nil, usageError("%s wants %s, then flags, then -- ARGV; got stray %q", name, c.Command.ArgsUsage, left)
 	}
 	var parent *cli.Context
 	if lineage := c.Lineage(); len(lineage) > 1 {
@@ -125,9 +130,9 @@ func addFlagsAfterName(c *cli.Context, rest []string) (*cli.Context, []string, e
 }
 
 // addRequest builds the add request from the flags: with an argv, a shell
-// job whose payload is the argv as JSON; without, a job of --type.
-func addRequest(c *cli.Context, name string, argv []string) (server.ScheduleRequest, error) {
-	req := server.ScheduleRequest{Name: name, Cron: c.String("cron"), Every: c.String("every"), Zone: c.String("tz"),
+// job allowed by --token; without, a job of --type.
+func addRequest(c *cli.Context, name string, argv []string) (req server.ScheduleRequest, err error) {
+	req = server.ScheduleRequest{Name: name, Cron: c.String("cron"), Every: c.String("every"), Zone: c.String("tz"),
 		Type: c.String("type"), Overlap: c.String("overlap"), CatchUp: c.String("catch-up"),
 		CatchUpMax: c.Int("catch-up-max"), Priority: c.Int64("priority"), MaxAttempts: c.Int64("max-attempts")}
 	switch {
@@ -147,12 +152,12 @@ func addRequest(c *cli.Context, name string, argv []string) (server.ScheduleRequ
 		req.TimeoutMs = d.Milliseconds()
 	}
 	if len(argv) > 0 {
-		b, err := json.Marshal(argv)
-		if err != nil {
-			return req, usageError("encode argv: %v", err)
-		}
-		req.Type, req.Payload = shellJobType, string(b)
-		return req, nil
+		req.Type = shellJobType
+		req.ShellCommand, err = shellCommand(c, argv)
+		return req, err
+	}
+	if err := noShellFlags(c); err != nil {
+		return req, err
 	}
 	if p := c.String("payload"); strings.HasPrefix(p, "@") {
 		b, err := os.ReadFile(p[1:])

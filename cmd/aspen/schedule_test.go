@@ -31,8 +31,17 @@ func testSchedule(t *testing.T, d *devCluster) {
 	o.wantCode(t, 0)
 
 	o = schedule("add", "backup", "--cron", "*/5 * * * *", "--tz", "Europe/Berlin", "--", "/usr/local/bin/backup.sh", "--full")
+	o.wantCode(t, exitUsage)
+	wantStderr(t, o, "needs --token")
+	tok := aspen(t, "", "token", "create", "--addr", addr, "--key", filepath.Join(d.dir, "token.key"), "--subject", "ops",
+		"--command", "/usr/local/bin/backup.sh", "--dir", "/srv/backups", "--ttl", "1h", "--id", "schedule-test")
+	tok.wantCode(t, 0)
+	o = schedule("add", "backup", "--cron", "*/5 * * * *", "--token", strings.TrimSpace(tok.stdout), "--", "/usr/local/bin/other.sh")
 	o.wantCode(t, exitFailed)
-	wantStderr(t, o, "server answered 403: shell jobs need a capability token; tokens are not enabled on this cluster yet")
+	wantStderr(t, o, "server answered 403: token does not allow this")
+	o = schedule("add", "backup", "--cron", "*/5 * * * *", "--tz", "Europe/Berlin", "--token", strings.TrimSpace(tok.stdout),
+		"--", "/usr/local/bin/backup.sh", "--full")
+	o.wantCode(t, 0)
 	wantStderr(t, schedule("add", "bad", "--cron", "* * *", "--type", "noop"), "server answered 400: invalid schedule")
 	wantStderr(t, schedule("add", "bad", "--cron", "0 3 * * *", "--tz", "Mars/Olympus", "--type", "noop"), "Mars/Olympus")
 	wantStderr(t, schedule("add", "tick", "--every", "1s", "--type", "noop"), "server answered 409")
@@ -63,7 +72,7 @@ func testSchedule(t *testing.T, d *devCluster) {
 			t.Fatalf("history of an every-1s schedule: got %q after 10 s, want a created fire", o.stdout)
 		}
 	}
-	for _, name := range []string{"report", "tick"} {
+	for _, name := range []string{"report", "tick", "backup"} {
 		wantStdout(t, schedule("remove", name), "removed schedule "+name+"\n")
 	}
 	for _, args := range [][]string{{"get", "tick"}, {"pause", "tick"}, {"history", "tick"}, {"remove", "tick"}} {
