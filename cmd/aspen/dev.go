@@ -2,11 +2,16 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/aspen-db/aspen/core/token"
 	"github.com/aspen-db/aspen/runtime/server"
+	"github.com/aspen-db/aspen/runtime/worker"
+	"github.com/aspen-db/aspen/runtime/worker/shell"
 	"github.com/urfave/cli/v2"
 )
 
@@ -20,6 +25,7 @@ func devCommand() *cli.Command {
 			&cli.IntFlag{Name: "peer-port", Usage: "first peer port; nodes use this and the next two", Value: 8300},
 			&cli.IntFlag{Name: "tick-ms", Usage: "raft tick in milliseconds", Value: 50},
 			&cli.StringFlag{Name: "log-level", Value: "warn"},
+			&cli.BoolFlag{Name: "no-worker", Usage: "start the nodes without their worker pools (jobs then wait for aspen worker)"},
 		},
 		OnUsageError: onUsageError,
 		Action:       runDev,
@@ -64,11 +70,63 @@ func runDev(c *cli.Context) error {
 		}
 		servers = append(servers, s)
 	}
-	printDevHelp(c, servers, dir, members)
-	err = waitForStop(log, servers...)
+	var pools []*worker.Running
+	var tokenFile string
+	if !c.Bool("no-worker") {
+		if pools, tokenFile, err = startDevWorkers(servers, dir, keyFile, log); err != nil {
+			return failure("%v", err)
+		}
+	}
+	printDevHelp(c, servers, dir, members, tokenFile)
+	err = waitForStop(log, pools, servers...)
 	servers = nil // waitForStop closed them
 	return err
 }
+
+// devCommands are what the dev workers may run and the dev token allows:
+// the system's programs, no shell.
+var devCommands = []string{"/bin/*", "/usr/bin/*", "/usr/local/bin/*"}
+
+// startDevWorkers starts a shell worker pool in each node, allowed to run
+// the system's programs in the temporary directory, and writes a token for
+// them (a month long, subject "aspen dev") to the dev dir.
+func startDevWorkers(servers []*server.Server, dir, keyFile string, log *slog.Logger) ([]*worker.Running, string, error) {
+	key, err := server.ReadKeyFile(keyFile)
+	if err != nil {
+		return nil, "", err
+	}
+	root, err := filepath.EvalSymlinks(os.TempDir())
+	if err != nil {
+		return nil, "", fmt.Errorf("temporary directory: %w", err)
+	}
+	now := time.Now()
+	tok, err := token.Sign(key, token.Claims{ID: "dev", Subject: "aspen dev", Commands: devCommands, Dirs: []string{root},
+		IssuedNs: now.UnixNano(), ExpiresNs: now.Add(devTokenTTL).UnixNano()})
+	if err != nil {
+		return nil, "", err
+	}
+	tokenFile := filepath.Join(dir, "dev.token")
+	if err := os.WriteFile(tokenFile, []byte(tok+"\n"), 0o600); err != nil {
+		return nil, "", fmt.Errorf("dev token: %w", err)
+	}
+	var pools []*worker.Running
+	for i, s := range servers {
+		wcfg := worker.Config{Name: fmt.Sprintf("dev-node%d", i+1), Concurrency: 2,
+			Shell: shell.Config{Commands: devCommands, DirRoots: []string{root}, EnvAllow: []string{"*"}}}
+		p, err := startNodeWorker(s, wcfg, log.With("node", i+1))
+		if err != nil {
+			for _, p := range pools {
+				p.Stop()
+			}
+			return nil, "", err
+		}
+		pools = append(pools, p)
+	}
+	return pools, tokenFile, nil
+}
+
+// devTokenTTL is how long the token aspen dev writes is valid.
+const devTokenTTL = 30 * 24 * time.Hour
 
 func devDataDir(dir string) (string, func(), error) {
 	if dir != "" {
@@ -81,7 +139,7 @@ func devDataDir(dir string) (string, func(), error) {
 	return tmp, func() { os.RemoveAll(tmp) }, nil
 }
 
-func printDevHelp(c *cli.Context, servers []*server.Server, dir string, members map[uint64]string) {
+func printDevHelp(c *cli.Context, servers []*server.Server, dir string, members map[uint64]string, tokenFile string) {
 	w := c.App.Writer
 	fmt.Fprintf(w, "Aspen dev cluster: 3 nodes, data in %s\n", dir)
 	for i, s := range servers {
@@ -96,6 +154,18 @@ Try:
   curl http://%[1]s/v1/kv/greeting?raw
   curl http://%[1]s/v1/aspen/status
 Initial cluster for more tools: %[2]s
-Ctrl-C stops the cluster.
 `, addr, formatCluster(members))
+	if tokenFile != "" {
+		fmt.Fprintf(w, `
+Each node runs a worker pool for shell jobs. Schedule a first command with
+the token written for this cluster (it allows %[2]s, run in the
+temporary directory):
+  aspen schedule add hello --every 10s --token @%[1]s -- /bin/echo hello from aspen
+  aspen schedule history hello
+  aspen job list --state succeeded
+  aspen job output ID
+  aspen audit list
+`, tokenFile, strings.Join(devCommands, " "))
+	}
+	fmt.Fprintln(w, "Ctrl-C stops the cluster.")
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/aspen-db/aspen/runtime/server"
+	"github.com/aspen-db/aspen/runtime/worker"
 	"github.com/urfave/cli/v2"
 )
 
@@ -30,6 +31,9 @@ type nodeFile struct {
 	Join           bool   `toml:"join"`
 	Pprof          bool   `toml:"pprof"`
 	TokenKeyFile   string `toml:"token_key_file"` // the cluster key (aspen token keygen); default: data_dir/token.key
+	// Worker is the node's own worker pool ([worker] with enabled = true):
+	// it leases jobs through this node and runs them here.
+	Worker worker.Config `toml:"worker"`
 	// There is no restore key: a restore needs an empty data dir, so a file
 	// that kept asking for one would fail every restart after the first.
 }
@@ -76,7 +80,7 @@ func runNodeStart(c *cli.Context) error {
 	if err := noArgs(c); err != nil {
 		return err
 	}
-	cfg, err := nodeConfig(c)
+	cfg, wcfg, err := nodeConfig(c)
 	if err != nil {
 		return usageError("%v", err)
 	}
@@ -88,24 +92,49 @@ func runNodeStart(c *cli.Context) error {
 		cfg.Restore = b.data
 		cfg.Logger.Info("restoring a new cluster from a backup", "file", path, "revision", b.Revision, "index", b.Index, "bytes", len(b.data))
 	}
-	return runNode(cfg)
+	return runNode(cfg, wcfg)
 }
 
-// runNode starts the node and serves until it is stopped.
-func runNode(cfg server.Config) error {
+// runNode starts the node, and its worker pool when enabled, and serves
+// until it is stopped.
+func runNode(cfg server.Config, wcfg worker.Config) error {
 	s, err := server.Start(cfg)
 	if err != nil {
 		return failure("%v", err)
 	}
 	cfg.Logger.Info("node started", "id", cfg.ID, "peer_addr", s.PeerAddr(), "http_addr", s.HTTPAddr(), "data_dir", cfg.DataDir, "join", cfg.Join)
-	return waitForStop(cfg.Logger, s)
+	var pools []*worker.Running
+	if wcfg.Enabled {
+		pool, err := startNodeWorker(s, wcfg, cfg.Logger)
+		if err != nil {
+			s.Close()
+			return failure("%v", err)
+		}
+		pools = append(pools, pool)
+	}
+	return waitForStop(cfg.Logger, pools, s)
+}
+
+// startNodeWorker starts a node's own pool: it leases through the node and
+// checks grants with the node's cluster key.
+func startNodeWorker(s *server.Server, wcfg worker.Config, log *slog.Logger) (*worker.Running, error) {
+	if wcfg.Name == "" {
+		wcfg.Name = "node-" + s.HTTPAddr()
+	}
+	pool, err := worker.Start(wcfg, []string{s.HTTPAddr()}, s.ClusterKey(), log, s.Metrics())
+	if err != nil {
+		return nil, fmt.Errorf("worker pool: %w", err)
+	}
+	log.Info("worker pool started", "name", wcfg.Name, "types", wcfg.Types, "concurrency", wcfg.Concurrency)
+	return pool, nil
 }
 
 // waitForStop runs until Ctrl-C, SIGTERM, or a node failing on its own, then
-// closes every node. The exit status is a failure when a Close reports one:
+// stops the worker pools (their jobs stopped, outcomes sent while the nodes
+// still listen) and closes every node. The exit status is a failure when a Close reports one:
 // a node that failed, or one that could not release its disk. A removed node
 // ends cleanly.
-func waitForStop(log *slog.Logger, servers ...*server.Server) error {
+func waitForStop(log *slog.Logger, pools []*worker.Running, servers ...*server.Server) error {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sig)
@@ -128,6 +157,9 @@ wait:
 			}
 		}
 	}
+	for _, p := range pools {
+		p.Stop()
+	}
 	var errs []error
 	for _, s := range servers {
 		errs = append(errs, s.Close())
@@ -139,35 +171,35 @@ wait:
 }
 
 // nodeConfig merges the config file (if any) with flags, flags winning.
-func nodeConfig(c *cli.Context) (server.Config, error) {
+func nodeConfig(c *cli.Context) (server.Config, worker.Config, error) {
 	var f nodeFile
 	if path := c.String("config"); path != "" {
 		md, err := toml.DecodeFile(path, &f)
 		if err != nil {
-			return server.Config{}, fmt.Errorf("config %s: %w", path, err)
+			return server.Config{}, worker.Config{}, fmt.Errorf("config %s: %w", path, err)
 		}
 		if undec := md.Undecoded(); len(undec) > 0 {
-			return server.Config{}, fmt.Errorf("config %s: unknown key %q", path, undec[0].String())
+			return server.Config{}, worker.Config{}, fmt.Errorf("config %s: unknown key %q", path, undec[0].String())
 		}
 	}
 	overrideFromFlags(c, &f)
 	members, err := parseCluster(f.InitialCluster)
 	if err != nil {
-		return server.Config{}, err
+		return server.Config{}, worker.Config{}, err
 	}
 	switch {
 	case f.ID == 0:
-		return server.Config{}, fmt.Errorf("--id is required and must not be 0")
+		return server.Config{}, worker.Config{}, fmt.Errorf("--id is required and must not be 0")
 	case f.DataDir == "":
-		return server.Config{}, fmt.Errorf("--data-dir is required")
+		return server.Config{}, worker.Config{}, fmt.Errorf("--data-dir is required")
 	case members[f.ID] == "":
-		return server.Config{}, fmt.Errorf("node %d is not in --initial-cluster %q", f.ID, f.InitialCluster)
+		return server.Config{}, worker.Config{}, fmt.Errorf("node %d is not in --initial-cluster %q", f.ID, f.InitialCluster)
 	}
 	if f.PeerAddr == "" {
 		f.PeerAddr = members[f.ID]
 	}
 	return server.Config{ID: f.ID, DataDir: f.DataDir, PeerAddr: f.PeerAddr, HTTPAddr: f.HTTPAddr, Join: f.Join,
-		TokenKeyFile: f.TokenKeyFile, Profiling: f.Pprof, Cluster: members, Tick: time.Duration(f.TickMs) * time.Millisecond, Logger: newLogger(f.LogLevel)}, nil
+		TokenKeyFile: f.TokenKeyFile, Profiling: f.Pprof, Cluster: members, Tick: time.Duration(f.TickMs) * time.Millisecond, Logger: newLogger(f.LogLevel)}, f.Worker, nil
 }
 
 func overrideFromFlags(c *cli.Context, f *nodeFile) {

@@ -171,7 +171,7 @@ func runSnapshotRestore(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := nodeConfig(c)
+	cfg, wcfg, err := nodeConfig(c)
 	if err != nil {
 		return usageError("%v", err)
 	}
@@ -187,7 +187,7 @@ func runSnapshotRestore(c *cli.Context) error {
 	fmt.Fprintf(w, "restoring revision %d (index %d) from %s into %s\nrestart this node later with:\n  %s\n",
 		b.Revision, b.Index, args[0], cfg.DataDir, shellJoin(append([]string{"aspen", "node", "start"}, nodeArgs(cfg, cfg.DataDir, cfg.HTTPAddr)...)))
 	cfg.Restore = b.data
-	return runNode(cfg)
+	return runNode(cfg, wcfg)
 }
 
 // verifiedBackup is a backup file that decoded with a good checksum.

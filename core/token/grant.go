@@ -114,7 +114,9 @@ func (g Grant) Marshal() []byte {
 // CheckGrant reads a shell job's payload and checks it as a worker must
 // before exec: the MAC under key (a node that held the key verified a
 // token for exactly this command), then the claims at nowNs (the worker's
-// clock) and revoked (may be nil), then the scope again.
+// clock) and revoked (may be nil), then the scope again. On a refusal the
+// grant returned is what the payload said, untrusted: for the audit record
+// of what was refused, never for running.
 func CheckGrant(key, payload []byte, nowNs int64, revoked func(id string) bool) (Grant, error) {
 	var g Grant
 	dec := json.NewDecoder(strings.NewReader(string(payload)))
@@ -123,17 +125,15 @@ func CheckGrant(key, payload []byte, nowNs int64, revoked func(id string) bool) 
 		return Grant{}, fmt.Errorf("%w: shell job payload is not a grant: %v", ErrMalformed, err)
 	}
 	sig, err := hex.DecodeString(g.MAC)
-	if err != nil || len(key) != KeyBytes || !hmac.Equal(sig, g.mac(key)) {
-		return Grant{}, fmt.Errorf("%w: the grant's MAC does not match the cluster key", ErrForged)
-	}
-	if err := g.check(); err != nil {
-		return Grant{}, err
-	}
-	if nowNs >= g.Claims.ExpiresNs {
-		return Grant{}, fmt.Errorf("%w: token %s expired %d ns ago", ErrExpired, g.Claims.ID, nowNs-g.Claims.ExpiresNs)
-	}
-	if revoked != nil && revoked(g.Claims.ID) {
-		return Grant{}, fmt.Errorf("%w: token %s", ErrRevoked, g.Claims.ID)
+	switch {
+	case err != nil || len(key) != KeyBytes || !hmac.Equal(sig, g.mac(key)):
+		return g, fmt.Errorf("%w: the grant's MAC does not match the cluster key", ErrForged)
+	case g.check() != nil:
+		return g, g.check()
+	case nowNs >= g.Claims.ExpiresNs:
+		return g, fmt.Errorf("%w: token %s expired %d ns ago", ErrExpired, g.Claims.ID, nowNs-g.Claims.ExpiresNs)
+	case revoked != nil && revoked(g.Claims.ID):
+		return g, fmt.Errorf("%w: token %s", ErrRevoked, g.Claims.ID)
 	}
 	return g, nil
 }

@@ -14,6 +14,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,7 @@ import (
 	"github.com/aspen-db/aspen/core/node"
 	"github.com/aspen-db/aspen/runtime/diskstore"
 	"github.com/aspen-db/aspen/runtime/transport"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/raft/v3/raftpb"
 )
 
@@ -220,6 +222,14 @@ func (s *Server) startNetwork() error {
 
 // HTTPAddr is the address clients reach this node at (useful with port 0).
 func (s *Server) HTTPAddr() string { return s.httpLn.Addr().String() }
+
+// ClusterKey is the node's copy of the cluster key, or nil without one: a
+// worker pool in the node checks grants and signs audit records with it.
+func (s *Server) ClusterKey() []byte { return slices.Clone(s.key) }
+
+// Metrics is the node's metrics registry (served on /metrics), for what
+// runs beside the node, such as its worker pool.
+func (s *Server) Metrics() prometheus.Registerer { return s.metrics.reg }
 
 // PeerAddr is the address peers reach this node at.
 func (s *Server) PeerAddr() string { return s.tr.Addr() }

@@ -216,6 +216,10 @@ func (s *Server) tokenList(w http.ResponseWriter, r *http.Request) {
 		methodNotAllowed(w, r, "GET")
 		return
 	}
+	if id := r.URL.Query().Get("id"); id != "" {
+		s.tokenCall(w, r, tokens.Get(id), false) // one token: what a worker asks before it runs a command
+		return
+	}
 	s.tokenCall(w, r, tokens.List(), false)
 }
 
