@@ -144,15 +144,27 @@ func runAuditList(c *cli.Context) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEQ\tKIND\tTOKEN\tWORKER\tEXIT\tDIR\tARGV")
+	fmt.Fprintln(tw, "SEQ\tKIND\tTOKEN\tWORKER\tOUTCOME\tDIR\tARGV")
 	for _, r := range out.Records {
 		if r.Exec == nil {
 			fmt.Fprintf(tw, "%d\t%s\t\t\t\t\tpruned through %d\n", r.Seq, r.Kind, r.PrunedSeq)
 			continue
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%q\n", r.Seq, r.Kind, r.Exec.TokenID, r.Exec.Worker, r.Exec.Exit, r.Exec.Dir, r.Exec.Argv)
+		e := r.Exec
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%q\n", r.Seq, r.Kind, e.TokenID, e.Worker, execOutcome(e), e.Dir, e.Argv)
 	}
 	return tw.Flush()
+}
+
+// execOutcome says in a word or two how an execution ended.
+func execOutcome(e *audit.Exec) string {
+	switch {
+	case e.Refused != "":
+		return "refused"
+	case e.Signal != "":
+		return e.Signal
+	}
+	return fmt.Sprintf("exit %d", e.Exit)
 }
 
 // auditVerifyPagesMax bounds verify's walk: the log holds at most 50,000

@@ -96,7 +96,10 @@ func (h *ShellHandler) Run(ctx context.Context, job server.JobInfo) Outcome {
 // good: retrying the same grant cannot succeed.
 func (h *ShellHandler) refuse(ctx context.Context, job server.JobInfo, g token.Grant, start time.Time, why error) Outcome {
 	h.metrics.execution("refused")
-	reason := fmt.Sprintf("refused: %v", why)
+	reason := why.Error()
+	if !errors.Is(why, shell.ErrRefused) { // the executor's refusals say so already
+		reason = "refused: " + reason
+	}
 	h.audit(ctx, job, g, audit.Exec{StartNs: start.UnixNano(), EndNs: time.Now().UnixNano(), Exit: -1, Refused: reason})
 	h.log.Warn("shell job refused", "job", job.ID, "reason", reason)
 	return Outcome{Reason: reason}
