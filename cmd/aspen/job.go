@@ -46,6 +46,7 @@ func jobCommand() *cli.Command {
 			kvLeaf("get", "print a job: its spec, state, lease and result", "ID", runJobGet),
 			kvLeaf("cancel", "cancel a pending or leased job", "ID", runJobCancel),
 			kvLeaf("output", "print a succeeded job's output as stored (its exit code goes to stderr)", "ID", runJobOutput),
+			kvLeaf("stats", "print how many jobs are in each state, and the node's lease expiries, retries and dead letters since it started", "", runJobStats),
 			{
 				Name:  "dead",
 				Usage: "list, retry or drop dead letters",

@@ -146,6 +146,17 @@ func ListDead(after ID, n int) module.Command {
 	return module.Command{Kind: QueryDead, Body: binary.AppendUvarint(binary.AppendUvarint(nil, uint64(after)), uint64(n))}
 }
 
+// StatsQuery asks for the jobs in each state and this replica's counters.
+func StatsQuery() module.Command { return module.Command{Kind: QueryStats} }
+
+// Stats answers the stats query: the jobs in each state, as replicated (the
+// same on every replica at one index), and the counters of the replica that
+// answered (since its process started; Counters).
+type Stats struct {
+	Counts
+	Counters
+}
+
 func done(r *module.Reader, what string) error {
 	if err := r.Done(what); err != nil {
 		return fmt.Errorf("%w: %v", errInvalid, err)

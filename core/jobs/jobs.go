@@ -163,7 +163,9 @@ type Table struct {
 	leased   *btree.BTreeG[timeKey]  // leased, by DeadlineNs
 	finished *btree.BTreeG[timeKey]  // succeeded, failed, cancelled, by FinishedNs
 	byState  *btree.BTreeG[stateKey]
-	last     ID // the highest id ever given
+	counts   [stateEnd]int // jobs per state, kept by index: O(1) to read
+	counters Counters      // what this replica applied since it started (not state)
+	last     ID            // the highest id ever given
 	// graceTerm is the leader term whose grace (Extend) applied last: a
 	// leader expires no job lease before its own grace has applied.
 	graceTerm uint64
@@ -186,6 +188,11 @@ func (t *Table) Limits() Limits { return t.limits }
 func (t *Table) index(j *Job, add bool) {
 	t.digest ^= jobHash(j)
 	toggle(t.byState, stateKey{j.State, j.ID}, add)
+	if add {
+		t.counts[j.State]++
+	} else {
+		t.counts[j.State]--
+	}
 	switch {
 	case j.State == Pending && j.NotBeforeNs == 0:
 		toggle(t.ready, readyKey{j.Type, j.Priority, j.ID}, add)
@@ -273,6 +280,9 @@ func (t *Table) Lease(worker string, types []string, n int, token uint64, nowNs 
 			break
 		}
 		j := t.jobs[best.id]
+		if j.Attempts > 0 {
+			t.counters.Retries++
+		}
 		t.change(j, func(j *Job) {
 			j.State, j.Attempts, j.Token, j.Worker, j.DeadlineNs = Leased, j.Attempts+1, token, worker, nowNs+j.TimeoutNs
 		})
@@ -364,6 +374,7 @@ func (t *Table) endAttempt(j *Job, reason string, retryable bool, nowNs int64, i
 		j.State, j.FinishedNs = Failed, nowNs
 	case j.Attempts >= j.AttemptsMax:
 		j.State, j.FinishedNs = Dead, nowNs
+		t.counters.DeadLetters++
 	default:
 		j.State = Pending
 		if d := Backoff(j.ID, j.Attempts, index, j.BackoffBaseNs, j.BackoffMaxNs); d > 0 {
@@ -380,6 +391,7 @@ func (t *Table) Expire(id ID, token uint64, nowNs int64, index uint64) bool {
 	if err != nil || j.DeadlineNs > nowNs {
 		return false
 	}
+	t.counters.LeaseExpiries++
 	t.change(j, func(j *Job) { t.endAttempt(j, "lease expired", true, nowNs, index) })
 	return true
 }
@@ -503,16 +515,36 @@ func (t *Table) Len() int { return len(t.jobs) }
 
 // Count returns the number of jobs in state.
 func (t *Table) Count(state State) int {
-	n := 0
-	t.byState.AscendGreaterOrEqual(stateKey{state, 0}, func(k stateKey) bool {
-		if k.state != state {
-			return false
-		}
-		n++
-		return true
-	})
-	return n
+	if state == 0 || state >= stateEnd {
+		return 0
+	}
+	return t.counts[state]
 }
+
+// Counts is how many jobs are in each state.
+type Counts struct {
+	Pending, Leased, Succeeded, Failed, Dead, Cancelled int
+}
+
+// Counts returns how many jobs are in each state, in O(1).
+func (t *Table) Counts() Counts {
+	c := t.counts
+	return Counts{Pending: c[Pending], Leased: c[Leased], Succeeded: c[Succeeded], Failed: c[Failed], Dead: c[Dead], Cancelled: c[Cancelled]}
+}
+
+// Counters count what this replica applied since its process started. They
+// are not replicated state: not encoded, not hashed, not persisted; a
+// snapshot install or a load keeps them (Module carries them over), a
+// restart zeroes them, as Prometheus expects of a process's counters.
+// Replicas that applied the same entries since they started agree.
+type Counters struct {
+	LeaseExpiries uint64 // leases that ran out (Expire)
+	Retries       uint64 // leases of a job that had been leased before (attempts after the first)
+	DeadLetters   uint64 // jobs that ran out of attempts and became dead
+}
+
+// Counters returns what this replica's table counted since it started.
+func (t *Table) Counters() Counters { return t.counters }
 
 // Hash digests the table: every job and the last id.
 func (t *Table) Hash() uint64 {

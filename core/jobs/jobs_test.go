@@ -214,7 +214,9 @@ func TestValidateAndRefusals(t *testing.T) {
 // A simple model of one job's life, checked against the table under random
 // commands: states move only along allowed transitions, attempts never
 // exceed the max, a stale token never completes, and the dead letters are
-// exactly the jobs that ran out of attempts.
+// exactly the jobs that ran out of attempts. The per-state counts equal a
+// recount after every command, prune and snapshot round trip included, and
+// the counters follow what the commands did.
 func TestTableAgainstModel(t *testing.T) {
 	allowed := map[[2]State]bool{
 		{Pending, Leased}: true, {Pending, Cancelled}: true, {Leased, Pending}: true, {Leased, Succeeded}: true,
@@ -222,10 +224,11 @@ func TestTableAgainstModel(t *testing.T) {
 	}
 	rapid.Check(t, func(rt *rapid.T) {
 		l := testLimits()
-		l.JobsMax, l.FinishedMax, l.FinishedAgeMaxNs = 6, 100, 1<<60
+		l.JobsMax, l.FinishedMax, l.FinishedAgeMaxNs = 6, rapid.IntRange(1, 100).Draw(rt, "finishedMax"), 1<<60
 		tb := New(l)
 		now, index := int64(0), uint64(0)
 		ranOut := map[ID]bool{}
+		var want Counters
 		for step := 0; step < 60; step++ {
 			now += rapid.Int64Range(0, 60).Draw(rt, "dt")
 			index++
@@ -239,13 +242,18 @@ func TestTableAgainstModel(t *testing.T) {
 			if rapid.Bool().Draw(rt, "stale") {
 				token = rapid.Uint64Range(0, index).Draw(rt, "token")
 			}
-			switch rapid.IntRange(0, 7).Draw(rt, "op") {
+			switch rapid.IntRange(0, 9).Draw(rt, "op") {
 			case 0:
 				s := spec("x", rapid.Int64Range(0, 2).Draw(rt, "prio"))
 				s.AttemptsMax = rapid.Int64Range(1, 3).Draw(rt, "attempts")
 				tb.Submit(s, now)
 			case 1:
-				tb.Lease("w", []string{"x"}, rapid.IntRange(1, 3).Draw(rt, "n"), index, now)
+				leased, _ := tb.Lease("w", []string{"x"}, rapid.IntRange(1, 3).Draw(rt, "n"), index, now)
+				for _, lj := range leased {
+					if lj.Attempts > 1 {
+						want.Retries++
+					}
+				}
 			case 2:
 				_, err := tb.Complete(id, token, Result{}, now)
 				if err == nil && (j.State != Leased || token != j.Token) {
@@ -255,7 +263,9 @@ func TestTableAgainstModel(t *testing.T) {
 				tb.Fail(id, token, "r", rapid.Bool().Draw(rt, "retryable"), now, index)
 			case 4:
 				for _, e := range tb.Expired(now, 10) {
-					tb.Expire(e.ID, e.Token, now, index)
+					if tb.Expire(e.ID, e.Token, now, index) {
+						want.LeaseExpiries++
+					}
 				}
 			case 5:
 				tb.Cancel(id, now)
@@ -263,9 +273,15 @@ func TestTableAgainstModel(t *testing.T) {
 				tb.Retry(id)
 			case 7:
 				tb.Heartbeat(id, token, now)
+			case 8:
+				tb.Drop(id)
+			case 9:
+				tb.Prune(now, rapid.IntRange(0, 3).Draw(rt, "prune"))
 			}
+			recount := Counts{}
 			for _, id := range tb.ids() {
 				j, _ := tb.Get(id)
+				*countOf(&recount, j.State)++
 				b, existed := before[id]
 				if existed && b.State != j.State && !allowed[[2]State{b.State, j.State}] {
 					rt.Fatalf("job %d moved %v -> %v", id, b.State, j.State)
@@ -274,6 +290,7 @@ func TestTableAgainstModel(t *testing.T) {
 					rt.Fatalf("job %d: %d of %d attempts", id, j.Attempts, j.AttemptsMax)
 				}
 				if existed && b.State == Leased && j.State == Dead {
+					want.DeadLetters++
 					ranOut[id] = b.Attempts == b.AttemptsMax
 					if !ranOut[id] {
 						rt.Fatalf("job %d dead with attempts left: %+v", id, b)
@@ -283,14 +300,25 @@ func TestTableAgainstModel(t *testing.T) {
 					rt.Fatalf("job %d dead without running out of attempts", id)
 				}
 			}
+			if got := tb.Counts(); got != recount {
+				rt.Fatalf("counts: got %+v, recount %+v", got, recount)
+			}
+			if got := tb.Counters(); got != want {
+				rt.Fatalf("counters: got %+v, want %+v", got, want)
+			}
 			dead, _ := tb.List(Dead, 0, 100)
 			if len(dead) != tb.Count(Dead) {
 				rt.Fatalf("dead letters %d, dead jobs %d", len(dead), tb.Count(Dead))
 			}
 			back, err := Decode(tb.Encode(), l)
-			if err != nil || back.Hash() != tb.Hash() {
-				rt.Fatalf("snapshot round trip: %v", err)
+			if err != nil || back.Hash() != tb.Hash() || back.Counts() != recount {
+				rt.Fatalf("snapshot round trip: %v, counts %+v, want %+v", err, back.Counts(), recount)
 			}
 		}
 	})
+}
+
+// countOf points at the count of state s in c.
+func countOf(c *Counts, s State) *int {
+	return [...]*int{Pending: &c.Pending, Leased: &c.Leased, Succeeded: &c.Succeeded, Failed: &c.Failed, Dead: &c.Dead, Cancelled: &c.Cancelled}[s]
 }

@@ -27,9 +27,10 @@ const (
 	CmdPrune     byte = 41 // the leader's
 	CmdGrace     byte = 42 // the leader's: its grace for every job lease
 
-	QueryGet  byte = 44
-	QueryList byte = 45
-	QueryDead byte = 46
+	QueryGet   byte = 44
+	QueryList  byte = 45
+	QueryDead  byte = 46
+	QueryStats byte = 47 // answers Stats, not Answer
 )
 
 // Records on disk: one per job and the table's meta.
@@ -78,7 +79,7 @@ func (m *Module) Version() uint64 { return 1 }
 func (m *Module) Kinds() []byte {
 	return []byte{CmdSubmit, CmdCancel, CmdLease, CmdHeartbeat, CmdComplete, CmdFail, CmdRetry, CmdDrop, CmdExpire, CmdPrune, CmdGrace}
 }
-func (m *Module) QueryKinds() []byte { return []byte{QueryGet, QueryList, QueryDead} }
+func (m *Module) QueryKinds() []byte { return []byte{QueryGet, QueryList, QueryDead, QueryStats} }
 func (m *Module) Prefixes() [][]byte { return [][]byte{prefix} }
 func (m *Module) Hash() uint64       { return m.t.Hash() }
 
@@ -376,11 +377,16 @@ func (m *Module) pruneDue(l module.Leader) []module.Command {
 	return nil
 }
 
-// Query answers get and list reads.
+// Query answers get, list and stats reads.
 func (m *Module) Query(kind byte, body []byte, _ int64) module.Answer {
 	r := &module.Reader{B: body}
 	var a Answer
 	switch kind {
+	case QueryStats:
+		if err := r.Done("job stats"); err != nil {
+			return module.Refuse(module.Invalid, err)
+		}
+		return module.Answer{Value: Stats{Counts: m.t.Counts(), Counters: m.t.Counters()}}
 	case QueryGet:
 		id := ID(r.Uvarint())
 		if err := r.Done("job get"); err != nil {
@@ -477,6 +483,7 @@ func (m *Module) Load(disk storage.Reader) error {
 	if err != nil {
 		return err
 	}
+	t.counters = m.t.counters // what this replica applied, not the records' state
 	m.t, m.asked, m.changed = t, map[ID]int64{}, nil
 	return nil
 }
@@ -494,6 +501,7 @@ func (m *Module) Restore(section []byte) error {
 			return err
 		}
 	}
+	t.counters = m.t.counters // what this replica applied, not the snapshot's state
 	m.t, m.asked, m.changed = t, map[ID]int64{}, nil
 	return nil
 }

@@ -64,5 +64,11 @@ func (n *Node) queryNowNs() int64 {
 	return n.timeNs
 }
 
+// QueryNowNs is the time this replica answers reads about timers at (see
+// queryNowNs): the leader's clock, never below replicated time, or a
+// follower's replicated time. Drivers read gauges such as a schedule's lag
+// at it.
+func (n *Node) QueryNowNs() int64 { return n.queryNowNs() }
+
 // TimeNs returns the replicated time: the latest stamp applied.
 func (n *Node) TimeNs() int64 { return n.timeNs }

@@ -278,6 +278,7 @@ func (m *Module) Load(disk storage.Reader) error {
 	if err != nil {
 		return err
 	}
+	t.counters = m.t.counters // what this replica applied, not the records' state
 	m.t, m.asked = t, map[string]asked{}
 	return nil
 }
@@ -295,6 +296,7 @@ func (m *Module) Restore(section []byte) error {
 			return err
 		}
 	}
+	t.counters = m.t.counters // what this replica applied, not the snapshot's state
 	m.t, m.asked = t, map[string]asked{}
 	return nil
 }

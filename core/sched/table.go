@@ -125,7 +125,18 @@ type Table struct {
 	due      *btree.BTreeG[tickKey] // unpaused schedules by next tick
 	buffered *btree.BTreeG[string]  // schedules holding a buffered tick
 	digest   uint64
-	fires    []Fire // recorded since the module last noted a change (not state)
+	fires    []Fire   // recorded since the module last noted a change (not state)
+	counters Counters // what this replica applied since it started (not state)
+}
+
+// Counters count the ticks this replica saw missed and skipped since its
+// process started, over every schedule, removed ones included. They are not
+// replicated state (not encoded, hashed or persisted; a load or snapshot
+// install keeps them, a restart zeroes them), unlike each schedule's own
+// Missed and Skipped, which are, and which go when the schedule goes.
+type Counters struct {
+	Missed  uint64 // due ticks catch-up passed over (a lower bound where a schedule's MissedCapped)
+	Skipped uint64 // ticks the overlap policy dropped or the job queue refused
 }
 
 // NewTable returns an empty table resolving zones through zones.
@@ -266,6 +277,7 @@ func (t *Table) Fire(env *module.Env, q Jobs, name string, tickNs int64) bool {
 	t.change(e, func() {
 		if c.Missed > 0 {
 			e.Missed += c.Missed
+			t.counters.Missed += c.Missed
 			e.MissedCapped = e.MissedCapped || c.MissedCapped
 			t.record(e, Fire{TickNs: c.Fire[0].UnixNano(), AtNs: env.NowNs, Outcome: FireMissed, Missed: c.Missed})
 		}
@@ -291,6 +303,7 @@ func (t *Table) fireOne(env *module.Env, q Jobs, e *entry, tickNs int64) {
 		t.record(e, Fire{TickNs: tickNs, AtNs: env.NowNs, Outcome: FireBuffered, Job: e.LastJob})
 	default:
 		e.Skipped++
+		t.counters.Skipped++
 		t.record(e, Fire{TickNs: tickNs, AtNs: env.NowNs, Outcome: FireSkipped, Job: e.LastJob})
 	}
 }
@@ -308,6 +321,7 @@ func (t *Table) create(env *module.Env, q Jobs, e *entry, tickNs int64) {
 	id, _, err := q.SubmitFrom(env, s)
 	if err != nil {
 		e.Skipped++
+		t.counters.Skipped++
 		t.record(e, Fire{TickNs: tickNs, AtNs: env.NowNs, Outcome: FireRefused})
 		return
 	}
@@ -439,6 +453,21 @@ func (t *Table) Releasable(q Jobs, fn func(name string, tickNs int64) bool) {
 		}
 		return fn(name, e.BufferedNs)
 	})
+}
+
+// Counters returns what this replica's table counted since it started.
+func (t *Table) Counters() Counters { return t.counters }
+
+// LagNs is how long the oldest due tick of an unpaused schedule has waited
+// at nowNs: nowNs minus the earliest next tick, or 0 when no tick is due. A
+// buffered tick waiting for its previous job is not lag (the policy holds
+// it), nor are ticks of paused schedules.
+func (t *Table) LagNs(nowNs int64) int64 {
+	k, ok := t.due.Min()
+	if !ok || k.at >= nowNs {
+		return 0
+	}
+	return nowNs - k.at
 }
 
 // Hash digests the table: the XOR of its schedules' digests.

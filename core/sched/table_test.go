@@ -295,3 +295,47 @@ func TestValidateRefuses(t *testing.T) {
 		t.Fatal("refusals changed the state")
 	}
 }
+
+// The replica's totals count every tick missed or skipped, and stay when the
+// schedule that counted them is removed or the table is reloaded. Lag is how
+// long the oldest due tick of an unpaused schedule has waited unfired.
+func TestCountersAndLag(t *testing.T) {
+	r := newRig(t)
+	r.apply(0, Add(def("skip", "every 1s", OverlapSkip, CatchUpSkip, 0)), module.OK)
+	r.apply(0, Add(def("idle", "every 10s", OverlapAllow, CatchUpSkip, 0)), module.OK)
+	if got := r.m.t.LagNs(second / 2); got != 0 {
+		t.Fatalf("lag before any tick is due: got %d, want 0", got)
+	}
+	if got := r.m.t.LagNs(2*second + 300); got != second+300 {
+		t.Fatalf("lag with tick 1s unfired at 2s+300ns: got %d, want %d", got, second+300)
+	}
+	r.fire(1*second, "skip", 1*second) // creates job 1, which stays pending
+	r.fire(2*second, "skip", 2*second) // skipped: job 1 still pending
+	r.fire(5*second, "skip", 5*second) // ticks 3 and 4 missed, tick 5 skipped
+	want := Counters{Missed: 2, Skipped: 2}
+	if got := r.m.t.Counters(); got != want {
+		t.Fatalf("counters: got %+v, want %+v", got, want)
+	}
+	if got := r.m.t.LagNs(5*second + 7); got != 0 {
+		t.Fatalf("lag with every due tick fired: got %d, want 0", got)
+	}
+	if got := r.m.t.LagNs(10*second + 7); got != 4*second+7 {
+		t.Fatalf("lag at 10s+7ns, ticks due at 6s (skip) and 10s (idle): got %d, want %d", got, 4*second+7)
+	}
+	r.apply(6*second, Pause("skip"), module.OK)
+	if got := r.m.t.LagNs(10*second + 7); got != 7 {
+		t.Fatalf("lag with skip paused: got %d, want 7 (idle's tick at 10s)", got)
+	}
+	r.apply(6*second, Remove("skip"), module.OK)
+	if got := r.m.t.Counters(); got != want {
+		t.Fatalf("counters after the schedule went: got %+v, want %+v", got, want)
+	}
+	enc := r.m.t.Encode()
+	if err := r.m.Restore(enc); err != nil || r.m.t.Counters() != want {
+		t.Fatalf("counters after a restore: got %+v (%v), want %+v", r.m.t.Counters(), err, want)
+	}
+	fresh := NewModule(DefaultLimits(), r.q)
+	if err := fresh.Restore(enc); err != nil || fresh.t.Counters() != (Counters{}) {
+		t.Fatalf("counters of a replica that applied nothing: got %+v (%v), want none", fresh.t.Counters(), err)
+	}
+}

@@ -27,6 +27,7 @@ func (s *Server) routes() http.Handler {
 	s.leaseRoutes(route)
 	s.tokenRoutes(route)
 	s.jobRoutes(route)
+	s.jobStatsRoute(route)
 	s.scheduleRoutes(route)
 	mux.Handle("/metrics", s.metrics.handler())
 	if s.cfg.Profiling {

@@ -110,6 +110,7 @@ func (s *Server) refreshStatus() {
 	s.status.Store(&st)
 	s.leadership.observe(st.Term, st.Lead)
 	s.metrics.observeStatus(st)
+	s.metrics.modules.observe(readModules(s.node))
 }
 
 func (s *Server) deliver(r node.Response) {

@@ -24,6 +24,7 @@ type metrics struct {
 	droppedInbound prometheus.Counter
 	fsync          prometheus.Histogram
 	requests       *prometheus.HistogramVec
+	modules        *moduleCollector // jobs and schedules (modulemetrics.go)
 }
 
 func newMetrics() *metrics {
@@ -40,8 +41,9 @@ func newMetrics() *metrics {
 			Buckets: prometheus.ExponentialBuckets(latencyBucketSecondsMin, 2, fsyncBuckets)}),
 		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "aspen_http_request_seconds", Help: "HTTP request latency by route and status code.",
 			Buckets: prometheus.ExponentialBuckets(latencyBucketSecondsMin, 2, requestBuckets)}, []string{"route", "code"}),
+		modules: newModuleCollector(),
 	}
-	m.reg.MustRegister(m.term, m.commit, m.applied, m.revision, m.leader, m.proposals, m.droppedInbound, m.fsync, m.requests,
+	m.reg.MustRegister(m.term, m.commit, m.applied, m.revision, m.leader, m.proposals, m.droppedInbound, m.fsync, m.requests, m.modules,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
