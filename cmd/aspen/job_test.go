@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aspen-db/aspen/runtime/server"
 )
@@ -126,6 +127,14 @@ func testJob(t *testing.T, d *devCluster) {
 			t.Errorf("get shell job: got\n%s\nwant a line %q", o.stdout, want)
 		}
 	}
+	// aspen dev runs a worker pool in each node: the command runs.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(o.stdout, "state       succeeded\n"); o = job("get", sh) {
+		if time.Now().After(deadline) {
+			t.Fatalf("shell job under aspen dev: got\n%s\nafter 10 s, want it succeeded", o.stdout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	wantStdout(t, job("output", sh), "hi\n")
 	o = job("cancel", ran)
 	o.wantCode(t, exitFailed)
 	wantStderr(t, o, "server answered 409")
