@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -346,4 +347,26 @@ func processAlive(pid int) bool {
 	}
 	fields := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+1:]))
 	return len(fields) > 0 && fields[0] != "Z"
+}
+
+// A standalone worker names several nodes: one that cannot be reached is
+// passed over, and a refusal (4xx) is final rather than tried elsewhere.
+func TestClientPassesOverDeadNodes(t *testing.T) {
+	r := newRig(t, servertest.StartOne(t))
+	dead := servertest.FreeAddr(t) // nothing listens there
+	c, err := NewClient([]string{dead, "http://" + r.addr + "/"}, r.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Lease(t.Context(), "w", []string{"echo"}, 1); err != nil {
+		t.Fatalf("lease with the first node dead: %v", err)
+	}
+	err = c.Heartbeat(t.Context(), 12345, 1)
+	var se *StatusError
+	if !errors.As(err, &se) || se.Code != http.StatusNotFound || !errors.Is(err, ErrLost) {
+		t.Fatalf("heartbeat of an unknown job: %v, want a 404 that reads as lost", err)
+	}
+	if _, err := NewClient([]string{"http://"}, nil); err == nil {
+		t.Fatal("an address without a host was taken")
+	}
 }
