@@ -159,11 +159,8 @@ func (s *Server) jobHandler(e jobEndpoint) http.HandlerFunc {
 			writeError(w, code, err.Error())
 			return
 		}
-		if e.shell {
-			if req.grant, err = s.shellPayload(r, req.Type, req.Payload, req.ShellCommand); err != nil {
-				writeShellError(w, err)
-				return
-			}
+		if e.shell && !s.grantOrRefuse(w, r, req.Type, req.Payload, req.ShellCommand, &req.grant) {
+			return
 		}
 		cmd, err := e.command(req)
 		if err != nil {

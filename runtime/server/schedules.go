@@ -156,11 +156,8 @@ func (s *Server) scheduleHandler(e scheduleEndpoint) http.HandlerFunc {
 			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		if e.name == "add" {
-			if req.grant, err = s.shellPayload(r, req.Type, req.Payload, req.ShellCommand); err != nil {
-				writeShellError(w, err)
-				return
-			}
+		if e.name == "add" && !s.grantOrRefuse(w, r, req.Type, req.Payload, req.ShellCommand, &req.grant) {
+			return
 		}
 		cmd, err := e.command(req)
 		if err != nil {

@@ -111,12 +111,21 @@ func (s *Server) checkNotRevoked(r *http.Request, id string) error {
 	return nil
 }
 
-// writeShellError answers a refusal from shellPayload.
-func writeShellError(w http.ResponseWriter, err error) {
+// grantOrRefuse sets *grant to the payload shellPayload makes for a shell
+// job (nil for any other), or answers its refusal and reports false.
+func (s *Server) grantOrRefuse(w http.ResponseWriter, r *http.Request, typ, payload string, c ShellCommand, grant *[]byte) bool {
+	p, err := s.shellPayload(r, typ, payload, c)
 	var se *shellError
-	if errors.As(err, &se) {
+	switch {
+	case errors.As(err, &se):
 		writeError(w, se.status, se.Error())
-		return
+		return false
+	case err != nil:
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return false
 	}
-	writeError(w, http.StatusServiceUnavailable, err.Error())
+	if isShell(typ) {
+		*grant = p
+	}
+	return true
 }
