@@ -16,7 +16,7 @@ build:
 # planted-bug tests, which need a build that can plant defects (core/bugs).
 test:
 	$(GO) test ./...
-	$(GO) test -tags aspenbugs -run 'Planted' ./sim/ ./core/...
+	$(GO) test -tags aspenbugs -run 'Planted' ./sim/ ./core/... ./runtime/worker/
 
 # Seeded sweep of every scenario; SEEDS=100 for the full acceptance sweep.
 sweep: build

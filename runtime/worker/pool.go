@@ -184,7 +184,7 @@ func (p *Pool) runJob(ctx context.Context, job server.JobInfo, sent time.Time) {
 // stopped before the cluster can give it to another worker).
 func (p *Pool) heartbeat(jctx context.Context, stop context.CancelCauseFunc, job server.JobInfo, sent time.Time, timeout time.Duration) {
 	every := max(timeout/3, heartbeatMin)
-	stopAt := sent.Add(timeout - timeout/4)
+	stopAt := plantStopAt(sent.Add(timeout - timeout/4))
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
@@ -202,7 +202,7 @@ func (p *Pool) heartbeat(jctx context.Context, stop context.CancelCauseFunc, job
 		cancel()
 		switch {
 		case err == nil:
-			stopAt = at.Add(timeout - timeout/4)
+			stopAt = plantStopAt(at.Add(timeout - timeout/4))
 		case errors.Is(err, ErrLost):
 			stop(errLeaseLost)
 			return
