@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"sync/atomic"
 	"testing"
@@ -28,14 +29,17 @@ func BenchmarkJobCycle(b *testing.B) {
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
 		node := int(next.Add(1)) % len(c.servers)
-		post := func(op string, body any, v any) bool {
-			raw, _ := json.Marshal(body)
+		post := func(op string, req any, v any) bool {
+			raw, _ := json.Marshal(req)
 			resp, err := client.Post(c.url(node, "/v1/aspen/job/"+op), "application/json", bytes.NewReader(raw))
 			if err != nil {
 				return false
 			}
 			defer resp.Body.Close()
-			return resp.StatusCode == http.StatusOK && (v == nil || json.NewDecoder(resp.Body).Decode(v) == nil)
+			// Read the whole body, as aspen bench does: a body closed
+			// unread costs the connection, and the next call dials again.
+			body, err := io.ReadAll(resp.Body)
+			return err == nil && resp.StatusCode == http.StatusOK && (v == nil || json.Unmarshal(body, v) == nil)
 		}
 		for pb.Next() {
 			var leased JobLeased
