@@ -94,7 +94,8 @@ type jobOp struct {
 	start    int64
 	deadline int64
 	attempt  int
-	sched    int // a schedule command's schedule, by number
+	sched    int  // a schedule command's schedule, by number
+	batch    bool // a complete sent as a one-item batch complete
 }
 
 func (w *World) newJobActors() {
@@ -233,7 +234,11 @@ func (w *World) workerFinish(a *jobActor, r *runJob) {
 		w.jobSend(a, &jobOp{kind: jopFail, token: r.token, req: node.Request{Call: call(jobs.Fail(r.id, r.token, "exit 1", true))}})
 	default:
 		res := jobs.Result{Output: []byte(fmt.Sprintf("job %d by w%d", r.id, a.idx))}
-		w.jobSend(a, &jobOp{kind: jopComplete, token: r.token, req: node.Request{Call: call(jobs.Complete(r.id, r.token, res))}})
+		op := &jobOp{kind: jopComplete, token: r.token, req: node.Request{Call: call(jobs.Complete(r.id, r.token, res))}}
+		if j.BatchCompleteProb > 0 && w.rng.Float64() < j.BatchCompleteProb {
+			op.batch, op.req.Call = true, call(jobs.CompleteBatch([]jobs.CompleteItem{{ID: r.id, Token: r.token, Result: res}}))
+		}
+		w.jobSend(a, op)
 	}
 }
 
@@ -319,7 +324,12 @@ func (w *World) jobResponse(a *jobActor, e event) {
 			a.run = nil // the job is someone else's now
 		}
 	case jopComplete, jopFail:
-		if r.Outcome == node.OK {
+		switch {
+		case op.batch && r.Outcome == node.OK && len(ans.Items) != 1:
+			w.check.fail("job worker %d: a batch complete of one item answered %d items", a.idx, len(ans.Items))
+		case op.batch && r.Outcome == node.OK && ans.Items[0].Outcome == node.OK:
+			w.jc.finishAcked(w, a, op, ans.Items[0].Job)
+		case !op.batch && r.Outcome == node.OK:
 			w.jc.finishAcked(w, a, op, ans.Job)
 		}
 		a.run = nil

@@ -168,6 +168,9 @@ type JobSpec struct {
 	CancelProb       float64 `toml:"cancel_prob"`       // a submitter's step is a cancel
 	InvalidProb      float64 `toml:"invalid_prob"`      // a submitter's step is a request the store must refuse
 	DeadOpsMs        float64 `toml:"dead_ops_ms"`       // the operator's interval; 0: no operator
+	// BatchCompleteProb: a run's complete goes as a one-item batch complete
+	// (jobs.CompleteBatch); 0 draws nothing, so older scenarios run as before.
+	BatchCompleteProb float64 `toml:"batch_complete_prob"`
 }
 
 func (j JobSpec) on() bool { return j.Submitters > 0 }
@@ -177,7 +180,7 @@ func (sc *Scenario) validateJobs() error {
 	if !j.on() {
 		return nil
 	}
-	for _, p := range []float64{j.FailProb, j.FatalProb, j.HangProb, j.CrashProb, j.LoseContactProb, j.ReuseKeyProb, j.CancelProb, j.InvalidProb} {
+	for _, p := range []float64{j.FailProb, j.FatalProb, j.HangProb, j.CrashProb, j.LoseContactProb, j.ReuseKeyProb, j.CancelProb, j.InvalidProb, j.BatchCompleteProb} {
 		if p < 0 || p > 1 {
 			return fmt.Errorf("jobs: probability %v outside [0, 1]", p)
 		}

@@ -15,6 +15,7 @@ import (
 //	cancel, retry, drop: id uvarint
 //	heartbeat: id uvarint | token uvarint
 //	complete:  id uvarint | token uvarint | exit code varint | output | detail
+//	complete batch: count uvarint | (complete's fields)... (batch.go)
 //	fail:      id uvarint | token uvarint | reason | retryable byte
 //	expire:    count uvarint | (id uvarint | token uvarint)...
 //	prune:     empty
@@ -79,10 +80,15 @@ func Heartbeat(id ID, token uint64) module.Command {
 
 // Complete reports job id, held under token, done with r.
 func Complete(id ID, token uint64, r Result) module.Command {
-	b := binary.AppendUvarint(binary.AppendUvarint(nil, uint64(id)), token)
+	return module.Command{Kind: CmdComplete, Body: appendComplete(nil, id, token, r)}
+}
+
+// appendComplete lays out one complete, alone or as a batch's item.
+func appendComplete(b []byte, id ID, token uint64, r Result) []byte {
+	b = binary.AppendUvarint(binary.AppendUvarint(b, uint64(id)), token)
 	b = binary.AppendVarint(b, r.ExitCode)
 	b = module.AppendBytes(b, r.Output)
-	return module.Command{Kind: CmdComplete, Body: module.AppendBytes(b, []byte(r.Detail))}
+	return module.AppendBytes(b, []byte(r.Detail))
 }
 
 // Fail reports the attempt at job id, held under token, failed for reason;
@@ -170,14 +176,25 @@ type Answer struct {
 	Existing bool  // submit: the idempotency key named a job already held
 	Jobs     []Job // lease: the jobs leased (each with its token); list: a page
 	Next     ID    // list: pass as after for the next page; 0 at the end
+	// Items answers a batch complete, item by item in the order asked;
+	// the other fields are then empty.
+	Items []ItemAnswer
 }
 
-// answerVersion opens an encoded answer (and keeps it clear of the host's
-// refusal mark, module.Answer).
-const answerVersion = 1
+// An encoded answer opens with its version (which keeps it clear of the
+// host's refusal mark, module.Answer): 1 for the fields above Items, 2 for
+// a batch's items alone. Answers saved in sessions before batches keep
+// decoding as version 1.
+const (
+	answerVersion      = 1
+	answerVersionItems = 2
+)
 
 // Encode lays the answer out field by field.
 func (a Answer) Encode() []byte {
+	if a.Items != nil {
+		return appendItems([]byte{answerVersionItems}, a.Items)
+	}
 	b := appendJob([]byte{answerVersion}, &a.Job)
 	if a.Existing {
 		b = append(b, 1)
@@ -193,6 +210,14 @@ func (a Answer) Encode() []byte {
 
 // DecodeAnswer reads what Answer.Encode wrote.
 func DecodeAnswer(b []byte) (Answer, error) {
+	if len(b) > 0 && b[0] == answerVersionItems {
+		r := &module.Reader{B: b[1:]}
+		a := Answer{Items: readItems(r)}
+		if a.Items == nil && r.Err == nil {
+			a.Items = []ItemAnswer{}
+		}
+		return a, r.Done("job batch answer")
+	}
 	if len(b) == 0 || b[0] != answerVersion {
 		return Answer{}, fmt.Errorf("job answer: %w: version", module.ErrMalformed)
 	}

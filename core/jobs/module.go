@@ -11,21 +11,22 @@ import (
 	"github.com/aspen-db/aspen/core/storage"
 )
 
-// Command kinds of the job module. Clients send the first eight; the leader
-// proposes expiries and pruning itself (Due). Queries are served after a
-// ReadIndex and never reach the log.
+// Command kinds of the job module. Clients send the first eight and the
+// batch complete; the leader proposes expiries and pruning itself (Due).
+// Queries are served after a ReadIndex and never reach the log.
 const (
-	CmdSubmit    byte = 32
-	CmdCancel    byte = 33
-	CmdLease     byte = 34
-	CmdHeartbeat byte = 35
-	CmdComplete  byte = 36
-	CmdFail      byte = 37
-	CmdRetry     byte = 38 // a dead letter back to pending
-	CmdDrop      byte = 39 // a dead letter deleted
-	CmdExpire    byte = 40 // the leader's
-	CmdPrune     byte = 41 // the leader's
-	CmdGrace     byte = 42 // the leader's: its grace for every job lease
+	CmdSubmit        byte = 32
+	CmdCancel        byte = 33
+	CmdLease         byte = 34
+	CmdHeartbeat     byte = 35
+	CmdComplete      byte = 36
+	CmdFail          byte = 37
+	CmdRetry         byte = 38 // a dead letter back to pending
+	CmdDrop          byte = 39 // a dead letter deleted
+	CmdExpire        byte = 40 // the leader's
+	CmdPrune         byte = 41 // the leader's
+	CmdGrace         byte = 42 // the leader's: its grace for every job lease
+	CmdCompleteBatch byte = 43 // several completes, each judged alone (batch.go)
 
 	QueryGet   byte = 44
 	QueryList  byte = 45
@@ -77,7 +78,7 @@ func (m *Module) Table() *Table { return m.t }
 func (m *Module) Name() string    { return "jobs" }
 func (m *Module) Version() uint64 { return 1 }
 func (m *Module) Kinds() []byte {
-	return []byte{CmdSubmit, CmdCancel, CmdLease, CmdHeartbeat, CmdComplete, CmdFail, CmdRetry, CmdDrop, CmdExpire, CmdPrune, CmdGrace}
+	return []byte{CmdSubmit, CmdCancel, CmdLease, CmdHeartbeat, CmdComplete, CmdFail, CmdRetry, CmdDrop, CmdExpire, CmdPrune, CmdGrace, CmdCompleteBatch}
 }
 func (m *Module) QueryKinds() []byte { return []byte{QueryGet, QueryList, QueryDead, QueryStats} }
 func (m *Module) Prefixes() [][]byte { return [][]byte{prefix} }
@@ -102,6 +103,11 @@ func (m *Module) Validate(kind byte, body []byte) module.Answer {
 		var c jobCmd
 		if c, err = decodeJobCmd(kind, body); err == nil {
 			err = m.checkJobCmd(c)
+		}
+	case CmdCompleteBatch:
+		var items []jobCmd
+		if items, err = decodeCompleteBatch(body); err == nil {
+			err = m.checkCompleteBatch(items)
 		}
 	default:
 		err = fmt.Errorf("%w: job command %d is the leader's own", errInvalid, kind)
@@ -191,6 +197,8 @@ func (m *Module) Apply(env *module.Env, kind byte, body []byte) module.Answer {
 			m.save(env.Batch, j.ID)
 		}
 		return answer(Answer{Jobs: leased}, nil)
+	case CmdCompleteBatch:
+		return m.applyCompleteBatch(env, body)
 	case CmdExpire, CmdPrune:
 		m.applyLeaders(env, kind, body)
 		return module.Answer{}

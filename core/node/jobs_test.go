@@ -155,3 +155,30 @@ func TestJobLeaseGetsGraceAfterRestart(t *testing.T) {
 		t.Fatalf("after the timeout: got %+v, want pending after 1 attempt", a.Job)
 	}
 }
+
+// A batch complete is answered item by item, and a retry of it (the same
+// session and sequence) replays those answers instead of judging again.
+func TestJobCompleteBatchAnswersEachItemAndReplays(t *testing.T) {
+	s := startAt(t, disk.New(), node.DefaultConfig(1, []uint64{1}), 0)
+	s.job(7, 1, jobs.Submit(jobSpec(3)))
+	s.job(7, 2, jobs.Submit(jobSpec(3)))
+	a, _ := s.job(8, 1, jobs.Lease("w1", []string{"shell"}, 2))
+	if len(a.Jobs) != 2 {
+		t.Fatalf("lease: got %d jobs, want 2", len(a.Jobs))
+	}
+	batch := jobs.CompleteBatch([]jobs.CompleteItem{
+		{ID: a.Jobs[0].ID, Token: a.Jobs[0].Token + 1}, // stale
+		{ID: a.Jobs[1].ID, Token: a.Jobs[1].Token},
+	})
+	first, r := s.job(8, 2, batch)
+	if r.Outcome != node.OK || len(first.Items) != 2 || first.Items[0].Outcome != node.Conflict || first.Items[1].Outcome != node.OK {
+		t.Fatalf("batch: got %v %+v, want ok with items conflict, ok", r.Err(), first.Items)
+	}
+	again, r := s.job(8, 2, batch)
+	if r.Outcome != node.OK || len(again.Items) != 2 || again.Items[0].Outcome != node.Conflict || again.Items[1].Job.State != jobs.Succeeded {
+		t.Fatalf("retry: got %v %+v, want the first answer replayed", r.Err(), again.Items)
+	}
+	if got, _ := s.job(99, 0, jobs.Get(a.Jobs[0].ID)); got.Job.State != jobs.Leased {
+		t.Fatalf("job of the stale item: got %v, want still leased", got.Job.State)
+	}
+}

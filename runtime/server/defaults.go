@@ -64,6 +64,10 @@ const (
 	// module's default cap (64 KiB) even if JSON escaped every byte (6x),
 	// plus the short fields. A larger body is refused with 413, never cut.
 	jobBodyBytesMax = 1 << 20
+	// jobBatchBodyBytesMax bounds a batch complete: 16 items (the module's
+	// default jobs per lease) each with an output at the default cap, even
+	// if JSON escaped every byte (6 MiB), plus the short fields.
+	jobBatchBodyBytesMax = 8 << 20
 	// jobAttemptsDefault and jobTimeoutMsDefault stand in for MaxAttempts
 	// and TimeoutMs left at 0 (absent) in a submit: 0 is never valid for
 	// either, and a job without a retry or a minute to run is rarely meant.

@@ -28,6 +28,7 @@ func (s *Server) routes() http.Handler {
 	s.tokenRoutes(route)
 	s.jobRoutes(route)
 	s.jobStatsRoute(route)
+	route("/v1/aspen/job/complete/batch", "aspen_job_complete_batch", s.handleJobCompleteBatch)
 	s.scheduleRoutes(route)
 	mux.Handle("/metrics", s.metrics.handler())
 	if s.cfg.Profiling {

@@ -1,11 +1,8 @@
 package server
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"strings"
@@ -33,6 +30,15 @@ import (
 // UTF-8 in a body reads as U+FFFD, as encoding/json does everywhere. Times
 // are Unix milliseconds of replicated time (the leaders' clocks), durations
 // milliseconds.
+//
+// POST /v1/aspen/job/complete/batch completes several leased jobs in one
+// write (a worker that leased several with Max): a JobCompleteBatch body of
+// at most the module's jobs per lease (16 by default) items, each the
+// fields of a complete. Each item is judged alone under complete's fencing
+// rules and answered alone in JobBatchAnswer, in order, with the status a
+// single complete would have got (200, 404, 409): a stale token refuses its
+// own item only. The batch is refused whole (400, 413), with nothing
+// applied, only when malformed or over a limit (jobbatch.go).
 //
 // A shell job (Type "shell") names its command in the ShellCommand fields
 // and carries a capability token in Capability; its payload is the grant
@@ -177,25 +183,8 @@ func (s *Server) jobHandler(e jobEndpoint) http.HandlerFunc {
 // part. On error it returns the status to answer with.
 func readJobRequest(r *http.Request) (JobRequest, int, error) {
 	var req JobRequest
-	raw, err := io.ReadAll(io.LimitReader(r.Body, jobBodyBytesMax+1))
-	switch {
-	case err != nil:
-		return req, http.StatusBadRequest, fmt.Errorf("read body: %v", err)
-	case len(raw) > jobBodyBytesMax:
-		return req, http.StatusRequestEntityTooLarge, fmt.Errorf("body over %d bytes", jobBodyBytesMax)
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	switch err := dec.Decode(&req); {
-	case errors.Is(err, io.EOF):
-		return req, 0, nil
-	case err != nil:
-		return req, http.StatusBadRequest, fmt.Errorf("malformed body (want one JSON object with the fields of a JobRequest): %v", err)
-	}
-	if err := dec.Decode(&json.RawMessage{}); !errors.Is(err, io.EOF) {
-		return req, http.StatusBadRequest, errors.New("malformed body: more than one JSON value")
-	}
-	return req, 0, nil
+	code, err := readStrictJSON(r, &req, "JobRequest", jobBodyBytesMax)
+	return req, code, err
 }
 
 // submitCommand builds a submit; a shell job only with the grant
