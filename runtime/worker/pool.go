@@ -169,6 +169,9 @@ func (p *Pool) runJob(ctx context.Context, job server.JobInfo, sent time.Time) {
 		p.log.Warn("job stopped: lease lost", "job", job.ID, "token", job.Token)
 		p.metrics.observe(job.Type, "lease_lost")
 		return // nothing to report: the job is another worker's
+	case out.Complete:
+		// It finished before it was stopped: say so, and let the cluster
+		// judge the token (a lease expired meanwhile refuses it).
 	case errors.Is(cause, errLeaseExpired):
 		p.log.Warn("job stopped: lease not renewed in time", "job", job.ID, "token", job.Token)
 		out = Outcome{Reason: errLeaseExpired.Error(), Retryable: true}
