@@ -92,6 +92,14 @@ type procCluster struct {
 // startProcCluster starts n nodes; every process is killed when the test ends.
 func startProcCluster(t *testing.T, bin, dir string, n int, tickMs int) *procCluster {
 	t.Helper()
+	return startProcClusterWith(t, bin, dir, n, tickMs, nil)
+}
+
+// startProcClusterWith is startProcCluster with more flags for each node:
+// extra(id), when not nil, is appended to node id's arguments (a --config
+// file, say; the flags given here win over the file's keys).
+func startProcClusterWith(t *testing.T, bin, dir string, n int, tickMs int, extra func(id uint64) []string) *procCluster {
+	t.Helper()
 	addrs := freeAddrs(t, 2*n)
 	var members []string
 	for i := range n {
@@ -103,6 +111,9 @@ func startProcCluster(t *testing.T, bin, dir string, n int, tickMs int) *procClu
 		p := &procNode{id: id, httpAddr: addrs[n+i], logPath: filepath.Join(dir, fmt.Sprintf("node%d.log", id))}
 		p.args = []string{"node", "start", "--id", fmt.Sprint(id), "--data-dir", filepath.Join(dir, fmt.Sprintf("node%d", id)),
 			"--initial-cluster", strings.Join(members, ","), "--http-addr", p.httpAddr, "--tick-ms", fmt.Sprint(tickMs)}
+		if extra != nil {
+			p.args = append(p.args, extra(id)...)
+		}
 		c.nodes = append(c.nodes, p)
 	}
 	t.Cleanup(c.killAll)

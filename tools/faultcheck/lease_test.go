@@ -51,7 +51,7 @@ func TestLeaseOutlivesLeaderKillThenExpires(t *testing.T) {
 	if _, err := c.leader(ctx, 15*time.Second, true); err != nil {
 		t.Fatalf("cluster start: %v (logs in %s)", err, dir)
 	}
-	election := electionTimeout(ctx, t, c)
+	election := electionTimeout(ctx, t, c, leaseTickMs)
 	id, keys, rev := grantAndAttach(ctx, t, c.httpAddrs())
 	k := startKeeper(ctx, c.httpAddrs(), id)
 	defer k.stop()
@@ -73,8 +73,8 @@ func TestLeaseOutlivesLeaderKillThenExpires(t *testing.T) {
 }
 
 // electionTimeout is what the nodes report: every node must agree, and run
-// the tick the test gave them.
-func electionTimeout(ctx context.Context, t *testing.T, c *procCluster) time.Duration {
+// the tick the test gave them (tickMs).
+func electionTimeout(ctx context.Context, t *testing.T, c *procCluster, tickMs int64) time.Duration {
 	t.Helper()
 	var first int64
 	for _, addr := range c.httpAddrs() {
@@ -85,8 +85,8 @@ func electionTimeout(ctx context.Context, t *testing.T, c *procCluster) time.Dur
 		if err := getJSON(ctx, "http://"+addr+"/v1/aspen/status", &st); err != nil {
 			t.Fatalf("status of %s: %v", addr, err)
 		}
-		if st.TickMs != leaseTickMs || st.ElectionTimeoutMs < st.TickMs || first != 0 && st.ElectionTimeoutMs != first {
-			t.Fatalf("%s: tick %d ms, election timeout %d ms; want a %d ms tick and one timeout on every node", addr, st.TickMs, st.ElectionTimeoutMs, leaseTickMs)
+		if st.TickMs != tickMs || st.ElectionTimeoutMs < st.TickMs || first != 0 && st.ElectionTimeoutMs != first {
+			t.Fatalf("%s: tick %d ms, election timeout %d ms; want a %d ms tick and one timeout on every node", addr, st.TickMs, st.ElectionTimeoutMs, tickMs)
 		}
 		first = st.ElectionTimeoutMs
 	}

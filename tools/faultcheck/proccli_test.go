@@ -128,11 +128,16 @@ func describeMembers(ms []member) string {
 }
 
 // pollUntil calls cond every 20 ms until it returns nil or timeout passes,
-// and returns its last error.
+// and returns its last error. Each call has a second.
 func pollUntil(ctx context.Context, timeout time.Duration, cond func(context.Context) error) error {
+	return pollUntilEach(ctx, timeout, time.Second, cond)
+}
+
+// pollUntilEach is pollUntil with each call given attempt.
+func pollUntilEach(ctx context.Context, timeout, attempt time.Duration, cond func(context.Context) error) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		callCtx, cancel := context.WithTimeout(ctx, time.Second)
+		callCtx, cancel := context.WithTimeout(ctx, attempt)
 		err := cond(callCtx)
 		cancel()
 		if err == nil {
