@@ -265,6 +265,15 @@ func (m *Module) JobState(id ID) (State, bool) {
 	return j.State, true
 }
 
+// JobAttempts returns the leases job id has been given, 0 for a job the
+// table does not hold.
+func (m *Module) JobAttempts(id ID) int64 {
+	if j := m.t.jobs[id]; j != nil {
+		return j.Attempts
+	}
+	return 0
+}
+
 // applyJobCmd applies a command naming one job, then prunes by count.
 func (m *Module) applyJobCmd(env *module.Env, c jobCmd) module.Answer {
 	var j Job

@@ -38,12 +38,20 @@ type Leases interface {
 	Attach(env *module.Env, key []byte, id int64)
 }
 
+// Observer is replicated state that reacts to committed changes in the
+// same apply (core/hooks): what it does goes into the change's own batch,
+// so it commits, or is lost, with the change.
+type Observer interface {
+	Changed(env *module.Env, e *Event)
+}
+
 // Module is the KV store as a replicated module: txns in, answers and change
 // events out, one record per key under Prefix.
 type Module struct {
-	M       *Machine
-	leases  Leases
-	events  *[]Event // where change events go, if a driver serves watches
+	M        *Machine
+	leases   Leases
+	observer Observer // sees every change applied, if set
+	events   *[]Event // where change events go, if a driver serves watches
 	maxMod  int64    // the highest ModRev Load saw, for the host's revision check
 	last    Response // the answer Apply gave last (see Apply)
 	scratch []Op
@@ -54,6 +62,9 @@ func NewModule(m *Machine) *Module { return &Module{M: m} }
 
 // EmitTo makes the module append every change's event to *dst.
 func (k *Module) EmitTo(dst *[]Event) { k.events = dst }
+
+// Observe makes o see every change as it is applied.
+func (k *Module) Observe(o Observer) { k.observer = o }
 
 // UseLeases connects the lease table; until then a put with a lease is refused.
 func (k *Module) UseLeases(l Leases) { k.leases = l }
@@ -160,8 +171,14 @@ func (k *Module) record(env *module.Env, changes []Change, rev int64, expired bo
 		} else {
 			env.Batch.Put(recordKey(c.Key), EncodeRecord(c.Record))
 		}
-		if k.events != nil {
-			*k.events = append(*k.events, Event{Revision: rev, Key: c.Key, Record: c.Record, Deleted: c.Deleted, Expired: expired})
+		if k.events != nil || k.observer != nil {
+			e := Event{Revision: rev, Key: c.Key, Record: c.Record, Deleted: c.Deleted, Expired: expired}
+			if k.observer != nil {
+				k.observer.Changed(env, &e)
+			}
+			if k.events != nil {
+				*k.events = append(*k.events, e)
+			}
 		}
 	}
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"github.com/aspen-db/aspen/core/bugs"
+	"github.com/aspen-db/aspen/core/hooks"
 	"github.com/aspen-db/aspen/core/jobs"
 	"github.com/aspen-db/aspen/core/kv"
 	"github.com/aspen-db/aspen/core/lease"
@@ -41,6 +42,7 @@ type Config struct {
 	Leases    lease.Limits
 	Jobs      jobs.Limits
 	Schedules sched.Limits
+	Hooks     hooks.Limits
 	// Bugs plants defects, for tests that prove a checker can catch them. It
 	// has effect only in builds with the aspenbugs tag (see core/bugs).
 	Bugs bugs.Set
@@ -69,6 +71,7 @@ func DefaultConfig(id uint64, peers []uint64) Config {
 		Leases:               lease.DefaultLimits(),
 		Jobs:                 jobs.DefaultLimits(),
 		Schedules:            sched.DefaultLimits(),
+		Hooks:                hooks.DefaultLimits(),
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 
 	"github.com/aspen-db/aspen/core/assert"
 	"github.com/aspen-db/aspen/core/audit"
+	"github.com/aspen-db/aspen/core/hooks"
 	"github.com/aspen-db/aspen/core/jobs"
 	"github.com/aspen-db/aspen/core/kv"
 	"github.com/aspen-db/aspen/core/lease"
@@ -37,6 +38,8 @@ type hosted struct {
 func newHosted(cfg Config) *hosted {
 	kvm := kv.NewModule(kvWithBugs(cfg.Bugs))
 	jobsm := jobsWithBugs(cfg)
+	hooksm := hooks.NewModule(cfg.Hooks, jobsm)
+	kvm.Observe(hooksm)
 	h := &hosted{kv: kvm, sessions: session.NewTable(cfg.SessionsMax), members: newMembersModule(), reporting: cfg.AppliedRecordsEnabled}
 	h.register(
 		kvm,
@@ -47,6 +50,7 @@ func newHosted(cfg Config) *hosted {
 		sched.NewModule(cfg.Schedules, jobsm),
 		tokens.NewModule(),
 		audit.NewModule(audit.DefaultLimits()),
+		hooksm,
 	)
 	return h
 }
