@@ -84,3 +84,28 @@ func TestGrantHoldsNoToken(t *testing.T) {
 		t.Fatal("the grant holds the token's signature")
 	}
 }
+
+func TestSealOpen(t *testing.T) {
+	sealed, err := Seal(key, []byte("hook secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(sealed, []byte("hook secret")) {
+		t.Fatal("the sealed value shows the secret")
+	}
+	if got, err := Open(key, sealed); err != nil || string(got) != "hook secret" {
+		t.Fatalf("open: %q, %v", got, err)
+	}
+	again, _ := Seal(key, []byte("hook secret"))
+	if !bytes.Equal(again, sealed) {
+		t.Fatal("sealing is not a pure function of key and secret")
+	}
+	flipped := bytes.Clone(sealed)
+	flipped[len(flipped)-1] ^= 1
+	if _, err := Open(key, flipped); err == nil {
+		t.Fatal("an altered sealed value opened")
+	}
+	if _, err := Open(bytes.Repeat([]byte{9}, KeyBytes), sealed); err == nil {
+		t.Fatal("a value sealed under another key opened")
+	}
+}
