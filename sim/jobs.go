@@ -318,7 +318,9 @@ func (w *World) jobResponse(a *jobActor, e event) {
 			a.submitted = append(a.submitted, ans.Job.ID)
 		}
 	case jopLease:
-		w.leasedJobs(a, r, ans)
+		if !w.leasedJobs(a, r, ans) {
+			return // idle until the wake leasedJobs set: asking again at once would spin
+		}
 	case jopHeartbeat:
 		if r.Outcome != node.OK {
 			a.run = nil // the job is someone else's now
@@ -346,11 +348,15 @@ func (w *World) jobResponse(a *jobActor, e event) {
 	w.jobDone(a)
 }
 
-func (w *World) leasedJobs(a *jobActor, r node.Response, ans jobs.Answer) {
+// leasedJobs starts the run of a leased job and reports true; a worker that
+// got nothing waits 50-150 ms (it reports false, and jobResponse must not
+// step it again at once: that would ask again on the answer's heels, and
+// idle workers would fill the log with empty leases, hundreds a second).
+func (w *World) leasedJobs(a *jobActor, r node.Response, ans jobs.Answer) bool {
 	if r.Outcome != node.OK || len(ans.Jobs) == 0 {
 		a.op = nil
 		w.wakeJobActor(a, w.now+jobIdleNsMin+int64(w.uniform(0, 2*jobIdleNsMin)))
-		return
+		return false
 	}
 	j := &w.sc.Jobs
 	got := ans.Jobs[0]
@@ -361,6 +367,7 @@ func (w *World) leasedJobs(a *jobActor, r node.Response, ans jobs.Answer) {
 		run.hang, run.doneAt = true, w.now+2*got.TimeoutNs
 	}
 	a.run = run
+	return true
 }
 
 // deadListed retries or drops one dead letter of the page, or none.

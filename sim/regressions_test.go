@@ -19,6 +19,8 @@ var regressions = []struct {
 	{"testdata/regressions/lease-ttl-clock-offset.toml", []uint64{27, 63}},
 	{"testdata/regressions/swarm-membership-leases.toml", []uint64{37, 148, 197}},
 	{"testdata/regressions/swarm-lease-at-end.toml", []uint64{168}},
+	{"testdata/regressions/swarm-jobs-idle-workers.toml", []uint64{20}},
+	{"testdata/regressions/schedules-one-type.toml", []uint64{34}},
 }
 
 func TestRegressions(t *testing.T) {

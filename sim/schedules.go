@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/aspen-db/aspen/core/jobs"
 	"github.com/aspen-db/aspen/core/node"
@@ -33,6 +34,7 @@ var (
 // simSchedule is a schedule as its operator believes it stands.
 type simSchedule struct {
 	name         string
+	jobType      int
 	paused, gone bool
 }
 
@@ -52,8 +54,9 @@ func (w *World) schedulerStep(a *jobActor) {
 		}
 	}
 	if live < s.Schedules && len(a.scheds) < schedAddsPerLiveMax*s.Schedules {
-		w.jobSend(a, &jobOp{kind: jopSchedAdd, sched: len(a.scheds), req: node.Request{Call: call(sched.Add(w.drawSchedule(len(a.scheds))))}})
-		a.scheds = append(a.scheds, &simSchedule{name: schedName(len(a.scheds))})
+		typ := w.scheduleJobType(a)
+		w.jobSend(a, &jobOp{kind: jopSchedAdd, sched: len(a.scheds), req: node.Request{Call: call(sched.Add(w.drawSchedule(len(a.scheds), typ)))}})
+		a.scheds = append(a.scheds, &simSchedule{name: schedName(len(a.scheds)), jobType: typ})
 		return
 	}
 	i := w.rng.IntN(len(a.scheds))
@@ -75,15 +78,32 @@ var schedOpNames = map[jobOpKind]string{jopSchedAdd: "add", jopSchedPause: "paus
 
 func schedName(i int) string { return fmt.Sprintf("sch%d", i) }
 
-// drawSchedule draws schedule i's definition.
-func (w *World) drawSchedule(i int) sched.Def {
+// scheduleJobType returns the job type for a new schedule: the one fewest
+// live schedules have (the lowest on a tie). Drawn, every live schedule
+// could land on one type (schedules seed 34: four schedules firing every
+// second, all of t2, for the three workers that serve it), a backlog the
+// workers never drain, which the jobs checker then rightly reports as jobs
+// never leased. The operator acts one command at a time, so its belief of
+// which schedules are gone is settled here.
+func (w *World) scheduleJobType(a *jobActor) int {
+	counts := make([]int, w.sc.Jobs.Types)
+	for _, sc := range a.scheds {
+		if !sc.gone {
+			counts[sc.jobType]++
+		}
+	}
+	return slices.Index(counts, slices.Min(counts))
+}
+
+// drawSchedule draws schedule i's definition, with jobs of type typ.
+func (w *World) drawSchedule(i, typ int) sched.Def {
 	j := &w.sc.Jobs
 	d := sched.Def{
 		Name: schedName(i),
 		Spec: schedSpecs[w.rng.IntN(len(schedSpecs))],
 		Zone: schedZones[w.rng.IntN(len(schedZones))],
 		Job: jobs.Spec{
-			Type: jobType(w.rng.IntN(j.Types)), AttemptsMax: 1 + w.rng.Int64N(j.AttemptsMax),
+			Type: jobType(typ), AttemptsMax: 1 + w.rng.Int64N(j.AttemptsMax),
 			TimeoutNs:     millis(w.uniform(j.TimeoutMsMin, j.TimeoutMsMax)),
 			BackoffBaseNs: jobBackoffNs, BackoffMaxNs: jobBackoffMaxN,
 		},
