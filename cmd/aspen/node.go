@@ -34,8 +34,75 @@ type nodeFile struct {
 	// Worker is the node's own worker pool ([worker] with enabled = true):
 	// it leases jobs through this node and runs them here.
 	Worker worker.Config `toml:"worker"`
+	// Hooks ([[hooks]] tables) are created once, when this node bootstraps
+	// a new cluster; later starts leave the cluster's hooks as they are.
+	Hooks []hookFile `toml:"hooks"`
 	// There is no restore key: a restore needs an empty data dir, so a file
 	// that kept asking for one would fail every restart after the first.
+}
+
+// hookFile is one [[hooks]] table: a hook as `aspen hook create` makes it.
+// An http hook's secret comes from secret_file, a shell hook's token from
+// token_file, so neither sits in the config itself.
+type hookFile struct {
+	Name             string            `toml:"name"`
+	Pattern          string            `toml:"pattern"`
+	Events           []string          `toml:"events"`  // put, delete, expire; default put and delete
+	Filter           string            `toml:"filter"`  // any, created, updated
+	Handler          string            `toml:"handler"` // http, shell or job
+	URL              string            `toml:"url"`
+	SecretFile       string            `toml:"secret_file"`
+	JobType          string            `toml:"job_type"`
+	Argv             []string          `toml:"argv"`
+	Dir              string            `toml:"dir"`
+	Env              map[string]string `toml:"env"`
+	CommandTimeoutMs int64             `toml:"command_timeout_ms"`
+	TokenFile        string            `toml:"token_file"`
+	Mode             string            `toml:"mode"`
+	Parallel         int64             `toml:"parallel"`
+	MaxAttempts      int64             `toml:"max_attempts"`
+	TimeoutMs        int64             `toml:"timeout_ms"`
+	BackoffMs        int64             `toml:"backoff_ms"`
+	BackoffMaxMs     int64             `toml:"backoff_max_ms"`
+	RatePerSec       int64             `toml:"rate_per_sec"`
+	Burst            int64             `toml:"burst"`
+	Disabled         bool              `toml:"disabled"`
+}
+
+// hookRequests reads the files the [[hooks]] tables name and builds the
+// requests the node makes at bootstrap; what only the cluster can judge
+// (pattern, token scope) it judges then.
+func hookRequests(hs []hookFile) ([]server.HookRequest, error) {
+	var out []server.HookRequest
+	seen := map[string]bool{}
+	for i, h := range hs {
+		if h.Name == "" || seen[h.Name] {
+			return nil, fmt.Errorf("[[hooks]] #%d: want a name of its own, got %q", i+1, h.Name)
+		}
+		seen[h.Name] = true
+		req := server.HookRequest{Name: h.Name, Pattern: h.Pattern, Events: h.Events, Filter: h.Filter, Handler: h.Handler,
+			URL: h.URL, JobType: h.JobType, Mode: h.Mode, Parallel: h.Parallel, MaxAttempts: h.MaxAttempts,
+			TimeoutMs: h.TimeoutMs, BackoffMs: h.BackoffMs, BackoffMaxMs: h.BackoffMaxMs, RatePerSec: h.RatePerSec,
+			Burst: h.Burst, Disabled: h.Disabled,
+			ShellCommand: server.ShellCommand{Argv: h.Argv, Dir: h.Dir, Env: h.Env, CommandTimeoutMs: h.CommandTimeoutMs}}
+		for _, f := range []struct {
+			key, path string
+			dst       *string
+		}{{"secret_file", h.SecretFile, &req.Secret}, {"token_file", h.TokenFile, &req.Capability}} {
+			if f.path == "" {
+				continue
+			}
+			b, err := os.ReadFile(f.path)
+			if err != nil {
+				return nil, fmt.Errorf("[[hooks]] %s: %s: %w", h.Name, f.key, err)
+			}
+			if *f.dst = strings.TrimSpace(string(b)); *f.dst == "" {
+				return nil, fmt.Errorf("[[hooks]] %s: %s %s is empty", h.Name, f.key, f.path)
+			}
+		}
+		out = append(out, req)
+	}
+	return out, nil
 }
 
 func nodeCommand() *cli.Command {
@@ -64,7 +131,7 @@ func nodeCommand() *cli.Command {
 // --join, which contradicts a restore).
 func nodeFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "config", Usage: "TOML file with id, data_dir, peer_addr, http_addr, initial_cluster, tick_ms, log_level, join, pprof"},
+		&cli.StringFlag{Name: "config", Usage: "TOML file with id, data_dir, peer_addr, http_addr, initial_cluster, tick_ms, log_level, join, pprof, token_key_file, [worker] and [[hooks]]"},
 		&cli.Uint64Flag{Name: "id", Usage: "this node's id (non-zero, unique in the cluster)"},
 		&cli.StringFlag{Name: "data-dir", Usage: "where this node keeps its data"},
 		&cli.StringFlag{Name: "peer-addr", Usage: "host:port peers reach this node at (default: its entry in --initial-cluster)"},
@@ -198,8 +265,13 @@ func nodeConfig(c *cli.Context) (server.Config, worker.Config, error) {
 	if f.PeerAddr == "" {
 		f.PeerAddr = members[f.ID]
 	}
+	hooks, err := hookRequests(f.Hooks)
+	if err != nil {
+		return server.Config{}, worker.Config{}, err
+	}
 	return server.Config{ID: f.ID, DataDir: f.DataDir, PeerAddr: f.PeerAddr, HTTPAddr: f.HTTPAddr, Join: f.Join,
-		TokenKeyFile: f.TokenKeyFile, Profiling: f.Pprof, Cluster: members, Tick: time.Duration(f.TickMs) * time.Millisecond, Logger: newLogger(f.LogLevel)}, f.Worker, nil
+		TokenKeyFile: f.TokenKeyFile, Profiling: f.Pprof, Cluster: members, Tick: time.Duration(f.TickMs) * time.Millisecond,
+		Logger: newLogger(f.LogLevel), Hooks: hooks}, f.Worker, nil
 }
 
 func overrideFromFlags(c *cli.Context, f *nodeFile) {

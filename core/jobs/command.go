@@ -147,6 +147,15 @@ func List(state State, after ID, n int) module.Command {
 	return module.Command{Kind: QueryList, Body: binary.AppendUvarint(b, uint64(n))}
 }
 
+// ListKeyed asks for at most n jobs in state with ids above after whose
+// idempotency key starts with prefix (Table.ListKeyed: a bounded scan, so
+// a page short of n may not be the last; go on while Next is not 0).
+func ListKeyed(state State, after ID, n int, prefix string) module.Command {
+	c := List(state, after, n)
+	c.Body = module.AppendBytes(c.Body, []byte(prefix))
+	return c
+}
+
 // ListDead asks for a page of the dead-letter list.
 func ListDead(after ID, n int) module.Command {
 	return module.Command{Kind: QueryDead, Body: binary.AppendUvarint(binary.AppendUvarint(nil, uint64(after)), uint64(n))}

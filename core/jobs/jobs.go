@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/google/btree"
 )
@@ -505,6 +506,44 @@ func (t *Table) List(state State, after ID, n int) ([]Job, ID) {
 			return false
 		}
 		out = append(out, t.view(t.jobs[k.id], false))
+		return true
+	})
+	return out, next
+}
+
+// listScanPages bounds a filtered list's scan: it looks at no more than
+// this many pages' worth of jobs in the state, matching or not, so a
+// filter that matches few jobs costs a bounded query, and answers with
+// Next set where it stopped for the client to go on from.
+const listScanPages = 8
+
+// ListKeyed is List restricted to jobs whose idempotency key starts with
+// prefix. It looks at most listScanPages*n jobs in state; when it stops
+// for that bound, Next is the last id it looked at (a page may then hold
+// fewer than n jobs, even none, and still not be the last).
+func (t *Table) ListKeyed(state State, after ID, n int, prefix string) ([]Job, ID) {
+	var out []Job
+	var next, last ID
+	budget := listScanPages * n
+	t.byState.AscendGreaterOrEqual(stateKey{state, after + 1}, func(k stateKey) bool {
+		if k.state != state {
+			return false
+		}
+		if budget == 0 {
+			next = last
+			return false
+		}
+		budget--
+		last = k.id
+		j := t.jobs[k.id]
+		if !strings.HasPrefix(j.Key, prefix) {
+			return true
+		}
+		if len(out) == n {
+			next = out[len(out)-1].ID
+			return false
+		}
+		out = append(out, t.view(j, false))
 		return true
 	})
 	return out, next

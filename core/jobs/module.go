@@ -420,6 +420,11 @@ func (m *Module) Query(kind byte, body []byte, _ int64) module.Answer {
 			state = State(r.Uvarint())
 		}
 		after, n := ID(r.Uvarint()), r.Uvarint()
+		keyed := kind == QueryList && len(r.B) > 0 // ListKeyed: a key prefix follows
+		var prefix string
+		if keyed {
+			prefix = r.String()
+		}
 		if err := r.Done("job list"); err != nil {
 			return module.Refuse(module.Invalid, err)
 		}
@@ -429,7 +434,11 @@ func (m *Module) Query(kind byte, body []byte, _ int64) module.Answer {
 		if n == 0 || n > uint64(m.t.limits.ListMax) {
 			n = uint64(m.t.limits.ListMax)
 		}
-		a.Jobs, a.Next = m.t.List(state, after, int(n))
+		if keyed {
+			a.Jobs, a.Next = m.t.ListKeyed(state, after, int(n), prefix)
+		} else {
+			a.Jobs, a.Next = m.t.List(state, after, int(n))
+		}
 	}
 	return module.Answer{Data: a.Encode(), Value: a}
 }

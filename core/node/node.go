@@ -135,10 +135,11 @@ type Node struct {
 	lastVote     uint64
 	earlyApplied map[string]bool // planted bug EarlyConfChange: changes applied at proposal
 
-	boot   storage.Batch // records written on first start, carried by the first Ready
-	out    Ready         // the Ready being built (Ready)
-	rd     raft.Ready
-	haveRd bool
+	boot         storage.Batch // records written on first start, carried by the first Ready
+	bootstrapped bool          // New started a new cluster from an empty disk
+	out          Ready         // the Ready being built (Ready)
+	rd           raft.Ready
+	haveRd       bool
 }
 
 type pendingWrite struct {
@@ -176,6 +177,7 @@ func New(cfg Config, rng Rand, disk storage.Reader) (*Node, error) {
 		if err := n.bootstrap(); err != nil {
 			return nil, err
 		}
+		n.bootstrapped = true
 	}
 	raw, err := raft.NewRawNode(n.raftConfig())
 	if err != nil {
@@ -449,6 +451,11 @@ func (n *Node) Log() (first, last uint64, term func(index uint64) uint64) {
 func (n *Node) StateHash() uint64 {
 	return n.h.hash() ^ (uint64(n.timeNs) * 0x165667B19E3779F9)
 }
+
+// Bootstrapped reports whether New started a new cluster from an empty
+// disk (not a restart, not a joiner): what a driver applies once at a
+// cluster's birth, such as hooks from a config file, it applies then.
+func (n *Node) Bootstrapped() bool { return n.bootstrapped }
 
 // AppliedIndex returns the index of the last applied entry.
 func (n *Node) AppliedIndex() uint64 { return n.applied }

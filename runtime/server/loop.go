@@ -110,7 +110,7 @@ func (s *Server) refreshStatus() {
 	s.status.Store(&st)
 	s.leadership.observe(st.Term, st.Lead)
 	s.metrics.observeStatus(st)
-	s.metrics.modules.observe(readModules(s.node))
+	s.metrics.modules.observe(readModules(s.node, st.Revision))
 }
 
 func (s *Server) deliver(r node.Response) {

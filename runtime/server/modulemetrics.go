@@ -4,13 +4,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/aspen-db/aspen/core/hooks"
 	"github.com/aspen-db/aspen/core/jobs"
 	"github.com/aspen-db/aspen/core/node"
 	"github.com/aspen-db/aspen/core/sched"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// The job queue's and the schedules' metrics. The loop reads them from the
+// The job queue's, the schedules' and the hooks' metrics. The loop reads them from the
 // replica after every round, with the status (readModules), and publishes
 // the reading; a scrape only loads the latest one, so no HTTP goroutine
 // touches a module. Gauges are replicated state as this replica applied it
@@ -18,6 +19,12 @@ import (
 // process started (jobs.Counters, sched.Counters), reset by a restart as
 // Prometheus expects; the lag is read at the replica's query time
 // (node.QueryNowNs: the leader's clock, a follower's replicated time).
+//
+// A hook's counts (matched, delivered, failed, retried, dead) are its
+// replicated Stats, the same on every replica at one index; they are
+// exported as counters, since they only grow while the hook exists (a hook
+// deleted and created again starts from 0, which Prometheus reads as a
+// reset). Backlog, in flight, lagging and lag are gauges.
 
 // moduleReading is one reading of the modules, taken on the loop.
 type moduleReading struct {
@@ -25,13 +32,41 @@ type moduleReading struct {
 	jobCounters jobs.Counters
 	ticks       sched.Counters
 	lagNs       int64
+	hooks       []hookReading
 }
 
-// readModules reads the job and schedule tables; only the loop may call it.
-func readModules(n *node.Node) moduleReading {
+// hookReading is one hook's numbers; nothing in it aliases the module.
+type hookReading struct {
+	name              string
+	stats             hooks.Stats
+	backlog, inFlight int
+	lagging           bool
+	lagRevs, lagNs    int64
+}
+
+// readModules reads the job, schedule and hook tables at KV revision
+// revision (the status's); only the loop may call it.
+func readModules(n *node.Node, revision int64) moduleReading {
 	jt := n.Hosted("jobs").(*jobs.Module).Table()
 	st := n.Hosted("schedules").(*sched.Module).Table()
-	return moduleReading{jobs: jt.Counts(), jobCounters: jt.Counters(), ticks: st.Counters(), lagNs: st.LagNs(n.QueryNowNs())}
+	nowNs := n.QueryNowNs()
+	return moduleReading{jobs: jt.Counts(), jobCounters: jt.Counters(), ticks: st.Counters(), lagNs: st.LagNs(nowNs),
+		hooks: readHooks(n.Hosted("hooks").(*hooks.Module), revision, nowNs)}
+}
+
+// readHooks reads every hook's numbers; only the loop may call it.
+func readHooks(m *hooks.Module, revision, nowNs int64) []hookReading {
+	views := m.Hooks()
+	out := make([]hookReading, 0, len(views))
+	for i := range views {
+		h := &views[i]
+		r := hookReading{name: h.Name, stats: h.Stats, backlog: h.Backlog, inFlight: h.InFlight, lagging: h.Lagging}
+		if h.OldestRev != 0 {
+			r.lagRevs, r.lagNs = max(0, revision-h.OldestRev), max(0, nowNs-h.OldestNs)
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 // moduleCollector serves the latest reading as Prometheus metrics.
@@ -39,6 +74,10 @@ type moduleCollector struct {
 	reading                                atomic.Pointer[moduleReading]
 	jobs, expiries, retries, deadLetters   *prometheus.Desc
 	missedTicks, skippedTicks, scheduleLag *prometheus.Desc
+	hookMatched, hookDelivered, hookFailed *prometheus.Desc
+	hookRetried, hookDead, hookBacklog     *prometheus.Desc
+	hookInFlight, hookLagging              *prometheus.Desc
+	hookLagRevisions, hookLagSeconds       *prometheus.Desc
 }
 
 func newModuleCollector() *moduleCollector {
@@ -53,13 +92,26 @@ func newModuleCollector() *moduleCollector {
 		missedTicks:  d("aspen_schedule_missed_ticks_total", "Schedule ticks catch-up passed over, as this node applied them since it started."),
 		skippedTicks: d("aspen_schedule_skipped_ticks_total", "Schedule ticks the overlap policy dropped or the job queue refused, as this node applied them since it started."),
 		scheduleLag:  d("aspen_schedule_lag_seconds", "How long the oldest due tick of an unpaused schedule has waited unfired (0: none due)."),
+
+		hookMatched:      d("aspen_hook_matched_total", "Committed changes that matched the hook (replicated).", "hook"),
+		hookDelivered:    d("aspen_hook_delivered_total", "The hook's deliveries whose job succeeded (replicated).", "hook"),
+		hookFailed:       d("aspen_hook_failed_total", "The hook's deliveries whose job failed for good (replicated).", "hook"),
+		hookRetried:      d("aspen_hook_retried_total", "Attempts after the first over the hook's finished deliveries (replicated).", "hook"),
+		hookDead:         d("aspen_hook_dead_total", "The hook's deliveries whose job ran out of attempts (replicated).", "hook"),
+		hookBacklog:      d("aspen_hook_backlog", "The hook's deliveries waiting to be handed to the job queue.", "hook"),
+		hookInFlight:     d("aspen_hook_in_flight", "The hook's deliveries in the job queue, not yet seen finished.", "hook"),
+		hookLagging:      d("aspen_hook_lagging", "1 while the hook's backlog overflowed and changes wait for one resync delivery.", "hook"),
+		hookLagRevisions: d("aspen_hook_lag_revisions", "The KV revision minus that of the hook's oldest unfinished delivery (0: none).", "hook"),
+		hookLagSeconds:   d("aspen_hook_lag_seconds", "How long ago the change of the hook's oldest unfinished delivery was applied (0: none).", "hook"),
 	}
 }
 
 func (c *moduleCollector) observe(r moduleReading) { c.reading.Store(&r) }
 
 func (c *moduleCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.jobs, c.expiries, c.retries, c.deadLetters, c.missedTicks, c.skippedTicks, c.scheduleLag} {
+	for _, d := range []*prometheus.Desc{c.jobs, c.expiries, c.retries, c.deadLetters, c.missedTicks, c.skippedTicks, c.scheduleLag,
+		c.hookMatched, c.hookDelivered, c.hookFailed, c.hookRetried, c.hookDead, c.hookBacklog, c.hookInFlight, c.hookLagging,
+		c.hookLagRevisions, c.hookLagSeconds} {
 		ch <- d
 	}
 }
@@ -85,4 +137,28 @@ func (c *moduleCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.missedTicks, r.ticks.Missed)
 	counter(c.skippedTicks, r.ticks.Skipped)
 	ch <- prometheus.MustNewConstMetric(c.scheduleLag, prometheus.GaugeValue, time.Duration(r.lagNs).Seconds())
+	for _, h := range r.hooks {
+		c.collectHook(ch, &h)
+	}
+}
+
+func (c *moduleCollector) collectHook(ch chan<- prometheus.Metric, h *hookReading) {
+	for _, m := range []struct {
+		d *prometheus.Desc
+		t prometheus.ValueType
+		v float64
+	}{
+		{c.hookMatched, prometheus.CounterValue, float64(h.stats.Matched)},
+		{c.hookDelivered, prometheus.CounterValue, float64(h.stats.Delivered)},
+		{c.hookFailed, prometheus.CounterValue, float64(h.stats.Failed)},
+		{c.hookRetried, prometheus.CounterValue, float64(h.stats.Retried)},
+		{c.hookDead, prometheus.CounterValue, float64(h.stats.Dead)},
+		{c.hookBacklog, prometheus.GaugeValue, float64(h.backlog)},
+		{c.hookInFlight, prometheus.GaugeValue, float64(h.inFlight)},
+		{c.hookLagging, prometheus.GaugeValue, map[bool]float64{false: 0, true: 1}[h.lagging]},
+		{c.hookLagRevisions, prometheus.GaugeValue, float64(h.lagRevs)},
+		{c.hookLagSeconds, prometheus.GaugeValue, time.Duration(h.lagNs).Seconds()},
+	} {
+		ch <- prometheus.MustNewConstMetric(m.d, m.t, m.v, h.name)
+	}
 }

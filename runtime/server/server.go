@@ -51,6 +51,10 @@ type Config struct {
 	// dir's token.key, which a node bootstrapping a cluster of one creates.
 	TokenKeyFile string
 
+	// Hooks are created once, when this node bootstraps a new cluster
+	// (hookboot.go); later starts leave the cluster's hooks as they are.
+	Hooks []HookRequest
+
 	// Node tunes the replica; zero means node.DefaultConfig.
 	Node *node.Config
 }
@@ -135,8 +139,12 @@ func Start(cfg Config) (*Server, error) {
 	if err := s.startNetwork(); err != nil {
 		return nil, errors.Join(err, s.httpLn.Close(), store.Close())
 	}
+	boot := s.node.Bootstrapped() // read before the loop owns the replica
 	s.goOwned(s.loop)
 	s.goOwned(s.advertise)
+	if boot && len(cfg.Hooks) > 0 {
+		s.goOwned(s.createBootHooks)
+	}
 	return s, nil
 }
 

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -61,7 +62,7 @@ func shellRefusal(status int, format string, args ...any) error {
 // shellPayload checks a job's type, payload and shell command together and
 // returns the payload to store: for a shell job the grant, else payload as
 // given. A refusal is a *shellError.
-func (s *Server) shellPayload(r *http.Request, typ, payload string, c ShellCommand) ([]byte, error) {
+func (s *Server) shellPayload(ctx context.Context, typ, payload string, c ShellCommand) ([]byte, error) {
 	switch {
 	case !isShell(typ) && !c.empty():
 		return nil, shellRefusal(http.StatusBadRequest, "Argv, Dir, Env, CommandTimeoutMs and Capability are for jobs of type %s, not %q", shellJobType, typ)
@@ -80,7 +81,7 @@ func (s *Server) shellPayload(r *http.Request, typ, payload string, c ShellComma
 	if err != nil {
 		return nil, &shellError{status: tokenErrorStatus(err), err: err}
 	}
-	if err := s.checkNotRevoked(r, claims.ID); err != nil {
+	if err := s.checkNotRevoked(ctx, claims.ID); err != nil {
 		return nil, err
 	}
 	dir := c.Dir
@@ -97,8 +98,8 @@ func (s *Server) shellPayload(r *http.Request, typ, payload string, c ShellComma
 // checkNotRevoked asks the replicated registry, after a ReadIndex, whether
 // id is revoked; a token it never heard of is not. A registry it cannot
 // reach refuses the job (503): an unchecked token runs nothing.
-func (s *Server) checkNotRevoked(r *http.Request, id string) error {
-	v, err := s.Query(r.Context(), tokens.Get(id))
+func (s *Server) checkNotRevoked(ctx context.Context, id string) error {
+	v, err := s.Query(ctx, tokens.Get(id))
 	switch {
 	case errors.Is(err, &module.Error{Outcome: module.NotFound}):
 		return nil
@@ -114,7 +115,7 @@ func (s *Server) checkNotRevoked(r *http.Request, id string) error {
 // grantOrRefuse sets *grant to the payload shellPayload makes for a shell
 // job (nil for any other), or answers its refusal and reports false.
 func (s *Server) grantOrRefuse(w http.ResponseWriter, r *http.Request, typ, payload string, c ShellCommand, grant *[]byte) bool {
-	p, err := s.shellPayload(r, typ, payload, c)
+	p, err := s.shellPayload(r.Context(), typ, payload, c)
 	var se *shellError
 	switch {
 	case errors.As(err, &se):
