@@ -159,7 +159,9 @@ func (p *Pool) runJob(ctx context.Context, job server.JobInfo, sent time.Time) {
 	if h == nil { // the cluster gave a type not asked for: never run it
 		out = Outcome{Reason: fmt.Sprintf("worker %s has no handler for type %q", p.name, job.Type)}
 	} else {
+		start := time.Now()
 		out = h.Run(jctx, job)
+		p.metrics.ran(job.Type, time.Since(start))
 	}
 	cause := context.Cause(jctx)
 	stop(nil)
