@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -366,5 +367,25 @@ func TestHookShellFeedsEvent(t *testing.T) {
 	}
 	if rec := r.auditOf(script); rec.Exec.TokenID != "hook-tok" || rec.Exec.Exit != 0 {
 		t.Errorf("audit: %+v, want the run under hook-tok, exit 0", rec.Exec)
+	}
+}
+
+// A pool with more slots than one lease may ask for (the queue refuses a
+// request for more, whole) still gets work: it asks for at most
+// leaseJobsMax at a time.
+func TestPoolWiderThanOneLease(t *testing.T) {
+	r := newHookRig(t)
+	secret := []byte("whsec-wide")
+	rc := newReceiver(t, secret, status(http.StatusOK))
+	p, err := Start(Config{Name: "wide", Concurrency: leaseJobsMax + 1, PollMs: 50, Types: []string{HookHTTPType}}, []string{r.addr}, r.key,
+		slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Stop)
+	r.create(r.httpHook("wide", "wide/", rc.URL, secret, r.key))
+	r.put("wide/k", "v")
+	if j := r.waitHookJob("wide", "succeeded"); j.Worker != "wide" {
+		t.Fatalf("job %+v, want it run by the wide pool", j)
 	}
 }
