@@ -37,6 +37,12 @@ const (
 // ShellType is the job type of shell commands.
 const ShellType = "shell"
 
+// HandlerTypes are the job types this worker has handlers for, and serves
+// unless told to serve fewer: shell commands and the deliveries of http
+// and shell hooks. (A job hook's deliveries are jobs of the hook's own
+// type, for workers of their own.)
+var HandlerTypes = []string{ShellType, HookHTTPType, HookShellType}
+
 // LoadConfig reads a worker config file, refusing unknown keys (a
 // misspelt allowlist would otherwise silently allow nothing, or worse).
 func LoadConfig(path string) (Config, error) {
@@ -80,7 +86,7 @@ func Start(cfg Config, addrs []string, key []byte, log *slog.Logger, reg prometh
 		cfg.PollMs = pollMsDefault
 	}
 	if len(cfg.Types) == 0 {
-		cfg.Types = []string{ShellType}
+		cfg.Types = HandlerTypes
 	}
 	client, err := NewClient(addrs, key)
 	if err != nil {
@@ -90,18 +96,9 @@ func Start(cfg Config, addrs []string, key []byte, log *slog.Logger, reg prometh
 	if reg != nil {
 		m = NewMetrics(reg)
 	}
-	handlers := map[string]Handler{}
-	for _, t := range cfg.Types {
-		switch t {
-		case ShellType:
-			h, err := NewShellHandler(cfg.Name, key, cfg.Shell, client, jobs.DefaultLimits().OutputBytesMax, log, m)
-			if err != nil {
-				return nil, err
-			}
-			handlers[t] = h
-		default:
-			return nil, fmt.Errorf("worker: no handler for job type %q (this worker serves %q)", t, []string{ShellType})
-		}
+	handlers, err := newHandlers(cfg, key, client, log, m)
+	if err != nil {
+		return nil, err
 	}
 	pool, err := NewPool(cfg.Name, cfg.Concurrency, time.Duration(cfg.PollMs)*time.Millisecond, client, handlers, log.With("worker", cfg.Name), m)
 	if err != nil {
@@ -114,4 +111,41 @@ func Start(cfg Config, addrs []string, key []byte, log *slog.Logger, reg prometh
 		pool.Run(ctx)
 	}()
 	return r, nil
+}
+
+// newHandlers makes a handler for each type cfg serves. The shell and
+// hook.shell handlers share one executor, policy and audit trail.
+func newHandlers(cfg Config, key []byte, client *Client, log *slog.Logger, m *Metrics) (map[string]Handler, error) {
+	var sh *ShellHandler
+	shellHandler := func() (*ShellHandler, error) {
+		if sh != nil {
+			return sh, nil
+		}
+		var err error
+		sh, err = NewShellHandler(cfg.Name, key, cfg.Shell, client, jobs.DefaultLimits().OutputBytesMax, log, m)
+		return sh, err
+	}
+	handlers := map[string]Handler{}
+	for _, t := range cfg.Types {
+		var h Handler
+		var err error
+		switch t {
+		case ShellType:
+			h, err = shellHandler()
+		case HookShellType:
+			var s *ShellHandler
+			if s, err = shellHandler(); err == nil {
+				h = NewHookShellHandler(s)
+			}
+		case HookHTTPType:
+			h, err = NewHookHTTPHandler(key, log, m)
+		default:
+			return nil, fmt.Errorf("worker: no handler for job type %q (this worker serves %q)", t, HandlerTypes)
+		}
+		if err != nil {
+			return nil, err
+		}
+		handlers[t] = h
+	}
+	return handlers, nil
 }

@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aspen-db/aspen/core/jobs"
 	"github.com/aspen-db/aspen/runtime/server"
 )
 
@@ -78,6 +79,11 @@ const (
 	reportPatienceStopping = 2 * time.Second
 )
 
+// leaseJobsMax is the most jobs one lease asks for: the queue's default
+// bound (core/jobs Limits.LeaseJobsMax), which refuses a request for more
+// whole. A pool with more free slots fills them over several leases.
+var leaseJobsMax = jobs.DefaultLimits().LeaseJobsMax
+
 // NewPool makes a pool serving the types handlers names.
 func NewPool(name string, concurrency int, poll time.Duration, client *Client, handlers map[string]Handler, log *slog.Logger, m *Metrics) (*Pool, error) {
 	switch {
@@ -115,8 +121,9 @@ func (p *Pool) Run(ctx context.Context) {
 				return
 			}
 		}
+		want := min(free, leaseJobsMax)
 		sent := time.Now()
-		leased, err := p.client.Lease(ctx, p.name, p.types, free)
+		leased, err := p.client.Lease(ctx, p.name, p.types, want)
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -134,7 +141,7 @@ func (p *Pool) Run(ctx context.Context) {
 				p.runJob(ctx, job, sent)
 			}()
 		}
-		if len(leased) == free && err == nil {
+		if len(leased) == want && err == nil {
 			continue // more may be waiting
 		}
 		select {
@@ -159,7 +166,9 @@ func (p *Pool) runJob(ctx context.Context, job server.JobInfo, sent time.Time) {
 	if h == nil { // the cluster gave a type not asked for: never run it
 		out = Outcome{Reason: fmt.Sprintf("worker %s has no handler for type %q", p.name, job.Type)}
 	} else {
+		start := time.Now()
 		out = h.Run(jctx, job)
+		p.metrics.ran(job.Type, time.Since(start))
 	}
 	cause := context.Cause(jctx)
 	stop(nil)

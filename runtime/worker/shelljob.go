@@ -52,8 +52,23 @@ func NewShellHandler(name string, key []byte, cfg shell.Config, client *Client, 
 
 // Run checks the job's grant and runs its command.
 func (h *ShellHandler) Run(ctx context.Context, job server.JobInfo) Outcome {
+	return h.runGrant(ctx, job, []byte(job.Payload), feed{})
+}
+
+// feed is what the worker itself hands a granted command besides what the
+// grant says: a hook delivery's event on stdin and in variables
+// (hookshell.go). A plain shell job has none.
+type feed struct {
+	stdin []byte
+	env   map[string]string
+}
+
+// runGrant checks grant, the payload a node made from a capability token,
+// and runs its command with f: the checks, audit and outcome every granted
+// command gets, whatever job carried it.
+func (h *ShellHandler) runGrant(ctx context.Context, job server.JobInfo, grant []byte, f feed) Outcome {
 	start := time.Now()
-	g, err := token.CheckGrant(h.key, []byte(job.Payload), start.UnixNano(), nil)
+	g, err := token.CheckGrant(h.key, grant, start.UnixNano(), nil)
 	if err == nil {
 		var revoked bool
 		if revoked, err = h.client.Revoked(ctx, g.Claims.ID); err != nil {
@@ -67,7 +82,8 @@ func (h *ShellHandler) Run(ctx context.Context, job server.JobInfo) Outcome {
 	if err != nil {
 		return h.refuse(ctx, job, g, start, err)
 	}
-	res, err := h.exec.Run(ctx, shell.Request{Argv: g.Argv, Dir: g.Dir, Env: g.Env, Timeout: time.Duration(g.TimeoutMs) * time.Millisecond})
+	res, err := h.exec.Run(ctx, shell.Request{Argv: g.Argv, Dir: g.Dir, Env: g.Env, Timeout: time.Duration(g.TimeoutMs) * time.Millisecond,
+		Stdin: f.stdin, WorkerEnv: f.env})
 	switch {
 	case errors.Is(err, shell.ErrRefused):
 		return h.refuse(ctx, job, g, start, err)
@@ -101,7 +117,7 @@ func (h *ShellHandler) refuse(ctx context.Context, job server.JobInfo, g token.G
 		reason = "refused: " + reason
 	}
 	h.audit(ctx, job, g, audit.Exec{StartNs: start.UnixNano(), EndNs: time.Now().UnixNano(), Exit: -1, Refused: reason})
-	h.log.Warn("shell job refused", "job", job.ID, "reason", reason)
+	h.log.Warn("command refused", "job", job.ID, "type", job.Type, "reason", reason)
 	return Outcome{Reason: reason}
 }
 

@@ -204,10 +204,11 @@ func within(p, root string) bool {
 }
 
 // environ builds the command's whole environment: PATH and HOME, the
-// operator's fixed variables, then the job's, each of which must be allowed.
-func (p *policy) environ(requested map[string]string) ([]string, error) {
-	if len(requested) > envVarsPerRequestMax {
-		return nil, refuse(ReasonBadRequest, "%d variables, at most %d", len(requested), envVarsPerRequestMax)
+// operator's fixed variables, then the job's, each of which must be allowed,
+// then the worker's own (Request.WorkerEnv), which win.
+func (p *policy) environ(requested, worker map[string]string) ([]string, error) {
+	if len(requested)+len(worker) > envVarsPerRequestMax {
+		return nil, refuse(ReasonBadRequest, "%d variables, at most %d", len(requested)+len(worker), envVarsPerRequestMax)
 	}
 	env := map[string]string{"PATH": p.cfg.Path, "HOME": p.cfg.Home}
 	for k, v := range p.cfg.Env {
@@ -216,6 +217,12 @@ func (p *policy) environ(requested map[string]string) ([]string, error) {
 	for k, v := range requested {
 		if err := p.checkEnvVar(k, v); err != nil {
 			return nil, err
+		}
+		env[k] = v
+	}
+	for k, v := range worker { // the worker's own: fixed names, checked only for form
+		if !strings.HasPrefix(k, WorkerEnvPrefix) || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v, 0) {
+			return nil, refuse(ReasonBadRequest, "worker variable %q: want a name starting %s, no NUL", k, WorkerEnvPrefix)
 		}
 		env[k] = v
 	}

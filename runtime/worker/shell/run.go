@@ -18,7 +18,20 @@ type Request struct {
 	Dir     string            // working directory; empty: the first allowed root
 	Env     map[string]string // variables the job sets, each in the allowlist
 	Timeout time.Duration     // zero: the config's default
+	// Stdin is fed to the command through a pipe, at most stdinBytesMax
+	// bytes; nil: stdin is /dev/null. A command that does not read it is
+	// not held up by it.
+	Stdin []byte
+	// WorkerEnv are variables the worker sets itself, not the job: a hook
+	// delivery's ASPEN_HOOK_* (runtime/worker/hookshell.go). They bypass
+	// the environment allowlist, which guards what a job's submitter may
+	// set, so each name must start with WorkerEnvPrefix (no loader or
+	// shell variable can pass this way), and they win over the job's.
+	WorkerEnv map[string]string
 }
+
+// WorkerEnvPrefix starts the name of every variable in Request.WorkerEnv.
+const WorkerEnvPrefix = "ASPEN_"
 
 // Result is what became of a command that was started.
 type Result struct {
@@ -73,14 +86,22 @@ func (e *Executor) Run(ctx context.Context, req Request) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("output pipes: %w", err)
 	}
-	cmd.Stdout, cmd.Stderr = out.writers[0], out.writers[1]
+	in, err := newInput(req.Stdin)
+	if err != nil {
+		out.closeAll()
+		return Result{}, fmt.Errorf("stdin pipe: %w", err)
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = in.file(), out.writers[0], out.writers[1]
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		out.closeAll()
+		in.closeAll()
 		return Result{}, fmt.Errorf("start %s: %w", req.Argv[0], err)
 	}
 	out.start()
+	in.start(req.Stdin)
 	res, waitErr := e.supervise(ctx, cmd, timeout)
+	in.stop()
 	res.OutputCutOff = out.drain(ms(e.p.cfg.WaitDelayMs))
 	res.Duration = time.Since(start)
 	res.Stdout, res.StdoutTruncated, res.StdoutBytes = out.stdout.String(), out.stdout.truncated(), out.stdout.total
@@ -112,7 +133,10 @@ func (e *Executor) prepare(req Request) (*exec.Cmd, time.Duration, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	env, err := e.p.environ(req.Env)
+	if len(req.Stdin) > stdinBytesMax {
+		return nil, 0, refuse(ReasonBadRequest, "stdin of %d bytes, at most %d", len(req.Stdin), stdinBytesMax)
+	}
+	env, err := e.p.environ(req.Env, req.WorkerEnv)
 	if err != nil {
 		return nil, 0, err
 	}
