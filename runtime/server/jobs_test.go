@@ -152,6 +152,8 @@ func TestJobRefusalsChangeNothing(t *testing.T) {
 		{"POST", "submit", `{"Type": "shell", "Argv": ["/bin/true"]}`, 403, "shell jobs need a capability token"},
 		{"POST", "submit", `{"Type": "shell", "Argv": ["/bin/true"], "Capability": "aspen1.x.y"}`, 401, "no cluster key"},
 		{"POST", "submit", `{"Type": "echo", "Argv": ["/bin/true"]}`, 400, "are for jobs of type shell"},
+		{"POST", "submit", `{"Type": "hook.http", "Payload": "{}"}`, 403, "made by hooks only"},
+		{"POST", "submit", `{"Type": " Hook.Shell"}`, 403, "made by hooks only"},
 		{"POST", "submit", `{"Type": "echo", "Payload": "` + strings.Repeat("y", jobBodyBytesMax) + `"}`, 413, "body over"},
 		{"GET", "submit", ``, 405, "not allowed"},
 		{"POST", "lease", `{"Worker": "w"}`, 400, "0 job types"},

@@ -46,6 +46,14 @@ const shellJobType = "shell"
 // miss could cost a host.
 func isShell(typ string) bool { return strings.EqualFold(strings.TrimSpace(typ), shellJobType) }
 
+// hookJobPrefix opens the types of hook deliveries' jobs (core/hooks).
+const hookJobPrefix = "hook."
+
+// isHookType matches hook delivery types as loosely as isShell matches shell.
+func isHookType(typ string) bool {
+	return strings.HasPrefix(strings.ToLower(strings.TrimSpace(typ)), hookJobPrefix)
+}
+
 // shellError is a refusal with the status to answer it with.
 type shellError struct {
 	status int
@@ -64,6 +72,8 @@ func shellRefusal(status int, format string, args ...any) error {
 // given. A refusal is a *shellError.
 func (s *Server) shellPayload(ctx context.Context, typ, payload string, c ShellCommand) ([]byte, error) {
 	switch {
+	case isHookType(typ):
+		return nil, shellRefusal(http.StatusForbidden, "job type %q: %s* jobs are made by hooks only (a client's would carry a hook's sealed secret to a URL of its choosing)", typ, hookJobPrefix)
 	case !isShell(typ) && !c.empty():
 		return nil, shellRefusal(http.StatusBadRequest, "Argv, Dir, Env, CommandTimeoutMs and Capability are for jobs of type %s, not %q", shellJobType, typ)
 	case !isShell(typ):

@@ -208,31 +208,6 @@ func (w *hookWorld) createToken(ctx context.Context, t *testing.T, addr string) 
 	}
 }
 
-// hookCreate is the body of POST /v1/aspen/hook/create as this test
-// expects the hook API to take it: the hook's definition, durations in
-// milliseconds, an http handler's secret in the clear (the node seals it)
-// and a shell handler's command with the capability token that allows it
-// (the node makes the grant). Adjust here if the API lands otherwise.
-type hookCreate struct {
-	Name, Pattern string
-	Handler       hookHandler
-	Mode          string
-	Parallel      int64 `json:",omitempty"`
-	AttemptsMax   int64
-	TimeoutMs     int64
-	BackoffBaseMs int64
-	BackoffMaxMs  int64
-}
-
-type hookHandler struct {
-	Kind       string
-	URL        string   `json:",omitempty"`
-	Secret     string   `json:",omitempty"`
-	Argv       []string `json:",omitempty"`
-	Dir        string   `json:",omitempty"`
-	Capability string   `json:",omitempty"`
-}
-
 // createHooks creates the four hooks; a missing endpoint fails the test.
 func (w *hookWorld) createHooks(ctx context.Context, t *testing.T, addrs []string) {
 	t.Helper()
@@ -240,24 +215,24 @@ func (w *hookWorld) createHooks(ctx context.Context, t *testing.T, addrs []strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	httpHook := func(name, pattern, path string) hookCreate {
-		return hookCreate{Name: name, Pattern: pattern, Handler: hookHandler{Kind: hooks.HandlerHTTP, URL: w.rc.URL + path, Secret: string(w.secret)}}
+	httpHook := func(name, pattern, path string) server.HookRequest {
+		return server.HookRequest{Name: name, Pattern: pattern, Handler: hooks.HandlerHTTP, URL: w.rc.URL + path, Secret: string(w.secret)}
 	}
-	defs := []hookCreate{
+	defs := []server.HookRequest{
 		httpHook("http-all", "load/", "/ok"),
-		{Name: "shell-all", Pattern: "load/", Handler: hookHandler{Kind: hooks.HandlerShell, Argv: []string{w.script, w.events}, Dir: w.work,
-			Capability: strings.TrimSpace(string(tok))}},
+		{Name: "shell-all", Pattern: "load/", Handler: hooks.HandlerShell, ShellCommand: server.ShellCommand{Argv: []string{w.script, w.events},
+			Dir: w.work, Capability: strings.TrimSpace(string(tok))}},
 		httpHook("bad", "bad/", "/bad"),
 		httpHook("busy", "busy/", "/busy"),
 	}
 	for _, d := range defs {
 		d.Mode, d.Parallel = hooks.Parallel, hookParallel
-		d.AttemptsMax, d.TimeoutMs, d.BackoffBaseMs, d.BackoffMaxMs = hookAttemptsMax, hookLeaseMs, hookBackoffMs, hookBackoffMaxMs
+		d.MaxAttempts, d.TimeoutMs, d.BackoffMs, d.BackoffMaxMs = hookAttemptsMax, hookLeaseMs, hookBackoffMs, hookBackoffMaxMs
 		var answer json.RawMessage
 		err := pollUntilEach(ctx, 15*time.Second, hookCallTime, func(ctx context.Context) error {
 			code, err := postJSON(ctx, addrs[0], "/v1/aspen/hook/create", d, &answer)
 			if code >= 400 && code < 500 {
-				t.Fatalf("create hook %s: %v (is the hook API, POST /v1/aspen/hook/create, in this tree? the test cannot run without it)", d.Name, err)
+				t.Fatalf("create hook %s: %v ", d.Name, err)
 			}
 			return err
 		})
