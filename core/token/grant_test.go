@@ -28,7 +28,7 @@ func TestNewGrantChecksScope(t *testing.T) {
 		dir  string
 		want error
 	}{
-		{[]string{"/bin/sh", "-c", "id"}, "/srv/app", ErrScope},   // command outside the patterns
+		{[]string{"/bin/sh", "-c", "id"}, "/srv/app", ErrScope},  // command outside the patterns
 		{[]string{"/usr/bin/env"}, "/srv/application", ErrScope}, // a sibling of an allowed dir
 		{[]string{"/usr/bin/../../bin/sh"}, "/srv/app", ErrScope},
 		{nil, "/srv/app", ErrMalformed},
