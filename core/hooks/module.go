@@ -380,7 +380,9 @@ func (m *Module) pump(env *module.Env, h *hook) {
 		d := &h.backlog[0]
 		id, _, err := m.jobs.SubmitFrom(env, h.spec(d))
 		if err != nil { // the queue is full: the leader pumps again later
-			h.tokensMilli += 1000
+			if h.RatePerSec > 0 {
+				h.tokensMilli += 1000 // the token taken above
+			}
 			break
 		}
 		h.flights = append(h.flights, flight{Job: id, Rev: d.Revision, AtNs: d.AtNs})

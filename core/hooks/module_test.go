@@ -1,0 +1,288 @@
+package hooks
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/aspen-db/aspen/core/jobs"
+	"github.com/aspen-db/aspen/core/kv"
+	"github.com/aspen-db/aspen/core/module"
+	"github.com/aspen-db/aspen/core/storage"
+	"github.com/aspen-db/aspen/sim/disk"
+)
+
+// fakeJobs is a job queue the test finishes jobs in by hand.
+type fakeJobs struct {
+	specs  []jobs.Spec // job i+1
+	states map[jobs.ID]jobs.State
+	full   bool // refuse every submit, as a full table does
+}
+
+func newFakeJobs() *fakeJobs { return &fakeJobs{states: map[jobs.ID]jobs.State{}} }
+
+func (f *fakeJobs) CheckSpec(jobs.Spec) error { return nil }
+
+func (f *fakeJobs) SubmitFrom(_ *module.Env, s jobs.Spec) (jobs.ID, bool, error) {
+	if f.full {
+		return 0, false, &module.Error{Outcome: module.TooLarge, Detail: "job table full"}
+	}
+	for i := range f.specs {
+		if f.specs[i].Key == s.Key {
+			return jobs.ID(i + 1), true, nil
+		}
+	}
+	f.specs = append(f.specs, s)
+	id := jobs.ID(len(f.specs))
+	f.states[id] = jobs.Pending
+	return id, false, nil
+}
+
+func (f *fakeJobs) JobState(id jobs.ID) (jobs.State, bool) {
+	s, ok := f.states[id]
+	return s, ok
+}
+
+func (f *fakeJobs) JobAttempts(id jobs.ID) int64 {
+	if _, ok := f.states[id]; ok {
+		return 1
+	}
+	return 0
+}
+
+// rig drives the module alone: commands and KV changes applied at
+// increasing indexes, their batches written to a simulated disk.
+type rig struct {
+	t     testing.TB
+	m     *Module
+	q     *fakeJobs
+	d     *disk.Disk
+	lim   Limits
+	index uint64
+	now   int64
+	rev   int64
+}
+
+func newRig(t testing.TB, lim Limits) *rig {
+	q := newFakeJobs()
+	return &rig{t: t, m: NewModule(lim, q), q: q, d: disk.New(), lim: lim, now: 1e12}
+}
+
+// in runs fn as the apply of the next index and writes its batch.
+func (r *rig) in(fn func(env *module.Env)) {
+	r.t.Helper()
+	r.index++
+	env := &module.Env{Index: r.index, NowNs: r.now, Batch: &storage.Batch{}}
+	fn(env)
+	if err := r.d.Apply(*env.Batch); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *rig) apply(c module.Command) module.Answer {
+	r.t.Helper()
+	if a := r.m.Validate(c.Kind, c.Body); a.Outcome != module.OK && c.Kind != CmdPump {
+		return a
+	}
+	var a module.Answer
+	r.in(func(env *module.Env) { a = r.m.Apply(env, c.Kind, c.Body) })
+	return a
+}
+
+func (r *rig) mustApply(c module.Command) Answer {
+	r.t.Helper()
+	a := r.apply(c)
+	if a.Outcome != module.OK {
+		r.t.Fatalf("command %d: got %v %s, want ok", c.Kind, a.Outcome, a.Detail)
+	}
+	v, _ := a.Value.(Answer)
+	return v
+}
+
+// put applies a put of key at the next revision; created when version is 1.
+func (r *rig) put(key string, version int64) int64 {
+	r.rev++
+	e := kv.Event{Revision: r.rev, Key: []byte(key), Record: kv.Record{Value: []byte("v" + key), CreateRev: r.rev, ModRev: r.rev, Version: version}}
+	r.in(func(env *module.Env) { r.m.Changed(env, &e) })
+	return r.rev
+}
+
+func (r *rig) del(key string, expired bool) int64 {
+	r.rev++
+	e := kv.Event{Revision: r.rev, Key: []byte(key), Deleted: true, Expired: expired}
+	r.in(func(env *module.Env) { r.m.Changed(env, &e) })
+	return r.rev
+}
+
+// pump applies what the leader's Due proposes now, if anything.
+func (r *rig) pump() bool {
+	cmds := r.m.Due(module.Leader{Term: 1, NowNs: r.now})
+	for _, c := range cmds {
+		r.mustApply(c)
+	}
+	return len(cmds) > 0
+}
+
+func (r *rig) hook(name string) Hook {
+	r.t.Helper()
+	a := r.m.Query(QueryGet, Get(name).Body, r.now)
+	if a.Outcome != module.OK {
+		r.t.Fatalf("get %s: %v %s", name, a.Outcome, a.Detail)
+	}
+	return a.Value.(Answer).Hooks[0]
+}
+
+// reload checks that the table loaded from disk, and the one restored from
+// a snapshot of it, are the table in memory.
+func (r *rig) reload() {
+	r.t.Helper()
+	loaded := NewModule(r.lim, r.q)
+	if err := loaded.Load(r.d.View()); err != nil {
+		r.t.Fatalf("load: %v", err)
+	}
+	restored := NewModule(r.lim, r.q)
+	if err := restored.Restore(r.m.Encode()); err != nil {
+		r.t.Fatalf("restore: %v", err)
+	}
+	want := r.m.Encode()
+	if got := loaded.Encode(); string(got) != string(want) || loaded.Hash() != r.m.Hash() {
+		r.t.Fatalf("table loaded from disk differs from the one in memory (hash %x, want %x)", loaded.Hash(), r.m.Hash())
+	}
+	if restored.Hash() != r.m.Hash() {
+		r.t.Fatalf("restored table hash %x, want %x", restored.Hash(), r.m.Hash())
+	}
+}
+
+// jobKeys returns the idempotency keys of the jobs submitted, in order.
+func (r *rig) jobKeys() []string {
+	var keys []string
+	for _, s := range r.q.specs {
+		keys = append(keys, s.Key)
+	}
+	return keys
+}
+
+func httpDef(name, pattern string) Def {
+	return Def{Name: name, Pattern: pattern, Mode: Ordered, AttemptsMax: 3, TimeoutNs: 5e9, BackoffBaseNs: 1e9, BackoffMaxNs: 4e9,
+		Handler: Handler{Kind: HandlerHTTP, URL: "https://example.test/hook", Secret: []byte("sealed secret")}}
+}
+
+func TestDefRefusals(t *testing.T) {
+	lim := DefaultLimits()
+	cases := []struct {
+		name string
+		edit func(d *Def)
+	}{
+		{"empty name", func(d *Def) { d.Name = "" }},
+		{"name with a colon", func(d *Def) { d.Name = "a:b" }},
+		{"name with a slash", func(d *Def) { d.Name = "a/b" }},
+		{"long name", func(d *Def) { d.Name = strings.Repeat("n", lim.NameBytesMax+1) }},
+		{"invalid pattern", func(d *Def) { d.Pattern = "svc/a**" }},
+		{"long pattern", func(d *Def) { d.Pattern = strings.Repeat("p", lim.PatternBytesMax+1) }},
+		{"unknown event", func(d *Def) { d.Events = 8 }},
+		{"unknown filter", func(d *Def) { d.Filter = 3 }},
+		{"unknown handler kind", func(d *Def) { d.Handler = Handler{Kind: "topic"} }},
+		{"no handler", func(d *Def) { d.Handler = Handler{} }},
+		{"url not http", func(d *Def) { d.Handler.URL = "ftp://example.test/x" }},
+		{"url without scheme", func(d *Def) { d.Handler.URL = "example.test/x" }},
+		{"long url", func(d *Def) { d.Handler.URL = "https://" + strings.Repeat("u", lim.URLBytesMax) }},
+		{"http without secret", func(d *Def) { d.Handler.Secret = nil }},
+		{"http with a grant", func(d *Def) { d.Handler.Grant = []byte(`{}`) }},
+		{"shell without grant", func(d *Def) { d.Handler = Handler{Kind: HandlerShell} }},
+		{"shell with a url", func(d *Def) { d.Handler = Handler{Kind: HandlerShell, Grant: []byte(`{}`), URL: "https://x"} }},
+		{"job without type", func(d *Def) { d.Handler = Handler{Kind: HandlerJob} }},
+		{"job of type shell", func(d *Def) { d.Handler = Handler{Kind: HandlerJob, JobType: "shell"} }},
+		{"job of type Shell", func(d *Def) { d.Handler = Handler{Kind: HandlerJob, JobType: " Shell"} }},
+		{"job of type hook.http", func(d *Def) { d.Handler = Handler{Kind: HandlerJob, JobType: JobHTTP} }},
+		{"job of type hook.x", func(d *Def) { d.Handler = Handler{Kind: HandlerJob, JobType: "hook.x"} }},
+		{"job with a secret", func(d *Def) { d.Handler = Handler{Kind: HandlerJob, JobType: "mine", Secret: []byte("s")} }},
+		{"unknown mode", func(d *Def) { d.Mode = "fifo" }},
+		{"no mode", func(d *Def) { d.Mode = "" }},
+		{"parallel 0", func(d *Def) { d.Mode, d.Parallel = Parallel, 0 }},
+		{"parallel over the max", func(d *Def) { d.Mode, d.Parallel = Parallel, lim.ParallelMax + 1 }},
+		{"ordered with parallel", func(d *Def) { d.Parallel = 2 }},
+		{"negative rate", func(d *Def) { d.RatePerSec = -1 }},
+		{"rate over the max", func(d *Def) { d.RatePerSec, d.Burst = lim.RateMax+1, 1 }},
+		{"rate without burst", func(d *Def) { d.RatePerSec = 1 }},
+		{"negative burst", func(d *Def) { d.Burst = -1 }},
+	}
+	r := newRig(t, lim)
+	ok := httpDef("ok", "svc/")
+	if err := lim.check(&ok); err != nil {
+		t.Fatalf("the base definition is refused: %v", err)
+	}
+	hash := r.m.Hash()
+	for _, c := range cases {
+		d := httpDef("h", "svc/")
+		c.edit(&d)
+		if err := lim.check(&d); !errors.Is(err, errInvalid) {
+			t.Errorf("%s: check got %v, want invalid", c.name, err)
+		}
+		if a := r.apply(Create(d)); a.Outcome != module.Invalid || a.Detail == "" {
+			t.Errorf("%s: create got %v, want invalid with a reason", c.name, a.Outcome)
+		}
+	}
+	if r.m.Hash() != hash || len(r.m.Hooks()) != 0 {
+		t.Fatalf("refused creates changed the table")
+	}
+	for _, h := range []Handler{
+		{Kind: HandlerShell, Grant: []byte(`{"cmd":"notify"}`)},
+		{Kind: HandlerJob, JobType: "reindex"},
+	} {
+		d := httpDef("h", "svc/**")
+		d.Handler = h
+		if err := lim.check(&d); err != nil {
+			t.Errorf("handler %s: refused: %v", h.Kind, err)
+		}
+	}
+}
+
+func TestCreateConflictAndFull(t *testing.T) {
+	lim := DefaultLimits()
+	lim.HooksMax = 2
+	r := newRig(t, lim)
+	r.mustApply(Create(httpDef("a", "svc/")))
+	hash := r.m.Hash()
+	if a := r.apply(Create(httpDef("a", "other/"))); a.Outcome != module.Conflict || a.Detail == "" {
+		t.Fatalf("duplicate name: got %v, want conflict", a.Outcome)
+	}
+	if r.m.Hash() != hash || r.hook("a").Pattern != "svc/" {
+		t.Fatal("the refused duplicate changed hook a")
+	}
+	r.mustApply(Create(httpDef("b", "svc/")))
+	hash = r.m.Hash()
+	if a := r.apply(Create(httpDef("c", "svc/"))); a.Outcome != module.TooLarge {
+		t.Fatalf("third hook of two: got %v, want too large", a.Outcome)
+	}
+	if r.m.Hash() != hash || len(r.m.Hooks()) != 2 {
+		t.Fatal("the refused create changed the table")
+	}
+	for _, c := range []module.Command{Delete("x"), Enable("x"), Disable("x"), Trigger("x", nil, nil)} {
+		if a := r.apply(c); a.Outcome != module.NotFound {
+			t.Errorf("command %d on a hook that does not exist: got %v, want not found", c.Kind, a.Outcome)
+		}
+	}
+	if a := r.m.Validate(CmdPump, []byte{0}); a.Outcome != module.Invalid {
+		t.Errorf("a pump from a client: got %v, want invalid (the leader's own)", a.Outcome)
+	}
+	r.reload()
+}
+
+// A hook with a rate keeps handing deliveries over at that rate however
+// finely replicated time is cut between the changes.
+func TestTokenBucketRefillsUnderFineGrainedTime(t *testing.T) {
+	r := newRig(t, DefaultLimits())
+	d := httpDef("h", "svc/")
+	d.Mode, d.Parallel, d.RatePerSec, d.Burst = Parallel, 64, 1, 1
+	r.mustApply(Create(d))
+	for i := 0; i < 6000; i++ { // a put every half millisecond for three seconds
+		r.now += 500_000
+		r.put(fmt.Sprintf("svc/%d", i), 1)
+	}
+	if got := len(r.q.specs); got < 3 || got > 4 {
+		t.Fatalf("after 3 s at 1/s with a burst of 1: got %d deliveries handed over, want 3 or 4", got)
+	}
+	r.reload()
+}
+
