@@ -286,3 +286,21 @@ func TestTokenBucketRefillsUnderFineGrainedTime(t *testing.T) {
 	r.reload()
 }
 
+// A trigger on a hook whose backlog is full is refused: it has no
+// revision, so it cannot be let pass into a resync range.
+func TestTriggerOnFullBacklogRefused(t *testing.T) {
+	lim := DefaultLimits()
+	lim.BacklogMax = 2
+	r := newRig(t, lim)
+	r.mustApply(Create(httpDef("h", "svc/")))
+	for i := 0; i < 3; i++ { // one in flight, two waiting
+		r.put(fmt.Sprintf("svc/%d", i), 1)
+	}
+	hash := r.m.Hash()
+	if a := r.apply(Trigger("h", []byte("k"), []byte("v"))); a.Outcome != module.Conflict || a.Detail == "" {
+		t.Fatalf("trigger with a full backlog: got %v, want conflict", a.Outcome)
+	}
+	if h := r.hook("h"); r.m.Hash() != hash || h.Lagging || h.Stats.Lagged != 0 {
+		t.Fatalf("the refused trigger changed the hook: %+v", h)
+	}
+}
