@@ -3,6 +3,7 @@ package hooks
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/aspen-db/aspen/core/module"
 	"github.com/aspen-db/aspen/core/storage"
 	"github.com/aspen-db/aspen/sim/disk"
+	"pgregory.net/rapid"
 )
 
 // fakeJobs is a job queue the test finishes jobs in by hand.
@@ -54,7 +56,7 @@ func (f *fakeJobs) JobAttempts(id jobs.ID) int64 {
 // rig drives the module alone: commands and KV changes applied at
 // increasing indexes, their batches written to a simulated disk.
 type rig struct {
-	t     testing.TB
+	t     tester
 	m     *Module
 	q     *fakeJobs
 	d     *disk.Disk
@@ -64,7 +66,14 @@ type rig struct {
 	rev   int64
 }
 
-func newRig(t testing.TB, lim Limits) *rig {
+// tester is what a rig needs of *testing.T and *rapid.T.
+type tester interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+}
+
+func newRig(t tester, lim Limits) *rig {
 	q := newFakeJobs()
 	return &rig{t: t, m: NewModule(lim, q), q: q, d: disk.New(), lim: lim, now: 1e12}
 }
@@ -200,7 +209,7 @@ func TestDefRefusals(t *testing.T) {
 		{"unknown mode", func(d *Def) { d.Mode = "fifo" }},
 		{"no mode", func(d *Def) { d.Mode = "" }},
 		{"parallel 0", func(d *Def) { d.Mode, d.Parallel = Parallel, 0 }},
-		{"parallel over the max", func(d *Def) { d.Mode, d.Parallel = Parallel, lim.ParallelMax + 1 }},
+		{"parallel over the max", func(d *Def) { d.Mode, d.Parallel = Parallel, lim.ParallelMax+1 }},
 		{"ordered with parallel", func(d *Def) { d.Parallel = 2 }},
 		{"negative rate", func(d *Def) { d.RatePerSec = -1 }},
 		{"rate over the max", func(d *Def) { d.RatePerSec, d.Burst = lim.RateMax+1, 1 }},
@@ -302,5 +311,209 @@ func TestTriggerOnFullBacklogRefused(t *testing.T) {
 	}
 	if h := r.hook("h"); r.m.Hash() != hash || h.Lagging || h.Stats.Lagged != 0 {
 		t.Fatalf("the refused trigger changed the hook: %+v", h)
+	}
+}
+
+// modelHook is what the model knows of one incarnation of a hook.
+type modelHook struct {
+	def      Def
+	firstJob int             // jobs before this one belong to earlier incarnations
+	matched  map[string]bool // "rev:key" of every change that matched while enabled
+	jobRevs  []int64         // revisions of its change and resync deliveries, in submit order
+	seen     map[string]int  // "rev:key" delivered one by one (submitted or waiting)
+	ranges   [][2]int64      // resync ranges (submitted, waiting, or the open lag)
+}
+
+// TestModel runs random sequences of hook commands, changes, job
+// completions, pumps, time and restarts, checking after each step that
+// every matched change is delivered exactly once or inside a resync range,
+// that an ordered hook hands over one at a time in revision order, and
+// that the digest, the records and the snapshot agree with memory.
+func TestModel(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		lim := DefaultLimits()
+		lim.BacklogMax = rapid.IntRange(1, 4).Draw(rt, "backlog")
+		r := newRig(rt, lim)
+		names := []string{"a", "b"}
+		patterns := []string{"svc/", "svc/*", "**/x", "svc/**", ""}
+		keys := []string{"svc/x", "svc/y", "svc/y/x", "other/x"}
+		model := map[string]*modelHook{}
+		exists := map[string]bool{}
+		for step := rapid.IntRange(1, 80).Draw(rt, "steps"); step > 0; step-- {
+			switch op := rapid.IntRange(0, 9).Draw(rt, "op"); op {
+			case 0: // create
+				d := httpDef(rapid.SampledFrom(names).Draw(rt, "name"), rapid.SampledFrom(patterns).Draw(rt, "pattern"))
+				if rapid.Bool().Draw(rt, "parallel") {
+					d.Mode, d.Parallel = Parallel, int64(rapid.IntRange(1, 3).Draw(rt, "n"))
+				}
+				if rapid.Bool().Draw(rt, "rated") {
+					d.RatePerSec, d.Burst = 1, int64(rapid.IntRange(1, 2).Draw(rt, "burst"))
+				}
+				d.Events = uint8(rapid.IntRange(0, 7).Draw(rt, "events"))
+				d.Filter = uint8(rapid.IntRange(0, 2).Draw(rt, "filter"))
+				if r.apply(Create(d)).Outcome == module.OK {
+					model[d.Name] = &modelHook{def: d, firstJob: len(r.q.specs), matched: map[string]bool{}, seen: map[string]int{}}
+				}
+			case 1, 2, 3: // put or delete
+				key := rapid.SampledFrom(keys).Draw(rt, "key")
+				kind, created := OnPut, !exists[key]
+				var rev int64
+				if op == 3 && exists[key] {
+					kind = OnDelete
+					if rapid.Bool().Draw(rt, "expired") {
+						kind = OnExpire
+					}
+					rev = r.del(key, kind == OnExpire)
+					delete(exists, key)
+				} else {
+					version := int64(2)
+					if created {
+						version = 1
+					}
+					rev = r.put(key, version)
+					exists[key] = true
+				}
+				for _, name := range names {
+					if mh := model[name]; mh != nil && !r.m.hooks[name].Disabled && mh.def.matches([]byte(key), kind, created) {
+						mh.matched[fmt.Sprintf("%d:%s", rev, key)] = true
+					}
+				}
+			case 4: // a job finishes
+				var live []jobs.ID
+				for id, s := range r.q.states {
+					if s == jobs.Pending {
+						live = append(live, id)
+					}
+				}
+				if len(live) > 0 {
+					slices.Sort(live)
+					id := rapid.SampledFrom(live).Draw(rt, "job")
+					r.q.states[id] = rapid.SampledFrom([]jobs.State{jobs.Succeeded, jobs.Dead}).Draw(rt, "end")
+				}
+			case 5:
+				r.pump()
+			case 6:
+				r.now += int64(rapid.IntRange(1, 2000).Draw(rt, "ms")) * 1e6
+			case 7: // disable or enable
+				name := rapid.SampledFrom(names).Draw(rt, "name")
+				if rapid.Bool().Draw(rt, "disable") {
+					r.apply(Disable(name))
+				} else {
+					r.apply(Enable(name))
+				}
+			case 8: // delete, or trigger
+				name := rapid.SampledFrom(names).Draw(rt, "name")
+				if rapid.IntRange(0, 3).Draw(rt, "del") == 0 {
+					if r.apply(Delete(name)).Outcome == module.OK {
+						delete(model, name)
+					}
+				} else {
+					r.apply(Trigger(name, []byte("t"), nil))
+				}
+			case 9: // restart: the table as loaded from disk goes on
+				r.reload()
+				loaded := NewModule(lim, r.q)
+				if err := loaded.Load(r.d.View()); err != nil {
+					rt.Fatalf("load: %v", err)
+				}
+				r.m = loaded
+			}
+			checkModel(rt, r, model)
+		}
+		// Drain: finish every job and pump until nothing is left; every
+		// matched change must then have reached the queue.
+		for i := 0; i < 200; i++ {
+			for id, s := range r.q.states {
+				if s == jobs.Pending {
+					r.q.states[id] = jobs.Succeeded
+				}
+			}
+			r.now += 2e9
+			for _, name := range names {
+				if h := r.m.hooks[name]; h != nil && h.Disabled {
+					r.apply(Enable(name))
+				}
+			}
+			if !r.pump() && i > 2 {
+				break
+			}
+			checkModel(rt, r, model)
+		}
+		for _, name := range names {
+			if h := r.m.hooks[name]; h != nil && (len(h.backlog) > 0 || h.lagging) {
+				rt.Fatalf("hook %s: after draining, backlog %d, lagging %v", name, len(h.backlog), h.lagging)
+			}
+		}
+		checkModel(rt, r, model)
+	})
+}
+
+func checkModel(t *rapid.T, r *rig, model map[string]*modelHook) {
+	r.reload()
+	for name, mh := range model {
+		h := r.m.hooks[name]
+		mh.seen, mh.ranges, mh.jobRevs = map[string]int{}, nil, nil
+		live := 0
+		for i, s := range r.q.specs[mh.firstJob:] {
+			hook, rest, _ := strings.Cut(s.Key, ":")
+			if hook != name {
+				continue
+			}
+			if st := r.q.states[jobs.ID(mh.firstJob+i+1)]; st == jobs.Pending {
+				live++
+			}
+			mh.note(t, rest)
+		}
+		for i := range h.backlog {
+			_, rest, _ := strings.Cut(h.backlog[i].IdemKey(name), ":")
+			mh.note(t, rest)
+		}
+		if h.lagging {
+			mh.ranges = append(mh.ranges, [2]int64{h.lagFrom, h.lagTo})
+		}
+		if live > h.inFlight() {
+			t.Fatalf("hook %s: %d deliveries in flight, at most %d", name, live, h.inFlight())
+		}
+		if h.Mode == Ordered && !slices.IsSorted(mh.jobRevs) {
+			t.Fatalf("ordered hook %s handed over revisions %v", name, mh.jobRevs)
+		}
+		for ch, n := range mh.seen {
+			if !mh.matched[ch] || n > 1 {
+				t.Fatalf("hook %s: change %s delivered %d times, matched %v", name, ch, n, mh.matched[ch])
+			}
+		}
+		for ch := range mh.matched {
+			if mh.seen[ch] == 1 {
+				continue
+			}
+			var rev int64
+			fmt.Sscanf(ch, "%d:", &rev)
+			if !slices.ContainsFunc(mh.ranges, func(g [2]int64) bool { return g[0] <= rev && rev <= g[1] }) {
+				t.Fatalf("hook %s: matched change %s neither delivered nor in a resync range %v", name, ch, mh.ranges)
+			}
+		}
+		if got := h.stats.Matched; got != uint64(len(mh.matched)) {
+			t.Fatalf("hook %s: Matched %d, want %d", name, got, len(mh.matched))
+		}
+	}
+}
+
+// note counts one delivery by its idempotency key without the hook's name.
+func (mh *modelHook) note(t *rapid.T, rest string) {
+	kind, tail, _ := strings.Cut(rest, ":")
+	switch kind {
+	case "trigger":
+	case "resync":
+		var g [2]int64
+		if _, err := fmt.Sscanf(tail, "%d-%d", &g[0], &g[1]); err != nil || g[0] > g[1] || g[0] < 1 {
+			t.Fatalf("resync key %q", rest)
+		}
+		mh.ranges = append(mh.ranges, g)
+		mh.jobRevs = append(mh.jobRevs, g[1])
+	default:
+		mh.seen[rest]++
+		var rev int64
+		fmt.Sscanf(kind, "%d", &rev)
+		mh.jobRevs = append(mh.jobRevs, rev)
 	}
 }
