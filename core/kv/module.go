@@ -52,9 +52,9 @@ type Module struct {
 	leases   Leases
 	observer Observer // sees every change applied, if set
 	events   *[]Event // where change events go, if a driver serves watches
-	maxMod  int64    // the highest ModRev Load saw, for the host's revision check
-	last    Response // the answer Apply gave last (see Apply)
-	scratch []Op
+	maxMod   int64    // the highest ModRev Load saw, for the host's revision check
+	last     Response // the answer Apply gave last (see Apply)
+	scratch  []Op
 }
 
 // NewModule returns an empty KV module over m.
