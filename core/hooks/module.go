@@ -250,10 +250,23 @@ func (m *Module) trigger(env *module.Env, c triggerCmd) (*hook, error) {
 		return nil, fmt.Errorf("%w: %q", ErrNotFound, c.name)
 	case h.Disabled:
 		return nil, fmt.Errorf("%w: hook %q is disabled", errState, c.name)
+	case m.backlogFull(h):
+		// A trigger has no revision: a lag range cannot stand for it.
+		return nil, fmt.Errorf("%w: hook %q has a full backlog", errState, c.name)
 	}
 	d := Delivery{Kind: KindTrigger, Key: clone(c.key), Value: clone(c.value), ValueSize: int64(len(c.value)), AtNs: env.NowNs, Index: env.Index}
 	m.touch(env, h, func() { m.enqueue(env, h, d, false) })
 	return h, nil
+}
+
+// backlogFull reports whether a delivery made now would have no room in
+// h's backlog (a lagging hook's resync comes first).
+func (m *Module) backlogFull(h *hook) bool {
+	n := len(h.backlog)
+	if h.lagging {
+		n++
+	}
+	return n >= m.limits.BacklogMax
 }
 
 // remove deletes a hook and its backlog. Deliveries already in the queue
@@ -380,7 +393,9 @@ func (m *Module) pump(env *module.Env, h *hook) {
 		d := &h.backlog[0]
 		id, _, err := m.jobs.SubmitFrom(env, h.spec(d))
 		if err != nil { // the queue is full: the leader pumps again later
-			h.tokensMilli += 1000
+			if h.RatePerSec > 0 {
+				h.tokensMilli += 1000 // the token taken above
+			}
 			break
 		}
 		h.flights = append(h.flights, flight{Job: id, Rev: d.Revision, AtNs: d.AtNs})

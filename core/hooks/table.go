@@ -133,16 +133,25 @@ func (h *hook) takeToken(nowNs int64) bool {
 }
 
 // refill adds the tokens earned since the last refill, up to the burst.
+// Time too short to earn a thousandth of a token is kept for the next
+// refill, not thrown away: changes a few microseconds apart must not keep
+// the bucket from ever filling.
 func (h *hook) refill(nowNs int64) {
-	full := h.Burst * 1000
-	if elapsed := nowNs - h.refillNs; elapsed > 0 {
-		// Capped before multiplying: no overflow, and a long quiet spell
-		// fills the bucket and no more.
-		fillNs := full * 1e6 / h.RatePerSec // ns to fill from empty
-		earned := min(elapsed, fillNs) * h.RatePerSec / 1e6
-		h.tokensMilli = min(full, h.tokensMilli+earned)
+	elapsed := nowNs - h.refillNs
+	if elapsed <= 0 {
+		return
 	}
-	h.refillNs = max(h.refillNs, nowNs)
+	full := h.Burst * 1000
+	// Capped before multiplying: no overflow, and a long quiet spell
+	// fills the bucket and no more.
+	fillNs := full * 1e6 / h.RatePerSec // ns to fill from empty
+	earned := min(elapsed, fillNs) * h.RatePerSec / 1e6
+	if h.tokensMilli+earned >= full {
+		h.tokensMilli, h.refillNs = full, nowNs
+		return
+	}
+	h.tokensMilli += earned
+	h.refillNs += earned * 1e6 / h.RatePerSec
 }
 
 // tokenAt is when the bucket next holds a whole token (now if it does).

@@ -20,6 +20,7 @@ type single struct {
 	now    int64
 	resp   []node.Response
 	events []node.Event
+	seq    uint64 // the last sequence number helpers used for their own clients
 }
 
 func start(t *testing.T, d *disk.Disk) *single {
