@@ -341,8 +341,8 @@ func (m *Module) enqueue(env *module.Env, h *hook, d Delivery, matched bool) {
 	if matched {
 		h.stats.Matched++
 	}
-	if h.lagging {
-		m.endLag(env, h)
+	if h.lagging || len(h.backlog) >= m.limits.BacklogMax {
+		m.pump(env, h) // a finished delivery may make room
 	}
 	if h.lagging || len(h.backlog) >= m.limits.BacklogMax {
 		if !h.lagging {
@@ -391,7 +391,16 @@ func (m *Module) pump(env *module.Env, h *hook) {
 			break
 		}
 		d := &h.backlog[0]
-		id, _, err := m.jobs.SubmitFrom(env, h.spec(d))
+		spec := h.spec(d)
+		if m.jobs.CheckSpec(spec) != nil {
+			// The queue can never take this one (a payload over its limit):
+			// counted failed and passed, so that it cannot stall the hook.
+			h.stats.Failed++
+			m.noteSubmit(h, d, 0)
+			m.pop(env, h)
+			continue
+		}
+		id, _, err := m.jobs.SubmitFrom(env, spec)
 		if err != nil { // the queue is full: the leader pumps again later
 			if h.RatePerSec > 0 {
 				h.tokensMilli += 1000 // the token taken above
@@ -401,12 +410,7 @@ func (m *Module) pump(env *module.Env, h *hook) {
 		h.flights = append(h.flights, flight{Job: id, Rev: d.Revision, AtNs: d.AtNs})
 		h.stats.Submitted++
 		m.noteSubmit(h, d, id)
-		m.digest ^= deliveryHash(h.Name, d)
-		if d.stored {
-			env.Batch.Delete(queueKey(h.Name, d.Seq))
-		}
-		h.backlog[0] = Delivery{}
-		h.backlog = h.backlog[1:]
+		m.pop(env, h)
 	}
 	if len(h.backlog) == 0 {
 		h.backlog = nil // let the array go
@@ -417,6 +421,17 @@ func (m *Module) pump(env *module.Env, h *hook) {
 			d.stored = true
 		}
 	}
+}
+
+// pop removes the head of h's backlog, and its record if it has one.
+func (m *Module) pop(env *module.Env, h *hook) {
+	d := &h.backlog[0]
+	m.digest ^= deliveryHash(h.Name, d)
+	if d.stored {
+		env.Batch.Delete(queueKey(h.Name, d.Seq))
+	}
+	h.backlog[0] = Delivery{}
+	h.backlog = h.backlog[1:]
 }
 
 // touch runs fn, which changes hook h, keeping the digest in step and

@@ -79,9 +79,6 @@ func (m *Module) Load(disk storage.Reader) error {
 
 // install replaces the table with hooks, after checking each.
 func (m *Module) install(hooks map[string]*hook) error {
-	if len(hooks) > m.limits.HooksMax {
-		return fmt.Errorf("%w: %d hooks, at most %d", ErrCorrupt, len(hooks), m.limits.HooksMax)
-	}
 	var d uint64
 	for _, name := range sortedNames(hooks) {
 		h := hooks[name]

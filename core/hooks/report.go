@@ -9,8 +9,8 @@ type Change struct {
 	State     *Hook     // a command's: the hook as the entry left it (nil: deleted)
 	Queued    *Delivery // a delivery made: a match, a resync, a trigger
 	Passed    *Delivery // a match let pass into a lagging hook's range
-	Submitted *Delivery // a delivery handed to the queue, as job Job
-	Job       jobs.ID
+	Submitted *Delivery // a delivery handed to the queue, as job Job (0: the queue
+	Job       jobs.ID   // could never take it, and it was counted failed)
 }
 
 // note records hook name as the entry left it.
