@@ -110,9 +110,10 @@ func TestHookJobLifecycle(t *testing.T) {
 	if len(dead.Jobs) != 1 || dead.Jobs[0].ID != leased[0].ID || dead.Next != 0 {
 		t.Fatalf("dead deliveries: got %+v, want job %d", dead, leased[0].ID)
 	}
-	if v, ok := c.metric(0, `aspen_hook_matched_total{hook="audit"}`); !ok || v != 3 {
-		t.Errorf("aspen_hook_matched_total: got %v (present %v), want 3", v, ok)
-	}
+	eventually(t, "node 1's metrics to show 3 matches", func() bool {
+		v, ok := c.metric(0, `aspen_hook_matched_total{hook="audit"}`)
+		return ok && v == 3
+	})
 	eventually(t, "node 3's metrics to show the dead delivery", func() bool {
 		v, _ := c.metric(2, `aspen_hook_dead_total{hook="audit"}`)
 		b, _ := c.metric(2, `aspen_hook_backlog{hook="audit"}`)
@@ -141,9 +142,10 @@ func TestHookJobLifecycle(t *testing.T) {
 	if code, body := c.hookDo(0, "deliveries", `{"Name": "audit"}`, nil); code != http.StatusNotFound {
 		t.Errorf("deliveries after delete: got %d %s, want 404", code, body)
 	}
-	if _, ok := c.metric(0, `aspen_hook_matched_total{hook="audit"}`); ok {
-		t.Error("a deleted hook is still on /metrics")
-	}
+	eventually(t, "a deleted hook to leave /metrics", func() bool {
+		_, ok := c.metric(0, `aspen_hook_matched_total{hook="audit"}`)
+		return !ok
+	})
 }
 
 // An http hook's secret is sealed under the cluster key before it reaches

@@ -61,17 +61,19 @@ type Config struct {
 
 // Server is a running node.
 type Server struct {
-	cfg     Config
-	key     []byte // the cluster key, or nil (tokens.go)
-	log     *slog.Logger
-	node    *node.Node
-	store   *diskstore.Store
-	tr      *transport.Transport
-	httpSrv *http.Server
-	httpLn  net.Listener
-	metrics *metrics
-	hub     *hub
-	pool    *sessionPool
+	cfg Config
+	key []byte // the cluster key, or nil (tokens.go)
+
+	modulesReadAt time.Time // when the loop last read the modules' metrics (loop.go)
+	log           *slog.Logger
+	node          *node.Node
+	store         *diskstore.Store
+	tr            *transport.Transport
+	httpSrv       *http.Server
+	httpLn        net.Listener
+	metrics       *metrics
+	hub           *hub
+	pool          *sessionPool
 	// leadership wakes calls when the leader changes (calls.go).
 	leadership *leadership
 
