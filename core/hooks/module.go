@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/aspen-db/aspen/core/assert"
+	"github.com/aspen-db/aspen/core/bugs"
 	"github.com/aspen-db/aspen/core/kv"
 	"github.com/aspen-db/aspen/core/module"
 	"github.com/aspen-db/aspen/core/storage"
@@ -56,6 +57,11 @@ type Module struct {
 
 	report  bool
 	changed []Change // what the entry being applied did (report.go)
+
+	// Bugs plants defects, for tests that prove a checker catches them
+	// (planted_bugs.go; aspenbugs builds only).
+	Bugs    bugs.Set
+	planted planted
 }
 
 // NewModule returns an empty hook table that delivers through q.
@@ -66,7 +72,7 @@ func NewModule(limits Limits, q Jobs) *Module {
 func (m *Module) Name() string    { return "hooks" }
 func (m *Module) Version() uint64 { return 1 }
 func (m *Module) Kinds() []byte {
-	return []byte{CmdCreate, CmdDelete, CmdEnable, CmdDisable, CmdTrigger, CmdPump}
+	return append([]byte{CmdCreate, CmdDelete, CmdEnable, CmdDisable, CmdTrigger, CmdPump}, plantedKinds()...)
 }
 func (m *Module) QueryKinds() []byte { return []byte{QueryGet, QueryList} }
 func (m *Module) Prefixes() [][]byte { return [][]byte{prefix} }
@@ -172,6 +178,9 @@ func (m *Module) checkDef(d *Def) error {
 
 // Apply applies one hook command at replicated time env.NowNs.
 func (m *Module) Apply(env *module.Env, kind byte, body []byte) module.Answer {
+	if m.plantApply(env, kind, body) {
+		return module.Answer{}
+	}
 	if kind == CmdPump {
 		names, err := decodeNames(body)
 		assert.That(err == nil, "hook pump at %d does not decode: %v", env.Index, err)
@@ -297,7 +306,9 @@ func (m *Module) Changed(env *module.Env, e *kv.Event) {
 	created := !e.Deleted && e.Record.Version == 1
 	for _, h := range m.order {
 		if h.matches(e.Key, kind, created) {
-			m.touch(env, h, func() { m.enqueue(env, h, m.deliveryOf(env, e, kind), true) })
+			if d := m.deliveryOf(env, e, kind); m.plantMatched(h, &d) {
+				m.touch(env, h, func() { m.enqueue(env, h, d, true) })
+			}
 		}
 	}
 }
@@ -330,6 +341,10 @@ func (m *Module) enqueue(env *module.Env, h *hook, d Delivery, matched bool) {
 	}
 	if h.lagging {
 		m.endLag(env, h)
+	}
+	if full := h.lagging || len(h.backlog) >= m.limits.BacklogMax; full && m.plantDropWhenFull() {
+		m.pump(env, h)
+		return
 	}
 	if h.lagging || len(h.backlog) >= m.limits.BacklogMax {
 		if !h.lagging {
@@ -417,6 +432,7 @@ func (m *Module) touch(env *module.Env, h *hook, fn func()) {
 // its bounds now allow: a delivery in flight that finished, a waiting one
 // the bucket and the in-flight bound let start, or a lag with room to end.
 func (m *Module) Due(l module.Leader) []module.Command {
+	planted := m.plantDue(l)
 	var names []string
 	for _, h := range m.order {
 		if len(h.backlog) == 0 && len(h.flights) == 0 && !h.lagging {
@@ -433,13 +449,13 @@ func (m *Module) Due(l module.Leader) []module.Command {
 		}
 	}
 	if len(names) == 0 {
-		return nil
+		return planted
 	}
 	b := binary.AppendUvarint(nil, uint64(len(names)))
 	for _, n := range names {
 		b = module.AppendBytes(b, []byte(n))
 	}
-	return []module.Command{{Kind: CmdPump, Body: b}}
+	return append(planted, module.Command{Kind: CmdPump, Body: b})
 }
 
 // errState refuses a command the hook is not in a state for.
