@@ -259,6 +259,10 @@ func (m *Module) trigger(env *module.Env, c triggerCmd) (*hook, error) {
 		return nil, fmt.Errorf("%w: %q", ErrNotFound, c.name)
 	case h.Disabled:
 		return nil, fmt.Errorf("%w: hook %q is disabled", errState, c.name)
+	case h.lagging || len(h.backlog) >= m.limits.BacklogMax:
+		// A synthetic event has no revision a resync could cover: it
+		// would pass into the lag as revision 0 and be lost.
+		return nil, fmt.Errorf("%w: hook %q's backlog is full", errState, c.name)
 	}
 	d := Delivery{Kind: KindTrigger, Key: clone(c.key), Value: clone(c.value), ValueSize: int64(len(c.value)), AtNs: env.NowNs, Index: env.Index}
 	m.touch(env, h, func() { m.enqueue(env, h, d, false) })
@@ -303,7 +307,10 @@ func (m *Module) Changed(env *module.Env, e *kv.Event) {
 			kind = OnExpire
 		}
 	}
-	created := !e.Deleted && e.Record.Version == 1
+	// A put creates the key when it takes the key's create revision: a txn
+	// that writes a new key twice leaves version 2, and one that deletes
+	// and writes a key again leaves version 1 on a key that was there.
+	created := !e.Deleted && e.Record.CreateRev == e.Revision
 	for _, h := range m.order {
 		if h.matches(e.Key, kind, created) {
 			if d := m.deliveryOf(env, e, kind); m.plantMatched(h, &d) {
@@ -350,7 +357,7 @@ func (m *Module) enqueue(env *module.Env, h *hook, d Delivery, matched bool) {
 		if !h.lagging {
 			h.lagging, h.lagFrom = true, d.Revision
 		}
-		h.lagTo = d.Revision
+		h.lagTo, h.passIndex = d.Revision, env.Index
 		h.stats.Lagged++
 		m.notePass(h, &d)
 	} else {
@@ -371,7 +378,7 @@ func (m *Module) push(h *hook, d Delivery) {
 
 // endLag enqueues the resync delivery of a lagging hook whose backlog has room.
 func (m *Module) endLag(env *module.Env, h *hook) {
-	if !h.lagging || len(h.backlog) >= m.limits.BacklogMax {
+	if !h.lagging || len(h.backlog) >= m.limits.BacklogMax || h.passIndex == env.Index {
 		return
 	}
 	d := Delivery{Kind: KindResync, Revision: h.lagTo, FromRev: h.lagFrom, ToRev: h.lagTo, AtNs: env.NowNs, Index: env.Index}
