@@ -134,8 +134,8 @@ func (w *World) hookOpGap(a *jobActor) int64 {
 
 // hookAnswered updates the operator's belief from an answer. A create
 // refused as a conflict found the hook made by an earlier attempt; a
-// trigger refused as a conflict found the hook disabled by a disable whose
-// answer was lost.
+// trigger refused as a conflict found the hook disabled (by a disable whose
+// answer was lost) or its backlog full, and enabling it again is harmless.
 func (w *World) hookAnswered(a *jobActor, op *jobOp, r node.Response) {
 	h := a.hooks[op.hook]
 	if op.kind == jopHookCreate {

@@ -19,6 +19,8 @@ var regressions = []struct {
 	{"testdata/regressions/lease-ttl-clock-offset.toml", []uint64{27, 63}},
 	{"testdata/regressions/swarm-membership-leases.toml", []uint64{37, 148, 197}},
 	{"testdata/regressions/swarm-lease-at-end.toml", []uint64{168}},
+	{"testdata/regressions/hooks-created-and-trigger.toml", []uint64{1}},
+	{"testdata/regressions/hooks-lag-split.toml", []uint64{8}},
 }
 
 func TestRegressions(t *testing.T) {
