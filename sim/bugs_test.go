@@ -106,6 +106,15 @@ var shippedCatches = []struct {
 	// fire differently (schedules, seed 1: the first fire a follower
 	// applies).
 	{bugs.TickLocalClock, "schedules", "report schedule fires differently"},
+	// Hooks (hooks, seed 1 each): deliveries proposed with the write they
+	// match, at the revision the leader guesses, name changes that never
+	// committed (a compare that failed, a guess that another write took);
+	// a leader firing the changes it watched applied fires them again after
+	// a failover; a match dropped on a full backlog leaves a gap no resync
+	// covers.
+	{bugs.HookMatchOnProposal, "hooks", "a change never committed"},
+	{bugs.HookFireFromWatch, "hooks", "delivered twice"},
+	{bugs.HookDropWhenFull, "hooks", "a gap"},
 }
 
 func TestPlantedBugsCaughtByShippedScenarios(t *testing.T) {

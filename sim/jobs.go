@@ -36,6 +36,7 @@ const (
 	roleWorker
 	roleOperator
 	roleScheduler // the schedule operator (schedules.go)
+	roleHookOp    // the hook operator (hooks.go)
 )
 
 type jobOpKind uint8
@@ -55,6 +56,10 @@ const (
 	jopSchedPause
 	jopSchedResume
 	jopSchedRemove
+	jopHookCreate
+	jopHookEnable
+	jopHookDisable
+	jopHookTrigger
 )
 
 type jobActor struct {
@@ -74,6 +79,7 @@ type jobActor struct {
 	keys      []string  // its idempotency keys so far
 
 	scheds []*simSchedule // the schedule operator's schedules, by number
+	hooks  []*simHook     // the hook operator's hooks, by number
 }
 
 // runJob is a worker's job as the worker knows it.
@@ -83,6 +89,8 @@ type runJob struct {
 	timeoutNs        int64
 	doneAt, nextBeat int64
 	hang             bool
+	key              string // its idempotency key
+	hook             bool   // a hook's delivery
 }
 
 type jobOp struct {
@@ -96,6 +104,7 @@ type jobOp struct {
 	attempt  int
 	sched    int  // a schedule command's schedule, by number
 	batch    bool // a complete sent as a one-item batch complete
+	hook     int  // a hook command's hook, by number
 }
 
 func (w *World) newJobActors() {
@@ -113,6 +122,9 @@ func (w *World) newJobActors() {
 	for i := 0; i < j.Workers; i++ {
 		a := add(roleWorker)
 		a.types = []string{jobType(i % j.Types), jobType((i + 1) % j.Types)}
+		if w.sc.Hooks.on() {
+			a.types = append(a.types, w.hookJobTypes()...)
+		}
 		w.wakeJobActor(a, w.now+jobIdleNsMin)
 	}
 	if j.DeadOpsMs > 0 {
@@ -120,6 +132,9 @@ func (w *World) newJobActors() {
 	}
 	if w.sc.Schedules.on() {
 		w.newScheduleOperator(add)
+	}
+	if w.sc.Hooks.on() {
+		w.newHookOperator(add)
 	}
 }
 
@@ -154,6 +169,8 @@ func (w *World) jobActorWake(e event) {
 			w.operatorStep(a)
 		case roleScheduler:
 			w.schedulerStep(a)
+		case roleHookOp:
+			w.hookOpStep(a)
 		}
 	}
 }
@@ -223,6 +240,9 @@ func (w *World) workerStep(a *jobActor) {
 // stop, every run completes.
 func (w *World) workerFinish(a *jobActor, r *runJob) {
 	j := &w.sc.Jobs
+	if r.hook && w.hc != nil {
+		w.hc.ran[r.key]++
+	}
 	if w.misbehave(j.LoseContactProb) {
 		a.lost, a.awayUntil = true, w.now+int64(w.uniform(0, jobAwayNsMax))
 		w.trace.note("job worker %d lost contact", a.idx)
@@ -298,6 +318,9 @@ func (w *World) jobRetry(a *jobActor) {
 	if a.role == roleWorker && a.op.kind != jopHeartbeat {
 		a.run = nil
 	}
+	if a.role == roleHookOp {
+		w.hookGaveUp(a.op, a)
+	}
 	w.jobDone(a)
 }
 
@@ -340,6 +363,8 @@ func (w *World) jobResponse(a *jobActor, e event) {
 		return
 	case jopSchedAdd, jopSchedPause, jopSchedResume, jopSchedRemove:
 		w.scheduleAnswered(a, op, r)
+	case jopHookCreate, jopHookEnable, jopHookDisable, jopHookTrigger:
+		w.hookAnswered(a, op, r)
 	case jopInvalid:
 		if want := invalidJobRequests[op.invalid]; r.Outcome != want.outcome {
 			w.check.fail("jobs client %d: %s answered %v, want %v", a.idx, want.name, r.Err(), want.outcome)
@@ -365,6 +390,12 @@ func (w *World) leasedJobs(a *jobActor, r node.Response, ans jobs.Answer) bool {
 	run.nextBeat = w.now + got.TimeoutNs/3
 	if w.misbehave(j.HangProb) {
 		run.hang, run.doneAt = true, w.now+2*got.TimeoutNs
+	}
+	if isHookJobType(got.Type) && w.sc.Hooks.on() {
+		run.key, run.hook = got.Key, true
+		if !run.hang && w.rng.Float64() < w.sc.Hooks.SlowProb {
+			run.doneAt = w.now + int64(w.uniform(1, hookSlowMax)*float64(got.TimeoutNs))
+		}
 	}
 	a.run = run
 	return true
@@ -394,6 +425,8 @@ func (w *World) jobDone(a *jobActor) {
 		w.wakeJobActor(a, w.now+millis(w.sc.Jobs.DeadOpsMs))
 	case roleScheduler:
 		w.wakeJobActor(a, w.now+millis(w.uniform(0.5, 1.5)*w.sc.Schedules.OpsMs))
+	case roleHookOp:
+		w.wakeJobActor(a, w.hookOpGap(a))
 	default:
 		w.workerStep(a)
 	}

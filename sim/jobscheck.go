@@ -54,11 +54,18 @@ func changesOf(a *node.Applied) []jobs.Change {
 	return nil
 }
 
-// jobRecords reads a replica's applied records.
-func (w *World) jobRecords(sn *simNode, recs []node.Applied) {
+// jobRecords reads a replica's applied records, and the change events of
+// the same Ready (for hooks).
+func (w *World) jobRecords(sn *simNode, recs []node.Applied, events []node.Event) {
 	jc := w.jc
 	for i := range recs {
 		a := &recs[i]
+		n := 0
+		for n < len(events) && events[n].Revision <= a.Revision {
+			n++
+		}
+		mine := events[:n]
+		events = events[n:]
 		cs := changesOf(a)
 		if a.Index <= jc.seenMax {
 			if first := jc.changes[a.Index]; !reflect.DeepEqual(first, cs) && len(first)+len(cs) > 0 {
@@ -66,6 +73,9 @@ func (w *World) jobRecords(sn *simNode, recs []node.Applied) {
 			}
 			if w.schc != nil {
 				w.scheduleReplayed(sn, a)
+			}
+			if w.hc != nil {
+				w.hooksReplayed(sn, a)
 			}
 			continue
 		}
@@ -77,10 +87,16 @@ func (w *World) jobRecords(sn *simNode, recs []node.Applied) {
 		if w.schc != nil {
 			w.scheduleApplied(a)
 		}
+		if w.hc != nil {
+			w.hooksApplied(a, mine, cs)
+		}
 		for _, c := range cs {
 			w.jobChanged(a.Index, c)
 			if t := jc.jobs[c.Job.ID]; t != nil {
 				t.changedNs = a.TimeNs
+			}
+			if w.hc != nil {
+				w.hookJobChanged(c, a.TimeNs)
 			}
 		}
 		if w.schc != nil {
@@ -181,6 +197,9 @@ func (w *World) checkJobsAtEnd() {
 	}
 	if w.schc != nil {
 		w.checkSchedulesAtEnd(sn)
+	}
+	if w.hc != nil {
+		w.checkHooksAtEnd(sn)
 	}
 	table := sn.n.Hosted("jobs").(*jobs.Module).Table()
 	ids := make([]jobs.ID, 0, len(w.jc.jobs))

@@ -79,6 +79,9 @@ func (w *World) nodeConfig(sn *simNode) node.Config {
 	if w.sc.Cluster.SessionsMax > 0 {
 		cfg.SessionsMax = w.sc.Cluster.SessionsMax
 	}
+	if w.sc.Hooks.BacklogMax > 0 {
+		cfg.Hooks.BacklogMax = w.sc.Hooks.BacklogMax
+	}
 	cfg.AppliedRecordsEnabled = true
 	cfg.EventsEnabled = true
 	cfg.Bugs = w.sc.plantedBugs()
@@ -222,7 +225,7 @@ func (w *World) finishReady(sn *simNode) {
 			w.leaseRecords(sn, rd.Applied)
 		}
 		if w.jc != nil {
-			w.jobRecords(sn, rd.Applied)
+			w.jobRecords(sn, rd.Applied, rd.Events)
 		}
 		w.check.applied(sn.id, rd.Applied)
 		w.checkTime(sn)

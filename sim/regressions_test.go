@@ -21,6 +21,8 @@ var regressions = []struct {
 	{"testdata/regressions/swarm-lease-at-end.toml", []uint64{168}},
 	{"testdata/regressions/swarm-jobs-idle-workers.toml", []uint64{20}},
 	{"testdata/regressions/schedules-one-type.toml", []uint64{34}},
+	{"testdata/regressions/hooks-created-and-trigger.toml", []uint64{1}},
+	{"testdata/regressions/hooks-lag-split.toml", []uint64{8}},
 }
 
 func TestRegressions(t *testing.T) {

@@ -32,6 +32,7 @@ type Scenario struct {
 	Leases     LeaseSpec       `toml:"leases"`
 	Jobs       JobSpec         `toml:"jobs"`
 	Schedules  ScheduleSpec    `toml:"schedules"`
+	Hooks      HookSpec        `toml:"hooks"`
 	Checkers   CheckerSpec     `toml:"checkers"`
 	Bugs       map[string]bool `toml:"bugs"` // planted defects by name (core/bugs); aspenbugs builds only
 
@@ -230,6 +231,43 @@ func (sc *Scenario) validateSchedules() error {
 	return nil
 }
 
+// HookSpec sets the hooks workload (hooks.go): one hook operator, a jobs
+// client after the others, creates `hooks` job hooks at the start on
+// patterns over the workload's keys, whose deliveries the [jobs] workers
+// run, and every ops_ms or so disables one for a step or triggers one.
+// backlog_max bounds every hook's backlog (hooks.Limits.BacklogMax), small
+// so that hooks lag. Off while hooks = 0, and then the run draws exactly as
+// it would without it.
+type HookSpec struct {
+	Hooks       int     `toml:"hooks"`        // created at the start, shapes from hookShapes in turn
+	BacklogMax  int     `toml:"backlog_max"`  // each hook's backlog bound; 0: the node's default
+	OpsMs       float64 `toml:"ops_ms"`       // the operator's interval, drawn in [0.5, 1.5] times this
+	DisableProb float64 `toml:"disable_prob"` // a step disables an enabled hook (the next step enables it again)
+	TriggerProb float64 `toml:"trigger_prob"` // a step triggers a hook with a synthetic event
+	SlowProb    float64 `toml:"slow_prob"`    // a hook delivery's run is slow: most of its timeout, heartbeating
+}
+
+func (h HookSpec) on() bool { return h.Hooks > 0 }
+
+func (sc *Scenario) validateHooks() error {
+	h := sc.Hooks
+	switch {
+	case !h.on():
+		return nil
+	case h.Hooks > len(hookShapes):
+		return fmt.Errorf("hooks.hooks = %d, want at most %d", h.Hooks, len(hookShapes))
+	case h.BacklogMax < 0 || h.OpsMs <= 0:
+		return fmt.Errorf("hooks: want backlog_max >= 0 and ops_ms > 0")
+	case h.DisableProb < 0 || h.TriggerProb < 0 || h.DisableProb+h.TriggerProb > 1 || h.SlowProb < 0 || h.SlowProb > 1:
+		return fmt.Errorf("hooks: want disable_prob, trigger_prob >= 0 with a sum at most 1, slow_prob in [0, 1]")
+	case !sc.Jobs.on() || sc.Jobs.Workers < 1:
+		return fmt.Errorf("hooks need [jobs] with workers (their deliveries are run by them)")
+	case sc.Jobs.Submitters+sc.Jobs.Workers+3 > jobActorsMax:
+		return fmt.Errorf("hooks: at most %d jobs clients with the operators", jobActorsMax)
+	}
+	return nil
+}
+
 // DiskSpec sets what a crash does to unsynced writes and how slow syncs are.
 type DiskSpec struct {
 	KeepUnsyncedProb float64 `toml:"keep_unsynced_prob"`
@@ -385,6 +423,9 @@ func (sc *Scenario) validate() error {
 		return err
 	}
 	if err := sc.validateSchedules(); err != nil {
+		return err
+	}
+	if err := sc.validateHooks(); err != nil {
 		return err
 	}
 	total := 0

@@ -54,6 +54,8 @@ type Result struct {
 	ScheduleJobs      int      `json:"schedule_jobs,omitempty"`      // jobs schedules created, as applied
 	ScheduleSkipped   int      `json:"schedule_skipped,omitempty"`   // ticks skipped or refused, at the end
 	ScheduleMissed    int      `json:"schedule_missed,omitempty"`    // ticks missed, at the end
+	HookDeliveries    int      `json:"hook_deliveries,omitempty"`    // deliveries handed to the job queue, as applied
+	HookResyncs       int      `json:"hook_resyncs,omitempty"`       // resync deliveries made, at the end
 	Linearizability   string   `json:"linearizability"`
 	Violations        []string `json:"violations"`
 
@@ -87,6 +89,7 @@ type World struct {
 	jobActors []*jobActor    // job submitters, workers, operator (jobs.go)
 	jc        *jobsChecker   // nil without jobs
 	schc      *schedChecker  // nil without schedules
+	hc        *hooksChecker  // nil without hooks
 	trace     tracer
 	check     checker
 	res       Result
@@ -182,6 +185,9 @@ func newWorld(sc Scenario, seed uint64, opts Options) *World {
 		w.newJobsChecker()
 		if sc.Schedules.on() {
 			w.newSchedChecker()
+		}
+		if sc.Hooks.on() {
+			w.newHooksChecker()
 		}
 		w.newJobActors()
 	}

@@ -52,6 +52,11 @@ const (
 	// Schedules.
 	TickLocalClock // a schedule's fire reads the replica's own clock, not the entry's stamp
 
+	// Hooks.
+	HookMatchOnProposal // the leader matches a write as it proposes it and proposes its deliveries' jobs with it
+	HookFireFromWatch   // the leader fires deliveries from the changes it sees applied (doubles on failover)
+	HookDropWhenFull    // a match finding the hook's backlog full is dropped instead of lagging
+
 	count
 )
 
@@ -64,6 +69,7 @@ var names = [count]string{
 	"lease_local_clock", "no_lease_grace",
 	"completion_without_token", "expiry_keeps_attempt",
 	"tick_local_clock",
+	"hook_match_on_proposal", "hook_fire_from_watch", "hook_drop_when_full",
 }
 
 func (b Bug) String() string {

@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/aspen-db/aspen/core/assert"
+	"github.com/aspen-db/aspen/core/bugs"
 	"github.com/aspen-db/aspen/core/kv"
 	"github.com/aspen-db/aspen/core/module"
 	"github.com/aspen-db/aspen/core/storage"
@@ -56,6 +57,11 @@ type Module struct {
 
 	report  bool
 	changed []Change // what the entry being applied did (report.go)
+
+	// Bugs plants defects, for tests that prove a checker catches them
+	// (planted_bugs.go; aspenbugs builds only).
+	Bugs    bugs.Set
+	planted planted
 }
 
 // NewModule returns an empty hook table that delivers through q.
@@ -66,7 +72,7 @@ func NewModule(limits Limits, q Jobs) *Module {
 func (m *Module) Name() string    { return "hooks" }
 func (m *Module) Version() uint64 { return 1 }
 func (m *Module) Kinds() []byte {
-	return []byte{CmdCreate, CmdDelete, CmdEnable, CmdDisable, CmdTrigger, CmdPump}
+	return append([]byte{CmdCreate, CmdDelete, CmdEnable, CmdDisable, CmdTrigger, CmdPump}, plantedKinds()...)
 }
 func (m *Module) QueryKinds() []byte { return []byte{QueryGet, QueryList} }
 func (m *Module) Prefixes() [][]byte { return [][]byte{prefix} }
@@ -172,6 +178,9 @@ func (m *Module) checkDef(d *Def) error {
 
 // Apply applies one hook command at replicated time env.NowNs.
 func (m *Module) Apply(env *module.Env, kind byte, body []byte) module.Answer {
+	if m.plantApply(env, kind, body) {
+		return module.Answer{}
+	}
 	if kind == CmdPump {
 		names, err := decodeNames(body)
 		assert.That(err == nil, "hook pump at %d does not decode: %v", env.Index, err)
@@ -250,24 +259,16 @@ func (m *Module) trigger(env *module.Env, c triggerCmd) (*hook, error) {
 		return nil, fmt.Errorf("%w: %q", ErrNotFound, c.name)
 	case h.Disabled:
 		return nil, fmt.Errorf("%w: hook %q is disabled", errState, c.name)
-	case m.backlogFull(h):
-		// A trigger has no revision: a lag range cannot stand for it.
-		return nil, fmt.Errorf("%w: hook %q has a full backlog", errState, c.name)
+	case h.lagging || len(h.backlog) >= m.limits.BacklogMax:
+		// A synthetic event has no revision a resync could cover: it
+		// would pass into the lag as revision 0 and be lost.
+		return nil, fmt.Errorf("%w: hook %q's backlog is full", errState, c.name)
 	}
 	d := Delivery{Kind: KindTrigger, Key: clone(c.key), Value: clone(c.value), ValueSize: int64(len(c.value)), AtNs: env.NowNs, Index: env.Index}
 	m.touch(env, h, func() { m.enqueue(env, h, d, false) })
 	return h, nil
 }
 
-// backlogFull reports whether a delivery made now would have no room in
-// h's backlog (a lagging hook's resync comes first).
-func (m *Module) backlogFull(h *hook) bool {
-	n := len(h.backlog)
-	if h.lagging {
-		n++
-	}
-	return n >= m.limits.BacklogMax
-}
 
 // remove deletes a hook and its backlog. Deliveries already in the queue
 // run on: they are jobs now.
@@ -307,10 +308,15 @@ func (m *Module) Changed(env *module.Env, e *kv.Event) {
 			kind = OnExpire
 		}
 	}
-	created := !e.Deleted && e.Record.Version == 1
+	// A put creates the key when it takes the key's create revision: a txn
+	// that writes a new key twice leaves version 2, and one that deletes
+	// and writes a key again leaves version 1 on a key that was there.
+	created := !e.Deleted && e.Record.CreateRev == e.Revision
 	for _, h := range m.order {
 		if h.matches(e.Key, kind, created) {
-			m.touch(env, h, func() { m.enqueue(env, h, m.deliveryOf(env, e, kind), true) })
+			if d := m.deliveryOf(env, e, kind); m.plantMatched(h, &d) {
+				m.touch(env, h, func() { m.enqueue(env, h, d, true) })
+			}
 		}
 	}
 }
@@ -344,11 +350,15 @@ func (m *Module) enqueue(env *module.Env, h *hook, d Delivery, matched bool) {
 	if h.lagging || len(h.backlog) >= m.limits.BacklogMax {
 		m.pump(env, h) // a finished delivery may make room
 	}
+	if full := h.lagging || len(h.backlog) >= m.limits.BacklogMax; full && m.plantDropWhenFull() {
+		m.pump(env, h)
+		return
+	}
 	if h.lagging || len(h.backlog) >= m.limits.BacklogMax {
 		if !h.lagging {
 			h.lagging, h.lagFrom = true, d.Revision
 		}
-		h.lagTo = d.Revision
+		h.lagTo, h.passIndex = d.Revision, env.Index
 		h.stats.Lagged++
 		m.notePass(h, &d)
 	} else {
@@ -369,7 +379,7 @@ func (m *Module) push(h *hook, d Delivery) {
 
 // endLag enqueues the resync delivery of a lagging hook whose backlog has room.
 func (m *Module) endLag(env *module.Env, h *hook) {
-	if !h.lagging || len(h.backlog) >= m.limits.BacklogMax {
+	if !h.lagging || len(h.backlog) >= m.limits.BacklogMax || h.passIndex == env.Index {
 		return
 	}
 	d := Delivery{Kind: KindResync, Revision: h.lagTo, FromRev: h.lagFrom, ToRev: h.lagTo, AtNs: env.NowNs, Index: env.Index}
@@ -447,6 +457,7 @@ func (m *Module) touch(env *module.Env, h *hook, fn func()) {
 // its bounds now allow: a delivery in flight that finished, a waiting one
 // the bucket and the in-flight bound let start, or a lag with room to end.
 func (m *Module) Due(l module.Leader) []module.Command {
+	planted := m.plantDue(l)
 	var names []string
 	for _, h := range m.order {
 		if len(h.backlog) == 0 && len(h.flights) == 0 && !h.lagging {
@@ -463,13 +474,13 @@ func (m *Module) Due(l module.Leader) []module.Command {
 		}
 	}
 	if len(names) == 0 {
-		return nil
+		return planted
 	}
 	b := binary.AppendUvarint(nil, uint64(len(names)))
 	for _, n := range names {
 		b = module.AppendBytes(b, []byte(n))
 	}
-	return []module.Command{{Kind: CmdPump, Body: b}}
+	return append(planted, module.Command{Kind: CmdPump, Body: b})
 }
 
 // errState refuses a command the hook is not in a state for.

@@ -106,6 +106,11 @@ type hook struct {
 	lagFrom     int64
 	lagTo       int64
 	stats       Stats
+	// passIndex is the entry that let a change pass last: a lag ends in a
+	// later entry only, so the changes of one revision never split between
+	// two resyncs of the same range (and the same idempotency key). Memory
+	// only: one entry's apply never spans a restart.
+	passIndex uint64
 }
 
 func (h *hook) view() Hook {

@@ -39,6 +39,7 @@ func newHosted(cfg Config) *hosted {
 	kvm := kv.NewModule(kvWithBugs(cfg.Bugs))
 	jobsm := jobsWithBugs(cfg)
 	hooksm := hooks.NewModule(cfg.Hooks, jobsm)
+	hooksm.Bugs = cfg.Bugs
 	kvm.Observe(hooksm)
 	h := &hosted{kv: kvm, sessions: session.NewTable(cfg.SessionsMax), members: newMembersModule(), reporting: cfg.AppliedRecordsEnabled}
 	h.register(

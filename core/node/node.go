@@ -61,6 +61,7 @@ type Applied struct {
 	StateHash   uint64
 	Kind        byte  // the command's kind (a module's); 0 for raft's own entries and conf changes
 	TimeNs      int64 // replicated time after the entry
+	Revision    int64 // the KV revision after the entry: its changes are the events above the previous one
 	Reports     []any // what modules reported on the entry (module.Reporter), e.g. []lease.End
 }
 

@@ -3,6 +3,7 @@
 package node
 
 import (
+	"github.com/aspen-db/aspen/core/kv"
 	"github.com/aspen-db/aspen/core/session"
 	"github.com/aspen-db/aspen/core/storage"
 	"go.etcd.io/raft/v3"
@@ -26,3 +27,4 @@ func (n *Node) plantStale(stale bool) bool                     { return stale }
 func (n *Node) plantProposedConfChange(raftpb.ConfChangeV2)    {}
 func (n *Node) plantVoter(voter bool, _ uint64) bool           { return voter }
 func (n *Node) plantSchedules()                                {}
+func (n *Node) plantProposedTxn(kv.Txn)                        {}

@@ -6,6 +6,8 @@ import (
 	"bytes"
 
 	"github.com/aspen-db/aspen/core/bugs"
+	"github.com/aspen-db/aspen/core/hooks"
+	"github.com/aspen-db/aspen/core/kv"
 	"github.com/aspen-db/aspen/core/sched"
 	"github.com/aspen-db/aspen/core/session"
 	"github.com/aspen-db/aspen/core/storage"
@@ -115,4 +117,16 @@ func (n *Node) plantVoter(voter bool, to uint64) bool {
 // TickLocalClock: hand the schedules module the replica's own clock.
 func (n *Node) plantSchedules() {
 	n.h.state("schedules").(*sched.Module).PlantBugs(n.cfg.Bugs, func() int64 { return n.now })
+}
+
+// HookMatchOnProposal: "the leader knows the write already": it matches the
+// txn as it proposes it and proposes the deliveries' jobs right behind it.
+func (n *Node) plantProposedTxn(t kv.Txn) {
+	if !n.cfg.Bugs.Has(bugs.HookMatchOnProposal) || n.role != raft.StateLeader {
+		return
+	}
+	m := n.h.state("hooks").(*hooks.Module)
+	for _, c := range m.PlantProposed(t, n.h.kv.M.Revision()+1, n.now) {
+		n.proposals = append(n.proposals, raftpb.Entry{Data: encodeCommand(c.Kind, 0, 0, c.Body)})
+	}
 }

@@ -53,6 +53,7 @@ func (n *Node) submitTxn(req Request) {
 	if !req.Txn.ReadOnly() {
 		cmd := kv.Command(req.Txn)
 		n.propose(req, cmd.Kind, cmd.Body)
+		n.plantProposedTxn(req.Txn)
 		return
 	}
 	if n.plantStale(req.Stale) {
