@@ -347,8 +347,8 @@ func (m *Module) enqueue(env *module.Env, h *hook, d Delivery, matched bool) {
 	if matched {
 		h.stats.Matched++
 	}
-	if h.lagging || len(h.backlog) >= m.limits.BacklogMax {
-		m.pump(env, h) // a finished delivery may make room
+	if h.lagging {
+		m.endLag(env, h)
 	}
 	if full := h.lagging || len(h.backlog) >= m.limits.BacklogMax; full && m.plantDropWhenFull() {
 		m.pump(env, h)

@@ -109,10 +109,15 @@ func (r *rig) mustApply(c module.Command) Answer {
 	return v
 }
 
-// put applies a put of key at the next revision; created when version is 1.
+// put applies a put of key at the next revision; version 1 creates the key
+// (its create revision is this one), a later version updates it.
 func (r *rig) put(key string, version int64) int64 {
 	r.rev++
-	e := kv.Event{Revision: r.rev, Key: []byte(key), Record: kv.Record{Value: []byte("v" + key), CreateRev: r.rev, ModRev: r.rev, Version: version}}
+	createRev := r.rev
+	if version > 1 {
+		createRev = 1 // some earlier revision: what matters is that it is not this one
+	}
+	e := kv.Event{Revision: r.rev, Key: []byte(key), Record: kv.Record{Value: []byte("v" + key), CreateRev: createRev, ModRev: r.rev, Version: version}}
 	r.in(func(env *module.Env) { r.m.Changed(env, &e) })
 	return r.rev
 }
