@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -121,5 +122,88 @@ func waitSucceeded(b *testing.B, addr string, want int) {
 		if time.Now().After(deadline) {
 			b.Fatalf("job counts %+v after 2 min, want %d succeeded", st.Counts, want)
 		}
+	}
+}
+
+// BenchmarkHookDeliveryLag paces puts at hookLagRate a second into a
+// one-node cluster with one parallel http hook, and measures each change's
+// lag: from the put's answer to the receiver's first sight of its
+// delivery. It reports p50 and p99 of each iteration's hookLagPuts puts.
+func BenchmarkHookDeliveryLag(b *testing.B) {
+	const hookLagRate, hookLagPuts = 500, 1500
+	s := servertest.StartOne(b)
+	addr, key := s.HTTPAddr(), s.ClusterKey()
+	var mu sync.Mutex
+	seen := map[string]time.Time{}
+	rc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var e struct{ Event hooks.Event }
+		body, _ := io.ReadAll(r.Body)
+		json.Unmarshal(body, &e.Event)
+		mu.Lock()
+		if _, ok := seen[e.Event.Key]; !ok {
+			seen[e.Event.Key] = time.Now()
+		}
+		mu.Unlock()
+	}))
+	defer rc.Close()
+	create, _ := json.Marshal(server.HookRequest{Name: "lag", Pattern: "lag/", Handler: hooks.HandlerHTTP, URL: rc.URL,
+		Secret: "whsec-lag", Mode: hooks.Parallel, Parallel: hookBenchParallel, TimeoutMs: 10_000})
+	if resp, err := http.Post("http://"+addr+"/v1/aspen/hook/create", "application/json", bytes.NewReader(create)); err != nil || resp.StatusCode != 200 {
+		b.Fatalf("create hook: %v %v", resp, err)
+	}
+	pool, err := Start(Config{Name: "lag", Concurrency: hookBenchConcurrency, PollMs: 10, Types: []string{HookHTTPType}}, []string{addr}, key,
+		slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pool.Stop()
+	n := 0
+	for i := 0; i < b.N; i++ {
+		acked := make(map[string]time.Time, hookLagPuts)
+		var amu sync.Mutex
+		var wg sync.WaitGroup
+		tick := time.NewTicker(time.Second / hookLagRate)
+		for range hookLagPuts {
+			<-tick.C
+			n++
+			k := fmt.Sprintf("lag/%d", n)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req, _ := http.NewRequest(http.MethodPut, "http://"+addr+"/v1/kv/"+k, bytes.NewReader([]byte("v")))
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				amu.Lock()
+				acked[k] = time.Now()
+				amu.Unlock()
+			}()
+		}
+		tick.Stop()
+		wg.Wait()
+		var lags []time.Duration
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+			mu.Lock()
+			lags = lags[:0]
+			for k, at := range acked {
+				if got, ok := seen[k]; ok {
+					lags = append(lags, max(0, got.Sub(at)))
+				}
+			}
+			mu.Unlock()
+			if len(lags) == len(acked) {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("%d of %d deliveries after a minute", len(lags), len(acked))
+			}
+		}
+		slices.Sort(lags)
+		b.ReportMetric(float64(lags[len(lags)/2].Microseconds())/1000, "p50_ms")
+		b.ReportMetric(float64(lags[len(lags)*99/100].Microseconds())/1000, "p99_ms")
 	}
 }
