@@ -7,6 +7,7 @@ import (
 	"github.com/aspen-db/aspen/core/kv"
 	"github.com/aspen-db/aspen/core/lease"
 	"github.com/aspen-db/aspen/core/sched"
+	"github.com/aspen-db/aspen/core/topics"
 )
 
 // Config is everything a replica needs to know that is not on its disk. Every
@@ -43,6 +44,7 @@ type Config struct {
 	Jobs      jobs.Limits
 	Schedules sched.Limits
 	Hooks     hooks.Limits
+	Topics    topics.Limits
 	// Bugs plants defects, for tests that prove a checker can catch them. It
 	// has effect only in builds with the aspenbugs tag (see core/bugs).
 	Bugs bugs.Set
@@ -72,6 +74,7 @@ func DefaultConfig(id uint64, peers []uint64) Config {
 		Jobs:                 jobs.DefaultLimits(),
 		Schedules:            sched.DefaultLimits(),
 		Hooks:                hooks.DefaultLimits(),
+		Topics:               topics.DefaultLimits(),
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/aspen-db/aspen/core/session"
 	"github.com/aspen-db/aspen/core/storage"
 	"github.com/aspen-db/aspen/core/tokens"
+	"github.com/aspen-db/aspen/core/topics"
 )
 
 // hosted is the replicated state a replica hosts (core/module): the KV store
@@ -52,6 +53,7 @@ func newHosted(cfg Config) *hosted {
 		tokens.NewModule(),
 		audit.NewModule(audit.DefaultLimits()),
 		hooksm,
+		topics.NewModule(cfg.Topics),
 	)
 	return h
 }

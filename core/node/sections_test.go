@@ -85,7 +85,7 @@ func TestSectionsRoundTripAndRefusals(t *testing.T) {
 		data []byte
 		want string
 	}{
-		{"unknown section", withSection("topics", 1), `section "topics" is not known`},
+		{"unknown section", withSection("streams", 1), `section "streams" is not known`},
 		{"unknown version", withSection("kv", 9), `section "kv" has version 9`},
 		{"truncated", enc[:len(enc)-1], "framing"},
 		{"newer format", append(append([]byte(nil), snapshotMagic...), 2), "format 2"},

@@ -1,0 +1,190 @@
+package topics
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+
+	"github.com/aspen-db/aspen/core/module"
+	"github.com/aspen-db/aspen/core/storage"
+	"github.com/aspen-db/aspen/sim/disk"
+)
+
+// rig drives a topics module alone over a simulated disk: every command's
+// batch is written, so a reload from disk must give the same table.
+type rig struct {
+	t   *testing.T
+	m   *Module
+	d   *disk.Disk
+	idx uint64
+	now int64
+}
+
+func newRig(t *testing.T, limits Limits) *rig {
+	return &rig{t: t, m: NewModule(limits), d: disk.New(), now: 1e9}
+}
+
+func (r *rig) apply(c module.Command) module.Answer {
+	r.t.Helper()
+	if c.Kind != CmdPrune {
+		if a := r.m.Validate(c.Kind, c.Body); a.Outcome != module.OK {
+			return a
+		}
+	}
+	r.idx++
+	env := &module.Env{Index: r.idx, NowNs: r.now, Batch: &storage.Batch{}}
+	a := r.m.Apply(env, c.Kind, c.Body)
+	if err := r.d.Apply(*env.Batch); err != nil {
+		r.t.Fatal(err)
+	}
+	return a
+}
+
+func (r *rig) ok(c module.Command) Answer {
+	r.t.Helper()
+	a := r.apply(c)
+	if a.Outcome != module.OK {
+		r.t.Fatalf("command %d: %v %s", c.Kind, a.Outcome, a.Detail)
+	}
+	v, _ := a.Value.(Answer)
+	return v
+}
+
+// reload checks that the table loaded from disk and the one restored from
+// a snapshot both equal the live one.
+func (r *rig) reload() {
+	r.t.Helper()
+	fromDisk := NewModule(r.m.limits)
+	if err := fromDisk.Load(r.d); err != nil {
+		r.t.Fatalf("load: %v", err)
+	}
+	restored := NewModule(r.m.limits)
+	if err := restored.Restore(r.m.Freeze().Encode()); err != nil {
+		r.t.Fatalf("restore: %v", err)
+	}
+	for _, other := range []*Module{fromDisk, restored} {
+		if other.Hash() != r.m.Hash() || other.bytes != r.m.bytes || !bytes.Equal(other.Freeze().Encode(), r.m.Freeze().Encode()) {
+			r.t.Fatalf("reloaded table differs: hash %x vs %x, bytes %d vs %d", other.Hash(), r.m.Hash(), other.bytes, r.m.bytes)
+		}
+	}
+}
+
+func def(name string, parts int) Def {
+	return Def{Name: name, Partitions: parts, RetainMessages: RetainMessagesDefault, RetainBytes: RetainBytesDefault}
+}
+
+// Keys choose their partition by hash, keyless messages go round-robin,
+// offsets are dense per partition in commit order, and reads return them.
+func TestPublishAndRead(t *testing.T) {
+	r := newRig(t, DefaultLimits())
+	r.ok(Create(def("orders", 3)))
+	var in []In
+	for i := range 9 {
+		in = append(in, In{Key: []byte(fmt.Sprintf("customer-%d", i%2)), Value: []byte(fmt.Sprint(i)), Partition: -1})
+	}
+	in = append(in, In{Value: []byte("a"), Partition: -1}, In{Value: []byte("b"), Partition: -1}, In{Value: []byte("c"), Partition: 2})
+	a := r.ok(Publish("orders", in))
+	next := map[int]uint64{}
+	for i, p := range a.Placed {
+		if in[i].Key != nil && p.Partition != KeyPartition(in[i].Key, 3) {
+			t.Errorf("message %d went to %d, its key's partition is %d", i, p.Partition, KeyPartition(in[i].Key, 3))
+		}
+		if p.Offset != next[p.Partition] {
+			t.Errorf("message %d: offset %d in partition %d, want %d (dense)", i, p.Offset, p.Partition, next[p.Partition])
+		}
+		next[p.Partition]++
+	}
+	if a.Placed[9].Partition == a.Placed[10].Partition || a.Placed[11].Partition != 2 {
+		t.Errorf("keyless messages went to %d and %d (want round-robin), the named one to %d", a.Placed[9].Partition, a.Placed[10].Partition, a.Placed[11].Partition)
+	}
+	p := KeyPartition([]byte("customer-0"), 3)
+	msgs := r.m.Read("orders", p, 0, 100, 1<<20)
+	var values []string
+	for _, msg := range msgs {
+		if string(msg.Key) == "customer-0" {
+			values = append(values, string(msg.Value))
+		}
+	}
+	if fmt.Sprint(values) != "[0 2 4 6 8]" {
+		t.Errorf("customer-0's messages in partition %d: %v, want [0 2 4 6 8] in order", p, values)
+	}
+	r.reload()
+}
+
+// Retention drops the oldest by count and bytes at publish, and by age when
+// the leader's prune applies; the bounds move, offsets never reuse.
+func TestRetention(t *testing.T) {
+	r := newRig(t, DefaultLimits())
+	d := def("logs", 1)
+	d.RetainMessages, d.RetainAgeNs = 5, 10e9
+	r.ok(Create(d))
+	for i := range 8 {
+		r.ok(Publish("logs", []In{{Value: []byte(fmt.Sprint(i)), Partition: -1}}))
+	}
+	if first, end := r.m.Bounds("logs", 0); first != 3 || end != 8 {
+		t.Fatalf("bounds after 8 publishes, retaining 5: %d..%d, want 3..8", first, end)
+	}
+	r.reload()
+	r.now += 11e9
+	r.ok(Publish("logs", []In{{Value: []byte("fresh"), Partition: -1}}))
+	r.apply(module.Command{Kind: CmdPrune})
+	if first, end := r.m.Bounds("logs", 0); first != 8 || end != 9 {
+		t.Fatalf("bounds after the age prune: %d..%d, want 8..9 (only the fresh one)", first, end)
+	}
+	if got := r.m.OffsetAt("logs", 0, r.now-1); got != 8 {
+		t.Errorf("offset at a time: %d, want 8", got)
+	}
+	r.reload()
+}
+
+// Bad input is refused before anything changes.
+func TestRefusals(t *testing.T) {
+	limits := DefaultLimits()
+	limits.TotalBytesMax = 100
+	r := newRig(t, limits)
+	r.ok(Create(def("t", 2)))
+	before := r.m.Hash()
+	for _, tc := range []struct {
+		c    module.Command
+		want module.Outcome
+	}{
+		{Create(def("t", 2)), module.Conflict},
+		{Create(def("", 2)), module.Invalid},
+		{Create(def("u", 0)), module.Invalid},
+		{Create(def("u", 1000)), module.Invalid},
+		{Create(def("a/b", 1)), module.Invalid},
+		{Publish("nope", []In{{Value: []byte("x"), Partition: -1}}), module.NotFound},
+		{Publish("t", nil), module.Invalid},
+		{Publish("t", []In{{Value: []byte("x"), Partition: 5}}), module.Invalid},
+		{Publish("t", []In{{Value: make([]byte, 300<<10), Partition: -1}}), module.TooLarge},
+		{Publish("t", []In{{Value: make([]byte, 101), Partition: -1}}), module.TooLarge}, // past the store's bound
+		{Delete("nope"), module.NotFound},
+		{module.Command{Kind: CmdPublish, Body: []byte{1, 2, 3}}, module.Invalid},
+		{module.Command{Kind: CmdPrune}, module.Invalid},
+	} {
+		a := r.m.Validate(tc.c.Kind, tc.c.Body)
+		if a.Outcome == module.OK {
+			r.idx++
+			a = r.m.Apply(&module.Env{Index: r.idx, NowNs: r.now, Batch: &storage.Batch{}}, tc.c.Kind, tc.c.Body)
+		}
+		if a.Outcome != tc.want {
+			t.Errorf("command %d: %v %s, want %v", tc.c.Kind, a.Outcome, a.Detail, tc.want)
+		}
+	}
+	if r.m.Hash() != before {
+		t.Fatal("a refusal changed the table")
+	}
+}
+
+// Deleting a topic removes its messages from disk and the digest.
+func TestDelete(t *testing.T) {
+	r := newRig(t, DefaultLimits())
+	empty := r.m.Hash()
+	r.ok(Create(def("t", 2)))
+	r.ok(Publish("t", []In{{Value: []byte("x"), Partition: -1}, {Key: []byte("k"), Value: []byte("y"), Partition: -1}}))
+	r.ok(Delete("t"))
+	if r.m.Hash() != empty || r.m.bytes != 0 {
+		t.Fatalf("after delete: hash %x bytes %d, want the empty table's", r.m.Hash(), r.m.bytes)
+	}
+	r.reload()
+}
