@@ -21,6 +21,7 @@ func hookCommand() *cli.Command {
 		&cli.StringFlag{Name: "http", Usage: "handler: POST each event to this http(s) URL, signed with --secret"},
 		&cli.StringFlag{Name: "secret", Usage: "http: the signing key, or @FILE; sealed by the cluster and never shown again"},
 		&cli.StringFlag{Name: "job-type", Usage: "handler: enqueue a job of this type with the event as its payload"},
+		&cli.StringFlag{Name: "topic", Usage: "handler: publish the event to this topic, keyed by the KV key, in the change's own commit"},
 		&cli.StringFlag{Name: "mode", Usage: "ordered (one delivery at a time, in revision order) or parallel (default ordered)"},
 		&cli.Int64Flag{Name: "parallel", Usage: "parallel: deliveries in flight at most"},
 		&cli.Int64Flag{Name: "max-attempts", Usage: "attempts each delivery may take", DefaultText: "3"},
@@ -102,7 +103,7 @@ func hookRequest(c *cli.Context, name string, argv []string) (req server.HookReq
 		}
 	}
 	handlers := 0
-	for _, set := range []bool{c.String("http") != "", c.String("job-type") != "", len(argv) > 0} {
+	for _, set := range []bool{c.String("http") != "", c.String("job-type") != "", c.String("topic") != "", len(argv) > 0} {
 		if set {
 			handlers++
 		}
@@ -111,7 +112,7 @@ func hookRequest(c *cli.Context, name string, argv []string) (req server.HookReq
 	case req.Pattern == "":
 		return req, usageError("hook create wants --pattern: a key prefix or a glob")
 	case handlers != 1:
-		return req, usageError("hook create wants one handler: --http URL (with --secret), --job-type T, or a command after --")
+		return req, usageError("hook create wants one handler: --http URL (with --secret), --job-type T, --topic T, or a command after --")
 	case c.String("secret") != "" && c.String("http") == "":
 		return req, usageError("--secret is for an --http hook")
 	}
@@ -140,6 +141,8 @@ func hookRequest(c *cli.Context, name string, argv []string) (req server.HookReq
 		if req.Secret = strings.TrimSpace(string(secret)); req.Secret == "" {
 			return req, usageError("an --http hook needs --secret S (or @FILE): the key its deliveries are signed with")
 		}
+	case c.String("topic") != "":
+		req.Handler, req.Topic = "topic", c.String("topic")
 	default:
 		req.Handler, req.JobType = "job", c.String("job-type")
 	}

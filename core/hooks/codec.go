@@ -15,7 +15,7 @@ import (
 //	def:      name | pattern | events byte | filter byte | handler kind | url |
 //	          secret | job type | grant | disabled byte | mode | parallel varint |
 //	          attempts varint | timeout varint | backoff base varint |
-//	          backoff max varint | rate varint | burst varint
+//	          backoff max varint | rate varint | burst varint | topic
 //	delivery: seq uvarint | kind | revision varint | key | value | value size varint |
 //	          value sha | create varint | mod varint | version varint | at varint |
 //	          from varint | to varint | index uvarint
@@ -61,7 +61,7 @@ func appendDef(b []byte, d *Def) []byte {
 	for _, v := range []int64{d.Parallel, d.AttemptsMax, d.TimeoutNs, d.BackoffBaseNs, d.BackoffMaxNs, d.RatePerSec, d.Burst} {
 		b = binary.AppendVarint(b, v)
 	}
-	return b
+	return module.AppendBytes(b, []byte(d.Handler.Topic))
 }
 
 func readDef(r *module.Reader) Def {
@@ -71,6 +71,7 @@ func readDef(r *module.Reader) Def {
 	d.Disabled, d.Mode = readFlag(r), r.String()
 	d.Parallel, d.AttemptsMax, d.TimeoutNs, d.BackoffBaseNs = r.Varint(), r.Varint(), r.Varint(), r.Varint()
 	d.BackoffMaxNs, d.RatePerSec, d.Burst = r.Varint(), r.Varint(), r.Varint()
+	d.Handler.Topic = r.String()
 	return d
 }
 

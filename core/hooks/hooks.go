@@ -41,6 +41,7 @@ const (
 	HandlerHTTP  = "http"  // POST the event to a URL (job type JobHTTP)
 	HandlerShell = "shell" // run a command with the event on stdin (job type JobShell)
 	HandlerJob   = "job"   // enqueue a job of the handler's type with the event as payload
+	HandlerTopic = "topic" // publish the event to a topic, in the change's own apply
 )
 
 // Job types of the deliveries of http and shell hooks; a job hook's
@@ -62,6 +63,7 @@ type Handler struct {
 	URL     string // http
 	Secret  []byte // http: the signing key, sealed by the node under the cluster key; opaque here
 	JobType string // job
+	Topic   string // topic
 	Grant   []byte // shell: the grant a node made from a capability token (token.Grant)
 }
 
@@ -169,6 +171,14 @@ func (l Limits) checkHandler(h *Handler) error {
 		if h.URL != "" || h.JobType != "" || len(h.Secret) != 0 {
 			return fmt.Errorf("%w: a shell handler takes a command only", errInvalid)
 		}
+	case HandlerTopic:
+		if h.Topic == "" || len(h.Topic) > l.NameBytesMax {
+			return fmt.Errorf("%w: a topic hook needs a topic name of 1 to %d bytes", errInvalid, l.NameBytesMax)
+		}
+		if h.URL != "" || h.JobType != "" || len(h.Grant) != 0 || len(h.Secret) != 0 {
+			return fmt.Errorf("%w: a topic handler takes a topic only", errInvalid)
+		}
+		return nil
 	case HandlerJob:
 		if h.JobType == "" || strings.EqualFold(strings.TrimSpace(h.JobType), "shell") || strings.HasPrefix(h.JobType, "hook.") {
 			return fmt.Errorf("%w: job type %q: want a type of your own (not shell, not hook.*)", errInvalid, h.JobType)
@@ -177,7 +187,10 @@ func (l Limits) checkHandler(h *Handler) error {
 			return fmt.Errorf("%w: a job handler takes a job type only", errInvalid)
 		}
 	default:
-		return fmt.Errorf("%w: handler kind %q: want http, shell or job", errInvalid, h.Kind)
+		return fmt.Errorf("%w: handler kind %q: want http, shell, job or topic", errInvalid, h.Kind)
+	}
+	if h.Topic != "" {
+		return fmt.Errorf("%w: a topic is for topic handlers", errInvalid)
 	}
 	return nil
 }

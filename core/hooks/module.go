@@ -49,6 +49,7 @@ const (
 type Module struct {
 	limits Limits
 	jobs   Jobs
+	topics Publisher // for topic hooks; nil: none may be made
 	hooks  map[string]*hook
 	order  []*hook // the enabled hooks, by name: what a change is matched against
 	digest uint64
@@ -172,8 +173,42 @@ func (m *Module) checkDef(d *Def) error {
 	if d.Handler.Kind == HandlerShell && !json.Valid(d.Handler.Grant) {
 		return fmt.Errorf("%w: the shell handler's grant is not JSON", errInvalid)
 	}
+	if d.Handler.Kind == HandlerTopic {
+		if m.topics == nil {
+			return fmt.Errorf("%w: topics are not enabled", errInvalid)
+		}
+		return nil
+	}
 	h := &hook{Def: *d}
 	return m.jobs.CheckSpec(h.spec(&Delivery{Kind: KindTrigger}))
+}
+
+// Publisher is the topics module as topic hooks need it (core/topics
+// provides it): publish one message in the apply at hand.
+type Publisher interface {
+	HasTopic(name string) bool
+	PublishEvent(env *module.Env, topic string, key, value []byte) error
+}
+
+// PublishTo connects the topics a topic hook publishes to.
+func (m *Module) PublishTo(p Publisher) { m.topics = p }
+
+// publishNow publishes delivery d of topic hook h in the change's own
+// apply: the event is committed with the change or not at all, with no
+// window between them. A topic that is gone or full counts the delivery
+// failed; nothing is retried, the change is not refused.
+func (m *Module) publishNow(env *module.Env, h *hook, d *Delivery, matched bool) {
+	if matched {
+		h.stats.Matched++
+	}
+	h.stats.Submitted++
+	m.noteDelivery(h, d)
+	if err := m.topics.PublishEvent(env, h.Handler.Topic, d.Key, h.payload(d)); err != nil {
+		h.stats.Failed++
+	} else {
+		h.stats.Delivered++
+	}
+	m.noteSubmit(h, d, 0)
 }
 
 // Apply applies one hook command at replicated time env.NowNs.
@@ -240,6 +275,9 @@ func (m *Module) create(env *module.Env, d Def) (*hook, error) {
 	if m.hooks[d.Name] != nil {
 		return nil, fmt.Errorf("%w: %q", ErrExists, d.Name)
 	}
+	if d.Handler.Kind == HandlerTopic && !m.topics.HasTopic(d.Handler.Topic) {
+		return nil, fmt.Errorf("%w: topic %q does not exist", ErrNotFound, d.Handler.Topic)
+	}
 	if len(m.hooks) >= m.limits.HooksMax {
 		return nil, fmt.Errorf("%w: %d held", ErrFull, len(m.hooks))
 	}
@@ -265,6 +303,10 @@ func (m *Module) trigger(env *module.Env, c triggerCmd) (*hook, error) {
 		return nil, fmt.Errorf("%w: hook %q's backlog is full", errState, c.name)
 	}
 	d := Delivery{Kind: KindTrigger, Key: clone(c.key), Value: clone(c.value), ValueSize: int64(len(c.value)), AtNs: env.NowNs, Index: env.Index}
+	if h.Handler.Kind == HandlerTopic {
+		m.touch(env, h, func() { m.publishNow(env, h, &d, false) })
+		return h, nil
+	}
 	m.touch(env, h, func() { m.enqueue(env, h, d, false) })
 	return h, nil
 }
@@ -314,7 +356,9 @@ func (m *Module) Changed(env *module.Env, e *kv.Event) {
 	created := !e.Deleted && e.Record.CreateRev == e.Revision
 	for _, h := range m.order {
 		if h.matches(e.Key, kind, created) {
-			if d := m.deliveryOf(env, e, kind); m.plantMatched(h, &d) {
+			if d := m.deliveryOf(env, e, kind); h.Handler.Kind == HandlerTopic {
+				m.touch(env, h, func() { m.publishNow(env, h, &d, true) })
+			} else if m.plantMatched(h, &d) {
 				m.touch(env, h, func() { m.enqueue(env, h, d, true) })
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/aspen-db/aspen/core/lease"
 	"github.com/aspen-db/aspen/core/module"
 	"github.com/aspen-db/aspen/core/node"
+	"github.com/aspen-db/aspen/core/topics"
 	"github.com/aspen-db/aspen/sim/disk"
 )
 
@@ -436,5 +437,46 @@ func TestHookCrashKeepsChangeAndDeliveryTogether(t *testing.T) {
 	}
 	if lost == 0 {
 		t.Fatal("no crash lost a batch: the test proves nothing")
+	}
+}
+
+// A topic hook publishes the event in the change's own apply: the message
+// is committed with the put, at its index, keyed by the KV key; a change
+// that does not match publishes nothing; a topic that is gone counts the
+// delivery failed and never refuses the write.
+func TestTopicHookPublishesInTheChangesApply(t *testing.T) {
+	d := disk.New()
+	s := startAt(t, d, hookConfig(100), 0)
+	s.seq++
+	create := topics.Create(topics.Def{Name: "events", Partitions: 2, RetainMessages: 100, RetainBytes: 1 << 20})
+	if r := s.call(node.Request{Client: 11, Seq: s.seq, Call: &create}); r.Outcome != node.OK {
+		t.Fatalf("create topic: %v", r.Err())
+	}
+	s.mustHook(hooks.Create(hooks.Def{Name: "cdc", Pattern: "svc/", Mode: hooks.Ordered,
+		Handler: hooks.Handler{Kind: hooks.HandlerTopic, Topic: "events"}}))
+	if _, r := s.hook(hooks.Create(hooks.Def{Name: "nowhere", Pattern: "svc/", Mode: hooks.Ordered,
+		Handler: hooks.Handler{Kind: hooks.HandlerTopic, Topic: "missing"}})); r.Outcome != node.NotFound {
+		t.Fatalf("a topic hook on a missing topic: %v, want not found", r.Outcome)
+	}
+	rev := s.putRev("svc/a", "up")
+	s.putRev("other/b", "x")
+	tm := s.n.Hosted("topics").(*topics.Module)
+	p := topics.KeyPartition([]byte("svc/a"), 2)
+	msgs := tm.Read("events", p, 0, 10, 1<<20)
+	var e hooks.Event
+	if len(msgs) != 1 || string(msgs[0].Key) != "svc/a" || json.Unmarshal(msgs[0].Value, &e) != nil || e.Revision != rev || e.Kind != hooks.KindPut || string(e.Value) != "up" {
+		t.Fatalf("partition %d: %+v, want one message for the put at revision %d", p, msgs, rev)
+	}
+	if first, end := tm.Bounds("events", 1-p); end != first {
+		t.Fatalf("the other partition holds %d messages, want none", end-first)
+	}
+	s.seq++
+	del := topics.Delete("events")
+	if r := s.call(node.Request{Client: 11, Seq: s.seq, Call: &del}); r.Outcome != node.OK {
+		t.Fatalf("delete topic: %v", r.Err())
+	}
+	s.putRev("svc/c", "still written")
+	if h := s.getHook("cdc"); h.Stats.Matched != 2 || h.Stats.Delivered != 1 || h.Stats.Failed != 1 {
+		t.Fatalf("stats %+v: want 2 matched, 1 delivered, 1 failed (the topic was gone)", h.Stats)
 	}
 }

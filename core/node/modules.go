@@ -42,6 +42,8 @@ func newHosted(cfg Config) *hosted {
 	hooksm := hooks.NewModule(cfg.Hooks, jobsm)
 	hooksm.Bugs = cfg.Bugs
 	kvm.Observe(hooksm)
+	topicsm := topics.NewModule(cfg.Topics)
+	hooksm.PublishTo(topicsm)
 	h := &hosted{kv: kvm, sessions: session.NewTable(cfg.SessionsMax), members: newMembersModule(), reporting: cfg.AppliedRecordsEnabled}
 	h.register(
 		kvm,
@@ -53,7 +55,7 @@ func newHosted(cfg Config) *hosted {
 		tokens.NewModule(),
 		audit.NewModule(audit.DefaultLimits()),
 		hooksm,
-		topics.NewModule(cfg.Topics),
+		topicsm,
 	)
 	return h
 }

@@ -360,6 +360,20 @@ func (m *Module) sortedNames() []string {
 	return names
 }
 
+// HasTopic reports whether topic name exists (for topic hooks).
+func (m *Module) HasTopic(name string) bool { return m.topics[name] != nil }
+
+// PublishEvent publishes one message from another module's apply (a topic
+// hook's event), placed by its key, as a publish command would.
+func (m *Module) PublishEvent(env *module.Env, topic string, key, value []byte) error {
+	in := []In{{Key: key, Value: value, Partition: -1}}
+	if err := m.limits.checkIn(&in[0]); err != nil {
+		return err
+	}
+	_, err := m.publish(env, topic, in)
+	return err
+}
+
 // Partitions, Bounds, Read and OffsetAt implement Log.
 
 func (m *Module) Partitions(name string) (int, bool) {

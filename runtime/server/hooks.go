@@ -39,6 +39,8 @@ import (
 //     capability token in Capability; the hook stores the grant the node
 //     makes from them (token.Grant), never the token.
 //   - job: enqueue a job of JobType with the event as its payload.
+//   - topic: publish the event to Topic, keyed by the KV key, in the
+//     change's own apply (change data capture with no window).
 //
 // Deliveries are jobs of the job queue (types hook.http, hook.shell, or a
 // job hook's own) whose idempotency key is "NAME:revision:key"; deliveries
@@ -79,6 +81,7 @@ type HookRequest struct {
 	URL          string `json:",omitempty"` // http
 	Secret       string `json:",omitempty"` // http: the key the body is signed with; sealed, never shown again
 	JobType      string `json:",omitempty"` // job
+	Topic        string `json:",omitempty"` // topic
 	ShellCommand        // shell: the command and the token that allows it
 
 	Mode         string `json:",omitempty"` // ordered (default) or parallel
@@ -109,6 +112,7 @@ type HookInfo struct {
 	URL       string       `json:",omitempty"`
 	SecretSet bool         `json:",omitempty"` // http: a secret is set (it is never shown)
 	JobType   string       `json:",omitempty"`
+	Topic     string       `json:",omitempty"`
 	Command   *HookCommand `json:",omitempty"` // shell
 
 	Mode         string
@@ -301,6 +305,8 @@ func (s *Server) hookHandlerOf(ctx context.Context, req HookRequest) (hooks.Hand
 		return h, fmt.Errorf("URL and Secret are for http hooks, not %q", req.Handler)
 	case req.Handler != hooks.HandlerJob && req.JobType != "":
 		return h, fmt.Errorf("JobType is for job hooks, not %q", req.Handler)
+	case req.Handler != hooks.HandlerTopic && req.Topic != "":
+		return h, fmt.Errorf("Topic is for topic hooks, not %q", req.Handler)
 	}
 	switch req.Handler {
 	case hooks.HandlerHTTP:
@@ -330,10 +336,12 @@ func (s *Server) hookHandlerOf(ctx context.Context, req HookRequest) (hooks.Hand
 		h.Grant = grant
 	case hooks.HandlerJob:
 		h.JobType = req.JobType
+	case hooks.HandlerTopic:
+		h.Topic = req.Topic
 	case "":
-		return h, errors.New("Handler is required: http, shell or job")
+		return h, errors.New("Handler is required: http, shell, job or topic")
 	default:
-		return h, fmt.Errorf("Handler %q: want http, shell or job", req.Handler)
+		return h, fmt.Errorf("Handler %q: want http, shell, job or topic", req.Handler)
 	}
 	return h, nil
 }
@@ -463,7 +471,7 @@ func (s *Server) hookPage(a hooks.Answer) any {
 func hookInfo(h *hooks.Hook, revision, nowNs int64) HookInfo {
 	ms := int64(time.Millisecond)
 	info := HookInfo{Name: h.Name, Pattern: h.Pattern, Events: hookEvents(h.Events), Filter: hookFilterNames[min(int(h.Filter), len(hookFilterNames)-1)],
-		Handler: h.Handler.Kind, URL: h.Handler.URL, SecretSet: len(h.Handler.Secret) > 0, JobType: h.Handler.JobType,
+		Handler: h.Handler.Kind, URL: h.Handler.URL, SecretSet: len(h.Handler.Secret) > 0, JobType: h.Handler.JobType, Topic: h.Handler.Topic,
 		Mode: h.Mode, Parallel: h.Parallel, MaxAttempts: h.AttemptsMax, TimeoutMs: h.TimeoutNs / ms,
 		BackoffMs: h.BackoffBaseNs / ms, BackoffMaxMs: h.BackoffMaxNs / ms, RatePerSec: h.RatePerSec, Burst: h.Burst,
 		Disabled: h.Disabled, Created: stamp(h.CreatedNs, time.UTC), Stats: HookStats(h.Stats),
