@@ -311,7 +311,6 @@ func (m *Module) trigger(env *module.Env, c triggerCmd) (*hook, error) {
 	return h, nil
 }
 
-
 // remove deletes a hook and its backlog. Deliveries already in the queue
 // run on: they are jobs now.
 func (m *Module) remove(env *module.Env, h *hook) {
