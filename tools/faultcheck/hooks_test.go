@@ -137,11 +137,10 @@ func TestHooksThroughLeaderKills(t *testing.T) {
 // the shell hook's script, the file it appends to, the token that allows
 // it, and the http receiver.
 type hookWorld struct {
-	bin, dir                      string
-	keyFile, work, script, events string
-	tokenFile                     string
-	secret                        []byte
-	rc                            *hookReceiver
+	shellWorld
+	events string
+	secret []byte
+	rc     *hookReceiver
 }
 
 // hookScript appends the event on its stdin (one line of JSON) to $1.
@@ -151,61 +150,11 @@ cat >> "$1"
 
 func newHookWorld(t *testing.T, bin, dir string) *hookWorld {
 	t.Helper()
-	real, err := filepath.EvalSymlinks(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &hookWorld{bin: bin, dir: real, keyFile: filepath.Join(real, "cluster.key"), work: filepath.Join(real, "work"),
-		script: filepath.Join(real, "bin", "on-change.sh"), tokenFile: filepath.Join(real, "hook.token"), secret: []byte("whsec-faultcheck")}
+	w := &hookWorld{shellWorld: newShellWorld(t, bin, dir, "on-change.sh", hookScript, "hook.token", hookConcurrency, hookPollMs),
+		secret: []byte("whsec-faultcheck")}
 	w.events = filepath.Join(w.work, "events.jsonl")
-	for _, d := range []string{w.work, filepath.Dir(w.script)} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(w.script, []byte(hookScript), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if r := runAspen(context.Background(), bin, "token", "keygen", w.keyFile); r.err() != nil {
-		t.Fatal(r.err())
-	}
 	w.rc = newHookReceiver(t, w.secret)
 	return w
-}
-
-// nodeConfig writes node id's config: the shared cluster key and a worker
-// pool serving every type it has (shell, hook.http, hook.shell), allowed to
-// run the script in the work directory.
-func (w *hookWorld) nodeConfig(id uint64) []string {
-	path := filepath.Join(w.dir, fmt.Sprintf("node%d.toml", id))
-	cfg := fmt.Sprintf(`token_key_file = %q
-
-[worker]
-enabled = true
-name = "node%d"
-concurrency = %d
-poll_ms = %d
-
-[worker.shell]
-commands = [%q]
-dir_roots = [%q]
-`, w.keyFile, id, hookConcurrency, hookPollMs, w.script, w.work)
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		panic(err) // the test's own temporary directory: cannot happen
-	}
-	return []string{"--config", path}
-}
-
-func (w *hookWorld) createToken(ctx context.Context, t *testing.T, addr string) {
-	t.Helper()
-	r := runAspen(ctx, w.bin, "token", "create", "--addr", addr, "--key", w.keyFile, "--subject", "faultcheck",
-		"--command", w.script, "--dir", w.work, "--ttl", "1h")
-	if r.err() != nil {
-		t.Fatal(r.err())
-	}
-	if err := os.WriteFile(w.tokenFile, []byte(r.stdout), 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // createHooks creates the four hooks; a missing endpoint fails the test.

@@ -179,9 +179,8 @@ func logCutJob(t *testing.T, f schedFault, jobs []server.JobInfo) {
 // the directory commands run in, the script the schedule runs, the file it
 // leaves its evidence in, and the token that allows it.
 type schedWorld struct {
-	bin, dir                   string
-	keyFile, work, script, log string
-	tokenFile                  string
+	shellWorld
+	log string
 }
 
 // schedScript is one run of the scheduled job: when it started and which
@@ -198,62 +197,9 @@ printf '%s\n' "$line"
 
 func newSchedWorld(t *testing.T, bin, dir string) *schedWorld {
 	t.Helper()
-	real, err := filepath.EvalSymlinks(dir) // the policy compares resolved paths
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &schedWorld{bin: bin, dir: real, keyFile: filepath.Join(real, "cluster.key"), work: filepath.Join(real, "work"),
-		script: filepath.Join(real, "bin", "tick.sh"), tokenFile: filepath.Join(real, "tick.token")}
+	w := &schedWorld{shellWorld: newShellWorld(t, bin, dir, "tick.sh", schedScript, "tick.token", 2, schedPollMs)}
 	w.log = filepath.Join(w.work, "runs.log")
-	for _, d := range []string{w.work, filepath.Dir(w.script)} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(w.script, []byte(schedScript), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if r := runAspen(context.Background(), bin, "token", "keygen", w.keyFile); r.err() != nil {
-		t.Fatal(r.err())
-	}
 	return w
-}
-
-// nodeConfig writes node id's config file (the shared cluster key and a
-// worker pool allowed to run the script in the work directory) and
-// returns the flag that names it.
-func (w *schedWorld) nodeConfig(id uint64) []string {
-	path := filepath.Join(w.dir, fmt.Sprintf("node%d.toml", id))
-	cfg := fmt.Sprintf(`token_key_file = %q
-
-[worker]
-enabled = true
-name = "node%d"
-concurrency = 2
-poll_ms = %d
-
-[worker.shell]
-commands = [%q]
-dir_roots = [%q]
-`, w.keyFile, id, schedPollMs, w.script, w.work)
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		panic(err) // the test's own temporary directory: cannot happen
-	}
-	return []string{"--config", path}
-}
-
-// createToken signs a token for the script with the aspen binary and
-// registers it through addr.
-func (w *schedWorld) createToken(ctx context.Context, t *testing.T, addr string) {
-	t.Helper()
-	r := runAspen(ctx, w.bin, "token", "create", "--addr", addr, "--key", w.keyFile, "--subject", "faultcheck",
-		"--command", w.script, "--dir", w.work, "--ttl", "1h")
-	if r.err() != nil {
-		t.Fatal(r.err())
-	}
-	if err := os.WriteFile(w.tokenFile, []byte(r.stdout), 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // addSchedule adds the schedule and returns when the add was answered.
