@@ -56,8 +56,7 @@ type Module struct {
 
 	asked map[string]int64 // the leader's memory of pumps it proposed; not replicated
 
-	report  bool
-	changed []Change // what the entry being applied did (report.go)
+	module.Reports[Change] // what the entry being applied did (report.go)
 
 	// Bugs plants defects, for tests that prove a checker catches them
 	// (planted_bugs.go; aspenbugs builds only).

@@ -15,7 +15,7 @@ type Change struct {
 
 // note records hook name as the entry left it.
 func (m *Module) note(name string, _ *Delivery) {
-	if !m.report {
+	if !m.Reporting() {
 		return
 	}
 	c := Change{Hook: name}
@@ -23,41 +23,27 @@ func (m *Module) note(name string, _ *Delivery) {
 		v := h.view()
 		c.State = &v
 	}
-	m.changed = append(m.changed, c)
+	m.Note(c)
 }
 
 func (m *Module) noteDelivery(h *hook, d *Delivery) {
-	if m.report {
+	if m.Reporting() {
 		cp := *d
-		m.changed = append(m.changed, Change{Hook: h.Name, Queued: &cp})
+		m.Note(Change{Hook: h.Name, Queued: &cp})
 	}
 }
 
 func (m *Module) notePass(h *hook, d *Delivery) {
-	if m.report {
+	if m.Reporting() {
 		cp := *d
 		cp.Key, cp.Value = clone(d.Key), nil
-		m.changed = append(m.changed, Change{Hook: h.Name, Passed: &cp})
+		m.Note(Change{Hook: h.Name, Passed: &cp})
 	}
 }
 
 func (m *Module) noteSubmit(h *hook, d *Delivery, id jobs.ID) {
-	if m.report {
+	if m.Reporting() {
 		cp := *d
-		m.changed = append(m.changed, Change{Hook: h.Name, Submitted: &cp, Job: id})
+		m.Note(Change{Hook: h.Name, Submitted: &cp, Job: id})
 	}
-}
-
-// Report switches the report of changes on (module.Reporter).
-func (m *Module) Report(on bool) { m.report = on }
-
-// TakeReport returns what the entry just applied did, as []Change, or nil
-// (module.Reporter).
-func (m *Module) TakeReport() any {
-	if len(m.changed) == 0 {
-		return nil
-	}
-	c := m.changed
-	m.changed = nil
-	return c
 }

@@ -59,10 +59,9 @@ type Module struct {
 	pruneAsked int64
 	graceAsked [2]int64 // term, time of the last grace asked for
 
-	// changed holds the jobs the command being applied changed, until the
-	// host takes them for its applied records (TakeReport).
-	changed []Change
-	report  bool // keep changed (module.Reporter)
+	// The jobs the command being applied changed, until the host takes
+	// them for its applied records (module.Reporter).
+	module.Reports[Change]
 
 	// Bugs plants defects, for tests that prove a checker catches them
 	// (planted_bugs.go; inert without the aspenbugs tag).
@@ -510,7 +509,8 @@ func (m *Module) Load(disk storage.Reader) error {
 		return err
 	}
 	t.counters = m.t.counters // what this replica applied, not the records' state
-	m.t, m.asked, m.changed = t, map[ID]int64{}, nil
+	m.t, m.asked = t, map[ID]int64{}
+	m.Forget()
 	return nil
 }
 
@@ -528,7 +528,8 @@ func (m *Module) Restore(section []byte) error {
 		}
 	}
 	t.counters = m.t.counters // what this replica applied, not the snapshot's state
-	m.t, m.asked, m.changed = t, map[ID]int64{}, nil
+	m.t, m.asked = t, map[ID]int64{}
+	m.Forget()
 	return nil
 }
 

@@ -160,3 +160,38 @@ func ScanRecords(disk storage.Reader, prefix []byte, fn func(key, payload []byte
 		return err
 	})
 }
+
+// Reports keeps what the entry being applied did, for a module that is a
+// Reporter: embedded, it gives the module Report and TakeReport. Off (the
+// default) it keeps nothing, so production apply does no work for checkers.
+type Reports[T any] struct {
+	on    bool
+	items []T
+}
+
+// Report switches reports on or off (Reporter).
+func (r *Reports[T]) Report(on bool) { r.on = on }
+
+// Reporting says whether reports are on: a module builds a report only then.
+func (r *Reports[T]) Reporting() bool { return r.on }
+
+// Note keeps c for the entry's report, when reports are on.
+func (r *Reports[T]) Note(c T) {
+	if r.on {
+		r.items = append(r.items, c)
+	}
+}
+
+// TakeReport returns what the entry did, as []T in order, and forgets it;
+// nil when there is nothing (Reporter).
+func (r *Reports[T]) TakeReport() any {
+	if len(r.items) == 0 {
+		return nil
+	}
+	c := r.items
+	r.items = nil
+	return c
+}
+
+// Forget drops what was kept (a module replaced from disk or a snapshot).
+func (r *Reports[T]) Forget() { r.items = nil }

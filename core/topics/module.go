@@ -45,8 +45,7 @@ type Module struct {
 
 	askedNs int64 // the leader's last prune proposal; not replicated
 
-	report  bool
-	changed []Change
+	module.Reports[Change] // what the entry being applied did (module.Reporter)
 }
 
 // NewModule returns an empty topic table.

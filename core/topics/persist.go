@@ -16,24 +16,7 @@ type Change struct {
 	Published        *Placed // a message placed
 }
 
-func (m *Module) note(c Change) {
-	if m.report {
-		m.changed = append(m.changed, c)
-	}
-}
-
-// Report switches reports on (module.Reporter).
-func (m *Module) Report(on bool) { m.report = on }
-
-// TakeReport returns the entry's changes as []Change, or nil.
-func (m *Module) TakeReport() any {
-	if len(m.changed) == 0 {
-		return nil
-	}
-	c := m.changed
-	m.changed = nil
-	return c
-}
+func (m *Module) note(c Change) { m.Note(c) }
 
 // Query answers get, list and read.
 func (m *Module) Query(kind byte, body []byte, _ int64) module.Answer {
