@@ -102,9 +102,11 @@ func (m *Module) expire(env *module.Env, c *cmd) {
 	}
 }
 
-// grace moves every session's and lease's end to at least now + byNs, as
-// the leader of term's grace: heartbeats and acks a failover kept from the
-// leader do not cost members their sessions or messages their leases.
+// grace moves every session's end, and every running lease's deadline, to
+// at least now + byNs, as the leader of term's grace: heartbeats and acks
+// a failover kept from the leader do not cost members their sessions or
+// their leases. A lease whose deadline has passed stays expired: an ack
+// after the ack wait is refused whatever happened to the leader.
 func (m *Module) grace(env *module.Env, term uint64, byNs int64) {
 	until := env.NowNs + byNs
 	for _, name := range m.names {
@@ -114,7 +116,9 @@ func (m *Module) grace(env *module.Env, term uint64, byNs int64) {
 			if e.At >= until {
 				return false
 			}
-			late = append(late, e)
+			if e.At > env.NowNs { // an ack wait that ended stays ended: no ack after it
+				late = append(late, e)
+			}
 			return true
 		})
 		stale := len(late) > 0

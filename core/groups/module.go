@@ -276,7 +276,9 @@ func (m *Module) remove(env *module.Env, g *group) {
 	delete(m.asked, g.Name)
 	i, _ := slices.BinarySearch(m.names, g.Name)
 	m.names = slices.Delete(m.names, i, i+1)
-	m.changed = append(m.changed, Change{Group: g.Name, Deleted: true})
+	if m.report {
+		m.changed = append(m.changed, Change{Group: g.Name, Deleted: true})
+	}
 }
 
 // touch runs fn, which changes group g's record, keeping the digest in

@@ -55,6 +55,9 @@ func (m *Module) Load(disk storage.Reader) error {
 		err = module.ScanRecords(disk, prefixGroup, func(k, v []byte) error {
 			r := &module.Reader{B: v}
 			g := readGroup(r)
+			if g == nil {
+				return r.Done("group record")
+			}
 			if name, err := keyName(k, 0); err != nil || r.Err == nil && g.Name != name {
 				r.Fail("group record %q holds %q", k, g.Name)
 			}
