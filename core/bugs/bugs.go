@@ -57,6 +57,10 @@ const (
 	HookFireFromWatch   // the leader fires deliveries from the changes it sees applied (doubles on failover)
 	HookDropWhenFull    // a match finding the hook's backlog full is dropped instead of lagging
 
+	// Consumer groups.
+	GroupStaleCommit   // a commit naming a stale generation is accepted from the partition's owner
+	AssignmentMapOrder // a leaver's partitions go to members in map order: replicas disagree
+
 	count
 )
 
@@ -70,6 +74,7 @@ var names = [count]string{
 	"completion_without_token", "expiry_keeps_attempt",
 	"tick_local_clock",
 	"hook_match_on_proposal", "hook_fire_from_watch", "hook_drop_when_full",
+	"group_stale_commit", "assignment_map_order",
 }
 
 func (b Bug) String() string {
