@@ -2,6 +2,7 @@ package node
 
 import (
 	"github.com/aspen-db/aspen/core/bugs"
+	"github.com/aspen-db/aspen/core/groups"
 	"github.com/aspen-db/aspen/core/hooks"
 	"github.com/aspen-db/aspen/core/jobs"
 	"github.com/aspen-db/aspen/core/kv"
@@ -45,6 +46,7 @@ type Config struct {
 	Schedules sched.Limits
 	Hooks     hooks.Limits
 	Topics    topics.Limits
+	Groups    groups.Limits
 	// Bugs plants defects, for tests that prove a checker can catch them. It
 	// has effect only in builds with the aspenbugs tag (see core/bugs).
 	Bugs bugs.Set
@@ -75,6 +77,7 @@ func DefaultConfig(id uint64, peers []uint64) Config {
 		Schedules:            sched.DefaultLimits(),
 		Hooks:                hooks.DefaultLimits(),
 		Topics:               topics.DefaultLimits(),
+		Groups:               groups.DefaultLimits(),
 	}
 }
 

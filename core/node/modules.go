@@ -6,6 +6,7 @@ import (
 
 	"github.com/aspen-db/aspen/core/assert"
 	"github.com/aspen-db/aspen/core/audit"
+	"github.com/aspen-db/aspen/core/groups"
 	"github.com/aspen-db/aspen/core/hooks"
 	"github.com/aspen-db/aspen/core/jobs"
 	"github.com/aspen-db/aspen/core/kv"
@@ -44,6 +45,8 @@ func newHosted(cfg Config) *hosted {
 	kvm.Observe(hooksm)
 	topicsm := topics.NewModule(cfg.Topics)
 	hooksm.PublishTo(topicsm)
+	groupsm := groups.NewModule(cfg.Groups, topicsm)
+	groupsm.Bugs = cfg.Bugs
 	h := &hosted{kv: kvm, sessions: session.NewTable(cfg.SessionsMax), members: newMembersModule(), reporting: cfg.AppliedRecordsEnabled}
 	h.register(
 		kvm,
@@ -56,6 +59,7 @@ func newHosted(cfg Config) *hosted {
 		audit.NewModule(audit.DefaultLimits()),
 		hooksm,
 		topicsm,
+		groupsm,
 	)
 	return h
 }
