@@ -110,11 +110,15 @@ type Txn struct {
 	Compares []Compare
 	Then     []Op
 	Else     []Op
+	Publish  []Pub // published when Then runs (publish.go)
 }
 
 // ReadOnly reports whether neither branch holds a Put, Delete or DeleteRange, so
 // that the txn can be served without going through the log.
 func (t Txn) ReadOnly() bool {
+	if len(t.Publish) > 0 {
+		return false
+	}
 	for _, ops := range [2][]Op{t.Then, t.Else} {
 		for _, op := range ops {
 			if op.Type.isWrite() {

@@ -63,7 +63,7 @@ func (l Limits) Validate(t Txn) error {
 			return fmt.Errorf("else op %d: %w", i, err)
 		}
 	}
-	return nil
+	return l.validatePubs(t.Publish)
 }
 
 func (l Limits) validateCompare(c Compare) error {

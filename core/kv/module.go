@@ -48,13 +48,14 @@ type Observer interface {
 // Module is the KV store as a replicated module: txns in, answers and change
 // events out, one record per key under Prefix.
 type Module struct {
-	M        *Machine
-	leases   Leases
-	observer Observer // sees every change applied, if set
-	events   *[]Event // where change events go, if a driver serves watches
-	maxMod   int64    // the highest ModRev Load saw, for the host's revision check
-	last     Response // the answer Apply gave last (see Apply)
-	scratch  []Op
+	M         *Machine
+	leases    Leases
+	observer  Observer  // sees every change applied, if set
+	publisher Publisher // publishes a txn's messages (publish.go), if set
+	events    *[]Event  // where change events go, if a driver serves watches
+	maxMod    int64     // the highest ModRev Load saw, for the host's revision check
+	last      Response  // the answer Apply gave last (see Apply)
+	scratch   []Op
 }
 
 // NewModule returns an empty KV module over m.
@@ -71,12 +72,15 @@ func (k *Module) UseLeases(l Leases) { k.leases = l }
 
 func (k *Module) Name() string       { return "kv" }
 func (k *Module) Version() uint64    { return 1 }
-func (k *Module) Kinds() []byte      { return []byte{CmdTxn, CmdLeasedTxn} }
+func (k *Module) Kinds() []byte      { return []byte{CmdTxn, CmdLeasedTxn, CmdPublishTxn} }
 func (k *Module) Prefixes() [][]byte { return [][]byte{Prefix} }
 func (k *Module) Hash() uint64       { return k.M.Hash() }
 
 // Command encodes a write txn as the command that carries it.
 func Command(t Txn) module.Command {
+	if len(t.Publish) > 0 {
+		return publishCommand(t)
+	}
 	if t.Leased() {
 		return module.Command{Kind: CmdLeasedTxn, Body: EncodeTxn(t)}
 	}
@@ -84,10 +88,29 @@ func Command(t Txn) module.Command {
 }
 
 func decodeCommand(kind byte, body []byte) (Txn, error) {
-	if kind == CmdLeasedTxn {
+	switch kind {
+	case CmdLeasedTxn:
 		return DecodeLeasedTxn(body)
+	case CmdPublishTxn:
+		return decodePublishTxn(body)
 	}
 	return DecodeTxn(body)
+}
+
+// checkPublish refuses a txn whose messages could not all be published,
+// before anything changed.
+func (k *Module) checkPublish(t Txn) (module.Answer, bool) {
+	if k.publisher == nil {
+		return module.Refuse(module.Invalid, errors.New("topics are not enabled")), false
+	}
+	if err := k.publisher.CheckPublish(t.Publish); err != nil {
+		var refused *module.Error
+		if errors.As(err, &refused) {
+			return module.Answer{Outcome: refused.Outcome, Detail: refused.Detail}, false
+		}
+		return module.Refuse(module.Invalid, err), false
+	}
+	return module.Answer{}, true
 }
 
 // ErrNoLeases refuses a put with a lease on a node without a lease table.
@@ -100,7 +123,12 @@ func (k *Module) Apply(env *module.Env, kind byte, body []byte) module.Answer {
 	if err != nil { // checked first: the message's arguments would allocate on every write
 		assert.That(false, "kv command at %d does not decode: %v", env.Index, err)
 	}
-	if kind == CmdLeasedTxn {
+	if kind == CmdPublishTxn {
+		if a, ok := k.checkPublish(t); !ok {
+			return a
+		}
+	}
+	if kind == CmdLeasedTxn || kind == CmdPublishTxn && t.Leased() {
 		if err := k.checkLeases(t); err != nil {
 			var refused *module.Error // the lease table's own verdict: not found, full
 			if errors.As(err, &refused) {
@@ -115,6 +143,10 @@ func (k *Module) Apply(env *module.Env, kind byte, body []byte) module.Answer {
 	k.record(env, changes, k.plantEventRevision(resp.Revision, before), false)
 	if k.leases != nil {
 		k.attach(env, t, resp.Succeeded, changes)
+	}
+	if resp.Succeeded && len(t.Publish) > 0 {
+		err := k.publisher.PublishAll(env, t.Publish)
+		assert.That(err == nil, "publish checked at %d failed: %v", env.Index, err)
 	}
 	// The answer is handed out in place, not boxed: the host copies it before
 	// the next Apply (one allocation fewer per write).

@@ -45,6 +45,7 @@ func newHosted(cfg Config) *hosted {
 	kvm.Observe(hooksm)
 	topicsm := topics.NewModule(cfg.Topics)
 	hooksm.PublishTo(topicsm)
+	kvm.UsePublisher(topicsm)
 	groupsm := groups.NewModule(cfg.Groups, topicsm)
 	groupsm.Bugs = cfg.Bugs
 	h := &hosted{kv: kvm, sessions: session.NewTable(cfg.SessionsMax), members: newMembersModule(), reporting: cfg.AppliedRecordsEnabled}
