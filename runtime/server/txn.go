@@ -12,9 +12,20 @@ import (
 // Consul's /v1/txn: a list of KV operations applied atomically. Checks
 // (cas, check-index, check-not-exists, delete-cas, get) become compares of one
 // Aspen transaction; if any fails, nothing is applied and the answer is 409.
+//
+// Aspen adds one operation, Publish: a message to a topic (Topic, Key,
+// Value base64 as KV values are), published only if the transaction
+// applies, in the same commit as its writes. Its result names the topic.
 
 type consulTxnOp struct {
-	KV *consulTxnKV
+	KV      *consulTxnKV
+	Publish *txnPublish
+}
+
+type txnPublish struct {
+	Topic string
+	Key   *string // absent: no key (the partition goes round-robin)
+	Value []byte
 }
 
 type consulTxnKV struct {
@@ -27,7 +38,12 @@ type consulTxnKV struct {
 }
 
 type consulTxnResult struct {
-	KV consulEntry
+	KV      *consulEntry `json:",omitempty"`
+	Publish *txnPublished `json:",omitempty"`
+}
+
+type txnPublished struct {
+	Topic string
 }
 
 type consulTxnError struct {
@@ -58,7 +74,7 @@ func (s *Server) handleTxn(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("transaction has %d operations, limit is %d", len(ops), txnOpsMax))
 		return
 	}
-	txn, checks, err := translateTxn(ops)
+	txn, checks, thenOf, err := translateTxn(ops)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -76,7 +92,7 @@ func (s *Server) handleTxn(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusConflict, consulTxnResponse{Errors: failedChecks(checks, resp.Results)})
 		return
 	}
-	writeJSON(w, http.StatusOK, consulTxnResponse{Results: txnResults(ops, resp)})
+	writeJSON(w, http.StatusOK, consulTxnResponse{Results: txnResults(ops, thenOf, resp)})
 }
 
 // check is one compare of a translated transaction and the Consul
@@ -123,27 +139,37 @@ func checkFailure(c kv.Compare, rec *kv.Record) string {
 	return ""
 }
 
-// translateTxn maps Consul verbs onto compares and ops. When a check fails,
-// the else branch reads every checked key, so that the answer can say which.
-func translateTxn(ops []consulTxnOp) (kv.Txn, []check, error) {
-	var txn kv.Txn
-	var checks []check
+// translateTxn maps Consul verbs onto compares and ops, and Publish onto
+// the txn's messages. When a check fails, the else branch reads every
+// checked key, so that the answer can say which. thenOf gives each
+// operation's index in the Then branch (-1 for a publish).
+func translateTxn(ops []consulTxnOp) (txn kv.Txn, checks []check, thenOf []int, err error) {
 	for i, op := range ops {
-		if op.KV == nil {
-			return txn, nil, fmt.Errorf("operation %d: only KV operations are supported", i)
+		switch {
+		case op.KV != nil && op.Publish != nil, op.KV == nil && op.Publish == nil:
+			return txn, nil, nil, fmt.Errorf("operation %d: want one of KV and Publish", i)
+		case op.Publish != nil:
+			p := kv.Pub{Topic: op.Publish.Topic, Value: op.Publish.Value}
+			if op.Publish.Key != nil {
+				p.Key = []byte(*op.Publish.Key)
+			}
+			txn.Publish = append(txn.Publish, p)
+			thenOf = append(thenOf, -1)
+			continue
 		}
 		cmps, kop, err := translateKV(*op.KV)
 		if err != nil {
-			return txn, nil, fmt.Errorf("operation %d: %w", i, err)
+			return txn, nil, nil, fmt.Errorf("operation %d: %w", i, err)
 		}
 		for _, c := range cmps {
 			checks = append(checks, check{op: i, cmp: c})
 			txn.Else = append(txn.Else, kv.Op{Type: kv.OpGet, Key: c.Key})
 		}
 		txn.Compares = append(txn.Compares, cmps...)
+		thenOf = append(thenOf, len(txn.Then))
 		txn.Then = append(txn.Then, kop)
 	}
-	return txn, checks, nil
+	return txn, checks, thenOf, nil
 }
 
 func translateKV(op consulTxnKV) ([]kv.Compare, kv.Op, error) {
@@ -180,18 +206,24 @@ func translateKV(op consulTxnKV) ([]kv.Compare, kv.Op, error) {
 }
 
 // txnResults answers like Consul: gets return their entries, sets return the
-// entry they wrote (without its value), checks and deletes return nothing.
-func txnResults(ops []consulTxnOp, resp kv.Response) []consulTxnResult {
+// entry they wrote (without its value), checks and deletes return nothing;
+// a publish returns its topic.
+func txnResults(ops []consulTxnOp, thenOf []int, resp kv.Response) []consulTxnResult {
 	var out []consulTxnResult
 	for i, op := range ops {
+		if op.Publish != nil {
+			out = append(out, consulTxnResult{Publish: &txnPublished{Topic: op.Publish.Topic}})
+			continue
+		}
 		switch op.KV.Verb {
 		case "get", "get-tree":
-			for _, rec := range resp.Results[i].Records {
-				out = append(out, consulTxnResult{KV: toConsul(rec)})
+			for _, rec := range resp.Results[thenOf[i]].Records {
+				e := toConsul(rec)
+				out = append(out, consulTxnResult{KV: &e})
 			}
 		case "set", "cas":
 			rev := uint64(resp.Revision)
-			out = append(out, consulTxnResult{KV: consulEntry{Key: op.KV.Key, ModifyIndex: rev, CreateIndex: rev}})
+			out = append(out, consulTxnResult{KV: &consulEntry{Key: op.KV.Key, ModifyIndex: rev, CreateIndex: rev}})
 		}
 	}
 	return out
