@@ -136,20 +136,35 @@ func (s *Server) postMembers(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.Members())
 }
 
-// notifyRemoved tells a removed node so, once, on a goroutine Close waits
-// for: best effort, given up when this node stops.
+// notifyRemoved tells a removed node so, on a goroutine Close waits for:
+// best effort, given up when this node stops. It tries again until the node
+// takes it: the node checks with this one, whose published membership may
+// still list it for a round or two (under load, once was not enough).
 func (s *Server) notifyRemoved(addr string) {
 	ctx, cancel := context.WithTimeout(s.ctx, notifyRemovedTimeoutMs*time.Millisecond)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/aspen/removed?by="+s.HTTPAddr(), nil)
-	if err != nil {
-		return
-	}
-	req.Close = true // a one-off: no idle connection (and its goroutines) left behind
-	if resp, err := http.DefaultClient.Do(req); err == nil {
-		resp.Body.Close()
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/aspen/removed?by="+s.HTTPAddr(), nil)
+		if err != nil {
+			return
+		}
+		req.Close = true // a one-off: no idle connection (and its goroutines) left behind
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(notifyRemovedRetryMs * time.Millisecond):
+		}
 	}
 }
+
+// notifyRemovedRetryMs is the pause between tries to tell a removed node.
+const notifyRemovedRetryMs = 200
 
 // handleRemoved is told by a member that this node was removed. It does not
 // take the word for it: it asks that member (which must be one it knows) for
