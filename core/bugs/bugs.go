@@ -57,6 +57,9 @@ const (
 	HookFireFromWatch   // the leader fires deliveries from the changes it sees applied (doubles on failover)
 	HookDropWhenFull    // a match finding the hook's backlog full is dropped instead of lagging
 
+	// Topics.
+	TopicOffsetReuse // a message's offset is the count of messages its partition retains, not its end
+
 	count
 )
 
@@ -70,6 +73,7 @@ var names = [count]string{
 	"completion_without_token", "expiry_keeps_attempt",
 	"tick_local_clock",
 	"hook_match_on_proposal", "hook_fire_from_watch", "hook_drop_when_full",
+	"topic_offset_reuse",
 }
 
 func (b Bug) String() string {
