@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 
@@ -60,6 +61,9 @@ func newHosted(cfg Config) *hosted {
 
 func (h *hosted) register(states ...module.State) {
 	for _, s := range states {
+		for _, other := range h.states {
+			assert.That(!prefixesOverlap(s.Prefixes(), other.Prefixes()), "records of %s and %s share a prefix: each would load the other's", s.Name(), other.Name())
+		}
 		h.states = append(h.states, s)
 		if m, ok := s.(module.Module); ok {
 			for _, k := range m.Kinds() {
@@ -81,6 +85,19 @@ func (h *hosted) register(states ...module.State) {
 			h.reporters = append(h.reporters, r)
 		}
 	}
+}
+
+// prefixesOverlap reports whether a key could fall under one of a and one
+// of b: one prefix starts with the other.
+func prefixesOverlap(a, b [][]byte) bool {
+	for _, x := range a {
+		for _, y := range b {
+			if bytes.HasPrefix(x, y) || bytes.HasPrefix(y, x) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // reports takes every module's report on the entry just applied. Only a

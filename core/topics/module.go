@@ -26,11 +26,13 @@ const (
 	QueryRead byte = 122
 )
 
-// Records on disk: one per topic, one per retained message.
+// Records on disk: one per topic, one per retained message. "t/" is the
+// tokens module's (the simulator's first topics run found both loading each
+// other's records).
 var (
-	prefix        = []byte("t/")
-	prefixTopic   = []byte("t/t/")
-	prefixMessage = []byte("t/m/")
+	prefix        = []byte("p/")
+	prefixTopic   = []byte("p/t/")
+	prefixMessage = []byte("p/m/")
 )
 
 // pruneEveryNs is how often the leader looks for messages past their age.
