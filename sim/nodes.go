@@ -82,6 +82,9 @@ func (w *World) nodeConfig(sn *simNode) node.Config {
 	if w.sc.Hooks.BacklogMax > 0 {
 		cfg.Hooks.BacklogMax = w.sc.Hooks.BacklogMax
 	}
+	if w.sc.Topics.StoreBytesMax > 0 {
+		cfg.Topics.TotalBytesMax = w.sc.Topics.StoreBytesMax
+	}
 	cfg.AppliedRecordsEnabled = true
 	cfg.EventsEnabled = true
 	cfg.Bugs = w.sc.plantedBugs()
@@ -226,6 +229,9 @@ func (w *World) finishReady(sn *simNode) {
 		}
 		if w.jc != nil {
 			w.jobRecords(sn, rd.Applied, rd.Events)
+		}
+		if w.tpc != nil {
+			w.topicRecords(sn, rd.Applied)
 		}
 		w.check.applied(sn.id, rd.Applied)
 		w.checkTime(sn)

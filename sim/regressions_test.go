@@ -23,6 +23,7 @@ var regressions = []struct {
 	{"testdata/regressions/schedules-one-type.toml", []uint64{34}},
 	{"testdata/regressions/hooks-created-and-trigger.toml", []uint64{1}},
 	{"testdata/regressions/hooks-lag-split.toml", []uint64{8}},
+	{"testdata/regressions/topics-token-prefix.toml", []uint64{1}},
 }
 
 func TestRegressions(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"github.com/aspen-db/aspen/core/bugs"
 	"github.com/aspen-db/aspen/core/jobs"
 	"github.com/aspen-db/aspen/core/lease"
+	"github.com/aspen-db/aspen/core/topics"
 )
 
 // Scenario is the shape of a run, read from scenarios/*.toml. It never holds a
@@ -33,6 +34,7 @@ type Scenario struct {
 	Jobs       JobSpec         `toml:"jobs"`
 	Schedules  ScheduleSpec    `toml:"schedules"`
 	Hooks      HookSpec        `toml:"hooks"`
+	Topics     TopicSpec       `toml:"topics"`
 	Checkers   CheckerSpec     `toml:"checkers"`
 	Bugs       map[string]bool `toml:"bugs"` // planted defects by name (core/bugs); aspenbugs builds only
 
@@ -268,6 +270,57 @@ func (sc *Scenario) validateHooks() error {
 	return nil
 }
 
+// TopicSpec sets the topics workload (topics.go): an operator creates
+// `topics` topics at the start (shapes from topicShapes: 1 to 8 partitions,
+// some with small retention by count, some by age) and then describes one
+// now and then; producers publish single messages and batches at
+// publishes_per_second in all; readers read partitions from offsets at
+// reads_per_second in all. store_bytes_max bounds the whole topic store
+// (topics.Limits.TotalBytesMax), so that publishes are refused as full. Off
+// while topics = 0, and then the run draws exactly as it would without it.
+type TopicSpec struct {
+	Topics             int     `toml:"topics"`
+	Producers          int     `toml:"producers"`
+	Readers            int     `toml:"readers"`
+	PublishesPerSecond float64 `toml:"publishes_per_second"` // in all
+	ReadsPerSecond     float64 `toml:"reads_per_second"`     // in all
+	BatchMax           int     `toml:"batch_max"`            // a batch carries 2..batch_max messages
+	BatchProb          float64 `toml:"batch_prob"`           // a publish is a batch (else one message)
+	KeylessProb        float64 `toml:"keyless_prob"`         // a message has no key (round-robin)
+	NamedPartitionProb float64 `toml:"named_partition_prob"` // a message names its partition
+	InvalidProb        float64 `toml:"invalid_prob"`         // a publish the store must refuse (unknown topic, bad partition)
+	DescribeMs         float64 `toml:"describe_ms"`          // the operator describes a topic about this often; 0: never
+	StoreBytesMax      int64   `toml:"store_bytes_max"`      // the store's byte bound; 0: the node's default
+}
+
+func (t TopicSpec) on() bool { return t.Topics > 0 }
+
+func (sc *Scenario) validateTopics() error {
+	t := sc.Topics
+	switch {
+	case !t.on():
+		return nil
+	case t.Topics > len(topicShapes):
+		return fmt.Errorf("topics.topics = %d, want at most %d", t.Topics, len(topicShapes))
+	case t.Producers < 1 || t.Readers < 0 || t.Producers+t.Readers+1 > topicActorsMax:
+		return fmt.Errorf("topics: want producers >= 1, readers >= 0, and at most %d with the operator", topicActorsMax)
+	case t.PublishesPerSecond <= 0 || t.Readers > 0 && t.ReadsPerSecond <= 0:
+		return fmt.Errorf("topics: want publishes_per_second > 0 and, with readers, reads_per_second > 0")
+	case t.BatchMax < 1 || t.BatchMax > topics.DefaultLimits().BatchMax:
+		return fmt.Errorf("topics.batch_max = %d, want 1..%d", t.BatchMax, topics.DefaultLimits().BatchMax)
+	case t.DescribeMs < 0 || t.StoreBytesMax < 0:
+		return fmt.Errorf("topics: describe_ms and store_bytes_max must not be negative")
+	case !on(sc.Checkers.Invariants):
+		return fmt.Errorf("topics need checkers.invariants (placements are read from the applied records)")
+	}
+	for _, p := range []float64{t.BatchProb, t.KeylessProb, t.NamedPartitionProb, t.InvalidProb} {
+		if p < 0 || p > 1 {
+			return fmt.Errorf("topics: probability %v outside [0, 1]", p)
+		}
+	}
+	return nil
+}
+
 // DiskSpec sets what a crash does to unsynced writes and how slow syncs are.
 type DiskSpec struct {
 	KeepUnsyncedProb float64 `toml:"keep_unsynced_prob"`
@@ -374,6 +427,8 @@ func defaultScenario() Scenario {
 		Jobs: JobSpec{Types: 3, SubmitsPerSecond: 10, AttemptsMax: 3, TimeoutMsMin: 1000, TimeoutMsMax: 2500,
 			RunMsMin: 50, RunMsMax: 800, FailProb: 0.2, FatalProb: 0.05, HangProb: 0.05, CrashProb: 0.01,
 			LoseContactProb: 0.05, ReuseKeyProb: 0.1, CancelProb: 0.05, InvalidProb: 0.05, DeadOpsMs: 1500},
+		Topics: TopicSpec{PublishesPerSecond: 20, ReadsPerSecond: 20, BatchMax: 5, BatchProb: 0.4, KeylessProb: 0.2,
+			NamedPartitionProb: 0.1, InvalidProb: 0.03, DescribeMs: 1000},
 	}
 }
 
@@ -426,6 +481,9 @@ func (sc *Scenario) validate() error {
 		return err
 	}
 	if err := sc.validateHooks(); err != nil {
+		return err
+	}
+	if err := sc.validateTopics(); err != nil {
 		return err
 	}
 	total := 0

@@ -56,6 +56,11 @@ type Result struct {
 	ScheduleMissed    int      `json:"schedule_missed,omitempty"`    // ticks missed, at the end
 	HookDeliveries    int      `json:"hook_deliveries,omitempty"`    // deliveries handed to the job queue, as applied
 	HookResyncs       int      `json:"hook_resyncs,omitempty"`       // resync deliveries made, at the end
+	TopicMessages     int      `json:"topic_messages,omitempty"`     // messages placed, as applied
+	TopicAcked        int      `json:"topic_acked,omitempty"`        // publishes acknowledged
+	TopicFull         int      `json:"topic_full,omitempty"`         // publishes refused as the store was full
+	TopicReads        int      `json:"topic_reads,omitempty"`        // reads answered
+	TopicDropped      int      `json:"topic_dropped,omitempty"`      // messages retention dropped, at the end
 	Linearizability   string   `json:"linearizability"`
 	Violations        []string `json:"violations"`
 
@@ -77,23 +82,25 @@ type World struct {
 	rng  *rand.Rand
 	// checkRng samples where checkers look. It is its own stream, so that
 	// checking more or less never changes what happens in the run.
-	checkRng  *rand.Rand
-	now       int64
-	q         queue
-	nodes     []*simNode
-	clients   []*simClient
-	net       network
-	admin     *admin
-	holders   []*leaseHolder // lease holders (leases.go)
-	lc        *leaseChecker  // nil without leases
-	jobActors []*jobActor    // job submitters, workers, operator (jobs.go)
-	jc        *jobsChecker   // nil without jobs
-	schc      *schedChecker  // nil without schedules
-	hc        *hooksChecker  // nil without hooks
-	trace     tracer
-	check     checker
-	res       Result
-	names     [][]string // key names by group and index
+	checkRng    *rand.Rand
+	now         int64
+	q           queue
+	nodes       []*simNode
+	clients     []*simClient
+	net         network
+	admin       *admin
+	holders     []*leaseHolder // lease holders (leases.go)
+	lc          *leaseChecker  // nil without leases
+	jobActors   []*jobActor    // job submitters, workers, operator (jobs.go)
+	jc          *jobsChecker   // nil without jobs
+	schc        *schedChecker  // nil without schedules
+	hc          *hooksChecker  // nil without hooks
+	topicActors []*topicActor  // topic operator, producers, readers (topics.go)
+	tpc         *topicsChecker // nil without topics
+	trace       tracer
+	check       checker
+	res         Result
+	names       [][]string // key names by group and index
 
 	faultsOn   bool
 	clientsOn  bool
@@ -191,6 +198,10 @@ func newWorld(sc Scenario, seed uint64, opts Options) *World {
 		}
 		w.newJobActors()
 	}
+	if sc.Topics.on() {
+		w.newTopicsChecker()
+		w.newTopicActors()
+	}
 	w.schedule(event{at: w.faultEnd + seconds(sc.Run.HealSeconds)/2, kind: evStopClients, node: -1})
 	w.schedule(event{at: w.end, kind: evEnd, node: -1})
 	return w
@@ -253,7 +264,9 @@ func (w *World) dispatch(e event) {
 	case evTick, evDeliver, evReadyDone, evToNode:
 		w.nodeEvent(e)
 	case evToClient:
-		if a := w.jobActor(e.client); a != nil {
+		if t := w.topicActor(e.client); t != nil {
+			w.topicResponse(t, e)
+		} else if a := w.jobActor(e.client); a != nil {
 			w.jobResponse(a, e)
 		} else if h := w.holder(e.client); h != nil {
 			w.holderResponse(h, e)
@@ -263,7 +276,9 @@ func (w *World) dispatch(e event) {
 			w.clientResponse(e)
 		}
 	case evAttemptTimeout:
-		if a := w.jobActor(e.client); a != nil {
+		if t := w.topicActor(e.client); t != nil {
+			w.topicTimeout(t, e.n)
+		} else if a := w.jobActor(e.client); a != nil {
 			w.jobTimeout(a, e.n)
 		} else if h := w.holder(e.client); h != nil {
 			w.holderTimeout(h, e.n)
@@ -276,6 +291,8 @@ func (w *World) dispatch(e event) {
 		w.holderWake(e)
 	case evJobs:
 		w.jobActorWake(e)
+	case evTopics:
+		w.topicActorWake(e)
 	case evAdmin:
 		w.adminTick()
 	case evClientNext:
@@ -357,6 +374,9 @@ func (w *World) finish() {
 		}
 		if w.jc != nil {
 			w.checkJobsAtEnd()
+		}
+		if w.tpc != nil {
+			w.checkTopicsEnd()
 		}
 	}
 	w.reloadAll()

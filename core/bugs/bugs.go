@@ -60,6 +60,8 @@ const (
 	// Consumer groups.
 	GroupStaleCommit   // a commit naming a stale generation is accepted from the partition's owner
 	AssignmentMapOrder // a leaver's partitions go to members in map order: replicas disagree
+	// Topics.
+	TopicOffsetReuse // a message's offset is the count of messages its partition retains, not its end
 
 	count
 )
@@ -75,6 +77,7 @@ var names = [count]string{
 	"tick_local_clock",
 	"hook_match_on_proposal", "hook_fire_from_watch", "hook_drop_when_full",
 	"group_stale_commit", "assignment_map_order",
+	"topic_offset_reuse",
 }
 
 func (b Bug) String() string {

@@ -168,7 +168,7 @@ func New(cfg Config, rng Rand, disk storage.Reader) (*Node, error) {
 	}
 	n.h.members.isMember = n.isMember
 	n.h.members.revision = n.h.kv.M.Revision
-	n.plantSchedules()
+	n.plantModules()
 	n.readEpoch = rng.Uint64()
 	fresh, err := n.load(disk)
 	if err != nil {

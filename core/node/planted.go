@@ -26,5 +26,5 @@ func (n *Node) plantEarly(early bool) bool                     { return early }
 func (n *Node) plantStale(stale bool) bool                     { return stale }
 func (n *Node) plantProposedConfChange(raftpb.ConfChangeV2)    {}
 func (n *Node) plantVoter(voter bool, _ uint64) bool           { return voter }
-func (n *Node) plantSchedules()                                {}
+func (n *Node) plantModules()                                  {}
 func (n *Node) plantProposedTxn(kv.Txn)                        {}

@@ -11,6 +11,7 @@ import (
 	"github.com/aspen-db/aspen/core/sched"
 	"github.com/aspen-db/aspen/core/session"
 	"github.com/aspen-db/aspen/core/storage"
+	"github.com/aspen-db/aspen/core/topics"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 )
@@ -114,9 +115,11 @@ func (n *Node) plantVoter(voter bool, to uint64) bool {
 	return voter
 }
 
-// TickLocalClock: hand the schedules module the replica's own clock.
-func (n *Node) plantSchedules() {
+// TickLocalClock: hand the schedules module the replica's own clock;
+// TopicOffsetReuse: hand the topics module the planted set.
+func (n *Node) plantModules() {
 	n.h.state("schedules").(*sched.Module).PlantBugs(n.cfg.Bugs, func() int64 { return n.now })
+	n.h.state("topics").(*topics.Module).PlantBugs(n.cfg.Bugs)
 }
 
 // HookMatchOnProposal: "the leader knows the write already": it matches the

@@ -48,6 +48,8 @@ type Module struct {
 	askedNs int64 // the leader's last prune proposal; not replicated
 
 	module.Reports[Change] // what the entry being applied did (module.Reporter)
+
+	planted planted // defects a test plants (planted_bugs.go); nothing in production builds
 }
 
 // NewModule returns an empty topic table.
@@ -269,7 +271,7 @@ func (m *Module) publish(env *module.Env, name string, msgs []In) ([]Placed, err
 			t.rr++
 		}
 		part := &t.parts[p]
-		msg := Message{Topic: t.Name, Partition: p, Offset: part.end, Key: clone(in.Key), Value: clone(in.Value),
+		msg := Message{Topic: t.Name, Partition: p, Offset: m.plantOffset(part), Key: clone(in.Key), Value: clone(in.Value),
 			Headers: cloneHeaders(in.Headers), Index: env.Index, AtNs: env.NowNs}
 		part.msgs = append(part.msgs, msg)
 		part.end++
