@@ -169,7 +169,7 @@ func (t *topic) info() Info {
 type Answer struct {
 	Topics   []Info    // create, delete, get, list
 	Next     string    // list: the name to pass as after; "" at the end
-	Placed   []Placed  // publish: where each message went, in order
+	Placed   []Placed  // publish: where each message went, in order; offset at: the offset found
 	Index    uint64    // publish: the log index that committed it
 	Messages []Message // read
 }

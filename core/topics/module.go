@@ -21,9 +21,10 @@ const (
 	CmdPublish byte = 114
 	CmdPrune   byte = 115 // the leader's: drop messages past their topic's age
 
-	QueryGet  byte = 120
-	QueryList byte = 121
-	QueryRead byte = 122
+	QueryGet      byte = 120
+	QueryList     byte = 121
+	QueryRead     byte = 122
+	QueryOffsetAt byte = 123 // the first offset at or after a time, answered as one Placed
 )
 
 // Records on disk: one per topic, one per retained message.
@@ -57,7 +58,7 @@ func NewModule(limits Limits) *Module {
 func (m *Module) Name() string       { return "topics" }
 func (m *Module) Version() uint64    { return 1 }
 func (m *Module) Kinds() []byte      { return []byte{CmdCreate, CmdDelete, CmdPublish, CmdPrune} }
-func (m *Module) QueryKinds() []byte { return []byte{QueryGet, QueryList, QueryRead} }
+func (m *Module) QueryKinds() []byte { return []byte{QueryGet, QueryList, QueryRead, QueryOffsetAt} }
 func (m *Module) Prefixes() [][]byte { return [][]byte{prefix} }
 func (m *Module) Hash() uint64       { return m.digest }
 
@@ -94,6 +95,15 @@ func Read(topic string, p int, from uint64, max int) module.Command {
 	b = binary.AppendUvarint(b, uint64(p))
 	b = binary.AppendUvarint(b, from)
 	return module.Command{Kind: QueryRead, Body: binary.AppendUvarint(b, uint64(max))}
+}
+
+// OffsetAt asks for the first offset of topic's partition p published at
+// or after atNs (the partition's end when none); the answer holds it as
+// Placed[0].
+func OffsetAt(topic string, p int, atNs int64) module.Command {
+	b := module.AppendBytes(nil, []byte(topic))
+	b = binary.AppendUvarint(b, uint64(p))
+	return module.Command{Kind: QueryOffsetAt, Body: binary.AppendVarint(b, atNs)}
 }
 
 type publishCmd struct {
