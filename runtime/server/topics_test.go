@@ -99,6 +99,17 @@ func TestTopicPublishAndRead(t *testing.T) {
 	if len(list.Topics) != 1 || list.Topics[0].Published != 6 || list.Next != "" {
 		t.Fatalf("list: got %+v, want orders with 6 published", list)
 	}
+	k1End := 0
+	for _, p := range pub.Messages {
+		if p.Partition == k1 {
+			k1End++
+		}
+	}
+	eventually(t, "node 3's metrics to show the publish", func() bool {
+		n, _ := c.metric(2, `aspen_topic_published_total{topic="orders"}`)
+		end, _ := c.metric(2, fmt.Sprintf(`aspen_topic_partition_end_offset{partition="%d",topic="orders"}`, k1))
+		return n == 6 && end == float64(k1End)
+	})
 	c.topicOK(0, "delete", `{"Name": "orders"}`, &info)
 	if code, body := c.topicDo(1, "get", `{"Name": "orders"}`, nil); code != http.StatusNotFound {
 		t.Fatalf("get after delete: got %d %s, want 404", code, body)
