@@ -72,7 +72,11 @@ func Delete(name string) module.Command {
 
 // Publish asks to append msgs to topic, in order.
 func Publish(topic string, msgs []In) module.Command {
-	b := module.AppendBytes(nil, []byte(topic))
+	n := len(topic) + binary.MaxVarintLen64
+	for i := range msgs {
+		n += messageBytesMax(&Message{Key: msgs[i].Key, Value: msgs[i].Value, Headers: msgs[i].Headers})
+	}
+	b := module.AppendBytes(make([]byte, 0, n), []byte(topic))
 	b = binary.AppendUvarint(b, uint64(len(msgs)))
 	for i := range msgs {
 		b = appendIn(b, &msgs[i])
@@ -111,11 +115,21 @@ type publishCmd struct {
 	msgs  []In
 }
 
-func decodePublish(body []byte) (publishCmd, error) {
+// decodePublish decodes a publish whose messages own their bytes.
+func decodePublish(body []byte) (publishCmd, error) { return decodePublishWith(body, readIn) }
+
+// decodePublishView decodes a publish whose messages alias body, for
+// checks that keep nothing.
+func decodePublishView(body []byte) (publishCmd, error) { return decodePublishWith(body, readInView) }
+
+func decodePublishWith(body []byte, read func(*module.Reader) In) (publishCmd, error) {
 	r := &module.Reader{B: body}
 	c := publishCmd{topic: r.String()}
-	for n := r.Count(); n > 0 && r.Err == nil; n-- {
-		c.msgs = append(c.msgs, readIn(r))
+	if n := r.Count(); r.Err == nil {
+		c.msgs = make([]In, 0, n)
+		for ; n > 0 && r.Err == nil; n-- {
+			c.msgs = append(c.msgs, read(r))
+		}
 	}
 	return c, done(r, "publish")
 }
@@ -143,7 +157,7 @@ func (m *Module) Validate(kind byte, body []byte) module.Answer {
 		err = done(r, "topic name")
 	case CmdPublish:
 		var c publishCmd
-		if c, err = decodePublish(body); err == nil {
+		if c, err = decodePublishView(body); err == nil {
 			err = m.checkPublish(&c)
 		}
 	default:
@@ -278,15 +292,19 @@ func (m *Module) publish(env *module.Env, name string, msgs []In) ([]Placed, err
 			t.rr++
 		}
 		part := &t.parts[p]
-		msg := Message{Topic: t.Name, Partition: p, Offset: part.end, Key: clone(in.Key), Value: clone(in.Value),
-			Headers: cloneHeaders(in.Headers), Index: env.Index, AtNs: env.NowNs}
+		// The bytes are the decoded command's own (readIn copies them), so
+		// the message keeps them without another copy.
+		msg := Message{Topic: t.Name, Partition: p, Offset: part.end, Key: in.Key, Value: in.Value,
+			Headers: in.Headers, Index: env.Index, AtNs: env.NowNs}
 		part.msgs = append(part.msgs, msg)
 		part.end++
 		part.bytes += msgSize(&msg)
 		m.bytes += msgSize(&msg)
 		t.published++
-		m.digest ^= messageHash(&msg)
-		env.Batch.Put(messageKey(t.Name, p, msg.Offset), appendMessage(nil, &msg))
+		// One encoding serves as the record and as the digest's input.
+		rec := appendMessage(make([]byte, 0, messageBytesMax(&msg)), &msg)
+		m.digest ^= recordHash(rec)
+		env.Batch.Put(messageKey(t.Name, p, msg.Offset), rec)
 		placed[i] = Placed{Partition: p, Offset: msg.Offset}
 		m.retain(env, t, p, 0)
 		m.note(Change{Topic: t.Name, Published: &placed[i]})
@@ -467,4 +485,7 @@ func digestOf(parts ...[]byte) uint64 {
 
 func topicHash(t *topic) uint64 { return digestOf([]byte("topic"), appendTopic(nil, t)) }
 
-func messageHash(msg *Message) uint64 { return digestOf([]byte("message"), appendMessage(nil, msg)) }
+func messageHash(msg *Message) uint64 { return recordHash(appendMessage(nil, msg)) }
+
+// recordHash is the digest of a message from its encoding (appendMessage).
+func recordHash(rec []byte) uint64 { return digestOf([]byte("message"), rec) }
