@@ -241,3 +241,20 @@ func TestInfos(t *testing.T) {
 		t.Fatalf("infos: got %+v, want a (one message in partition 1) then b (empty)", got)
 	}
 }
+
+// A published message owns its bytes: the command's body may be reused
+// (a transport buffer) once applied, and validation keeps nothing.
+func TestPublishOwnsBytes(t *testing.T) {
+	r := newRig(t, DefaultLimits())
+	r.ok(Create(def("t", 1)))
+	c := Publish("t", []In{{Key: []byte("k"), Value: []byte("value"), Headers: []Header{{Key: "h", Value: []byte("hv")}}, Partition: -1}})
+	r.ok(c)
+	for i := range c.Body {
+		c.Body[i] = 'X'
+	}
+	got := r.m.Read("t", 0, 0, 1, 1<<20)
+	if len(got) != 1 || string(got[0].Key) != "k" || string(got[0].Value) != "value" || string(got[0].Headers[0].Value) != "hv" {
+		t.Fatalf("message after its body was overwritten: got %+v, want k=value with header hv", got)
+	}
+	r.reload()
+}
