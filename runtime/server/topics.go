@@ -21,10 +21,10 @@ import (
 // (list also a GET, without one). create, delete and publish go through the
 // log under a session like KV writes; get, list and read are served after a
 // ReadIndex. A refusal changed nothing: 400 for a malformed request, a
-// partition count of 0 or over the bound, or a partition the topic does not
-// have; 404 for an unknown topic; 409 for a create of a name held; 413 for
-// a message over the size limit, a batch over the batch bound, a body over
-// its bound, or a store full (its byte bound: a publish is refused whole,
+// partition count of 0 or over the bound, a batch of 0 or over the batch
+// bound, or a partition the topic does not have; 404 for an unknown topic;
+// 409 for a create of a name held; 413 for a message over the size limit, a
+// body over its bound, or a store full (its byte bound: a publish is refused whole,
 // never made room for by dropping messages; the error says which); 429 when
 // topicReadersMax reads already wait.
 //

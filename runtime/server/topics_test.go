@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -213,13 +214,18 @@ func TestTopicReadLongPoll(t *testing.T) {
 		body string
 	}
 	done := make(chan result, 1)
-	go func() {
+	go func() { // t.Fatal belongs to the test's goroutine: errors go back as a result
 		var m TopicMessages
-		code, _, body := do(t, "POST", c.url(2, "/v1/aspen/topic/read"), `{"Topic": "t", "Partition": 1, "From": "end", "WaitMs": 30000}`)
-		if code == http.StatusOK {
-			json.Unmarshal([]byte(body), &m)
+		resp, err := http.Post(c.url(2, "/v1/aspen/topic/read"), "application/json",
+			strings.NewReader(`{"Topic": "t", "Partition": 1, "From": "end", "WaitMs": 30000}`))
+		if err != nil {
+			done <- result{m, 0, err.Error()}
+			return
 		}
-		done <- result{m, code, body}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		json.Unmarshal(body, &m)
+		done <- result{m, resp.StatusCode, string(body)}
 	}()
 	eventually(t, "the read to wait", func() bool { return c.servers[2].topicReaders.count.Load() == 1 })
 	select {
