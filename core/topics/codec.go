@@ -47,11 +47,22 @@ func appendKey(b, key []byte) []byte {
 }
 
 func readKey(r *module.Reader) []byte {
+	if k := readKeyView(r); k != nil {
+		return append([]byte{}, k...)
+	}
+	return nil
+}
+
+// readKeyView reads a key aliasing the reader's bytes (nil: no key).
+func readKeyView(r *module.Reader) []byte {
 	switch f := r.Uvarint(); f {
 	case 0:
 		return nil
 	case 1:
-		return append([]byte{}, r.Bytes()...)
+		if b := r.Bytes(); b != nil {
+			return b
+		}
+		return []byte{}
 	default:
 		r.Fail("key flag %d", f)
 		return nil
@@ -81,14 +92,56 @@ func appendIn(b []byte, m *In) []byte {
 	return binary.AppendVarint(b, int64(m.Partition))
 }
 
+// readIn reads a message that owns its bytes: one copy of key, value and
+// header values together.
 func readIn(r *module.Reader) In {
-	m := In{Key: readKey(r), Value: clone(r.Bytes()), Headers: readHeaders(r)}
+	m := readInView(r)
+	if r.Err != nil {
+		return m
+	}
+	n := len(m.Key) + len(m.Value)
+	for _, h := range m.Headers {
+		n += len(h.Value)
+	}
+	buf := make([]byte, 0, n)
+	own := func(b []byte) []byte {
+		if b == nil {
+			return nil
+		}
+		buf = append(buf, b...)
+		return buf[len(buf)-len(b) : len(buf) : len(buf)]
+	}
+	m.Key, m.Value = own(m.Key), own(m.Value)
+	if m.Value == nil {
+		m.Value = []byte{}
+	}
+	for i := range m.Headers {
+		m.Headers[i].Value = own(m.Headers[i].Value)
+	}
+	return m
+}
+
+// readInView reads a message whose bytes alias the reader's.
+func readInView(r *module.Reader) In {
+	m := In{Key: readKeyView(r), Value: r.Bytes()}
+	for n := r.Count(); n > 0 && r.Err == nil; n-- {
+		m.Headers = append(m.Headers, Header{Key: r.String(), Value: r.Bytes()})
+	}
 	p := r.Varint()
 	if p < -1 || p > 1<<16 {
 		r.Fail("partition %d", p)
 	}
 	m.Partition = int(p)
 	return m
+}
+
+// messageBytesMax is the most appendMessage can add for m.
+func messageBytesMax(m *Message) int {
+	n := len(m.Key) + len(m.Value) + 6*binary.MaxVarintLen64
+	for _, h := range m.Headers {
+		n += len(h.Key) + len(h.Value) + 2*binary.MaxVarintLen64
+	}
+	return n
 }
 
 func appendMessage(b []byte, m *Message) []byte {
@@ -169,7 +222,7 @@ func (t *topic) info() Info {
 type Answer struct {
 	Topics   []Info    // create, delete, get, list
 	Next     string    // list: the name to pass as after; "" at the end
-	Placed   []Placed  // publish: where each message went, in order
+	Placed   []Placed  // publish: where each message went, in order; offset at: the offset found
 	Index    uint64    // publish: the log index that committed it
 	Messages []Message // read
 }

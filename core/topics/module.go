@@ -21,9 +21,10 @@ const (
 	CmdPublish byte = 114
 	CmdPrune   byte = 115 // the leader's: drop messages past their topic's age
 
-	QueryGet  byte = 120
-	QueryList byte = 121
-	QueryRead byte = 122
+	QueryGet      byte = 120
+	QueryList     byte = 121
+	QueryRead     byte = 122
+	QueryOffsetAt byte = 123 // the first offset at or after a time, answered as one Placed
 )
 
 // Records on disk: one per topic, one per retained message. "t/" is the
@@ -60,7 +61,7 @@ func NewModule(limits Limits) *Module {
 func (m *Module) Name() string       { return "topics" }
 func (m *Module) Version() uint64    { return 1 }
 func (m *Module) Kinds() []byte      { return []byte{CmdCreate, CmdDelete, CmdPublish, CmdPrune} }
-func (m *Module) QueryKinds() []byte { return []byte{QueryGet, QueryList, QueryRead} }
+func (m *Module) QueryKinds() []byte { return []byte{QueryGet, QueryList, QueryRead, QueryOffsetAt} }
 func (m *Module) Prefixes() [][]byte { return [][]byte{prefix} }
 func (m *Module) Hash() uint64       { return m.digest }
 
@@ -74,7 +75,11 @@ func Delete(name string) module.Command {
 
 // Publish asks to append msgs to topic, in order.
 func Publish(topic string, msgs []In) module.Command {
-	b := module.AppendBytes(nil, []byte(topic))
+	n := len(topic) + binary.MaxVarintLen64
+	for i := range msgs {
+		n += messageBytesMax(&Message{Key: msgs[i].Key, Value: msgs[i].Value, Headers: msgs[i].Headers})
+	}
+	b := module.AppendBytes(make([]byte, 0, n), []byte(topic))
 	b = binary.AppendUvarint(b, uint64(len(msgs)))
 	for i := range msgs {
 		b = appendIn(b, &msgs[i])
@@ -99,16 +104,35 @@ func Read(topic string, p int, from uint64, max int) module.Command {
 	return module.Command{Kind: QueryRead, Body: binary.AppendUvarint(b, uint64(max))}
 }
 
+// OffsetAt asks for the first offset of topic's partition p published at
+// or after atNs (the partition's end when none); the answer holds it as
+// Placed[0].
+func OffsetAt(topic string, p int, atNs int64) module.Command {
+	b := module.AppendBytes(nil, []byte(topic))
+	b = binary.AppendUvarint(b, uint64(p))
+	return module.Command{Kind: QueryOffsetAt, Body: binary.AppendVarint(b, atNs)}
+}
+
 type publishCmd struct {
 	topic string
 	msgs  []In
 }
 
-func decodePublish(body []byte) (publishCmd, error) {
+// decodePublish decodes a publish whose messages own their bytes.
+func decodePublish(body []byte) (publishCmd, error) { return decodePublishWith(body, readIn) }
+
+// decodePublishView decodes a publish whose messages alias body, for
+// checks that keep nothing.
+func decodePublishView(body []byte) (publishCmd, error) { return decodePublishWith(body, readInView) }
+
+func decodePublishWith(body []byte, read func(*module.Reader) In) (publishCmd, error) {
 	r := &module.Reader{B: body}
 	c := publishCmd{topic: r.String()}
-	for n := r.Count(); n > 0 && r.Err == nil; n-- {
-		c.msgs = append(c.msgs, readIn(r))
+	if n := r.Count(); r.Err == nil {
+		c.msgs = make([]In, 0, n)
+		for ; n > 0 && r.Err == nil; n-- {
+			c.msgs = append(c.msgs, read(r))
+		}
 	}
 	return c, done(r, "publish")
 }
@@ -136,7 +160,7 @@ func (m *Module) Validate(kind byte, body []byte) module.Answer {
 		err = done(r, "topic name")
 	case CmdPublish:
 		var c publishCmd
-		if c, err = decodePublish(body); err == nil {
+		if c, err = decodePublishView(body); err == nil {
 			err = m.checkPublish(&c)
 		}
 	default:
@@ -271,15 +295,19 @@ func (m *Module) publish(env *module.Env, name string, msgs []In) ([]Placed, err
 			t.rr++
 		}
 		part := &t.parts[p]
-		msg := Message{Topic: t.Name, Partition: p, Offset: m.plantOffset(part), Key: clone(in.Key), Value: clone(in.Value),
-			Headers: cloneHeaders(in.Headers), Index: env.Index, AtNs: env.NowNs}
+		// The bytes are the decoded command's own (readIn copies them), so
+		// the message keeps them without another copy.
+		msg := Message{Topic: t.Name, Partition: p, Offset: m.plantOffset(part), Key: in.Key, Value: in.Value,
+			Headers: in.Headers, Index: env.Index, AtNs: env.NowNs}
 		part.msgs = append(part.msgs, msg)
 		part.end++
 		part.bytes += msgSize(&msg)
 		m.bytes += msgSize(&msg)
 		t.published++
-		m.digest ^= messageHash(&msg)
-		env.Batch.Put(messageKey(t.Name, p, msg.Offset), appendMessage(nil, &msg))
+		// One encoding serves as the record and as the digest's input.
+		rec := appendMessage(make([]byte, 0, messageBytesMax(&msg)), &msg)
+		m.digest ^= recordHash(rec)
+		env.Batch.Put(messageKey(t.Name, p, msg.Offset), rec)
 		placed[i] = Placed{Partition: p, Offset: msg.Offset}
 		m.retain(env, t, p, 0)
 		m.note(Change{Topic: t.Name, Published: &placed[i]})
@@ -369,7 +397,7 @@ func (m *Module) HasTopic(name string) bool { return m.topics[name] != nil }
 // PublishEvent publishes one message from another module's apply (a topic
 // hook's event), placed by its key, as a publish command would.
 func (m *Module) PublishEvent(env *module.Env, topic string, key, value []byte) error {
-	in := []In{{Key: key, Value: value, Partition: -1}}
+	in := []In{{Key: clone(key), Value: clone(value), Partition: -1}} // a message owns its bytes
 	if err := m.limits.checkIn(&in[0]); err != nil {
 		return err
 	}
@@ -474,4 +502,7 @@ func digestOf(parts ...[]byte) uint64 {
 
 func topicHash(t *topic) uint64 { return digestOf([]byte("topic"), appendTopic(nil, t)) }
 
-func messageHash(msg *Message) uint64 { return digestOf([]byte("message"), appendMessage(nil, msg)) }
+func messageHash(msg *Message) uint64 { return recordHash(appendMessage(nil, msg)) }
+
+// recordHash is the digest of a message from its encoding (appendMessage).
+func recordHash(rec []byte) uint64 { return digestOf([]byte("message"), rec) }

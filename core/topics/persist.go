@@ -52,22 +52,47 @@ func (m *Module) Query(kind byte, body []byte, _ int64) module.Answer {
 			a.Topics = append(a.Topics, m.topics[name].info())
 		}
 		return answer(a)
+	case QueryOffsetAt:
+		name, p, atNs := r.String(), r.Uvarint(), r.Varint()
+		if err := m.checkPartition(r, "topic offset at", name, p); err != nil {
+			return refusal(err)
+		}
+		return answer(Answer{Placed: []Placed{{Partition: int(p), Offset: m.OffsetAt(name, int(p), atNs)}}})
 	}
 	name, p, from, n := r.String(), r.Uvarint(), r.Uvarint(), r.Uvarint()
-	if err := done(r, "topic read"); err != nil {
+	if err := m.checkPartition(r, "topic read", name, p); err != nil {
 		return refusal(err)
-	}
-	t := m.topics[name]
-	switch {
-	case t == nil:
-		return refusal(fmt.Errorf("%w: %q", ErrNotFound, name))
-	case p >= uint64(t.Partitions):
-		return refusal(fmt.Errorf("%w: partition %d of a topic of %d", errInvalid, p, t.Partitions))
 	}
 	if n == 0 || n > uint64(m.limits.ReadMax) {
 		n = uint64(m.limits.ReadMax)
 	}
 	return answer(Answer{Messages: m.Read(name, int(p), from, int(n), readBytesMax)})
+}
+
+// checkPartition refuses a query that did not decode, names no topic held,
+// or a partition the topic does not have.
+func (m *Module) checkPartition(r *module.Reader, what, name string, p uint64) error {
+	if err := done(r, what); err != nil {
+		return err
+	}
+	t := m.topics[name]
+	switch {
+	case t == nil:
+		return fmt.Errorf("%w: %q", ErrNotFound, name)
+	case p >= uint64(t.Partitions):
+		return fmt.Errorf("%w: partition %d of a topic of %d", errInvalid, p, t.Partitions)
+	}
+	return nil
+}
+
+// Infos describes every topic, by name; only the goroutine that applies
+// may call it (the node's metrics read it between rounds).
+func (m *Module) Infos() []Info {
+	out := make([]Info, 0, len(m.topics))
+	for _, name := range m.sortedNames() {
+		out = append(out, m.topics[name].info())
+	}
+	return out
 }
 
 // readBytesMax bounds the values one read returns (at least one message).

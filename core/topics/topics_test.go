@@ -220,3 +220,72 @@ func TestRecordsUnderOwnPrefix(t *testing.T) {
 		}
 	}
 }
+// OffsetAt finds the first offset published at or after a time (the end
+// when none), through the query as a reset to a time or a read from a
+// time asks it; unknown topics and partitions are refused.
+func TestQueryOffsetAt(t *testing.T) {
+	r := newRig(t, DefaultLimits())
+	r.ok(Create(def("t", 2)))
+	for i := 0; i < 3; i++ { // offsets 0, 1, 2 of partition 0 at 1s, 2s, 3s
+		r.now = int64(i+1) * 1e9
+		r.ok(Publish("t", []In{{Value: []byte{byte(i)}, Partition: 0}}))
+	}
+	for _, tc := range []struct {
+		p    int
+		atNs int64
+		want uint64
+	}{
+		{0, 0, 0}, {0, 1e9, 0}, {0, 1e9 + 1, 1}, {0, 2e9, 1}, {0, 3e9, 2}, {0, 3e9 + 1, 3}, {1, 0, 0},
+	} {
+		a := r.m.Query(QueryOffsetAt, OffsetAt("t", tc.p, tc.atNs).Body, 0)
+		got, _ := a.Value.(Answer)
+		if a.Outcome != module.OK || len(got.Placed) != 1 || got.Placed[0] != (Placed{Partition: tc.p, Offset: tc.want}) {
+			t.Errorf("offset at %d in partition %d: got %v %s %+v, want offset %d", tc.atNs, tc.p, a.Outcome, a.Detail, got.Placed, tc.want)
+		}
+		if dec, err := DecodeAnswer(a.Data); err != nil || len(dec.Placed) != 1 || dec.Placed[0] != got.Placed[0] {
+			t.Errorf("offset at %d: the encoded answer reads %+v, %v", tc.atNs, dec, err)
+		}
+	}
+	for _, tc := range []struct {
+		c    module.Command
+		want module.Outcome
+	}{
+		{OffsetAt("nope", 0, 0), module.NotFound},
+		{OffsetAt("t", 2, 0), module.Invalid},
+		{module.Command{Kind: QueryOffsetAt, Body: []byte{9}}, module.Invalid},
+	} {
+		if a := r.m.Query(tc.c.Kind, tc.c.Body, 0); a.Outcome != tc.want {
+			t.Errorf("query %x: got %v %s, want %v", tc.c.Body, a.Outcome, a.Detail, tc.want)
+		}
+	}
+}
+
+// Infos lists every topic by name with its partitions' bounds.
+func TestInfos(t *testing.T) {
+	r := newRig(t, DefaultLimits())
+	r.ok(Create(def("b", 1)))
+	r.ok(Create(def("a", 2)))
+	r.ok(Publish("a", []In{{Value: []byte("xy"), Partition: 1}}))
+	got := r.m.Infos()
+	if len(got) != 2 || got[0].Name != "a" || got[1].Name != "b" || got[0].Published != 1 ||
+		got[0].Partitions[1] != (PartitionInfo{First: 0, End: 1, Bytes: 2}) || got[1].Partitions[0] != (PartitionInfo{}) {
+		t.Fatalf("infos: got %+v, want a (one message in partition 1) then b (empty)", got)
+	}
+}
+
+// A published message owns its bytes: the command's body may be reused
+// (a transport buffer) once applied, and validation keeps nothing.
+func TestPublishOwnsBytes(t *testing.T) {
+	r := newRig(t, DefaultLimits())
+	r.ok(Create(def("t", 1)))
+	c := Publish("t", []In{{Key: []byte("k"), Value: []byte("value"), Headers: []Header{{Key: "h", Value: []byte("hv")}}, Partition: -1}})
+	r.ok(c)
+	for i := range c.Body {
+		c.Body[i] = 'X'
+	}
+	got := r.m.Read("t", 0, 0, 1, 1<<20)
+	if len(got) != 1 || string(got[0].Key) != "k" || string(got[0].Value) != "value" || string(got[0].Headers[0].Value) != "hv" {
+		t.Fatalf("message after its body was overwritten: got %+v, want k=value with header hv", got)
+	}
+	r.reload()
+}

@@ -74,6 +74,22 @@ const (
 	jobAttemptsDefault  = 3
 	jobTimeoutMsDefault = 60_000
 
+	// topicBodyBytesMax bounds a topic request other than a publish: a
+	// name and a few short fields.
+	topicBodyBytesMax = 64 << 10
+	// topicPublishBodyBytesMax bounds a publish: a batch of 100 messages at
+	// 64 KiB each even if JSON escaped every byte, or one message at the
+	// module's cap (256 KiB) in base64 with room to spare. A larger body is
+	// refused with 413, never cut; larger batches go in several publishes.
+	topicPublishBodyBytesMax = 16 << 20
+	// topicWaitMsMax bounds a read's long poll: a minute, so a client (or a
+	// proxy in between) sees an answer well before its own timeouts.
+	topicWaitMsMax = 60_000
+	// topicReadersMax bounds the reads waiting at once on one node: each
+	// holds a connection and a goroutine, and the loop checks each after a
+	// round that applied entries.
+	topicReadersMax = 4096
+
 	// readHeaderTimeoutMs stops clients that open connections and never
 	// finish a request from holding them (slowloris).
 	readHeaderTimeoutMs = 10_000

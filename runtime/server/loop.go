@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/aspen-db/aspen/core/node"
+	"github.com/aspen-db/aspen/core/topics"
 )
 
 // loop is the only goroutine that touches the replica.
@@ -110,6 +111,10 @@ func (s *Server) refreshStatus() {
 	s.status.Store(&st)
 	s.leadership.observe(st.Term, st.Lead)
 	s.metrics.observeStatus(st)
+	if st.Applied != s.topicsWokenAt {
+		s.topicsWokenAt = st.Applied
+		s.topicReaders.wake(s.node.Hosted("topics").(*topics.Module))
+	}
 	// The modules' numbers cost a walk of every hook; a scrape does not need
 	// them fresher than this, and a busy loop runs thousands of rounds a second
 	// (100 hooks read every round took 15% of put throughput).

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -8,6 +9,7 @@ import (
 	"github.com/aspen-db/aspen/core/jobs"
 	"github.com/aspen-db/aspen/core/node"
 	"github.com/aspen-db/aspen/core/sched"
+	"github.com/aspen-db/aspen/core/topics"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -25,6 +27,11 @@ import (
 // exported as counters, since they only grow while the hook exists (a hook
 // deleted and created again starts from 0, which Prometheus reads as a
 // reset). Backlog, in flight, lagging and lag are gauges.
+//
+// A topic's published count is replicated too (topics.Info.Published), so
+// the publish rate (rate() of it) reads the same from every node and a
+// node's restart does not reset it; a topic deleted and created again
+// starts from 0. Each partition's end offset is a gauge.
 
 // moduleReading is one reading of the modules, taken on the loop.
 type moduleReading struct {
@@ -33,6 +40,7 @@ type moduleReading struct {
 	ticks       sched.Counters
 	lagNs       int64
 	hooks       []hookReading
+	topics      []topics.Info
 }
 
 // hookReading is one hook's numbers; nothing in it aliases the module.
@@ -51,7 +59,7 @@ func readModules(n *node.Node, revision int64) moduleReading {
 	st := n.Hosted("schedules").(*sched.Module).Table()
 	nowNs := n.QueryNowNs()
 	return moduleReading{jobs: jt.Counts(), jobCounters: jt.Counters(), ticks: st.Counters(), lagNs: st.LagNs(nowNs),
-		hooks: readHooks(n.Hosted("hooks").(*hooks.Module), revision, nowNs)}
+		hooks: readHooks(n.Hosted("hooks").(*hooks.Module), revision, nowNs), topics: n.Hosted("topics").(*topics.Module).Infos()}
 }
 
 // readHooks reads every hook's numbers; only the loop may call it.
@@ -78,6 +86,7 @@ type moduleCollector struct {
 	hookRetried, hookDead, hookBacklog     *prometheus.Desc
 	hookInFlight, hookLagging              *prometheus.Desc
 	hookLagRevisions, hookLagSeconds       *prometheus.Desc
+	topicPublished, topicEnd               *prometheus.Desc
 }
 
 func newModuleCollector() *moduleCollector {
@@ -103,6 +112,9 @@ func newModuleCollector() *moduleCollector {
 		hookLagging:      d("aspen_hook_lagging", "1 while the hook's backlog overflowed and changes wait for one resync delivery.", "hook"),
 		hookLagRevisions: d("aspen_hook_lag_revisions", "The KV revision minus that of the hook's oldest unfinished delivery (0: none).", "hook"),
 		hookLagSeconds:   d("aspen_hook_lag_seconds", "How long ago the change of the hook's oldest unfinished delivery was applied (0: none).", "hook"),
+
+		topicPublished: d("aspen_topic_published_total", "Messages ever published to the topic (replicated).", "topic"),
+		topicEnd:       d("aspen_topic_partition_end_offset", "The offset the partition's next message will get: messages ever published to it.", "topic", "partition"),
 	}
 }
 
@@ -111,7 +123,7 @@ func (c *moduleCollector) observe(r moduleReading) { c.reading.Store(&r) }
 func (c *moduleCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.jobs, c.expiries, c.retries, c.deadLetters, c.missedTicks, c.skippedTicks, c.scheduleLag,
 		c.hookMatched, c.hookDelivered, c.hookFailed, c.hookRetried, c.hookDead, c.hookBacklog, c.hookInFlight, c.hookLagging,
-		c.hookLagRevisions, c.hookLagSeconds} {
+		c.hookLagRevisions, c.hookLagSeconds, c.topicPublished, c.topicEnd} {
 		ch <- d
 	}
 }
@@ -139,6 +151,13 @@ func (c *moduleCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.scheduleLag, prometheus.GaugeValue, time.Duration(r.lagNs).Seconds())
 	for _, h := range r.hooks {
 		c.collectHook(ch, &h)
+	}
+	for i := range r.topics {
+		t := &r.topics[i]
+		ch <- prometheus.MustNewConstMetric(c.topicPublished, prometheus.CounterValue, float64(t.Published), t.Name)
+		for p, b := range t.Partitions {
+			ch <- prometheus.MustNewConstMetric(c.topicEnd, prometheus.GaugeValue, float64(b.End), t.Name, strconv.Itoa(p))
+		}
 	}
 }
 

@@ -73,6 +73,10 @@ type Server struct {
 	httpLn        net.Listener
 	metrics       *metrics
 	hub           *hub
+	// topicReaders wakes long-polling topic reads; topicsWokenAt is the
+	// applied index the loop last woke them at (topicwait.go).
+	topicReaders  *topicReaders
+	topicsWokenAt uint64
 	pool          *sessionPool
 	// leadership wakes calls when the leader changes (calls.go).
 	leadership *leadership
@@ -119,7 +123,7 @@ func Start(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, inbox: make(chan func(), inboxMax),
 		waiters: map[waitKey]chan node.Response{}, done: make(chan struct{}),
-		metrics: newMetrics(), hub: newHub(), pool: newSessionPool(sessionsPerServer), leadership: newLeadership(),
+		metrics: newMetrics(), hub: newHub(), topicReaders: newTopicReaders(), pool: newSessionPool(sessionsPerServer), leadership: newLeadership(),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.stop = s.ctx.Done()
