@@ -220,6 +220,7 @@ func TestRecordsUnderOwnPrefix(t *testing.T) {
 		}
 	}
 }
+
 // OffsetAt finds the first offset published at or after a time (the end
 // when none), through the query as a reset to a time or a read from a
 // time asks it; unknown topics and partitions are refused.

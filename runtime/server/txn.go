@@ -38,7 +38,7 @@ type consulTxnKV struct {
 }
 
 type consulTxnResult struct {
-	KV      *consulEntry `json:",omitempty"`
+	KV      *consulEntry  `json:",omitempty"`
 	Publish *txnPublished `json:",omitempty"`
 }
 
