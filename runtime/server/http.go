@@ -31,6 +31,7 @@ func (s *Server) routes() http.Handler {
 	route("/v1/aspen/job/complete/batch", "aspen_job_complete_batch", s.handleJobCompleteBatch)
 	s.scheduleRoutes(route)
 	s.hookRoutes(route)
+	s.groupRoutes(route)
 	mux.Handle("/metrics", s.metrics.handler())
 	if s.cfg.Profiling {
 		mux.HandleFunc("/debug/pprof/", pprof.Index) // also serves heap, goroutine, block, ...
