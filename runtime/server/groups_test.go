@@ -266,3 +266,160 @@ func forgeHandle(t *testing.T, h string, d uint32) string {
 	got.Delivery = d
 	return formatGroupHandle(got)
 }
+
+// Bad input gets a 4xx and changes nothing: no group, member, offset,
+// lease or dead letter moved, the generation as it was.
+func TestGroupRefusalsChangeNothing(t *testing.T) {
+	c := startCluster(t, 3)
+	c.topicWith("t", 2, 6)
+	c.groupOK(0, "create", `{"Name": "p", "Topic": "t", "Mode": "partitioned"}`, nil)
+	c.groupOK(0, "create", `{"Name": "q", "Topic": "t", "Mode": "competing", "AckWaitMs": 60000, "MaxDeliveries": 1}`, nil)
+	var a GroupAssignment
+	c.groupOK(0, "join", `{"Name": "p", "Member": "a"}`, &a)
+	var f GroupDeliveries
+	c.groupOK(0, "fetch", `{"Name": "q", "Member": "w", "Max": 2}`, &f)
+	c.groupOK(0, "term", fmt.Sprintf(`{"Name": "q", "Member": "w", "Handle": %q}`, f.Messages[1].Handle), nil)
+	held := f.Messages[0]
+	beforeP, beforeQ := c.describeGroup(1, "p"), c.describeGroup(1, "q")
+	big := strings.Repeat("x", groupBodyBytesMax)
+	commit := func(gen uint64, p int, off int) string {
+		return fmt.Sprintf(`{"Name": "p", "Member": "a", "Generation": %d, "Partition": %d, "Offset": %d}`, gen, p, off)
+	}
+	for _, tc := range []struct {
+		method, op, body string
+		code             int
+		inBody           string
+	}{
+		{"POST", "create", `{"Name": "x", "Topic": "t", "Mode": "partitioned"`, 400, "malformed body"},
+		{"POST", "create", `{"Name": "x", "Topic": "t", "Mode": "partitioned"} {}`, 400, "more than one"},
+		{"POST", "create", `{"Name": "x", "Topic": "t", "Mode": "partitioned", "Colour": 1}`, 400, "unknown field"},
+		{"POST", "create", `{"Name": "x", "Topic": "t"}`, 400, "Mode must be partitioned or competing"},
+		{"POST", "create", `{"Name": "x", "Topic": "t", "Mode": "fifo"}`, 400, "Mode must be"},
+		{"POST", "create", `{"Name": "x", "Topic": "t", "Mode": "partitioned", "Start": "middle"}`, 400, "Start must be"},
+		{"POST", "create", `{"Name": "x", "Topic": "t", "Mode": "partitioned", "AckWaitMs": 5}`, 400, "for competing groups"},
+		{"POST", "create", `{"Name": "x", "Topic": "t", "Mode": "competing", "SessionMs": 5000}`, 400, "for partitioned groups"},
+		{"POST", "create", `{"Name": "x", "Topic": "t", "Mode": "partitioned", "SessionMs": 10}`, 400, "session"},
+		{"POST", "create", `{"Name": "x", "Topic": "t", "Mode": "partitioned", "SessionMs": -1}`, 400, "SessionMs must be"},
+		{"POST", "create", `{"Name": "x", "Topic": "t", "Mode": "competing", "MaxDeliveries": 1000}`, 400, "max deliveries"},
+		{"POST", "create", `{"Name": "x", "Topic": "t", "Mode": "competing", "MaxInFlight": -1}`, 400, "max in flight"},
+		{"POST", "create", `{"Name": "x", "Topic": "nope", "Mode": "partitioned"}`, 404, "topic"},
+		{"POST", "create", `{"Name": "", "Topic": "t", "Mode": "partitioned"}`, 400, "group name of 0 bytes"},
+		{"POST", "create", `{"Name": "p", "Topic": "t", "Mode": "partitioned"}`, 409, "group exists"},
+		{"POST", "create", `{"Name": "x", "Topic": "` + big + `", "Mode": "partitioned"}`, 413, "body over"},
+		{"GET", "create", ``, 405, "not allowed"},
+		{"POST", "delete", `{"Name": "nope"}`, 404, "not found"},
+		{"POST", "join", `{"Name": "nope", "Member": "a"}`, 404, "not found"},
+		{"POST", "join", `{"Name": "p"}`, 400, "member name of 0 bytes"},
+		{"POST", "join", `{"Name": "q", "Member": "a"}`, 409, "is competing"},
+		{"POST", "heartbeat", `{"Name": "p", "Member": "zed"}`, 409, "not a member"},
+		{"POST", "heartbeat", `{"Name": "p", "Member": "a", "Released": [0]}`, 409, "not being revoked"},
+		{"POST", "heartbeat", `{"Name": "p", "Member": "a", "Released": [5]}`, 400, "of a group of 2"},
+		{"POST", "heartbeat", `{"Name": "p", "Member": "a", "Released": [-1]}`, 400, "Released must name"},
+		{"POST", "leave", `{"Name": "p", "Member": "zed"}`, 404, "not a member"},
+		{"POST", "commit", commit(a.Generation+1, 0, 1), 409, "stale generation"},
+		{"POST", "commit", commit(a.Generation, 2, 1), 400, "of a group of 2"},
+		{"POST", "commit", commit(a.Generation, 0, 99), 409, "past partition 0's end"},
+		{"POST", "commit", `{"Name": "p", "Member": "a", "Generation": 1, "Partition": -1, "Offset": 1}`, 400, "Partition must not be negative"},
+		{"POST", "commit", `{"Name": "p", "Member": "a", "Generation": 1, "Offset": 1}`, 400, "Partition is required"},
+		{"POST", "commit", `{"Name": "p", "Member": "a", "Partition": 0, "Offset": 1}`, 400, "Generation is required"},
+		{"POST", "commit", `{"Name": "p", "Member": "a", "Generation": 1, "Partition": 0}`, 400, "Offset is required"},
+		{"POST", "reset", `{"Name": "p", "To": "earliest"}`, 409, "has 1 members"},
+		{"POST", "reset", `{"Name": "p", "To": "yesterday"}`, 400, "To must be"},
+		{"POST", "reset", `{"Name": "p", "To": "offset"}`, 400, "needs Offset"},
+		{"POST", "reset", `{"Name": "p", "To": "latest", "TimeMs": 5}`, 400, "TimeMs is for To time"},
+		{"POST", "reset", `{"Name": "q", "To": "earliest", "Partition": 7}`, 400, "of a group of 2"},
+		{"POST", "reset", `{"Name": "q", "To": "earliest"}`, 409, "leased"},
+		{"POST", "read", `{"Name": "p", "Member": "a"}`, 400, "Partition is required"},
+		{"POST", "read", `{"Name": "p", "Member": "a", "Partition": 2}`, 400, "of a group of 2"},
+		{"POST", "read", `{"Name": "p", "Partition": 0}`, 400, "Member is required"},
+		{"POST", "read", `{"Name": "p", "Member": "b", "Partition": 0}`, 409, "is not"},
+		{"POST", "read", `{"Name": "q", "Member": "w", "Partition": 0}`, 409, "they do not read"},
+		{"POST", "read", `{"Name": "nope", "Member": "w", "Partition": 0}`, 404, "not found"},
+		{"POST", "read", `{"Name": "p", "Member": "a", "Partition": 0, "Max": -1}`, 400, "Max must not"},
+		{"POST", "fetch", `{"Name": "q", "Member": "w", "Max": -1}`, 400, "Max must be"},
+		{"POST", "fetch", `{"Name": "q", "Member": "w", "Max": 100000}`, 400, "fetch of 100000"},
+		{"POST", "fetch", `{"Name": "p", "Member": "w"}`, 409, "is partitioned"},
+		{"POST", "fetch", `{"Name": "nope", "Member": "w"}`, 404, "not found"},
+		{"POST", "ack", `{"Name": "q", "Member": "w", "Handle": "0-0-1"}`, 400, "not a handle"},
+		{"POST", "ack", `{"Name": "q", "Member": "w", "Handle": "h1.0.0.0"}`, 400, "not a handle"},
+		{"POST", "ack", `{"Name": "q", "Member": "w", "Handle": "h1.0.00.1"}`, 400, "not a handle"},
+		{"POST", "ack", `{"Name": "q", "Member": "w"}`, 400, "not a handle"},
+		{"POST", "ack", fmt.Sprintf(`{"Name": "q", "Member": "w", "Handle": %q}`, forgeHandle(t, held.Handle, 9)), 409, "no lease"},
+		{"POST", "ack", fmt.Sprintf(`{"Name": "q", "Member": "w", "Handle": %q}`, f.Messages[1].Handle), 409, "no lease"},
+		{"POST", "ack", fmt.Sprintf(`{"Name": "q", "Member": "v", "Handle": %q}`, held.Handle), 409, "is not"},
+		{"POST", "ack", fmt.Sprintf(`{"Name": "q", "Member": "w", "Handle": %q, "DelayMs": 5}`, held.Handle), 400, "DelayMs is for nak"},
+		{"POST", "nak", fmt.Sprintf(`{"Name": "q", "Member": "w", "Handle": %q, "DelayMs": -5}`, held.Handle), 400, "DelayMs must be"},
+		{"POST", "nak", fmt.Sprintf(`{"Name": "q", "Member": "w", "Handle": %q, "DelayMs": 999999999999}`, held.Handle), 400, "nak delay"},
+		{"POST", "ack", fmt.Sprintf(`{"Name": "p", "Member": "w", "Handle": %q}`, held.Handle), 409, "is partitioned"},
+		{"POST", "dead/replay", `{"Name": "q"}`, 400, "Seqs must name"},
+		{"POST", "dead/replay", `{"Name": "q", "Seqs": [99]}`, 404, "dead letter 99"},
+		{"POST", "dead/drop", `{"Name": "q", "Seqs": [1, 99]}`, 404, "dead letter 99"},
+		{"POST", "dead/list", `{"Name": "q", "Limit": -1}`, 400, "Limit must not"},
+		{"GET", "dead/list", ``, 404, "not found"},
+		{"POST", "describe", `{"Name": "nope"}`, 404, "not found"},
+		{"POST", "list", `{"Limit": -1}`, 400, "Limit must not"},
+		{"PUT", "list", ``, 405, "not allowed"},
+		{"GET", "read", ``, 405, "not allowed"},
+	} {
+		code, _, body := do(t, tc.method, c.url(2, "/v1/aspen/group/"+tc.op), tc.body)
+		if code != tc.code || !strings.Contains(body, tc.inBody) {
+			t.Errorf("%s %s %.100s: got %d %.200s, want %d with %q", tc.method, tc.op, tc.body, code, body, tc.code, tc.inBody)
+		}
+	}
+	afterP, afterQ := c.describeGroup(0, "p"), c.describeGroup(0, "q")
+	// Deadlines move with heartbeats only; a refused one moved none.
+	if !groupsEqual(beforeP, afterP) || !groupsEqual(beforeQ, afterQ) {
+		t.Errorf("after the refusals:\n p %+v\n q %+v\nwant as before:\n p %+v\n q %+v", afterP, afterQ, beforeP, beforeQ)
+	}
+	var l GroupList
+	c.groupOK(1, "list", `{}`, &l)
+	if len(l.Groups) != 2 || l.Groups[0].Name != "p" || l.Groups[1].Name != "q" {
+		t.Errorf("list after the refusals: got %+v, want p and q only", l)
+	}
+	if code, body := c.groupDo(1, "ack", fmt.Sprintf(`{"Name": "q", "Member": "w", "Handle": %q}`, held.Handle), nil); code != 200 {
+		t.Errorf("ack of the lease held through the refusals: got %d %s, want 200", code, body)
+	}
+}
+
+func groupsEqual(a, b GroupInfo) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
+}
+
+// A group's numbers show in every node's /metrics: committed offset and
+// lag per partition, members, generation, redeliveries, dead letters.
+func TestGroupMetrics(t *testing.T) {
+	c := startCluster(t, 3)
+	c.topicWith("t", 2, 10)
+	c.groupOK(0, "create", `{"Name": "p", "Topic": "t", "Mode": "partitioned"}`, nil)
+	c.groupOK(0, "create", `{"Name": "q", "Topic": "t", "Mode": "competing", "AckWaitMs": 60000, "MaxDeliveries": 1}`, nil)
+	var a GroupAssignment
+	c.groupOK(0, "join", `{"Name": "p", "Member": "a"}`, &a)
+	c.groupOK(0, "commit", fmt.Sprintf(`{"Name": "p", "Member": "a", "Generation": %d, "Partition": 1, "Offset": 3}`, a.Generation), nil)
+	var f GroupDeliveries
+	c.groupOK(0, "fetch", `{"Name": "q", "Member": "w", "Max": 1}`, &f)
+	c.groupOK(0, "term", fmt.Sprintf(`{"Name": "q", "Member": "w", "Handle": %q}`, f.Messages[0].Handle), nil)
+	want := map[string]float64{
+		`aspen_group_committed_offset{group="p",partition="1"}`: 3,
+		`aspen_group_lag{group="p",partition="1"}`:              2,
+		`aspen_group_lag{group="p",partition="0"}`:              5,
+		`aspen_group_members{group="p"}`:                        1,
+		`aspen_group_generation{group="p"}`:                     1,
+		`aspen_group_rebalances_total{group="p"}`:               1,
+		`aspen_group_dead_letters{group="q"}`:                   1,
+		`aspen_group_dead_lettered_total{group="q"}`:            1,
+		`aspen_group_lag{group="q",partition="0"}`:              4,
+		`aspen_group_redeliveries_total{group="q"}`:             0,
+	}
+	for i := range c.servers {
+		eventually(t, fmt.Sprintf("node %d's group metrics", i+1), func() bool {
+			for sample, v := range want {
+				if got, ok := c.metric(i, sample); !ok || got != v {
+					return false
+				}
+			}
+			return true
+		})
+	}
+}
