@@ -33,7 +33,7 @@ func newApp() *cli.App {
 		Usage:           "the Aspen key-value store and its tools",
 		HideHelpCommand: true,
 		Commands: []*cli.Command{simCommand(), nodeCommand(), devCommand(), kvCommand(), leaseCommand(), jobCommand(),
-			scheduleCommand(), hookCommand(), topicCommand(), workerCommand(), tokenCommand(), auditCommand(), clusterCommand(), snapshotCommand(), benchCommand()},
+			scheduleCommand(), hookCommand(), topicCommand(), groupCommand(), workerCommand(), tokenCommand(), auditCommand(), clusterCommand(), snapshotCommand(), benchCommand()},
 		CommandNotFound: func(c *cli.Context, name string) {
 			fmt.Fprintf(c.App.ErrWriter, "aspen: unknown command %q (see aspen --help)\n", name)
 			os.Exit(exitUsage)

@@ -112,6 +112,9 @@ func (m *Module) lease(env *module.Env, g *group, e *entry, mem string, msg topi
 
 // settle applies an ack, nak, in progress or terminate to the lease its
 // handle names, which must be member's, current and before its deadline.
+// A nak of a message's last delivery (DeliveriesMax) sends it to the dead
+// letters, as its expiry would: a poison message that every member naks
+// does not go round for ever.
 func (m *Module) settle(env *module.Env, g *group, c *cmd) (Answer, error) {
 	h := c.handle
 	e, ok := g.pending.Get(&entry{P: h.P, Off: h.Off})
@@ -135,8 +138,13 @@ func (m *Module) settle(env *module.Env, g *group, c *cmd) (Answer, error) {
 			m.settle1(env, g, e)
 			m.addDead(env, g, e, ReasonTerminated)
 		case Nak:
-			m.unfile(env, g, e)
 			m.release(g, e)
+			if int(e.Delivery) >= g.DeliveriesMax { // a nak is a failed delivery too: the last one goes to the dead letters
+				m.settle1(env, g, e)
+				m.addDead(env, g, e, ReasonDeliveries)
+				return
+			}
+			m.unfile(env, g, e)
 			e.Member, e.At = "", env.NowNs+c.delayNs
 			m.file(env, g, e)
 		case InProgress:

@@ -243,3 +243,25 @@ func TestCompetingModel(t *testing.T) {
 		r.reload()
 	})
 }
+
+// TestNakOfTheLastDeliveryIsDead: a message nakked at its last delivery
+// goes to the dead letters at once, as an expiry there would send it; a
+// nak before that puts it back.
+func TestNakOfTheLastDeliveryIsDead(t *testing.T) {
+	r := newCompeting(t, 1, 1)
+	for delivery := uint32(1); delivery <= 3; delivery++ {
+		d := r.ok(Fetch("q", "w", 1)).Deliveries
+		if len(d) != 1 || d[0].Delivery != delivery {
+			t.Fatalf("fetch %d: got %+v, want offset 0 at delivery %d", delivery, d, delivery)
+		}
+		r.ok(Settle("q", "w", Nak, d[0].Handle, 0))
+	}
+	g := r.describe("q")
+	dead := r.m.Query(QueryDead, DeadLetters("q", 0, 0).Body, r.now).Value.(Answer).Dead
+	if g.Pending != 0 || len(dead) != 1 || dead[0].Reason != ReasonDeliveries || dead[0].Deliveries != 3 {
+		t.Fatalf("after 3 naks of 3 deliveries: %d pending, dead %+v; want none pending, one dead after 3 deliveries", g.Pending, dead)
+	}
+	if d := r.ok(Fetch("q", "w", 1)).Deliveries; len(d) != 0 {
+		t.Fatalf("fetch after the last nak: got %+v, want nothing", d)
+	}
+}

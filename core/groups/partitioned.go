@@ -50,7 +50,10 @@ func (m *Module) heartbeat(env *module.Env, g *group, id string, released []int)
 		return Answer{}, fmt.Errorf("%w: %q is not a member of %q (its session ended?): join again", ErrFenced, id, g.Name)
 	}
 	for i, p := range released {
-		if p >= g.parts || g.owner[p] != id || g.target[p] == id || slices.Contains(released[:i], p) {
+		if p >= g.parts {
+			return Answer{}, fmt.Errorf("%w: partition %d released, of a group of %d", errInvalid, p, g.parts)
+		}
+		if g.owner[p] != id || g.target[p] == id || slices.Contains(released[:i], p) {
 			return Answer{}, fmt.Errorf("%w: partition %d is not being revoked from %q", ErrFenced, p, id)
 		}
 	}
@@ -132,7 +135,7 @@ func (m *Module) commit(env *module.Env, g *group, c *cmd) (Answer, error) {
 	case mem == nil:
 		return Answer{}, fmt.Errorf("%w: %q is not a member of %q (its session ended?)", ErrFenced, c.member, g.Name)
 	case c.p >= g.parts:
-		return Answer{}, fmt.Errorf("%w: partition %d of %d", ErrNotFound, c.p, g.parts)
+		return Answer{}, fmt.Errorf("%w: partition %d of a group of %d", errInvalid, c.p, g.parts)
 	case m.plantCommitGen(mem, c.gen) != mem.Epoch:
 		return Answer{}, fmt.Errorf("%w: stale generation %d, %q is at %d", ErrFenced, c.gen, c.member, mem.Epoch)
 	case g.owner[c.p] != c.member:
@@ -159,7 +162,7 @@ func (m *Module) reset(env *module.Env, g *group, p int, to ResetTo, value int64
 		return Answer{}, fmt.Errorf("%w: topic %q is gone or changed", ErrState, g.Topic)
 	}
 	if p >= g.parts {
-		return Answer{}, fmt.Errorf("%w: partition %d of %d", ErrNotFound, p, g.parts)
+		return Answer{}, fmt.Errorf("%w: partition %d of a group of %d", errInvalid, p, g.parts)
 	}
 	scope := []int{p}
 	if p == AllPartitions {

@@ -3,6 +3,7 @@ package groups
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -112,13 +113,15 @@ func TestCommitRefusals(t *testing.T) {
 	}{
 		{"unknown group", Commit("nope", "a", a2.Generation, mine, 4), module.NotFound},
 		{"unknown member", Commit("g", "zed", a2.Generation, mine, 4), module.Conflict},
-		{"bad partition", Commit("g", "a", a2.Generation, 9, 4), module.NotFound},
+		{"bad partition", Commit("g", "a", a2.Generation, 9, 4), module.Invalid},
 		{"stale generation", Commit("g", "a", a.Generation, mine, 4), module.Conflict},
 		{"future generation", Commit("g", "a", a2.Generation+5, mine, 4), module.Conflict},
 		{"not the owner", Commit("g", "a", a2.Generation, theirs, 4), module.Conflict},
 		{"backwards", Commit("g", "a", a2.Generation, mine, 2), module.Conflict},
 		{"past the end", Commit("g", "a", a2.Generation, mine, 6), module.Conflict},
 		{"empty member", Commit("g", "", a2.Generation, mine, 4), module.Invalid},
+		{"release of a partition the group lacks", Heartbeat("g", "a", 9), module.Invalid},
+		{"release of a partition kept", Heartbeat("g", "a", mine), module.Conflict},
 		{"competing command", Fetch("g", "a", 1), module.Conflict},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -219,9 +222,9 @@ func TestReset(t *testing.T) {
 			t.Fatalf("reset to %d (%d): offset %d, want %d", tc.to, tc.value, got, tc.want)
 		}
 	}
-	r.refused(Reset("g", 1, ToOffset, 1), module.Conflict) // below first
-	r.refused(Reset("g", 1, ToOffset, 7), module.Conflict) // past end
-	r.refused(Reset("g", 4, ToEarliest, 0), module.NotFound)
+	r.refused(Reset("g", 1, ToOffset, 1), module.Conflict)  // below first
+	r.refused(Reset("g", 1, ToOffset, 7), module.Conflict)  // past end
+	r.refused(Reset("g", 4, ToEarliest, 0), module.Invalid) // a partition the topic lacks: the request's fault
 	r.refused(Reset("g", 0, 9, 0), module.Invalid)
 	if lag := r.describe("g").Offsets[1].Lag; lag != 3 {
 		t.Fatalf("lag %d, want 3 (end 6 - committed 3)", lag)
@@ -263,7 +266,7 @@ func TestCreateAndValidateRefusals(t *testing.T) {
 	r.refused(Heartbeat("g", "zed"), module.Conflict)
 	r.ok(Join("g", "a"))
 	r.refused(Heartbeat("g", "a", 0), module.Conflict) // not being revoked
-	r.refused(Heartbeat("g", "a", 7), module.Conflict) // no such partition
+	r.refused(Heartbeat("g", "a", 7), module.Invalid)  // no such partition: the request's fault
 	var e *module.Error
 	if !errors.As(error(&module.Error{Outcome: module.Conflict}), &e) {
 		t.Fatal("module.Error does not match itself")
@@ -296,4 +299,18 @@ func TestDeleteRemovesEveryRecord(t *testing.T) {
 	}
 	r.refused(Fetch("q", "w", 1), module.NotFound)
 	r.reload()
+}
+
+// TestReadingsAgreeWithDescribe: the metrics' reading of a group is the
+// numbers describe answers, lag included.
+func TestReadingsAgreeWithDescribe(t *testing.T) {
+	r := newPartitioned(t)
+	a := r.ok(Join("g", "a")).Assignment
+	r.ok(Commit("g", "a", a.Generation, 2, 3))
+	d := r.describe("g")
+	got := r.m.Readings()
+	if len(got) != 1 || got[0].Name != "g" || got[0].Generation != d.Generation || got[0].Members != 1 ||
+		!reflect.DeepEqual(got[0].Partitions, d.Offsets) || got[0].Partitions[2].Lag != 2 {
+		t.Fatalf("readings: got %+v, want the describe's numbers %+v (lag 2 on partition 2)", got, d)
+	}
 }

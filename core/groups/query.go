@@ -78,6 +78,13 @@ func (m *Module) view(g *group, full bool) Group {
 			v.Members = append(v.Members, MemberView{ID: id, InFlight: g.inflight[id]})
 		}
 	}
+	v.Offsets = m.partitionViews(g)
+	return v
+}
+
+// partitionViews are group g's partitions with the topic's bounds now.
+func (m *Module) partitionViews(g *group) []PartitionView {
+	out := make([]PartitionView, 0, g.parts)
 	parts, ok := m.log.Partitions(g.Topic)
 	for p := range g.parts {
 		pv := PartitionView{P: p, Owner: g.owner[p], Target: g.target[p], Offset: g.offsets[p]}
@@ -90,7 +97,35 @@ func (m *Module) view(g *group, full bool) Group {
 				pv.Lag = pv.End - from
 			}
 		}
-		v.Offsets = append(v.Offsets, pv)
+		out = append(out, pv)
 	}
-	return v
+	return out
+}
+
+// Reading is one group's numbers as metrics export them.
+type Reading struct {
+	Name        string
+	Mode        Mode
+	Generation  uint64
+	Members     int // partitioned: members; competing: members holding leases
+	Pending     int
+	DeadLetters int
+	Stats       Stats
+	Partitions  []PartitionView
+}
+
+// Readings returns every group's numbers, by name: a pure read of the
+// replicated state (and the topics' bounds) that aliases none of it.
+func (m *Module) Readings() []Reading {
+	out := make([]Reading, 0, len(m.names))
+	for _, name := range m.names {
+		g := m.groups[name]
+		members := len(g.members)
+		if g.Mode == Competing {
+			members = len(g.inflight)
+		}
+		out = append(out, Reading{Name: name, Mode: g.Mode, Generation: g.gen, Members: members, Pending: g.pending.Len(),
+			DeadLetters: len(g.dead), Stats: g.stats, Partitions: m.partitionViews(g)})
+	}
+	return out
 }

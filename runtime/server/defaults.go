@@ -125,3 +125,21 @@ const (
 	// requestBuckets reach about 13 s, past callDeadlineMs.
 	requestBuckets = 18
 )
+
+// Consumer group defaults (groups.go) for fields a create leaves out (0).
+const (
+	// groupSessionMsDefault: a member heartbeating at a third of it rides
+	// out two lost heartbeats, and a dead one's partitions move in seconds.
+	groupSessionMsDefault = 10_000
+	// groupAckWaitMsDefault is NATS JetStream's default ack wait.
+	groupAckWaitMsDefault = 30_000
+	// groupDeliveriesDefault: a poison message costs five attempts, not a
+	// queue blocked behind it.
+	groupDeliveriesDefault = 5
+	// groupInFlightDefault bounds one member's leases: a fetch of a hundred
+	// at a time and a second batch in hand.
+	groupInFlightDefault = 200
+	// groupBodyBytesMax bounds a group request: short fields, at most a
+	// page of dead-letter seqs and a topic's partitions released.
+	groupBodyBytesMax = 64 << 10
+)

@@ -32,6 +32,7 @@ func (s *Server) routes() http.Handler {
 	s.scheduleRoutes(route)
 	s.hookRoutes(route)
 	s.topicRoutes(route)
+	s.groupRoutes(route)
 	mux.Handle("/metrics", s.metrics.handler())
 	if s.cfg.Profiling {
 		mux.HandleFunc("/debug/pprof/", pprof.Index) // also serves heap, goroutine, block, ...

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/aspen-db/aspen/core/groups"
 	"github.com/aspen-db/aspen/core/hooks"
 	"github.com/aspen-db/aspen/core/jobs"
 	"github.com/aspen-db/aspen/core/node"
@@ -13,9 +14,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// The job queue's, the schedules' and the hooks' metrics. The loop reads them from the
-// replica after every round, with the status (readModules), and publishes
-// the reading; a scrape only loads the latest one, so no HTTP goroutine
+// The job queue's, the schedules', the hooks' and the consumer groups'
+// metrics. The loop reads them from the replica (at most every
+// moduleReadEvery, with the status: readModules) and publishes the
+// reading; a scrape only loads the latest one, so no HTTP goroutine
 // touches a module. Gauges are replicated state as this replica applied it
 // (jobs per state); counters are what this replica applied since its
 // process started (jobs.Counters, sched.Counters), reset by a restart as
@@ -41,6 +43,7 @@ type moduleReading struct {
 	lagNs       int64
 	hooks       []hookReading
 	topics      []topics.Info
+	groups      []groups.Reading // aliases nothing of the module (groups.Readings)
 }
 
 // hookReading is one hook's numbers; nothing in it aliases the module.
@@ -59,7 +62,8 @@ func readModules(n *node.Node, revision int64) moduleReading {
 	st := n.Hosted("schedules").(*sched.Module).Table()
 	nowNs := n.QueryNowNs()
 	return moduleReading{jobs: jt.Counts(), jobCounters: jt.Counters(), ticks: st.Counters(), lagNs: st.LagNs(nowNs),
-		hooks: readHooks(n.Hosted("hooks").(*hooks.Module), revision, nowNs), topics: n.Hosted("topics").(*topics.Module).Infos()}
+		hooks: readHooks(n.Hosted("hooks").(*hooks.Module), revision, nowNs), topics: n.Hosted("topics").(*topics.Module).Infos(),
+		groups: n.Hosted("groups").(*groups.Module).Readings()}
 }
 
 // readHooks reads every hook's numbers; only the loop may call it.
@@ -87,6 +91,11 @@ type moduleCollector struct {
 	hookInFlight, hookLagging              *prometheus.Desc
 	hookLagRevisions, hookLagSeconds       *prometheus.Desc
 	topicPublished, topicEnd               *prometheus.Desc
+	groupOffset, groupLag, groupMembers    *prometheus.Desc
+	groupGeneration, groupRebalances       *prometheus.Desc
+	groupRedeliveries, groupDeadLettered   *prometheus.Desc
+	groupDeadLetters, groupPending         *prometheus.Desc
+	groupExpired, groupExpiries            *prometheus.Desc
 }
 
 func newModuleCollector() *moduleCollector {
@@ -113,8 +122,19 @@ func newModuleCollector() *moduleCollector {
 		hookLagRevisions: d("aspen_hook_lag_revisions", "The KV revision minus that of the hook's oldest unfinished delivery (0: none).", "hook"),
 		hookLagSeconds:   d("aspen_hook_lag_seconds", "How long ago the change of the hook's oldest unfinished delivery was applied (0: none).", "hook"),
 
-		topicPublished: d("aspen_topic_published_total", "Messages ever published to the topic (replicated).", "topic"),
-		topicEnd:       d("aspen_topic_partition_end_offset", "The offset the partition's next message will get: messages ever published to it.", "topic", "partition"),
+		topicPublished:    d("aspen_topic_published_total", "Messages ever published to the topic (replicated).", "topic"),
+		topicEnd:          d("aspen_topic_partition_end_offset", "The offset the partition's next message will get: messages ever published to it.", "topic", "partition"),
+		groupOffset:       d("aspen_group_committed_offset", "The group's committed offset of the partition (competing: the first offset not settled).", "group", "partition"),
+		groupLag:          d("aspen_group_lag", "Messages of the partition past the group's committed offset: its end minus the later of that and its first.", "group", "partition"),
+		groupMembers:      d("aspen_group_members", "Members of the group (competing: members holding leases).", "group"),
+		groupGeneration:   d("aspen_group_generation", "The group's generation: it bumps on every change of assignment (replicated).", "group"),
+		groupRebalances:   d("aspen_group_rebalances_total", "Changes of the group's target assignment (replicated).", "group"),
+		groupRedeliveries: d("aspen_group_redeliveries_total", "Deliveries of a message after its first (replicated).", "group"),
+		groupDeadLettered: d("aspen_group_dead_lettered_total", "Messages that went to the group's dead-letter list (replicated).", "group"),
+		groupDeadLetters:  d("aspen_group_dead_letters", "Messages on the group's dead-letter list now.", "group"),
+		groupPending:      d("aspen_group_pending", "Competing: messages leased or waiting to go out again.", "group"),
+		groupExpired:      d("aspen_group_expired_members_total", "Members whose session ended (replicated).", "group"),
+		groupExpiries:     d("aspen_group_lease_expiries_total", "Leases that ran out before an ack (replicated).", "group"),
 	}
 }
 
@@ -123,7 +143,9 @@ func (c *moduleCollector) observe(r moduleReading) { c.reading.Store(&r) }
 func (c *moduleCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.jobs, c.expiries, c.retries, c.deadLetters, c.missedTicks, c.skippedTicks, c.scheduleLag,
 		c.hookMatched, c.hookDelivered, c.hookFailed, c.hookRetried, c.hookDead, c.hookBacklog, c.hookInFlight, c.hookLagging,
-		c.hookLagRevisions, c.hookLagSeconds, c.topicPublished, c.topicEnd} {
+		c.hookLagRevisions, c.hookLagSeconds, c.topicPublished, c.topicEnd,
+		c.groupOffset, c.groupLag, c.groupMembers, c.groupGeneration, c.groupRebalances,
+		c.groupRedeliveries, c.groupDeadLettered, c.groupDeadLetters, c.groupPending, c.groupExpired, c.groupExpiries} {
 		ch <- d
 	}
 }
@@ -158,6 +180,37 @@ func (c *moduleCollector) Collect(ch chan<- prometheus.Metric) {
 		for p, b := range t.Partitions {
 			ch <- prometheus.MustNewConstMetric(c.topicEnd, prometheus.GaugeValue, float64(b.End), t.Name, strconv.Itoa(p))
 		}
+	}
+	for i := range r.groups {
+		c.collectGroup(ch, &r.groups[i])
+	}
+}
+
+// collectGroup exports one group's numbers. Counts that only grow while the
+// group exists are counters (a group deleted and created again starts from
+// 0, which Prometheus reads as a reset).
+func (c *moduleCollector) collectGroup(ch chan<- prometheus.Metric, g *groups.Reading) {
+	for _, m := range []struct {
+		d *prometheus.Desc
+		t prometheus.ValueType
+		v float64
+	}{
+		{c.groupMembers, prometheus.GaugeValue, float64(g.Members)},
+		{c.groupGeneration, prometheus.GaugeValue, float64(g.Generation)},
+		{c.groupRebalances, prometheus.CounterValue, float64(g.Stats.Rebalances)},
+		{c.groupRedeliveries, prometheus.CounterValue, float64(g.Stats.Redeliveries)},
+		{c.groupDeadLettered, prometheus.CounterValue, float64(g.Stats.DeadLettered)},
+		{c.groupDeadLetters, prometheus.GaugeValue, float64(g.DeadLetters)},
+		{c.groupPending, prometheus.GaugeValue, float64(g.Pending)},
+		{c.groupExpired, prometheus.CounterValue, float64(g.Stats.Expired)},
+		{c.groupExpiries, prometheus.CounterValue, float64(g.Stats.Expiries)},
+	} {
+		ch <- prometheus.MustNewConstMetric(m.d, m.t, m.v, g.Name)
+	}
+	for _, p := range g.Partitions {
+		part := strconv.Itoa(p.P)
+		ch <- prometheus.MustNewConstMetric(c.groupOffset, prometheus.GaugeValue, float64(p.Offset), g.Name, part)
+		ch <- prometheus.MustNewConstMetric(c.groupLag, prometheus.GaugeValue, float64(p.Lag), g.Name, part)
 	}
 }
 

@@ -1,0 +1,389 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"slices"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/aspen-db/aspen/runtime/server"
+	"github.com/urfave/cli/v2"
+)
+
+// `aspen group consume`: a consumer that processes each message (prints
+// it, or runs a command with it) and only then acks or commits it, so a
+// consumer killed in between sees the message again: at least once.
+//
+// Partitioned: it joins, heartbeats at a third of the session on a
+// goroutine of its own, reads its assigned partitions in turn and commits
+// after each batch. A partition being revoked is committed and released in
+// the next heartbeat; the consumer never reads it again unless it comes
+// back. A commit refused as stale (the session ended, a rebalance) drops
+// what was read and follows the assignment the next heartbeat answers.
+// Competing: it fetches a batch, processes each message and acks it (naks
+// it when the command fails), renewing a lease while its command runs.
+// Ctrl-C and SIGTERM stop it after the message in hand: it commits, naks
+// what it fetched and did not process, and leaves.
+
+const (
+	consumeBatchDefault = 100
+	consumePollDefault  = 200 * time.Millisecond
+	// consumeCallTimeout bounds one call to the cluster; a consumer retries
+	// a failed call after a poll rather than giving up.
+	consumeCallTimeout = 10 * time.Second
+	// consumeFailuresMax is how many calls in a row may fail before the
+	// consumer gives up: the cluster is gone, not between leaders.
+	consumeFailuresMax = 50
+)
+
+// consumer is one running `group consume`.
+type consumer struct {
+	cl      *client
+	group   server.GroupInfo
+	member  string
+	argv    []string
+	out     io.Writer
+	errOut  io.Writer
+	max     int // 0: no bound
+	batch   int
+	poll    time.Duration
+	handled int
+	fails   int
+
+	mu       sync.Mutex // the assignment and what waits to be released
+	assign   server.GroupAssignment
+	released []int // revoked partitions committed and given up, for the next heartbeat
+	pos      map[int]uint64
+}
+
+func runGroupConsume(c *cli.Context) error {
+	args := c.Args().Slice()
+	if len(args) == 0 || args[0] == "--" {
+		return usageError("group consume wants GROUP, got %q", args)
+	}
+	c, argv, err := flagsAfterArg(c, args[1:])
+	if err != nil {
+		return err
+	}
+	k := &consumer{cl: kvClient(c), member: c.String("member"), argv: argv, out: c.App.Writer, errOut: c.App.ErrWriter,
+		max: c.Int("max"), batch: c.Int("batch"), poll: c.Duration("poll"), pos: map[int]uint64{}}
+	switch {
+	case k.member == "":
+		return usageError("group consume wants --member ID")
+	case k.max < 0 || k.batch < 1 || k.poll <= 0:
+		return usageError("group consume: --max must not be negative, --batch and --poll must be positive")
+	}
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := k.call(c.Context, "describe", server.GroupRequest{Name: args[0]}, &k.group); err != nil {
+		return failure("group consume: %v", err)
+	}
+	if k.group.Mode == "competing" {
+		err = k.runCompeting(ctx)
+	} else {
+		err = k.runPartitioned(ctx)
+	}
+	if err != nil {
+		return failure("group consume %s: %v", args[0], err)
+	}
+	return nil
+}
+
+func (k *consumer) call(ctx context.Context, op string, req server.GroupRequest, v any) error {
+	ctx, cancel := context.WithTimeout(ctx, consumeCallTimeout)
+	defer cancel()
+	return groupCall(ctx, k.cl, op, req, v)
+}
+
+// refused reports whether err is the cluster's refusal with status code.
+func refused(err error, code int) bool {
+	var se *statusError
+	return errors.As(err, &se) && se.Code == code
+}
+
+// transient counts a failed call that may pass (no leader, a timeout), and
+// reports whether to go on; a refusal is never transient.
+func (k *consumer) transient(ctx context.Context, err error) bool {
+	var se *statusError
+	if errors.As(err, &se) && se.Code/100 == 4 {
+		return false
+	}
+	if k.fails++; k.fails > consumeFailuresMax {
+		return false
+	}
+	fmt.Fprintf(k.errOut, "aspen: %v; retrying\n", err)
+	k.sleep(ctx)
+	return true
+}
+
+func (k *consumer) sleep(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(k.poll):
+	}
+}
+
+func (k *consumer) done() bool { return k.max > 0 && k.handled >= k.max }
+
+// process handles one message: prints it, or runs the command with it,
+// renewing while it runs (renew nil: nothing to renew). It reports whether
+// the message was processed.
+func (k *consumer) process(m *server.GroupMessage, renew func()) bool {
+	key, value := messageBytes(m)
+	if len(k.argv) == 0 {
+		shown := "-"
+		if key != nil {
+			shown = displayValue(key)
+		}
+		fmt.Fprintf(k.out, "%d %d %s %s\n", m.Partition, m.Offset, shown, displayValue(value))
+		return true
+	}
+	cmd := exec.Command(k.argv[0], k.argv[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = bytes.NewReader(value), k.out, k.errOut
+	cmd.Env = append(os.Environ(), "ASPEN_GROUP="+k.group.Name, "ASPEN_TOPIC="+k.group.Topic,
+		"ASPEN_PARTITION="+strconv.Itoa(m.Partition), "ASPEN_OFFSET="+strconv.FormatUint(m.Offset, 10), "ASPEN_KEY="+string(key))
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(k.errOut, "aspen: run %s: %v\n", k.argv[0], err)
+		return false
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	every := time.Duration(max(k.group.AckWaitMs/3, 100)) * time.Millisecond
+	for {
+		select {
+		case err := <-exited:
+			if err != nil {
+				fmt.Fprintf(k.errOut, "aspen: %s for %d/%d: %v\n", k.argv[0], m.Partition, m.Offset, err)
+			}
+			return err == nil
+		case <-time.After(every):
+			if renew != nil {
+				renew()
+			}
+		}
+	}
+}
+
+func messageBytes(m *server.GroupMessage) (key, value []byte) {
+	switch {
+	case m.Key != nil:
+		key = []byte(*m.Key)
+	case m.KeyBase64 != "":
+		key, _ = base64.StdEncoding.DecodeString(m.KeyBase64)
+	}
+	value = []byte(m.Value)
+	if m.ValueBase64 != "" {
+		value, _ = base64.StdEncoding.DecodeString(m.ValueBase64)
+	}
+	return key, value
+}
+
+// runCompeting fetches, processes and acks until done or stopped.
+func (k *consumer) runCompeting(ctx context.Context) error {
+	name := k.group.Name
+	for !k.done() && ctx.Err() == nil {
+		n := k.batch
+		if k.max > 0 {
+			n = min(n, k.max-k.handled)
+		}
+		var f server.GroupDeliveries
+		if err := k.call(ctx, "fetch", server.GroupRequest{Name: name, Member: k.member, Max: n}, &f); err != nil {
+			if ctx.Err() != nil || !k.transient(ctx, err) {
+				return ignoreStop(ctx, err)
+			}
+			continue
+		}
+		k.fails = 0
+		if len(f.Messages) == 0 {
+			k.sleep(ctx)
+			continue
+		}
+		for i := range f.Messages {
+			d := &f.Messages[i]
+			req := server.GroupRequest{Name: name, Member: k.member, Handle: d.Handle}
+			if ctx.Err() != nil { // stopping: what was not processed goes out again at once
+				k.call(context.Background(), "nak", req, &server.GroupDeliveries{})
+				continue
+			}
+			renew := func() { k.call(ctx, "progress", req, &server.GroupDeliveries{}) }
+			op := "ack"
+			if !k.process(&d.GroupMessage, renew) {
+				op = "nak"
+			}
+			if err := k.call(context.Background(), op, req, &server.GroupDeliveries{}); err != nil {
+				// A refused ack: the ack wait ended first, the message goes out
+				// again (at least once); the consumer goes on.
+				fmt.Fprintf(k.errOut, "aspen: %s %d/%d: %v\n", op, d.Partition, d.Offset, err)
+			}
+			if op == "ack" {
+				k.handled++
+			}
+		}
+	}
+	return nil
+}
+
+func ignoreStop(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// runPartitioned joins, heartbeats on a goroutine, and reads, processes
+// and commits its partitions until done or stopped; then it leaves.
+func (k *consumer) runPartitioned(ctx context.Context) error {
+	var a server.GroupAssignment
+	if err := k.call(ctx, "join", server.GroupRequest{Name: k.group.Name, Member: k.member}, &a); err != nil {
+		return ignoreStop(ctx, err)
+	}
+	k.assign = a
+	hbCtx, stopHB := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); k.heartbeats(hbCtx) }()
+	err := k.readLoop(ctx)
+	stopHB()
+	wg.Wait()
+	k.call(context.Background(), "leave", server.GroupRequest{Name: k.group.Name, Member: k.member}, &server.GroupDone{})
+	return err
+}
+
+// heartbeats beats at a third of the session until ctx ends.
+func (k *consumer) heartbeats(ctx context.Context) {
+	every := time.Duration(max(k.group.SessionMs/3, 100)) * time.Millisecond
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+			k.heartbeat(ctx)
+		}
+	}
+}
+
+// heartbeat sends one heartbeat with the partitions waiting to be
+// released, and takes the assignment it answers; a member whose session
+// ended joins again.
+func (k *consumer) heartbeat(ctx context.Context) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var a server.GroupAssignment
+	err := k.call(ctx, "heartbeat", server.GroupRequest{Name: k.group.Name, Member: k.member, Released: k.released}, &a)
+	if refused(err, http.StatusConflict) {
+		k.released = nil // a session that ended released everything
+		clear(k.pos)     // and others may have committed since
+		err = k.call(ctx, "join", server.GroupRequest{Name: k.group.Name, Member: k.member}, &a)
+	}
+	if err != nil {
+		fmt.Fprintf(k.errOut, "aspen: heartbeat: %v\n", err)
+		return
+	}
+	k.released = nil
+	k.assign = a
+}
+
+// readLoop reads each assigned partition in turn; a partition being
+// revoked is released (its reads were committed batch by batch).
+func (k *consumer) readLoop(ctx context.Context) error {
+	for !k.done() && ctx.Err() == nil {
+		k.mu.Lock()
+		a := k.assign
+		for _, p := range a.Revoking {
+			if !slices.Contains(k.released, p) {
+				k.released = append(k.released, p)
+				delete(k.pos, p)
+			}
+		}
+		release := len(k.released) > 0
+		k.mu.Unlock()
+		if release {
+			k.heartbeat(ctx) // give it up now, not a third of a session later
+			continue
+		}
+		got := 0
+		for _, p := range a.Assigned {
+			if k.done() || ctx.Err() != nil {
+				break
+			}
+			n, err := k.readPartition(ctx, p)
+			if err != nil {
+				if ctx.Err() != nil || !k.transient(ctx, err) {
+					return ignoreStop(ctx, err)
+				}
+				continue
+			}
+			k.fails, got = 0, got+n
+		}
+		if got == 0 {
+			k.sleep(ctx)
+		}
+	}
+	return nil
+}
+
+// readPartition reads a batch of partition p, processes it in order and
+// commits up to the last message processed. A read or commit refused for
+// the assignment (409) asks for the assignment again.
+func (k *consumer) readPartition(ctx context.Context, p int) (int, error) {
+	req := server.GroupRequest{Name: k.group.Name, Member: k.member, Partition: &p, Max: k.batch}
+	if k.max > 0 {
+		req.Max = min(req.Max, k.max-k.handled)
+	}
+	k.mu.Lock()
+	if off, ok := k.pos[p]; ok {
+		from := int64(off)
+		req.From = &from
+	}
+	k.mu.Unlock()
+	var r server.GroupMessages
+	err := k.call(ctx, "read", req, &r)
+	if refused(err, http.StatusConflict) {
+		k.heartbeat(ctx)
+		return 0, nil
+	}
+	if err != nil || len(r.Messages) == 0 {
+		return 0, err
+	}
+	next, n := r.Messages[0].Offset, 0
+	for i := range r.Messages {
+		if ctx.Err() != nil || !k.process(&r.Messages[i], nil) {
+			break // not processed: read again from here
+		}
+		next, n = r.Messages[i].Offset+1, n+1
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	off := int64(next)
+	k.mu.Lock()
+	gen := k.assign.Generation // a heartbeat since may have moved it; the commit checks p is still ours
+	k.mu.Unlock()
+	err = k.call(context.Background(), "commit", server.GroupRequest{Name: k.group.Name, Member: k.member, Generation: gen, Partition: &p, Offset: &off}, &server.GroupDone{})
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if refused(err, http.StatusConflict) {
+		// Fenced: the partition may be someone else's now; what was
+		// processed here will be processed again there (at least once).
+		delete(k.pos, p)
+		return n, nil
+	}
+	if err != nil {
+		delete(k.pos, p)
+		return n, err
+	}
+	k.pos[p] = next
+	k.handled += n
+	return n, nil
+}

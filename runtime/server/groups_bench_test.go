@@ -1,0 +1,193 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aspen-db/aspen/core/topics"
+)
+
+// Consumer group benchmarks on a real 3-node cluster over HTTP, three
+// members, one per node. Messages are 256 bytes, published beforehand
+// through the Go API (100 per iteration) in batches of 1000.
+//
+//	go test ./runtime/server/ -run '^$' -bench 'Group' -benchtime 50x
+
+const groupBenchValueBytes = 256
+
+// groupBenchPost POSTs req to a group endpoint and decodes a 200 into v.
+func groupBenchPost(hc *http.Client, c *cluster, node int, op string, req GroupRequest, v any) bool {
+	raw, _ := json.Marshal(req)
+	resp, err := hc.Post(c.url(node, "/v1/aspen/group/"+op), "application/json", bytes.NewReader(raw))
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return err == nil && resp.StatusCode == http.StatusOK && (v == nil || json.Unmarshal(body, v) == nil)
+}
+
+// groupBenchTopic creates topic t of 3 partitions holding n messages.
+func groupBenchTopic(b *testing.B, c *cluster, n int) {
+	ctx := context.Background()
+	if _, err := c.servers[0].Call(ctx, topics.Create(topics.Def{Name: "t", Partitions: 3, RetainMessages: 10_000_000, RetainBytes: 1 << 30})); err != nil {
+		b.Fatal(err)
+	}
+	value := bytes.Repeat([]byte("x"), groupBenchValueBytes)
+	for sent := 0; sent < n; {
+		in := make([]topics.In, min(1000, n-sent))
+		for i := range in {
+			in[i] = topics.In{Value: value, Partition: -1}
+		}
+		if _, err := c.servers[0].Call(ctx, topics.Publish("t", in)); err != nil {
+			b.Fatal(err)
+		}
+		sent += len(in)
+	}
+}
+
+// BenchmarkGroupCompeting: three members fetch batches of 100 and ack each
+// message (acks 16 at a time per member) until every message is acked.
+func BenchmarkGroupCompeting(b *testing.B) {
+	c := startCluster(b, 3)
+	total := 100 * b.N
+	groupBenchTopic(b, c, total)
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	if !groupBenchPost(hc, c, 0, "create", GroupRequest{Name: "q", Topic: "t", Mode: "competing", AckWaitMs: 60_000, MaxInFlight: 1000}, nil) {
+		b.Fatal("create")
+	}
+	var acked atomic.Int64
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for m := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			member := "m" + strconv.Itoa(m)
+			for acked.Load() < int64(total) {
+				var f GroupDeliveries
+				if !groupBenchPost(hc, c, m, "fetch", GroupRequest{Name: "q", Member: member, Max: 100}, &f) || len(f.Messages) == 0 {
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				handles := make(chan string, len(f.Messages))
+				for _, d := range f.Messages {
+					handles <- d.Handle
+				}
+				close(handles)
+				var acks sync.WaitGroup
+				for range 16 {
+					acks.Add(1)
+					go func() {
+						defer acks.Done()
+						for h := range handles {
+							if groupBenchPost(hc, c, m, "ack", GroupRequest{Name: "q", Member: member, Handle: h}, nil) {
+								acked.Add(1)
+							}
+						}
+					}()
+				}
+				acks.Wait()
+			}
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64(acked.Load())/time.Since(start).Seconds(), "msgs/s")
+}
+
+// BenchmarkGroupPartitioned: three members, one partition each once the
+// group has settled, read batches of 100 and commit after each.
+func BenchmarkGroupPartitioned(b *testing.B) {
+	c := startCluster(b, 3)
+	total := 100 * b.N
+	groupBenchTopic(b, c, total)
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	if !groupBenchPost(hc, c, 0, "create", GroupRequest{Name: "p", Topic: "t", Mode: "partitioned", SessionMs: 60_000}, nil) {
+		b.Fatal("create")
+	}
+	assigned := make([]GroupAssignment, 3)
+	for m := range 3 {
+		groupBenchPost(hc, c, m, "join", GroupRequest{Name: "p", Member: "m" + strconv.Itoa(m)}, &assigned[m])
+	}
+	for settled := false; !settled; {
+		settled = true
+		for m := range 3 {
+			a := assigned[m]
+			groupBenchPost(hc, c, m, "heartbeat", GroupRequest{Name: "p", Member: a.Member, Released: a.Revoking}, &assigned[m])
+			settled = settled && len(assigned[m].Assigned) == 1 && len(assigned[m].Revoking) == 0
+		}
+	}
+	var read atomic.Int64
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for m := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a := assigned[m]
+			p := a.Assigned[0]
+			for read.Load() < int64(total) {
+				var r GroupMessages
+				if !groupBenchPost(hc, c, m, "read", GroupRequest{Name: "p", Member: a.Member, Partition: &p, Max: 100}, &r) || len(r.Messages) == 0 {
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				off := int64(r.Next)
+				if groupBenchPost(hc, c, m, "commit", GroupRequest{Name: "p", Member: a.Member, Generation: a.Generation, Partition: &p, Offset: &off}, nil) {
+					read.Add(int64(len(r.Messages)))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64(read.Load())/time.Since(start).Seconds(), "msgs/s")
+}
+
+// BenchmarkGroupLatency: one message at a time published through node 1
+// (the Go API), received by a competing member fetching through node 2;
+// the time from the publish call to the fetch that returns it, p50 and
+// p99. The member fetches again at once after an empty fetch: there is no
+// long poll on a fetch yet, so this is the latency floor of polling.
+func BenchmarkGroupLatency(b *testing.B) {
+	c := startCluster(b, 3)
+	groupBenchTopic(b, c, 0)
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	if !groupBenchPost(hc, c, 0, "create", GroupRequest{Name: "q", Topic: "t", Mode: "competing", AckWaitMs: 60_000}, nil) {
+		b.Fatal("create")
+	}
+	lat := make([]time.Duration, 0, b.N)
+	value := bytes.Repeat([]byte("x"), groupBenchValueBytes)
+	b.ResetTimer()
+	for i := range b.N {
+		t0 := time.Now()
+		if _, err := c.servers[0].Call(context.Background(), topics.Publish("t", []topics.In{{Value: value, Partition: -1}})); err != nil {
+			b.Fatal(err)
+		}
+		for {
+			var f GroupDeliveries
+			if groupBenchPost(hc, c, 1, "fetch", GroupRequest{Name: "q", Member: "m", Max: 1}, &f) && len(f.Messages) == 1 {
+				lat = append(lat, time.Since(t0))
+				groupBenchPost(hc, c, 1, "ack", GroupRequest{Name: "q", Member: "m", Handle: f.Messages[0].Handle}, nil)
+				break
+			}
+			if time.Since(t0) > 10*time.Second {
+				b.Fatalf("message %d never arrived", i)
+			}
+		}
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
