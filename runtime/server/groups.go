@@ -77,6 +77,9 @@ type GroupRequest struct {
 	// read, fetch
 	From *int64 `json:",omitempty"` // read: the first offset; absent: the committed one
 	Max  int    `json:",omitempty"` // messages; 0: read the module's bound, fetch one
+	// WaitMs: a read that finds nothing waits this long for a message (at
+	// most topicWaitMsMax), as a topic read does.
+	WaitMs int64 `json:",omitempty"`
 	// ack, nak, progress, term
 	Handle  string `json:",omitempty"`
 	DelayMs int64  `json:",omitempty"` // nak: not delivered again before this
@@ -639,6 +642,8 @@ func (s *Server) handleGroupRead(w http.ResponseWriter, r *http.Request) {
 		err = fmt.Errorf("Max must not be negative, got %d", req.Max)
 	case req.From != nil && *req.From < 0:
 		err = fmt.Errorf("From must be an offset, got %d", *req.From)
+	case req.WaitMs < 0 || req.WaitMs > topicWaitMsMax:
+		err = fmt.Errorf("WaitMs must be 0 to %d, got %d", topicWaitMsMax, req.WaitMs)
 	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
@@ -680,13 +685,17 @@ func (s *Server) groupRead(ctx context.Context, req GroupRequest, p int) (GroupM
 	if req.From != nil {
 		from = uint64(*req.From)
 	}
-	v, err = s.Query(ctx, topics.Read(g.Topic, p, from, req.Max))
-	if err != nil {
+	var ta topics.Answer
+	err = s.longPoll(ctx, g.Topic, p, from, req.WaitMs, func() (int, error) {
+		v, err := s.Query(ctx, topics.Read(g.Topic, p, from, req.Max))
+		ta, _ = v.(topics.Answer)
+		return len(ta.Messages), err
+	})
+	switch {
+	case errors.Is(err, errReadersFull):
+		return GroupMessages{}, http.StatusTooManyRequests, err
+	case err != nil:
 		return GroupMessages{}, 0, err
-	}
-	ta, ok := v.(topics.Answer)
-	if !ok {
-		return GroupMessages{}, http.StatusInternalServerError, fmt.Errorf("topic read: the replica answered %T", v)
 	}
 	out := GroupMessages{Messages: make([]GroupMessage, 0, len(ta.Messages)), Next: max(from, g.Offsets[p].First), Committed: g.Offsets[p].Offset}
 	for i := range ta.Messages {

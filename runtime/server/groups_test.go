@@ -423,3 +423,41 @@ func TestGroupMetrics(t *testing.T) {
 		})
 	}
 }
+
+// A member's read with WaitMs waits for its partition's next message
+// instead of answering empty; a publish wakes it on another node.
+func TestGroupReadLongPoll(t *testing.T) {
+	c := startCluster(t, 3)
+	c.topicWith("feed", 1, 0)
+	c.groupOK(0, "create", `{"Name": "g", "Topic": "feed", "Mode": "partitioned"}`, nil)
+	c.groupOK(1, "join", `{"Name": "g", "Member": "m1"}`, nil)
+	got := make(chan GroupMessages, 1)
+	go func() {
+		var r GroupMessages
+		code, body := c.groupDo(2, "read", `{"Name": "g", "Member": "m1", "Partition": 0, "WaitMs": 10000}`, &r)
+		if code != 200 {
+			t.Errorf("read: %d %s", code, body)
+		}
+		got <- r
+	}()
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case r := <-got:
+		t.Fatalf("the read answered before anything was published: %+v", r)
+	default:
+	}
+	if _, err := c.servers[0].Call(context.Background(), topics.Publish("feed", []topics.In{{Value: []byte("late"), Partition: 0}})); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-got:
+		if len(r.Messages) != 1 || r.Messages[0].Value != "late" {
+			t.Fatalf("woken read: %+v, want the message published while it waited", r)
+		}
+	case <-time.After(8 * time.Second):
+		t.Fatal("the waiting read was not woken by the publish")
+	}
+	if code, body := c.groupDo(0, "read", `{"Name": "g", "Member": "m1", "Partition": 0, "WaitMs": 60001}`, nil); code != 400 {
+		t.Fatalf("WaitMs over the bound: %d %s, want 400", code, body)
+	}
+}

@@ -415,28 +415,43 @@ func (s *Server) topicFrom(ctx context.Context, req *TopicReadRequest) (uint64, 
 }
 
 // readTopic reads from offset from on; with WaitMs, while there is nothing
-// there it waits for the loop to see the partition reach from (topicwait.go),
-// then reads again. The wait is registered before each read, so nothing
-// applied between the read and the wait is missed.
+// there it waits for the loop to see the partition reach from (longPoll).
 func (s *Server) readTopic(ctx context.Context, req *TopicReadRequest, from uint64) (TopicMessages, error) {
-	deadline := time.NewTimer(time.Duration(req.WaitMs) * time.Millisecond)
+	var out TopicMessages
+	err := s.longPoll(ctx, req.Topic, req.Partition, from, req.WaitMs, func() (int, error) {
+		v, err := s.Query(ctx, topics.Read(req.Topic, req.Partition, from, req.Max))
+		out = topicMessages(v, from)
+		return len(out.Messages), err
+	})
+	return out, err
+}
+
+// longPoll runs read, which reports how many messages it found at offset
+// from of partition p; with waitMs, while it finds none, it waits for the
+// loop to see the partition reach from (topicwait.go) and reads again, for
+// at most waitMs in all. The wait is registered before each read, so
+// nothing applied between a read and its wait is missed.
+func (s *Server) longPoll(ctx context.Context, topic string, p int, from uint64, waitMs int64, read func() (int, error)) error {
+	deadline := time.NewTimer(time.Duration(waitMs) * time.Millisecond)
 	defer deadline.Stop()
 	for {
 		var wait *topicWait
-		if req.WaitMs > 0 {
+		if waitMs > 0 {
 			var ok bool
-			if wait, ok = s.topicReaders.add(req.Topic, req.Partition, from); !ok {
-				return TopicMessages{}, errReadersFull
+			if wait, ok = s.topicReaders.add(topic, p, from); !ok {
+				return errReadersFull
 			}
 		}
-		v, err := s.Query(ctx, topics.Read(req.Topic, req.Partition, from, req.Max))
+		n, err := read()
 		if err != nil || wait == nil {
-			return topicMessages(v, from), err
+			if wait != nil {
+				s.topicReaders.remove(wait)
+			}
+			return err
 		}
-		out := topicMessages(v, from)
-		if len(out.Messages) > 0 {
+		if n > 0 {
 			s.topicReaders.remove(wait)
-			return out, nil
+			return nil
 		}
 		select {
 		case <-wait.ready:
@@ -446,7 +461,7 @@ func (s *Server) readTopic(ctx context.Context, req *TopicReadRequest, from uint
 		case <-s.stop:
 		}
 		s.topicReaders.remove(wait)
-		return out, nil
+		return nil
 	}
 }
 
