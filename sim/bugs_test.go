@@ -118,6 +118,16 @@ var shippedCatches = []struct {
 	// Topics (topics, seed 1): an offset taken from the count of retained
 	// messages repeats one as soon as retention by count drops a message.
 	{bugs.TopicOffsetReuse, "topics", "offsets not dense"},
+	// Consumer groups (topics, seed 1 or 2 each): a commit naming a stale
+	// generation, accepted from the partition's owner, is a commit the
+	// reports show under a generation the member has left behind (a commit
+	// in flight while a rebalance gave it a partition); a leaver's
+	// partitions handed out in map order make replicas report different
+	// owners; a simulated member that commits before it processes loses
+	// what it read when it crashes between the two.
+	{bugs.GroupStaleCommit, "topics", "commit from a stale generation accepted"},
+	{bugs.AssignmentMapOrder, "topics", "report group changes differently"},
+	{bugs.CommitBeforeProcess, "topics", "was never processed by group"},
 }
 
 func TestPlantedBugsCaughtByShippedScenarios(t *testing.T) {

@@ -232,6 +232,9 @@ func (w *World) finishReady(sn *simNode) {
 		}
 		if w.tpc != nil {
 			w.topicRecords(sn, rd.Applied)
+			if w.gpc != nil {
+				w.groupRecords(sn, rd.Applied)
+			}
 		}
 		w.check.applied(sn.id, rd.Applied)
 		w.checkTime(sn)

@@ -291,7 +291,21 @@ type TopicSpec struct {
 	InvalidProb        float64 `toml:"invalid_prob"`         // a publish the store must refuse (unknown topic, bad partition)
 	DescribeMs         float64 `toml:"describe_ms"`          // the operator describes a topic about this often; 0: never
 	StoreBytesMax      int64   `toml:"store_bytes_max"`      // the store's byte bound; 0: the node's default
+
+	// Consumer groups (groups.go): with members > 0 the operator also
+	// creates a partitioned group on topic0 and a competing one on topic2,
+	// each with this many members.
+	Members         int     `toml:"members"`           // members of each group; 0: no groups
+	SessionMs       float64 `toml:"session_ms"`        // the partitioned group's session timeout
+	AckWaitMs       float64 `toml:"ack_wait_ms"`       // the competing group's ack wait
+	DeliveriesMax   int     `toml:"deliveries_max"`    // competing: deliveries before a dead letter
+	MemberCrashProb float64 `toml:"member_crash_prob"` // per member step while faults run: stop without leaving
+	MemberLeaveProb float64 `toml:"member_leave_prob"` // per step: leave, come back later
+	MemberStallProb float64 `toml:"member_stall_prob"` // per step: stall past the session or ack wait, then go on
+	NakProb         float64 `toml:"nak_prob"`          // competing: a delivery is nakked, not processed
 }
+
+func (t TopicSpec) groupsOn() bool { return t.on() && t.Members > 0 }
 
 func (t TopicSpec) on() bool { return t.Topics > 0 }
 
@@ -312,8 +326,14 @@ func (sc *Scenario) validateTopics() error {
 		return fmt.Errorf("topics: describe_ms and store_bytes_max must not be negative")
 	case !on(sc.Checkers.Invariants):
 		return fmt.Errorf("topics need checkers.invariants (placements are read from the applied records)")
+	case t.Members < 0 || t.Members > groupMembersMax || t.Members > 0 && t.Topics < 3:
+		return fmt.Errorf("topics.members = %d, want 0..%d (and with members, topics >= 3)", t.Members, groupMembersMax)
+	case t.Members > 0 && (t.SessionMs < 1000 || t.AckWaitMs < 1000 || t.DeliveriesMax < 1):
+		return fmt.Errorf("topics: with members, want session_ms and ack_wait_ms >= 1000 and deliveries_max >= 1")
+	case t.Producers+t.Readers+1+2*t.Members > topicActorsMax:
+		return fmt.Errorf("topics: at most %d clients with the operator and the members", topicActorsMax)
 	}
-	for _, p := range []float64{t.BatchProb, t.KeylessProb, t.NamedPartitionProb, t.InvalidProb} {
+	for _, p := range []float64{t.BatchProb, t.KeylessProb, t.NamedPartitionProb, t.InvalidProb, t.MemberCrashProb, t.MemberLeaveProb, t.MemberStallProb, t.NakProb} {
 		if p < 0 || p > 1 {
 			return fmt.Errorf("topics: probability %v outside [0, 1]", p)
 		}
@@ -428,7 +448,7 @@ func defaultScenario() Scenario {
 			RunMsMin: 50, RunMsMax: 800, FailProb: 0.2, FatalProb: 0.05, HangProb: 0.05, CrashProb: 0.01,
 			LoseContactProb: 0.05, ReuseKeyProb: 0.1, CancelProb: 0.05, InvalidProb: 0.05, DeadOpsMs: 1500},
 		Topics: TopicSpec{PublishesPerSecond: 20, ReadsPerSecond: 20, BatchMax: 5, BatchProb: 0.4, KeylessProb: 0.2,
-			NamedPartitionProb: 0.1, InvalidProb: 0.03, DescribeMs: 1000},
+			NamedPartitionProb: 0.1, InvalidProb: 0.03, DescribeMs: 1000, SessionMs: 2000, AckWaitMs: 1000, DeliveriesMax: 3},
 	}
 }
 

@@ -3,6 +3,7 @@ package sim
 import (
 	"fmt"
 
+	"github.com/aspen-db/aspen/core/groups"
 	"github.com/aspen-db/aspen/core/node"
 	"github.com/aspen-db/aspen/core/topics"
 )
@@ -20,8 +21,8 @@ import (
 // says which publish made it. Readers read a partition from an offset
 // (the start, just before the end they saw last, or anywhere up to it),
 // through any node, after a ReadIndex. Producers and readers stop when the
-// clients do. Consumer groups (core/groups) will add members as one more
-// role here (topicRole), reading through the same checker. Nothing here
+// clients do. Consumer group members (groups.go) are one more role here,
+// reading through the same checker. Nothing here
 // draws from the world's stream unless the table is on.
 
 const (
@@ -69,7 +70,7 @@ const (
 	roleTopicOp topicRole = iota + 1 // creates the topics, then describes them
 	roleProducer
 	roleReader
-	// roleMember: a consumer group member (core/groups), when groups land.
+	roleMember // a consumer group member (groups.go)
 )
 
 type topicOpKind uint8
@@ -79,7 +80,26 @@ const (
 	topGet
 	topPublish
 	topRead
+	gCreate // the operator's group create
+	gJoin
+	gHeartbeat
+	gLeave
+	gDescribe
+	gRead // a partitioned member's read of a partition
+	gCommit
+	gFetch
+	gSettle
 )
+
+// topicWrite reports whether an op goes through the log (takes a sequence
+// number) rather than being a query.
+func (k topicOpKind) write() bool {
+	switch k {
+	case topGet, topRead, gDescribe, gRead:
+		return false
+	}
+	return true
+}
 
 type topicActor struct {
 	idx, client int
@@ -89,8 +109,10 @@ type topicActor struct {
 	op          *topicOp
 	timer       int
 
-	created int               // the operator's topics created so far
-	seen    map[[2]int]uint64 // a reader's end last seen, by topic and partition
+	created    int               // the operator's topics created so far
+	groupsMade int               // and groups
+	mem        *memberState      // a member's
+	seen       map[[2]int]uint64 // a reader's end last seen, by topic and partition
 }
 
 // topicOp is the request an actor has in flight, across retries.
@@ -101,7 +123,11 @@ type topicOp struct {
 	part     int
 	from     uint64
 	max      int
-	pub      int    // a publish's number in the checker's record
+	pub      int   // a publish's number in the checker's record
+	group    bool  // a member's op (groups.go)
+	released []int // a heartbeat's released partitions
+	handle   groups.Handle
+	verb     uint8
 	lowIndex uint64 // the highest index any replica had applied when a query was sent
 	start    int64
 	deadline int64
@@ -125,6 +151,9 @@ func (w *World) newTopicActors() {
 		a := add(roleReader)
 		a.seen = map[[2]int]uint64{}
 		w.wakeTopicActor(a, w.now+topicWaitNs)
+	}
+	if t.groupsOn() {
+		w.newMembers(add)
 	}
 }
 
@@ -153,6 +182,8 @@ func (w *World) topicActorWake(e event) {
 	switch {
 	case a.role == roleTopicOp:
 		w.topicOpStep(a)
+	case a.role == roleMember:
+		w.memberStep(a)
 	case !w.clientsOn:
 	case w.topicsMade() < w.sc.Topics.Topics:
 		w.wakeTopicActor(a, w.now+topicWaitNs) // the topics are not all there yet
@@ -170,6 +201,8 @@ func (w *World) topicOpStep(a *topicActor) {
 	switch {
 	case a.created < w.sc.Topics.Topics:
 		w.topicSend(a, &topicOp{kind: topCreate, topic: a.created, req: node.Request{Call: call(topics.Create(topicDef(a.created)))}})
+	case w.sc.Topics.groupsOn() && a.groupsMade < len(groupShapes):
+		w.topicSend(a, &topicOp{kind: gCreate, req: node.Request{Call: call(groups.Create(w.groupDef(a.groupsMade)))}})
 	case w.clientsOn && w.sc.Topics.DescribeMs > 0:
 		i := w.rng.IntN(w.sc.Topics.Topics)
 		w.topicSend(a, &topicOp{kind: topGet, topic: i, req: node.Request{Call: call(topics.Get(topicName(i)))}})
@@ -232,7 +265,7 @@ func (w *World) readerStep(a *topicActor) {
 // query a number no write uses.
 func (w *World) topicSend(a *topicActor, op *topicOp) {
 	op.req.Client = a.session
-	if op.kind == topCreate || op.kind == topPublish {
+	if op.kind.write() {
 		a.seq++
 		op.req.Seq = a.seq
 	} else {
@@ -277,8 +310,17 @@ func (w *World) topicResponse(a *topicActor, e event) {
 		w.topicRetry(a)
 		return
 	}
+	if op.group {
+		w.memberResponse(a, op, r)
+		return
+	}
 	ans, _ := r.Value.(topics.Answer)
 	switch op.kind {
+	case gCreate:
+		if r.Outcome != node.OK && r.Outcome != node.Conflict {
+			w.check.fail("topic operator: create of group %s answered %v", groupShapes[a.groupsMade].name, r.Err())
+		}
+		a.groupsMade++
 	case topCreate:
 		// Conflict: an earlier attempt made it.
 		if r.Outcome != node.OK && r.Outcome != node.Conflict {
@@ -299,8 +341,11 @@ func (w *World) topicDone(a *topicActor) {
 	a.op = nil
 	t := &w.sc.Topics
 	switch a.role {
+	case roleMember:
+		a.mem.read = nil                        // never committed: read again
+		w.wakeTopicActor(a, w.now+memberIdleNs) // gave up: the next step decides again
 	case roleTopicOp:
-		if a.created < t.Topics {
+		if a.created < t.Topics || t.groupsOn() && a.groupsMade < len(groupShapes) {
 			w.wakeTopicActor(a, w.now)
 		} else if t.DescribeMs > 0 {
 			w.wakeTopicActor(a, w.now+millis(w.uniform(0.5, 1.5)*t.DescribeMs))

@@ -61,6 +61,10 @@ type Result struct {
 	TopicFull         int      `json:"topic_full,omitempty"`         // publishes refused as the store was full
 	TopicReads        int      `json:"topic_reads,omitempty"`        // reads answered
 	TopicDropped      int      `json:"topic_dropped,omitempty"`      // messages retention dropped, at the end
+	GroupProcessed    int      `json:"group_processed,omitempty"`    // messages group members processed (with repeats)
+	GroupDead         int      `json:"group_dead,omitempty"`         // messages that went to a group's dead letters
+	GroupCrashes      int      `json:"group_crashes,omitempty"`      // members that stopped without leaving
+	GroupRefusedAcks  int      `json:"group_refused_acks,omitempty"` // acks refused as the lease had moved on
 	Linearizability   string   `json:"linearizability"`
 	Violations        []string `json:"violations"`
 
@@ -97,6 +101,7 @@ type World struct {
 	hc          *hooksChecker  // nil without hooks
 	topicActors []*topicActor  // topic operator, producers, readers (topics.go)
 	tpc         *topicsChecker // nil without topics
+	gpc         *groupsChecker // nil without group members
 	trace       tracer
 	check       checker
 	res         Result
@@ -200,6 +205,9 @@ func newWorld(sc Scenario, seed uint64, opts Options) *World {
 	}
 	if sc.Topics.on() {
 		w.newTopicsChecker()
+		if sc.Topics.groupsOn() {
+			w.newGroupsChecker()
+		}
 		w.newTopicActors()
 	}
 	w.schedule(event{at: w.faultEnd + seconds(sc.Run.HealSeconds)/2, kind: evStopClients, node: -1})
@@ -377,6 +385,9 @@ func (w *World) finish() {
 		}
 		if w.tpc != nil {
 			w.checkTopicsEnd()
+			if w.gpc != nil {
+				w.checkGroupsEnd()
+			}
 		}
 	}
 	w.reloadAll()

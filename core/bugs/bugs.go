@@ -60,6 +60,10 @@ const (
 	// Consumer groups.
 	GroupStaleCommit   // a commit naming a stale generation is accepted from the partition's owner
 	AssignmentMapOrder // a leaver's partitions go to members in map order: replicas disagree
+	// CommitBeforeProcess is the simulator's own: its partitioned group
+	// members commit a read's offset before they process the messages, so a
+	// crash between the two loses them (sim/groups.go).
+	CommitBeforeProcess
 	// Topics.
 	TopicOffsetReuse // a message's offset is the count of messages its partition retains, not its end
 
@@ -76,7 +80,7 @@ var names = [count]string{
 	"completion_without_token", "expiry_keeps_attempt",
 	"tick_local_clock",
 	"hook_match_on_proposal", "hook_fire_from_watch", "hook_drop_when_full",
-	"group_stale_commit", "assignment_map_order",
+	"group_stale_commit", "assignment_map_order", "commit_before_process",
 	"topic_offset_reuse",
 }
 

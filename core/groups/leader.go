@@ -98,7 +98,7 @@ func (m *Module) expire(env *module.Env, c *cmd) {
 		m.reclaim(env, g)
 	})
 	if len(gone) > 0 {
-		m.noteMembers(g)
+		m.noteMembers(g, "")
 	}
 }
 

@@ -37,7 +37,7 @@ func (m *Module) join(env *module.Env, g *group, id string) (Answer, error) {
 		}
 		m.reconcile(g)
 	})
-	m.noteMembers(g)
+	m.noteMembers(g, id)
 	return Answer{Assignment: g.assignment(id)}, nil
 }
 
@@ -70,7 +70,7 @@ func (m *Module) heartbeat(env *module.Env, g *group, id string, released []int)
 		m.reconcile(g)
 	})
 	if len(released) > 0 {
-		m.noteMembers(g)
+		m.noteMembers(g, id)
 	}
 	return Answer{Assignment: g.assignment(id)}, nil
 }
@@ -84,7 +84,7 @@ func (m *Module) leave(env *module.Env, g *group, id string) (Answer, error) {
 		g.gen++
 		m.removeMember(g, id)
 	})
-	m.noteMembers(g)
+	m.noteMembers(g, id)
 	return Answer{}, nil
 }
 

@@ -7,7 +7,9 @@ type Change struct {
 	Group   string
 	Deleted bool
 	// Owners: the owner of every partition after a membership or
-	// ownership change, with the generation it happened at.
+	// ownership change, with the generation it happened at; Member names
+	// the member whose join, heartbeat (releasing) or leave it was ("" for
+	// a create or an expiry).
 	Owners     []string
 	Generation uint64
 	// Offset: a commit (Member set) or a reset (Reset set) of partition P.
@@ -20,12 +22,13 @@ type Change struct {
 	Dead      *DeadLetter // a message that went to the dead letters
 }
 
-func (m *Module) noteGroup(g *group) { m.noteMembers(g) }
+func (m *Module) noteGroup(g *group) { m.noteMembers(g, "") }
 
-// noteMembers records the owners after a change of membership or ownership.
-func (m *Module) noteMembers(g *group) {
+// noteMembers records the owners after a change of membership or
+// ownership that member's command made ("" for none).
+func (m *Module) noteMembers(g *group, member string) {
 	if m.report {
-		m.changed = append(m.changed, Change{Group: g.Name, Owners: append([]string(nil), g.owner...), Generation: g.gen})
+		m.changed = append(m.changed, Change{Group: g.Name, Owners: append([]string(nil), g.owner...), Generation: g.gen, Member: member})
 	}
 }
 
