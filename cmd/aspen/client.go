@@ -143,6 +143,17 @@ func (c *client) getJSON(ctx context.Context, path string, query url.Values, v a
 }
 
 // sendJSON sends body with method and decodes the 2xx answer into v.
+// postAspen POSTs req as JSON to Aspen's own API at /v1/aspen/PATH and
+// decodes the answer into v: every module's endpoints take this shape.
+func (c *client) postAspen(ctx context.Context, path string, req, v any) error {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("encode request: %w", err)
+	}
+	_, err = c.sendJSON(ctx, http.MethodPost, "/v1/aspen/"+path, nil, body, v)
+	return err
+}
+
 func (c *client) sendJSON(ctx context.Context, method, path string, query url.Values, body []byte, v any) (http.Header, error) {
 	resp, err := c.do(ctx, method, path, query, body)
 	if err != nil {

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -65,12 +63,7 @@ func groupCommand() *cli.Command {
 
 // groupCall POSTs req to a group endpoint and decodes the answer into v.
 func groupCall(ctx context.Context, cl *client, op string, req server.GroupRequest, v any) error {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return fmt.Errorf("encode request: %w", err)
-	}
-	_, err = cl.sendJSON(ctx, http.MethodPost, "/v1/aspen/group/"+op, nil, body, v)
-	return err
+	return cl.postAspen(ctx, "group/"+op, req, v)
 }
 
 // groupOp runs one call with the request timeout, failing with its name.

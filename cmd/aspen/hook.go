@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -60,14 +58,9 @@ func hookCommand() *cli.Command {
 
 // hookCall POSTs req to a hook endpoint and decodes the answer into v.
 func hookCall(c *cli.Context, op string, req server.HookRequest, v any) error {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return fmt.Errorf("encode request: %w", err)
-	}
 	ctx, cancel := context.WithTimeout(c.Context, requestTimeout)
 	defer cancel()
-	_, err = kvClient(c).sendJSON(ctx, http.MethodPost, "/v1/aspen/hook/"+op, nil, body, v)
-	return err
+	return kvClient(c).postAspen(ctx, "hook/"+op, req, v)
 }
 
 func runHookCreate(c *cli.Context) error {

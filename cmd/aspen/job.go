@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -67,12 +66,7 @@ func jobCommand() *cli.Command {
 
 // jobCall POSTs req to a job endpoint and decodes the answer into v.
 func jobCall(ctx context.Context, c *cli.Context, op string, req server.JobRequest, v any) error {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return fmt.Errorf("encode request: %w", err)
-	}
-	_, err = kvClient(c).sendJSON(ctx, http.MethodPost, "/v1/aspen/job/"+op, nil, body, v)
-	return err
+	return kvClient(c).postAspen(ctx, "job/"+op, req, v)
 }
 
 func runJobSubmit(c *cli.Context) error {

@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -43,12 +41,7 @@ func leaseCommand() *cli.Command {
 
 // leaseCall POSTs req to a lease endpoint and decodes the answer into v.
 func leaseCall(ctx context.Context, c *cli.Context, op string, req server.LeaseRequest, v any) error {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return fmt.Errorf("encode request: %w", err)
-	}
-	_, err = kvClient(c).sendJSON(ctx, http.MethodPost, "/v1/aspen/lease/"+op, nil, body, v)
-	return err
+	return kvClient(c).postAspen(ctx, "lease/"+op, req, v)
 }
 
 func runLeaseGrant(c *cli.Context) error {

@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -54,14 +52,9 @@ func scheduleCommand() *cli.Command {
 
 // scheduleCall POSTs req to a schedule endpoint and decodes the answer into v.
 func scheduleCall(c *cli.Context, op string, req server.ScheduleRequest, v any) error {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return fmt.Errorf("encode request: %w", err)
-	}
 	ctx, cancel := context.WithTimeout(c.Context, requestTimeout)
 	defer cancel()
-	_, err = kvClient(c).sendJSON(ctx, http.MethodPost, "/v1/aspen/schedule/"+op, nil, body, v)
-	return err
+	return kvClient(c).postAspen(ctx, "schedule/"+op, req, v)
 }
 
 func runScheduleAdd(c *cli.Context) error {

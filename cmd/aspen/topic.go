@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -64,12 +63,7 @@ func topicCommand() *cli.Command {
 
 // topicCall POSTs req to a topic endpoint and decodes the answer into v.
 func topicCall(ctx context.Context, c *cli.Context, op string, req, v any) error {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return fmt.Errorf("encode request: %w", err)
-	}
-	_, err = kvClient(c).sendJSON(ctx, http.MethodPost, "/v1/aspen/topic/"+op, nil, body, v)
-	return err
+	return kvClient(c).postAspen(ctx, "topic/"+op, req, v)
 }
 
 func runTopicCreate(c *cli.Context) error {

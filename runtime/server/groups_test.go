@@ -16,13 +16,7 @@ import (
 // groupDo calls a group endpoint on node i and decodes a 200 answer into v.
 func (c *cluster) groupDo(i int, op, body string, v any) (int, string) {
 	c.t.Helper()
-	code, _, answer := do(c.t, "POST", c.url(i, "/v1/aspen/group/"+op), body)
-	if code == http.StatusOK && v != nil {
-		if err := json.Unmarshal([]byte(answer), v); err != nil {
-			c.t.Fatalf("group %s %s: answer %q: %v", op, body, answer, err)
-		}
-	}
-	return code, answer
+	return c.aspenDo(i, "group/"+op, body, v)
 }
 
 // groupOK calls a group endpoint that must succeed.

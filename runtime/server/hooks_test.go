@@ -17,13 +17,7 @@ import (
 // hookDo calls a hook endpoint on node i and decodes a 200 answer into v.
 func (c *cluster) hookDo(i int, op, body string, v any) (int, string) {
 	c.t.Helper()
-	code, _, answer := do(c.t, "POST", c.url(i, "/v1/aspen/hook/"+op), body)
-	if code == http.StatusOK && v != nil {
-		if err := json.Unmarshal([]byte(answer), v); err != nil {
-			c.t.Fatalf("hook %s %s: answer %q: %v", op, body, answer, err)
-		}
-	}
-	return code, answer
+	return c.aspenDo(i, "hook/"+op, body, v)
 }
 
 // hookOK calls a hook endpoint that must succeed and returns the hook it names.

@@ -11,13 +11,7 @@ import (
 // jobDo calls a job endpoint on node i and decodes a 200 answer into v.
 func (c *cluster) jobDo(i int, op, body string, v any) (int, string) {
 	c.t.Helper()
-	code, _, answer := do(c.t, "POST", c.url(i, "/v1/aspen/job/"+op), body)
-	if code == http.StatusOK && v != nil {
-		if err := json.Unmarshal([]byte(answer), v); err != nil {
-			c.t.Fatalf("job %s %s: answer %q: %v", op, body, answer, err)
-		}
-	}
-	return code, answer
+	return c.aspenDo(i, "job/"+op, body, v)
 }
 
 // jobOK calls a job endpoint that must succeed and returns the job it names.

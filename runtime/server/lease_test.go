@@ -16,13 +16,7 @@ import (
 // leaseDo calls a lease endpoint on node i and decodes a 200 answer into v.
 func (c *cluster) leaseDo(i int, op, body string, v any) (int, string) {
 	c.t.Helper()
-	code, _, answer := do(c.t, "POST", c.url(i, "/v1/aspen/lease/"+op), body)
-	if code == http.StatusOK && v != nil {
-		if err := json.Unmarshal([]byte(answer), v); err != nil {
-			c.t.Fatalf("lease %s %s: answer %q: %v", op, body, answer, err)
-		}
-	}
-	return code, answer
+	return c.aspenDo(i, "lease/"+op, body, v)
 }
 
 // leaseOK calls a lease endpoint that must succeed.

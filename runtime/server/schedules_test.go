@@ -14,13 +14,7 @@ import (
 // scheduleDo calls a schedule endpoint on node i and decodes a 200 answer into v.
 func (c *cluster) scheduleDo(i int, op, body string, v any) (int, string) {
 	c.t.Helper()
-	code, _, answer := do(c.t, "POST", c.url(i, "/v1/aspen/schedule/"+op), body)
-	if code == http.StatusOK && v != nil {
-		if err := json.Unmarshal([]byte(answer), v); err != nil {
-			c.t.Fatalf("schedule %s %s: answer %q: %v", op, body, answer, err)
-		}
-	}
-	return code, answer
+	return c.aspenDo(i, "schedule/"+op, body, v)
 }
 
 // scheduleOK calls a schedule endpoint that must succeed.

@@ -74,6 +74,19 @@ func (c *cluster) start(i int) *Server {
 	return s
 }
 
+// aspenDo POSTs body to Aspen's own API at /v1/aspen/PATH on node i and
+// decodes a 200 answer into v (when set).
+func (c *cluster) aspenDo(i int, path, body string, v any) (int, string) {
+	c.t.Helper()
+	code, _, answer := do(c.t, "POST", c.url(i, "/v1/aspen/"+path), body)
+	if code == http.StatusOK && v != nil {
+		if err := json.Unmarshal([]byte(answer), v); err != nil {
+			c.t.Fatalf("%s %s: answer %q: %v", path, body, answer, err)
+		}
+	}
+	return code, answer
+}
+
 func (c *cluster) url(i int, path string) string {
 	return "http://" + c.servers[i].HTTPAddr() + path
 }

@@ -17,13 +17,7 @@ import (
 // topicDo calls a topic endpoint on node i and decodes a 200 answer into v.
 func (c *cluster) topicDo(i int, op, body string, v any) (int, string) {
 	c.t.Helper()
-	code, _, answer := do(c.t, "POST", c.url(i, "/v1/aspen/topic/"+op), body)
-	if code == http.StatusOK && v != nil {
-		if err := json.Unmarshal([]byte(answer), v); err != nil {
-			c.t.Fatalf("topic %s %s: answer %q: %v", op, body, answer, err)
-		}
-	}
-	return code, answer
+	return c.aspenDo(i, "topic/"+op, body, v)
 }
 
 // topicOK calls a topic endpoint that must succeed.
