@@ -58,6 +58,7 @@ import (
 //   - right after c2's kill, its partitions' committed offsets are at most
 //     one past what it processed there, and whatever it processed at or
 //     past them is processed again by another life;
+//   - no message is processed more than groupProcessedMax times;
 //   - at the end, `aspen group describe` shows lag 0 on every partition.
 //
 // The poison run: a competing group with max deliveries 3 whose consumer
@@ -77,8 +78,13 @@ const (
 	// heartbeat (a third of groupSession) hands partitions to the others.
 	groupPublishPerSecond = 2000
 	groupConsumeBatch     = 50
-	groupSession          = 6 * time.Second
-	groupCallTime         = 5 * time.Second
+	// groupProcessedMax bounds how often one message is processed: once,
+	// again after c2's kill, again after a commit cut by the leader's
+	// kill, and once more for a rebalance. A consumer that reprocesses a
+	// batch while its commits are refused goes far past it.
+	groupProcessedMax = 4
+	groupSession      = 6 * time.Second
+	groupCallTime     = 5 * time.Second
 	// groupLagZeroMax bounds the wait for lag 0 after the last publish:
 	// far above a rebalance, a session and an election on a loaded machine.
 	groupLagZeroMax   = 90 * time.Second
@@ -647,8 +653,11 @@ func checkGroupRun(t *testing.T, published int, topic map[partOffset]topicMsg, l
 		}
 		checkRuns(t, l)
 	}
-	missing := 0
+	missing, most := 0, partOffset{}
 	for po := range topic {
+		if seen[po] > seen[most] {
+			most = po
+		}
 		if seen[po] == 0 {
 			if missing++; missing <= 10 {
 				t.Errorf("partition %d offset %d (%+v) never processed", po.partition, po.offset, topic[po])
@@ -658,6 +667,10 @@ func checkGroupRun(t *testing.T, published int, topic map[partOffset]topicMsg, l
 	if missing > 0 {
 		t.Errorf("%d of %d messages never processed", missing, len(topic))
 	}
+	if seen[most] > groupProcessedMax {
+		t.Errorf("partition %d offset %d processed %d times, want at most %d", most.partition, most.offset, seen[most], groupProcessedMax)
+	}
+	t.Logf("the most processed message: %d times", seen[most])
 	checkRestart(t, lives, killCommitted)
 	return total
 }
