@@ -234,6 +234,12 @@ func (k *consumer) runCompeting(ctx context.Context) error {
 	return nil
 }
 
+// commit commits partition p up to off under generation gen.
+func (k *consumer) commit(p int, gen uint64, off int64) error {
+	req := server.GroupRequest{Name: k.group.Name, Member: k.member, Generation: gen, Partition: &p, Offset: &off}
+	return k.call(context.Background(), "commit", req, &server.GroupDone{})
+}
+
 func ignoreStop(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return nil
@@ -370,7 +376,22 @@ func (k *consumer) readPartition(ctx context.Context, p int) (int, error) {
 	k.mu.Lock()
 	gen := k.assign.Generation // a heartbeat since may have moved it; the commit checks p is still ours
 	k.mu.Unlock()
-	err = k.call(context.Background(), "commit", server.GroupRequest{Name: k.group.Name, Member: k.member, Generation: gen, Partition: &p, Offset: &off}, &server.GroupDone{})
+	err = k.commit(p, gen, off)
+	if refused(err, http.StatusConflict) {
+		// The member's generation moved under it (a rebalance gave it a
+		// partition: the cluster bumps its generation without telling
+		// it), or p is no longer its. Ask now rather than at the next
+		// heartbeat: reading p again from the committed offset would
+		// process this batch again, and again, until then. If p is still
+		// its, the batch it processed is its to commit.
+		k.heartbeat(ctx)
+		k.mu.Lock()
+		a := k.assign
+		k.mu.Unlock()
+		if a.Generation != gen && (slices.Contains(a.Assigned, p) || slices.Contains(a.Revoking, p)) {
+			err = k.commit(p, a.Generation, off)
+		}
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if refused(err, http.StatusConflict) {

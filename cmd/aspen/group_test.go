@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -124,4 +125,54 @@ func TestGroupConsumeCompeting(t *testing.T) {
 	o.wantCode(t, exitUsage)
 	o = group("consume", "q")
 	o.wantCode(t, exitUsage)
+}
+
+// A partitioned consumer whose generation moves under it (a rebalance that
+// gives it a partition bumps it without telling it; here the member joins
+// again, which bumps it the same way) has its next commit refused. It
+// asks for its assignment at once and commits the batch it processed under
+// the new generation: each message is processed once. Before, it read the
+// partition again from the committed offset and processed the batch again
+// and again until its next heartbeat, a third of the session later.
+func TestGroupConsumeFencedCommitAsksAtOnce(t *testing.T) {
+	_, addr := groupNode(t, "fence", 1, 20)
+	aspen(t, "", append([]string{"group"}, withAddr(addr, []string{"create", "--topic", "fence", "--session", "30s", "f"})...)...).wantCode(t, 0)
+	dir := t.TempDir()
+	out, at5, resume := filepath.Join(dir, "out"), filepath.Join(dir, "at5"), filepath.Join(dir, "resume")
+	// Offset 5 waits, in the middle of the first batch, for the test to
+	// move the member's generation.
+	script := fmt.Sprintf(`echo "$ASPEN_OFFSET" >> %s; if [ "$ASPEN_OFFSET" = 5 ]; then touch %s; while [ ! -e %s ]; do sleep 0.01; done; fi`, out, at5, resume)
+	done := make(chan outcome, 1)
+	go func() {
+		done <- aspen(t, "", append([]string{"group"}, withAddr(addr, []string{"consume", "--member", "m1", "--max", "20", "--batch", "10", "f", "--", "sh", "-c", script})...)...)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, err := os.Stat(at5); err != nil; _, err = os.Stat(at5) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the consumer never reached offset 5")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	body := strings.NewReader(`{"Name":"f","Member":"m1"}`)
+	resp, err := http.Post("http://"+addr+"/v1/aspen/group/join", "application/json", body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("join m1 again: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	os.WriteFile(resume, nil, 0o600)
+	var o outcome
+	select {
+	case o = <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the consumer did not finish 20 messages in 60 s")
+	}
+	o.wantCode(t, 0)
+	raw, _ := os.ReadFile(out)
+	var want []string
+	for i := range 20 {
+		want = append(want, fmt.Sprint(i))
+	}
+	if got := strings.Fields(string(raw)); !slices.Equal(got, want) {
+		t.Errorf("offsets processed: got %d, starting %q; want each once: %q\nstderr:\n%s", len(got), got[:min(len(got), 30)], want, o.stderr)
+	}
 }
