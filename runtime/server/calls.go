@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"hash/fnv"
 	"sync"
 	"time"
 
@@ -17,6 +18,9 @@ var (
 	ErrUnavailable = errors.New("no answer from the cluster in time (is there a leader?); a write may or may not have been applied")
 	// ErrStopped means the node is shutting down.
 	ErrStopped = errors.New("node is stopping")
+	// ErrSuperseded refuses a write of a caller's own session (CallAs) whose
+	// sequence number is below one already applied: a leftover retry.
+	ErrSuperseded = errors.New("a later write of this client (X-Aspen-Seq) was applied already: this one is a leftover and was not applied")
 )
 
 type session struct {
@@ -106,6 +110,28 @@ func (s *Server) Call(ctx context.Context, cmd module.Command) (any, error) {
 	return resp.Value, err
 }
 
+// CallAs runs a module's command under the caller's own session: client
+// names it (any text; it is hashed into the ids no node hands out) and seq
+// numbers the caller's writes, each higher than the one before. A retry
+// with the same seq gets the first answer and applies nothing again, on
+// whichever node it lands; a lower seq is refused (ErrSuperseded). A
+// producer that retries a publish after losing its answer thus publishes
+// once. The table keeps the last answer of at most the configured number
+// of clients: one idle longest is forgotten first.
+func (s *Server) CallAs(ctx context.Context, client string, seq uint64, cmd module.Command) (any, error) {
+	s.metrics.proposals.Inc()
+	resp, err := s.retry(ctx, node.Request{Call: &cmd, Client: ClientID(client), Seq: seq})
+	return resp.Value, err
+}
+
+// ClientID is the session id of a caller-named client: the top bit set,
+// which the node's own random session ids never have.
+func ClientID(name string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte("aspen-client\x00" + name))
+	return h.Sum64() | 1<<63
+}
+
 // Query runs a module's query (lease.TimeToLive, ...) after a ReadIndex,
 // as linearizable as Read, and returns its answer.
 func (s *Server) Query(ctx context.Context, cmd module.Command) (any, error) {
@@ -142,6 +168,8 @@ func (s *Server) retry(ctx context.Context, req node.Request) (node.Response, er
 			return node.Response{}, resp.Err() // a *node.Error: nothing applied, and a retry would not help
 		case resp.Outcome == node.NotLeader:
 			return node.Response{}, s.notLeader()
+		case resp.Outcome == node.Stale:
+			return node.Response{}, ErrSuperseded // a caller's own session moved past this seq
 		}
 		select {
 		case <-time.After(backoff):

@@ -95,6 +95,10 @@ func writeCallError(w http.ResponseWriter, err error) {
 		writeError(w, code, refused.Detail)
 		return
 	}
+	if errors.Is(err, ErrSuperseded) {
+		writeError(w, http.StatusConflict, err.Error())
+		return
+	}
 	writeError(w, http.StatusServiceUnavailable, err.Error())
 }
 

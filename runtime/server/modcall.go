@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 
 	"github.com/aspen-db/aspen/core/module"
 )
@@ -49,14 +50,49 @@ func allowMethods(w http.ResponseWriter, r *http.Request, get bool) bool {
 	return false
 }
 
+// Callers' own sessions: a write with X-Aspen-Client (a name of at most
+// clientNameBytesMax bytes) and X-Aspen-Seq (1, 2, ...: higher for each
+// new write of that client) applies once however often it is retried, on
+// any node, and a retry answers what the first did (Server.CallAs).
+const (
+	headerClient       = "X-Aspen-Client"
+	headerSeq          = "X-Aspen-Seq"
+	clientNameBytesMax = 128
+)
+
+// callerSession reads the caller's session headers: both or neither.
+func callerSession(r *http.Request) (client string, seq uint64, own bool, err error) {
+	client, seqText := r.Header.Get(headerClient), r.Header.Get(headerSeq)
+	switch {
+	case client == "" && seqText == "":
+		return "", 0, false, nil
+	case client == "" || seqText == "":
+		return "", 0, false, fmt.Errorf("give both %s and %s, or neither", headerClient, headerSeq)
+	case len(client) > clientNameBytesMax:
+		return "", 0, false, fmt.Errorf("%s of %d bytes, at most %d", headerClient, len(client), clientNameBytesMax)
+	}
+	seq, err = strconv.ParseUint(seqText, 10, 64)
+	if err != nil || seq == 0 {
+		return "", 0, false, fmt.Errorf("%s must be a positive integer, got %q", headerSeq, seqText)
+	}
+	return client, seq, true, nil
+}
+
 // answerCall runs cmd through the log (write) or as a query after a
 // ReadIndex, and writes the module's answer, of type A, as render makes it.
 func answerCall[A any](s *Server, w http.ResponseWriter, r *http.Request, what string, write bool, cmd module.Command, render func(A) any) {
 	var v any
 	var err error
-	if write {
+	client, seq, own, herr := callerSession(r)
+	switch {
+	case herr != nil:
+		writeError(w, http.StatusBadRequest, herr.Error())
+		return
+	case write && own:
+		v, err = s.CallAs(r.Context(), client, seq, cmd)
+	case write:
 		v, err = s.Call(r.Context(), cmd)
-	} else {
+	default:
 		v, err = s.Query(r.Context(), cmd)
 	}
 	if err != nil {

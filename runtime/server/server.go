@@ -282,5 +282,5 @@ func randomID() uint64 {
 	if _, err := crand.Read(b[:]); err != nil {
 		panic("crypto/rand: " + err.Error())
 	}
-	return binary.LittleEndian.Uint64(b[:]) | 1
+	return binary.LittleEndian.Uint64(b[:])&^(1<<63) | 1 // the top bit is callers' sessions' (ClientID)
 }

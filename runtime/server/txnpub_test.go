@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -57,3 +59,56 @@ func TestTxnPublish(t *testing.T) {
 }
 
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+// A publish under the caller's own session (X-Aspen-Client, X-Aspen-Seq)
+// applies once: a retry, through another node, answers the first
+// placements and publishes nothing again; a leftover lower seq is refused.
+func TestPublishUnderCallerSession(t *testing.T) {
+	c := startCluster(t, 3)
+	if _, err := c.servers[0].Call(context.Background(), topics.Create(topics.Def{Name: "events", Partitions: 3,
+		RetainMessages: 100, RetainBytes: 1 << 20})); err != nil {
+		t.Fatal(err)
+	}
+	publish := func(i int, client, seq, value string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", c.url(i, "/v1/aspen/topic/publish"), strings.NewReader(`{"Topic": "events", "Messages": [{"Key": "k", "Value": "`+value+`"}]}`))
+		if client != "" {
+			req.Header.Set("X-Aspen-Client", client)
+		}
+		if seq != "" {
+			req.Header.Set("X-Aspen-Seq", seq)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, first := publish(0, "producer-1", "1", "a")
+	if code != 200 {
+		t.Fatalf("publish: %d %s", code, first)
+	}
+	if code, again := publish(2, "producer-1", "1", "a"); code != 200 || again != first {
+		t.Fatalf("the retry through another node: %d %s, want the first answer %s", code, again, first)
+	}
+	if code, body := publish(1, "producer-1", "2", "b"); code != 200 {
+		t.Fatalf("the next publish: %d %s", code, body)
+	}
+	if code, body := publish(1, "producer-1", "1", "a"); code != 409 {
+		t.Fatalf("a leftover retry of seq 1 after seq 2: %d %s, want 409", code, body)
+	}
+	for _, bad := range [][2]string{{"producer-1", ""}, {"", "3"}, {"producer-1", "0"}, {"producer-1", "x"}} {
+		if code, body := publish(0, bad[0], bad[1], "c"); code != 400 {
+			t.Errorf("headers %q: %d %s, want 400", bad, code, body)
+		}
+	}
+	v, err := c.servers[0].Query(context.Background(), topics.Get("events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := v.(topics.Answer).Topics[0].Published; n != 2 {
+		t.Fatalf("published %d messages, want 2 (the retry and the leftover applied nothing)", n)
+	}
+}
