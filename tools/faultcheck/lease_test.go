@@ -292,6 +292,11 @@ func (k *keeper) stop() time.Time {
 // postJSON POSTs body as JSON and decodes a 200 answer into v; it returns
 // the status code (0 when there was no answer).
 func postJSON(ctx context.Context, addr, path string, body, v any) (int, error) {
+	return postJSONWith(ctx, addr, path, nil, body, v)
+}
+
+// postJSONWith is postJSON with headers.
+func postJSONWith(ctx context.Context, addr, path string, header http.Header, body, v any) (int, error) {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return 0, err
@@ -299,6 +304,9 @@ func postJSON(ctx context.Context, addr, path string, body, v any) (int, error) 
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+path, bytes.NewReader(b))
 	if err != nil {
 		return 0, err
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
