@@ -161,7 +161,7 @@ func (w *World) adminAttempt() {
 	a := w.admin
 	a.attempt++
 	w.toNode(a.target, node.Request{Client: a.session, Seq: a.seq, Members: []node.MemberChange{a.plan[0].change}})
-	w.schedule(event{at: w.now + millis(float64(w.sc.Workload.AttemptTimeoutMs)), kind: evAttemptTimeout, node: -1, client: len(w.clients), n: a.attempt})
+	w.timeAttempt(len(w.clients), a.attempt)
 }
 
 func (w *World) adminTimeout(attempt int) {

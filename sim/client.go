@@ -71,11 +71,16 @@ func (w *World) clientNext(i int) {
 	w.attempt(c)
 }
 
+// timeAttempt schedules the timeout of attempt n of client's request: when
+// it fires and the request is still that attempt, the actor retries.
+func (w *World) timeAttempt(client, n int) {
+	w.schedule(event{at: w.now + millis(float64(w.sc.Workload.AttemptTimeoutMs)), kind: evAttemptTimeout, node: -1, client: client, n: n})
+}
+
 func (w *World) attempt(c *simClient) {
 	c.op.attempt++
 	w.toNode(c.target, node.Request{Client: c.session, Seq: c.op.reqSeq, Txn: c.op.txn, Stale: c.op.in.Kind == kStaleGet})
-	timeout := w.now + millis(float64(w.sc.Workload.AttemptTimeoutMs))
-	w.schedule(event{at: timeout, kind: evAttemptTimeout, node: -1, client: c.idx, n: c.op.attempt})
+	w.timeAttempt(c.idx, c.op.attempt)
 }
 
 // retry sends the same request (same sequence number, so it applies at most

@@ -298,8 +298,7 @@ func (w *World) jobAttempt(a *jobActor) {
 	if w.now >= a.awayUntil || !a.lost {
 		w.toNode(w.liveNode(), a.op.req)
 	}
-	timeout := w.now + millis(float64(w.sc.Workload.AttemptTimeoutMs))
-	w.schedule(event{at: timeout, kind: evAttemptTimeout, node: -1, client: a.client, n: a.op.attempt})
+	w.timeAttempt(a.client, a.op.attempt)
 }
 
 func (w *World) jobTimeout(a *jobActor, attempt int) {

@@ -218,8 +218,7 @@ func holderWrites(op *holderOp) bool {
 func (w *World) holderAttempt(h *leaseHolder) {
 	h.op.attempt++
 	w.toNode(w.liveNode(), h.op.req)
-	timeout := w.now + millis(float64(w.sc.Workload.AttemptTimeoutMs))
-	w.schedule(event{at: timeout, kind: evAttemptTimeout, node: -1, client: h.client, n: h.op.attempt})
+	w.timeAttempt(h.client, h.op.attempt)
 }
 
 func (w *World) holderTimeout(h *leaseHolder, attempt int) {

@@ -281,8 +281,7 @@ func (w *World) topicSend(a *topicActor, op *topicOp) {
 func (w *World) topicAttempt(a *topicActor) {
 	a.op.attempt++
 	w.toNode(w.liveNode(), a.op.req)
-	timeout := w.now + millis(float64(w.sc.Workload.AttemptTimeoutMs))
-	w.schedule(event{at: timeout, kind: evAttemptTimeout, node: -1, client: a.client, n: a.op.attempt})
+	w.timeAttempt(a.client, a.op.attempt)
 }
 
 func (w *World) topicTimeout(a *topicActor, attempt int) {
