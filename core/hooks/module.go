@@ -283,8 +283,7 @@ func (m *Module) create(env *module.Env, d Def) (*hook, error) {
 	h := &hook{Def: d, createdNs: env.NowNs, tokensMilli: d.Burst * 1000, refillNs: env.NowNs}
 	m.hooks[d.Name] = h
 	m.reorder()
-	m.digest ^= hookHash(h)
-	m.saveHook(env.Batch, h)
+	m.save(env.Batch, h)
 	m.note(h.Name, nil)
 	return h, nil
 }
@@ -317,7 +316,7 @@ func (m *Module) remove(env *module.Env, h *hook) {
 		m.digest ^= deliveryHash(h.Name, &h.backlog[i])
 		env.Batch.Delete(queueKey(h.Name, h.backlog[i].Seq))
 	}
-	m.digest ^= hookHash(h)
+	m.digest ^= h.sum
 	env.Batch.Delete(hookKey(h.Name))
 	delete(m.hooks, h.Name)
 	delete(m.asked, h.Name)
@@ -489,10 +488,8 @@ func (m *Module) pop(env *module.Env, h *hook) {
 // touch runs fn, which changes hook h, keeping the digest in step and
 // saving the hook's record.
 func (m *Module) touch(env *module.Env, h *hook, fn func()) {
-	m.digest ^= hookHash(h)
 	fn()
-	m.digest ^= hookHash(h)
-	m.saveHook(env.Batch, h)
+	m.save(env.Batch, h)
 }
 
 // Due proposes, on the leader, a pump for each enabled hook that has work
@@ -664,10 +661,18 @@ func queueKey(name string, seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(append(b, '/'), seq)
 }
 
-func hookHash(h *hook) uint64 { return digest([]byte("hook"), appendHook(nil, h)) }
+func hookHash(record []byte) uint64 { return digest([]byte("hook"), record) }
 
 func deliveryHash(name string, d *Delivery) uint64 {
 	return digest([]byte("delivery"), []byte(name), appendDelivery(nil, d))
 }
 
-func (m *Module) saveHook(b *storage.Batch, h *hook) { b.Put(hookKey(h.Name), appendHook(nil, h)) }
+// save writes hook h's record and moves the digest from the hook's last
+// record to this one: the hook is encoded once per change.
+func (m *Module) save(b *storage.Batch, h *hook) {
+	rec := appendHook(nil, h)
+	m.digest ^= h.sum
+	h.sum = hookHash(rec)
+	m.digest ^= h.sum
+	b.Put(hookKey(h.Name), rec)
+}

@@ -12,7 +12,7 @@ import (
 func (m *Module) Persist(b *storage.Batch) {
 	for _, name := range sortedNames(m.hooks) {
 		h := m.hooks[name]
-		m.saveHook(b, h)
+		b.Put(hookKey(name), appendHook(nil, h))
 		for i := range h.backlog {
 			b.Put(queueKey(name, h.backlog[i].Seq), appendDelivery(nil, &h.backlog[i]))
 			h.backlog[i].stored = true
@@ -85,7 +85,8 @@ func (m *Module) install(hooks map[string]*hook) error {
 		if err := m.limits.checkLoaded(h); err != nil {
 			return fmt.Errorf("%w: %v", ErrCorrupt, err)
 		}
-		d ^= hookHash(h)
+		h.sum = hookHash(appendHook(nil, h))
+		d ^= h.sum
 		for i := range h.backlog {
 			d ^= deliveryHash(name, &h.backlog[i])
 		}

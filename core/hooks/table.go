@@ -111,6 +111,7 @@ type hook struct {
 	// two resyncs of the same range (and the same idempotency key). Memory
 	// only: one entry's apply never spans a restart.
 	passIndex uint64
+	sum       uint64 // the digest of its record as last saved: its share of the module's
 }
 
 func (h *hook) view() Hook {
