@@ -3,12 +3,14 @@ package server
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -37,24 +39,12 @@ func startCluster(t testing.TB, n int) *cluster {
 }
 
 // startClusterWith starts n nodes, each config first passed to tune (when set).
+// A peer address freeAddr reserved can be taken by another process before
+// its node binds it (the ephemeral ports are everyone's, and test packages
+// run at once): the bring-up then starts over on new addresses.
 func startClusterWith(t testing.TB, n int, tune func(*Config)) *cluster {
 	t.Helper()
 	c := &cluster{t: t}
-	members := map[uint64]string{}
-	for i := 1; i <= n; i++ {
-		members[uint64(i)] = freeAddr(t)
-	}
-	for i := 1; i <= n; i++ {
-		c.cfgs = append(c.cfgs, Config{ID: uint64(i), DataDir: t.TempDir(), PeerAddr: members[uint64(i)],
-			HTTPAddr: "127.0.0.1:0", Cluster: members, Tick: 20 * time.Millisecond,
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if tune != nil {
-			tune(&c.cfgs[i-1])
-		}
-	}
-	for i := range c.cfgs {
-		c.servers = append(c.servers, c.start(i))
-	}
 	t.Cleanup(func() {
 		for _, s := range c.servers {
 			if s != nil {
@@ -62,7 +52,45 @@ func startClusterWith(t testing.TB, n int, tune func(*Config)) *cluster {
 			}
 		}
 	})
-	return c
+	for attempt := 1; ; attempt++ {
+		err := c.bringUp(n, tune)
+		if err == nil {
+			return c
+		}
+		for _, s := range c.servers {
+			s.Close()
+		}
+		c.servers, c.cfgs = nil, nil
+		if !errors.Is(err, syscall.EADDRINUSE) || attempt == bringUpAttempts {
+			t.Fatalf("start the cluster: %v", err)
+		}
+	}
+}
+
+// bringUpAttempts bounds the starts over when a peer address was taken.
+const bringUpAttempts = 5
+
+func (c *cluster) bringUp(n int, tune func(*Config)) error {
+	members := map[uint64]string{}
+	for i := 1; i <= n; i++ {
+		members[uint64(i)] = freeAddr(c.t)
+	}
+	for i := 1; i <= n; i++ {
+		c.cfgs = append(c.cfgs, Config{ID: uint64(i), DataDir: c.t.TempDir(), PeerAddr: members[uint64(i)],
+			HTTPAddr: "127.0.0.1:0", Cluster: members, Tick: 20 * time.Millisecond,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if tune != nil {
+			tune(&c.cfgs[i-1])
+		}
+	}
+	for i := range c.cfgs {
+		s, err := Start(c.cfgs[i])
+		if err != nil {
+			return fmt.Errorf("start node %d: %w", i+1, err)
+		}
+		c.servers = append(c.servers, s)
+	}
+	return nil
 }
 
 func (c *cluster) start(i int) *Server {
