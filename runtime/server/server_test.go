@@ -45,16 +45,18 @@ func startCluster(t testing.TB, n int) *cluster {
 func startClusterWith(t testing.TB, n int, tune func(*Config)) *cluster {
 	t.Helper()
 	c := &cluster{t: t}
-	t.Cleanup(func() {
-		for _, s := range c.servers {
-			if s != nil {
-				s.Close()
-			}
-		}
-	})
 	for attempt := 1; ; attempt++ {
 		err := c.bringUp(n, tune)
 		if err == nil {
+			// After the data dirs' own cleanups, so it runs before them:
+			// a node stops before its directory goes.
+			t.Cleanup(func() {
+				for _, s := range c.servers {
+					if s != nil {
+						s.Close()
+					}
+				}
+			})
 			return c
 		}
 		for _, s := range c.servers {
