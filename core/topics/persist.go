@@ -98,15 +98,34 @@ func (m *Module) Infos() []Info {
 // readBytesMax bounds the values one read returns (at least one message).
 const readBytesMax = 4 << 20
 
-// Persist writes every record (after a restore).
+// segmentBytesMax bounds a record Persist writes; a publish's own
+// segments are bounded by its command.
+const segmentBytesMax = 1 << 20
+
+// Persist writes every record (after a restore): each partition's messages
+// in segments of about segmentBytesMax.
 func (m *Module) Persist(b *storage.Batch) {
 	for _, name := range m.sortedNames() {
 		t := m.topics[name]
 		m.saveTopic(b, t)
 		for p := range t.parts {
-			for _, msg := range t.parts[p].live() {
-				b.Put(messageKey(name, p, msg.Offset), appendMessage(nil, &msg))
+			part := &t.parts[p]
+			part.segs = nil
+			var seg segment
+			flush := func() {
+				if seg.n > 0 {
+					b.Put(segmentKey(name, p, seg.first), seg.rec)
+					part.segs = append(part.segs, seg.first)
+				}
+				seg = segment{}
 			}
+			for i := range part.live() {
+				seg.add(&part.live()[i])
+				if len(seg.rec) >= segmentBytesMax {
+					flush()
+				}
+			}
+			flush()
 		}
 	}
 }
@@ -114,12 +133,16 @@ func (m *Module) Persist(b *storage.Batch) {
 // Clear deletes every record (before a snapshot replaces them).
 func (m *Module) Clear(b *storage.Batch) {
 	for _, name := range m.sortedNames() {
-		t := m.topics[name]
-		b.Delete(topicKey(name))
-		for p := range t.parts {
-			for _, msg := range t.parts[p].live() {
-				b.Delete(messageKey(name, p, msg.Offset))
-			}
+		m.deleteRecords(b, m.topics[name])
+	}
+}
+
+// deleteRecords deletes t's record and its segments.
+func (m *Module) deleteRecords(b *storage.Batch, t *topic) {
+	b.Delete(topicKey(t.Name))
+	for p := range t.parts {
+		for _, first := range t.parts[p].segs {
+			b.Delete(segmentKey(t.Name, p, first))
 		}
 	}
 }
@@ -143,48 +166,77 @@ func (m *Module) Load(disk storage.Reader) error {
 	if err != nil {
 		return err
 	}
-	next := map[string][]uint64{} // per topic, the offset each partition's next record must have
-	for name, t := range topics {
-		for p := range t.parts {
-			next[name] = append(next[name], t.parts[p].first)
-		}
-	}
-	err = module.ScanRecords(disk, prefixMessage, func(key, payload []byte) error {
-		if len(key) < 11 || key[len(key)-11] != '/' {
-			return fmt.Errorf("%w: message key %q", ErrCorrupt, key)
-		}
-		name := string(key[:len(key)-11])
-		p, off := int(binary.BigEndian.Uint16(key[len(key)-10:])), binary.BigEndian.Uint64(key[len(key)-8:])
-		t := topics[name]
-		r := &module.Reader{B: payload}
-		msg := readMessage(r, name)
-		switch {
-		case r.Err != nil:
-		case t == nil || p >= len(t.parts):
-			r.Fail("message of unknown topic or partition %q/%d", name, p)
-		case msg.Partition != p || msg.Offset != off || off != next[name][p] || off >= t.parts[p].end:
-			r.Fail("message %q/%d/%d out of place", name, p, off)
-		}
-		if err := r.Done("message record"); err != nil {
+	ends := map[*partition]uint64{} // where each partition's next segment must start
+	err = module.ScanRecords(disk, prefixSegment, func(key, payload []byte) error {
+		t, p, first, err := segmentOf(topics, key)
+		if err != nil {
 			return err
 		}
-		next[name][p]++
-		t.parts[p].msgs = append(t.parts[p].msgs, msg)
-		t.parts[p].bytes += msgSize(&msg)
-		return nil
+		part := &t.parts[p]
+		end, ok := ends[part]
+		if !ok && first <= part.first { // the oldest may hold messages retention dropped
+			end = first
+		}
+		if first != end {
+			return fmt.Errorf("%w: topic %q partition %d: a segment at %d, want %d", ErrCorrupt, t.Name, p, first, end)
+		}
+		ends[part], err = part.load(t.Name, p, first, payload)
+		return err
 	})
 	if err != nil {
 		return err
 	}
 	for name, t := range topics {
 		for p := range t.parts {
-			if next[name][p] != t.parts[p].end {
-				return fmt.Errorf("%w: topic %q partition %d holds offsets to %d, want to %d", ErrCorrupt, name, p, next[name][p], t.parts[p].end)
+			if part := &t.parts[p]; part.first+uint64(len(part.msgs)) != part.end {
+				return fmt.Errorf("%w: topic %q partition %d holds %d messages from %d, want to %d", ErrCorrupt, name, p, len(part.msgs), part.first, part.end)
 			}
 		}
 	}
 	m.install(topics)
 	return nil
+}
+
+// segmentOf parses a segment's key: its topic (which must be loaded), its
+// partition and its first offset.
+func segmentOf(topics map[string]*topic, key []byte) (*topic, int, uint64, error) {
+	if len(key) < 11 || key[len(key)-11] != '/' {
+		return nil, 0, 0, fmt.Errorf("%w: segment key %q", ErrCorrupt, key)
+	}
+	name := string(key[:len(key)-11])
+	p, first := int(binary.BigEndian.Uint16(key[len(key)-10:])), binary.BigEndian.Uint64(key[len(key)-8:])
+	t := topics[name]
+	if t == nil || p >= len(t.parts) {
+		return nil, 0, 0, fmt.Errorf("%w: segment of unknown topic or partition %q/%d", ErrCorrupt, name, p)
+	}
+	return t, p, first, nil
+}
+
+// load appends the messages of the segment at first, skipping those
+// retention dropped, and returns the offset after its last.
+func (part *partition) load(name string, p int, first uint64, rec []byte) (uint64, error) {
+	next := first
+	r := &module.Reader{B: rec}
+	for len(r.B) > 0 && r.Err == nil {
+		msg := readMessage(r, name)
+		switch {
+		case r.Err != nil:
+		case msg.Partition != p || msg.Offset != next || next >= part.end:
+			r.Fail("message %q/%d/%d out of place", name, msg.Partition, msg.Offset)
+		case next >= part.first:
+			part.msgs = append(part.msgs, msg)
+			part.bytes += msgSize(&msg)
+		}
+		next++
+	}
+	if err := r.Done("topic segment"); err != nil {
+		return 0, err
+	}
+	if next == first {
+		return 0, fmt.Errorf("%w: topic %q partition %d: an empty segment at %d", ErrCorrupt, name, p, first)
+	}
+	part.segs = append(part.segs, first)
+	return next, nil
 }
 
 // install replaces the table, recomputing the digest and byte count.

@@ -132,6 +132,34 @@ type partition struct {
 	first uint64
 	end   uint64
 	bytes int64
+	segs  []uint64 // the first offset of each record on disk, oldest first; not replicated
+}
+
+// segEnd is the offset after the last message of record i.
+func (p *partition) segEnd(i int) uint64 {
+	if i+1 < len(p.segs) {
+		return p.segs[i+1]
+	}
+	return p.end
+}
+
+// segment builds one record: messages of one partition, in offset order,
+// each encoded as a message (codec.go), one after another.
+type segment struct {
+	first uint64
+	n     int
+	rec   []byte
+}
+
+// add appends msg and returns the hash of its encoding, the digest's input.
+func (s *segment) add(msg *Message) uint64 {
+	if s.n == 0 {
+		s.first = msg.Offset
+	}
+	s.n++
+	start := len(s.rec)
+	s.rec = appendMessage(s.rec, msg)
+	return recordHash(s.rec[start:])
 }
 
 func (p *partition) live() []Message { return p.msgs[p.head:] }

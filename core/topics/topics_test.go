@@ -2,6 +2,7 @@ package topics
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"testing"
 
@@ -289,4 +290,75 @@ func TestPublishOwnsBytes(t *testing.T) {
 		t.Fatalf("message after its body was overwritten: got %+v, want k=value with header hv", got)
 	}
 	r.reload()
+}
+
+// A publish writes one record per partition it touches; retention deletes a
+// record once none of its messages is retained, and a reload skips those a
+// kept record still holds. A missing record fails the load rather than
+// leaving a hole in a partition.
+func TestSegments(t *testing.T) {
+	r := newRig(t, DefaultLimits())
+	d := def("logs", 2)
+	d.RetainMessages = 25
+	r.ok(Create(d))
+	countSegments := func() (n int) {
+		r.d.Scan(prefixSegment, func(_, _ []byte) error { n++; return nil })
+		return n
+	}
+	batch := func(n int) []In {
+		in := make([]In, n)
+		for i := range in {
+			in[i] = In{Value: []byte(fmt.Sprint("v", i)), Partition: i % 2}
+		}
+		return in
+	}
+	r.ok(Publish("logs", batch(20)))
+	if n := countSegments(); n != 2 {
+		t.Fatalf("a publish of 20 messages to 2 partitions wrote %d records, want 2", n)
+	}
+	r.ok(Publish("logs", batch(20)))
+	r.ok(Publish("logs", batch(20))) // 30 per partition: the first batch's record holds 5 retained
+	if first, _ := r.m.Bounds("logs", 0); first != 5 {
+		t.Fatalf("first offset %d, want 5", first)
+	}
+	if n := countSegments(); n != 6 {
+		t.Fatalf("%d records, want 6 (the oldest still holds retained messages)", n)
+	}
+	r.reload()
+	r.ok(Publish("logs", batch(20))) // the oldest records hold none now
+	if n := countSegments(); n != 6 {
+		t.Fatalf("%d records after retention passed the oldest, want 6", n)
+	}
+	r.reload()
+
+	// A snapshot restored and persisted writes records a reload accepts.
+	restored := NewModule(r.m.limits)
+	if err := restored.Restore(r.m.Freeze().Encode()); err != nil {
+		t.Fatal(err)
+	}
+	b := &storage.Batch{}
+	restored.Persist(b)
+	d2 := disk.New()
+	if err := d2.Apply(*b); err != nil {
+		t.Fatal(err)
+	}
+	again := NewModule(r.m.limits)
+	if err := again.Load(d2); err != nil || again.Hash() != r.m.Hash() {
+		t.Fatalf("load of persisted records: %v, hash %x want %x", err, again.Hash(), r.m.Hash())
+	}
+
+	var middle []byte
+	seen := 0
+	r.d.Scan(prefixSegment, func(k, _ []byte) error {
+		if seen++; seen == 2 {
+			middle = bytes.Clone(k)
+		}
+		return nil
+	})
+	if err := r.d.Apply(storage.Batch{Ops: []storage.Op{{Key: middle, Delete: true}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := NewModule(r.m.limits).Load(r.d); !errors.Is(err, storage.ErrCorrupt) {
+		t.Fatalf("load with a record missing: %v, want storage.ErrCorrupt", err)
+	}
 }
