@@ -43,7 +43,7 @@ var invalidRequests = []struct {
 		return kv.Txn{Then: []kv.Op{{Type: kv.OpRange, Key: key, End: bytes.Repeat([]byte{0xff}, l.KeyBytesMax+1)}}}
 	}},
 	{"compare of an unknown target", node.Invalid, func(key []byte, _ kv.Limits) kv.Txn {
-		return kv.Txn{Compares: []kv.Compare{{Key: key, Target: kv.TargetExists + 1, Result: kv.Equal}}}
+		return kv.Txn{Compares: []kv.Compare{{Key: key, Target: kv.TargetLockable + 1, Result: kv.Equal}}}
 	}},
 	{"compared value over the size limit", node.TooLarge, func(key []byte, l kv.Limits) kv.Txn {
 		return kv.Txn{Compares: []kv.Compare{{Key: key, Target: kv.TargetValue, Result: kv.Equal, Value: make([]byte, l.ValueBytesMax+1)}}}

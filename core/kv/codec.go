@@ -98,15 +98,31 @@ func (d *decoder) leases(t *Txn) {
 	}
 }
 
+// opExtended marks, in an op's type byte, a put with flags or a lock op:
+// its encoding ends with flags, lock op and session. Ops without them encode
+// as they did before Consul's flags and locks, so old log entries decode
+// unchanged.
+const opExtended = 0x80
+
 func appendOps(b []byte, ops []Op) []byte {
 	b = binary.AppendUvarint(b, uint64(len(ops)))
 	for _, op := range ops {
-		b = append(b, byte(op.Type))
+		ext := op.Flags != 0 || op.Lock != LockNone || op.Session != ""
+		if ext {
+			b = append(b, byte(op.Type)|opExtended)
+		} else {
+			b = append(b, byte(op.Type))
+		}
 		b = appendBytes(b, op.Key)
 		b = appendBytes(b, op.Value)
 		b = appendBytes(b, op.End)
 		b = appendBool(b, op.Prefix)
 		b = binary.AppendVarint(b, int64(op.Limit))
+		if ext {
+			b = binary.AppendUvarint(b, op.Flags)
+			b = append(b, byte(op.Lock))
+			b = appendBytes(b, []byte(op.Session))
+		}
 	}
 	return b
 }
@@ -119,7 +135,7 @@ func txnSizeMax(t Txn) int {
 	}
 	for _, ops := range [2][]Op{t.Then, t.Else} {
 		for _, op := range ops {
-			n += len(op.Key) + len(op.Value) + len(op.End) + 6*binary.MaxVarintLen64 + 3
+			n += len(op.Key) + len(op.Value) + len(op.End) + len(op.Session) + 8*binary.MaxVarintLen64 + 4
 		}
 	}
 	return n
@@ -166,28 +182,47 @@ func (d *decoder) ops() []Op {
 	ops := make([]Op, n)
 	for i := range ops {
 		op := &ops[i]
-		op.Type = OpType(d.byte())
+		t := d.byte()
+		op.Type = OpType(t &^ opExtended)
 		op.Key = d.bytes()
 		op.Value = d.bytes()
 		op.End = d.bytes()
 		op.Prefix = d.bool()
 		op.Limit = d.int()
+		if t&opExtended != 0 {
+			op.Flags, op.Lock, op.Session = d.uvarint(), LockOp(d.byte()), string(d.bytes())
+			if op.Flags == 0 && op.Lock == LockNone && op.Session == "" {
+				d.fail("extended op without flags or lock") // the encoder leaves it out instead
+			}
+		}
 	}
 	return ops
 }
 
 // EncodeRecord encodes r for disk.
 func EncodeRecord(r Record) []byte {
-	b := make([]byte, 0, len(r.Value)+4*binary.MaxVarintLen64)
+	b := make([]byte, 0, len(r.Value)+len(r.Session)+7*binary.MaxVarintLen64)
 	return appendRecord(b, r)
 }
 
+// appendRecord writes a record with flags or a lock with its version as
+// -(version+1), followed by flags, lock index and session. A version is
+// never negative, so the sign tells the two forms apart, and records
+// without Consul's fields encode, hash and snapshot as they did before them.
 func appendRecord(b []byte, r Record) []byte {
 	b = appendBytes(b, r.Value)
 	b = binary.AppendVarint(b, r.CreateRev)
 	b = binary.AppendVarint(b, r.ModRev)
-	return binary.AppendVarint(b, r.Version)
+	if !r.extended() {
+		return binary.AppendVarint(b, r.Version)
+	}
+	b = binary.AppendVarint(b, -r.Version-1)
+	b = binary.AppendUvarint(b, r.Flags)
+	b = binary.AppendUvarint(b, r.LockIndex)
+	return appendBytes(b, []byte(r.Session))
 }
+
+func (r *Record) extended() bool { return r.Flags != 0 || r.LockIndex != 0 || r.Session != "" }
 
 // DecodeRecord decodes a record written by EncodeRecord. The record does not
 // alias b.
@@ -201,7 +236,15 @@ func DecodeRecord(b []byte) (Record, error) {
 }
 
 func (d *decoder) record() Record {
-	return Record{Value: d.bytes(), CreateRev: d.varint(), ModRev: d.varint(), Version: d.varint()}
+	r := Record{Value: d.bytes(), CreateRev: d.varint(), ModRev: d.varint(), Version: d.varint()}
+	if r.Version < 0 {
+		r.Version = -r.Version - 1
+		r.Flags, r.LockIndex, r.Session = d.uvarint(), d.uvarint(), string(d.bytes())
+		if !r.extended() {
+			d.fail("extended record without flags or lock") // the encoder leaves it out instead
+		}
+	}
+	return r
 }
 
 // EncodeResponse encodes r, for instance to remember the answer to a client's
@@ -228,7 +271,7 @@ func responseSizeMax(r Response) int {
 	for _, res := range r.Results {
 		n += 1 + 2*binary.MaxVarintLen64
 		for _, kv := range res.Records {
-			n += len(kv.Key) + len(kv.Value) + 5*binary.MaxVarintLen64
+			n += len(kv.Key) + len(kv.Value) + len(kv.Session) + 8*binary.MaxVarintLen64
 		}
 	}
 	return n

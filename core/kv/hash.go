@@ -27,6 +27,12 @@ func (it item) hash() uint64 {
 	h = fnvUint(h, uint64(it.rec.CreateRev))
 	h = fnvUint(h, uint64(it.rec.ModRev))
 	h = fnvUint(h, uint64(it.rec.Version))
+	if it.rec.extended() { // records without Consul's fields hash as before them
+		h = fnvUint(h, it.rec.Flags)
+		h = fnvUint(h, it.rec.LockIndex)
+		h = fnvUint(h, uint64(len(it.rec.Session)))
+		h = fnvBytes(h, []byte(it.rec.Session))
+	}
 	return mix64(h)
 }
 

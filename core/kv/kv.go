@@ -19,6 +19,12 @@ type Record struct {
 	ModRev int64
 	// Version counts puts since creation: 1 right after the creating put.
 	Version int64
+	// Flags is an opaque number clients store with the value (Consul's).
+	Flags uint64
+	// LockIndex counts the times a session acquired the key (Consul's).
+	LockIndex uint64
+	// Session is the session holding the key's lock, or "".
+	Session string
 }
 
 // KeyValue is a key together with its stored record.
@@ -49,15 +55,35 @@ const (
 // out; zero means no cap. A Put with a Lease attaches its key to that lease
 // (core/lease), so the key goes when the lease does; a Put without one
 // detaches the key from any lease it had, as etcd's does.
+//
+// A Put stores Flags with the value. Its Lock says what it does to the key's
+// lock, held by a session (Consul's acquire and release): LockAcquire takes
+// it for Session, or keeps it when Session holds it already, and does
+// nothing when the key is held by another session or cannot be taken (see
+// Locks); LockRelease clears it when Session holds it and does nothing
+// otherwise. Without a lock op a put keeps the key's lock as it is.
 type Op struct {
-	Type   OpType
-	Key    []byte
-	Value  []byte
-	End    []byte
-	Prefix bool
-	Limit  int
-	Lease  int64
+	Type    OpType
+	Key     []byte
+	Value   []byte
+	End     []byte
+	Prefix  bool
+	Limit   int
+	Lease   int64
+	Flags   uint64
+	Lock    LockOp
+	Session string
 }
+
+// LockOp is what a Put does to its key's lock.
+type LockOp uint8
+
+// The lock ops of a put.
+const (
+	LockNone LockOp = iota
+	LockAcquire
+	LockRelease
+)
 
 // isWrite reports whether the op may change the state.
 func (o OpType) isWrite() bool {
@@ -74,6 +100,13 @@ const (
 	TargetCreateRev
 	TargetVersion
 	TargetExists
+	// TargetSession compares the session holding the key's lock ("" when
+	// none, or no key) with Value: Equal or NotEqual.
+	TargetSession
+	// TargetLockable tests whether the session named in Value could acquire
+	// the key now (it holds it, or the key is free and Locks allows it):
+	// Equal holds when it could, NotEqual when it could not.
+	TargetLockable
 )
 
 // CompareResult is the relation a Compare requires.

@@ -70,7 +70,7 @@ func (l Limits) validateCompare(c Compare) error {
 	if err := l.validateKey(c.Key); err != nil {
 		return err
 	}
-	if c.Target < TargetValue || c.Target > TargetExists {
+	if c.Target < TargetValue || c.Target > TargetLockable {
 		return fmt.Errorf("%w: unknown compare target %d", ErrBadOp, c.Target)
 	}
 	if c.Result < Equal || c.Result > Greater {
@@ -78,6 +78,12 @@ func (l Limits) validateCompare(c Compare) error {
 	}
 	if c.Target == TargetExists && c.Result != Equal && c.Result != NotEqual {
 		return fmt.Errorf("%w: existence compares only with equal or not equal", ErrBadOp)
+	}
+	if c.Target > TargetExists && c.Result != Equal && c.Result != NotEqual {
+		return fmt.Errorf("%w: session and lock compares only with equal or not equal", ErrBadOp)
+	}
+	if c.Target == TargetLockable && len(c.Value) == 0 {
+		return fmt.Errorf("%w: a lock compare names a session", ErrBadOp)
 	}
 	if c.Target == TargetValue && len(c.Value) > l.ValueBytesMax {
 		return fmt.Errorf("%w: value of %d bytes exceeds %d", ErrValueTooLarge, len(c.Value), l.ValueBytesMax)
@@ -97,13 +103,34 @@ func (l Limits) validateOp(op Op) error {
 		if op.Type == OpPut && len(op.Value) > l.ValueBytesMax {
 			return fmt.Errorf("%w: value of %d bytes exceeds %d", ErrValueTooLarge, len(op.Value), l.ValueBytesMax)
 		}
-		return nil
+		return validateLockOp(op)
 	case OpRange, OpDeleteRange:
+		if err := validateLockOp(op); err != nil {
+			return err
+		}
 		return l.validateRange(op)
 	default:
 		return fmt.Errorf("%w: unknown op type %d", ErrBadOp, op.Type)
 	}
 }
+
+// validateLockOp checks a put's flags and lock fields, which no other op has.
+func validateLockOp(op Op) error {
+	switch {
+	case op.Type != OpPut && (op.Flags != 0 || op.Lock != LockNone || op.Session != ""):
+		return fmt.Errorf("%w: flags and locks apply only to puts", ErrBadOp)
+	case op.Lock > LockRelease:
+		return fmt.Errorf("%w: unknown lock op %d", ErrBadOp, op.Lock)
+	case (op.Lock == LockNone) != (op.Session == ""):
+		return fmt.Errorf("%w: a lock op names its session, and only a lock op does", ErrBadOp)
+	case len(op.Session) > sessionBytesMax:
+		return fmt.Errorf("%w: session id of %d bytes exceeds %d", ErrBadOp, len(op.Session), sessionBytesMax)
+	}
+	return nil
+}
+
+// sessionBytesMax bounds a session id in an op (Consul's are 36-byte UUIDs).
+const sessionBytesMax = 128
 
 func (l Limits) validateRange(op Op) error {
 	// An empty Key is a meaningful lower bound once End or Prefix makes the op a

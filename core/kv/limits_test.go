@@ -60,7 +60,7 @@ func TestValidate(t *testing.T) {
 		{"compare empty key", cmp(kv.Compare{Target: kv.TargetVersion, Result: kv.Less}), kv.ErrEmptyKey},
 		{"compare key too large", cmp(kv.Compare{Key: key(5), Target: kv.TargetVersion, Result: kv.Less}), kv.ErrKeyTooLarge},
 		{"compare value too large", cmp(kv.Compare{Key: key(1), Target: kv.TargetValue, Result: kv.Less, Value: key(9)}), kv.ErrValueTooLarge},
-		{"compare unknown target", cmp(kv.Compare{Key: key(1), Target: 6, Result: kv.Equal}), kv.ErrBadOp},
+		{"compare unknown target", cmp(kv.Compare{Key: key(1), Target: kv.TargetLockable + 1, Result: kv.Equal}), kv.ErrBadOp},
 		{"compare unknown result", cmp(kv.Compare{Key: key(1), Target: kv.TargetModRev, Result: 5}), kv.ErrBadOp},
 		{"compare exists", cmp(kv.Compare{Key: key(1), Target: kv.TargetExists, Result: kv.NotEqual}), nil},
 		{"compare exists less", cmp(kv.Compare{Key: key(1), Target: kv.TargetExists, Result: kv.Less}), kv.ErrBadOp},

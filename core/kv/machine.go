@@ -37,6 +37,11 @@ type Machine struct {
 	// Bugs plants defects for tests (core/bugs); inert without the aspenbugs tag.
 	Bugs bugs.Set
 
+	// locks judges acquisitions (core/locks) at nowNs, the time of the entry
+	// being applied; set by the module around an Apply that takes locks.
+	locks Locks
+	nowNs int64
+
 	// Scratch reused across calls to keep the hot path free of allocations.
 	touched []Change // every write of the txn being applied, in order
 	found   []item   // items matched by the range being read or deleted
@@ -115,7 +120,7 @@ func (m *Machine) exec(op Op, rev int64) OpResult {
 	case OpRange:
 		return m.rangeOp(spanOf(op), op.Limit)
 	case OpPut:
-		m.put(op.Key, op.Value, rev)
+		m.put(&op, rev)
 		return OpResult{}
 	case OpDelete:
 		return OpResult{Deleted: m.deleteSpan(span{key: op.Key, kind: spanSingle})}
@@ -167,18 +172,41 @@ func (m *Machine) releaseFound(found []item) {
 	m.found = found[:0]
 }
 
-// put stores value under key at rev, keeping CreateRev of an existing key.
-func (m *Machine) put(key, value []byte, rev int64) {
-	rec := Record{CreateRev: rev, ModRev: rev, Version: 1}
-	if old, ok := m.tree.Get(item{key: key}); ok {
+// put stores op's value and flags under its key at rev, keeping CreateRev of
+// an existing key, and its lock unless op acquires or releases it (Op says
+// when that does nothing).
+func (m *Machine) put(op *Op, rev int64) {
+	rec := Record{CreateRev: rev, ModRev: rev, Version: 1, Flags: op.Flags}
+	if old, ok := m.tree.Get(item{key: op.Key}); ok {
 		rec.CreateRev, rec.Version = m.plantCreateRev(old.rec.CreateRev, rev), old.rec.Version+1
+		rec.LockIndex, rec.Session = old.rec.LockIndex, old.rec.Session
+	}
+	switch op.Lock {
+	case LockAcquire:
+		if rec.Session != op.Session {
+			if rec.Session != "" || !m.lockable(op.Key, op.Session) {
+				return
+			}
+			rec.Session = op.Session
+			rec.LockIndex++
+		}
+	case LockRelease:
+		if rec.Session != op.Session {
+			return
+		}
+		rec.Session = ""
 	}
 	// Key and value share one fresh allocation even when the key exists, so an
 	// overwritten value never stays reachable through its key.
 	var k []byte
-	k, rec.Value = cloneKV(key, value)
+	k, rec.Value = cloneKV(op.Key, op.Value)
 	m.insert(item{key: k, rec: rec})
 	m.touched = append(m.touched, Change{Key: k, Record: rec})
+}
+
+// lockable asks Locks whether session may take the free key now.
+func (m *Machine) lockable(key []byte, session string) bool {
+	return m.locks != nil && m.locks.Lockable(key, session, m.nowNs)
 }
 
 // deleteSpan removes every stored key inside s and returns how many there were.
@@ -269,12 +297,24 @@ func (m *Machine) compare(c Compare) bool {
 	case TargetVersion:
 		return c.Result.matches(cmp.Compare(it.rec.Version, c.Rev))
 	case TargetExists:
-		switch c.Result {
-		case Equal:
-			return found == c.Exists
-		case NotEqual:
-			return found != c.Exists
-		}
+		return c.Result.holds(found == c.Exists)
+	case TargetSession:
+		return c.Result.holds(it.rec.Session == string(c.Value))
+	case TargetLockable:
+		held := it.rec.Session
+		return c.Result.holds(held == string(c.Value) || held == "" && m.lockable(c.Key, string(c.Value)))
+	}
+	return false
+}
+
+// holds reports whether a test's truth satisfies Equal (it is true) or
+// NotEqual (it is false); other results never hold.
+func (r CompareResult) holds(truth bool) bool {
+	switch r {
+	case Equal:
+		return truth
+	case NotEqual:
+		return !truth
 	}
 	return false
 }

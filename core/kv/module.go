@@ -38,6 +38,17 @@ type Leases interface {
 	Attach(env *module.Env, key []byte, id int64)
 }
 
+// Locks is the session table as the KV module needs it (core/locks
+// provides it): whether a session is live, and whether it may take a free
+// key at a time (it is live and the key's lock delay has passed).
+type Locks interface {
+	Live(session string) bool
+	Lockable(key []byte, session string, nowNs int64) bool
+}
+
+// ErrNoLocks refuses a lock op on a node without a session table.
+var ErrNoLocks = errors.New("sessions are not enabled")
+
 // Observer is replicated state that reacts to committed changes in the
 // same apply (core/hooks): what it does goes into the change's own batch,
 // so it commits, or is lost, with the change.
@@ -50,11 +61,12 @@ type Observer interface {
 type Module struct {
 	M         *Machine
 	leases    Leases
-	observer  Observer  // sees every change applied, if set
-	publisher Publisher // publishes a txn's messages (publish.go), if set
-	events    *[]Event  // where change events go, if a driver serves watches
-	maxMod    int64     // the highest ModRev Load saw, for the host's revision check
-	last      Response  // the answer Apply gave last (see Apply)
+	locks     Locks
+	observers []Observer // see every change applied
+	publisher Publisher  // publishes a txn's messages (publish.go), if set
+	events    *[]Event   // where change events go, if a driver serves watches
+	maxMod    int64      // the highest ModRev Load saw, for the host's revision check
+	last      Response   // the answer Apply gave last (see Apply)
 	scratch   []Op
 }
 
@@ -64,8 +76,12 @@ func NewModule(m *Machine) *Module { return &Module{M: m} }
 // EmitTo makes the module append every change's event to *dst.
 func (k *Module) EmitTo(dst *[]Event) { k.events = dst }
 
-// Observe makes o see every change as it is applied.
-func (k *Module) Observe(o Observer) { k.observer = o }
+// Observe makes o see every change as it is applied, after the observers
+// added before it.
+func (k *Module) Observe(o Observer) { k.observers = append(k.observers, o) }
+
+// UseLocks connects the session table; until then a lock op is refused.
+func (k *Module) UseLocks(l Locks) { k.locks = l }
 
 // UseLeases connects the lease table; until then a put with a lease is refused.
 func (k *Module) UseLeases(l Leases) { k.leases = l }
@@ -137,6 +153,13 @@ func (k *Module) Apply(env *module.Env, kind byte, body []byte) module.Answer {
 			return module.Refuse(module.Invalid, err)
 		}
 	}
+	if t.locking() {
+		if a, ok := k.checkLocks(t); !ok {
+			return a
+		}
+		k.M.locks, k.M.nowNs = k.locks, env.NowNs
+		defer func() { k.M.locks = nil }()
+	}
 	before := k.M.Revision()
 	resp, changes := k.M.Apply(t)
 	resp = k.plantApplied(resp, changes)
@@ -152,6 +175,45 @@ func (k *Module) Apply(env *module.Env, kind byte, body []byte) module.Answer {
 	// the next Apply (one allocation fewer per write).
 	k.last = resp
 	return module.Answer{Data: EncodeResponse(resp), Value: &k.last}
+}
+
+// locking reports whether t acquires or releases a lock or tests one.
+func (t Txn) locking() bool {
+	for _, c := range t.Compares {
+		if c.Target == TargetLockable {
+			return true
+		}
+	}
+	for _, ops := range [2][]Op{t.Then, t.Else} {
+		for i := range ops {
+			if ops[i].Lock != LockNone {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// checkLocks refuses a txn that names a session which is not live, before
+// anything changed: Consul answers such a write with an error, not false.
+func (k *Module) checkLocks(t Txn) (module.Answer, bool) {
+	if k.locks == nil {
+		return module.Refuse(module.Invalid, ErrNoLocks), false
+	}
+	check := func(session string) bool { return k.locks.Live(session) }
+	for _, c := range t.Compares {
+		if c.Target == TargetLockable && !check(string(c.Value)) {
+			return module.Refuse(module.Invalid, fmt.Errorf("invalid session %q", c.Value)), false
+		}
+	}
+	for _, ops := range [2][]Op{t.Then, t.Else} {
+		for i := range ops {
+			if ops[i].Lock == LockAcquire && !check(ops[i].Session) {
+				return module.Refuse(module.Invalid, fmt.Errorf("invalid session %q", ops[i].Session)), false
+			}
+		}
+	}
+	return module.Answer{}, true
 }
 
 func (k *Module) checkLeases(t Txn) error {
@@ -203,10 +265,10 @@ func (k *Module) record(env *module.Env, changes []Change, rev int64, expired bo
 		} else {
 			env.Batch.Put(recordKey(c.Key), EncodeRecord(c.Record))
 		}
-		if k.events != nil || k.observer != nil {
+		if k.events != nil || len(k.observers) > 0 {
 			e := Event{Revision: rev, Key: c.Key, Record: c.Record, Deleted: c.Deleted, Expired: expired}
-			if k.observer != nil {
-				k.observer.Changed(env, &e)
+			for _, o := range k.observers {
+				o.Changed(env, &e)
 			}
 			if k.events != nil {
 				*k.events = append(*k.events, e)
@@ -227,6 +289,30 @@ func (k *Module) DeleteExpired(env *module.Env, keys [][]byte, expired bool) int
 	}
 	resp, changes := k.M.Apply(Txn{Then: ops})
 	k.record(env, changes, resp.Revision, expired)
+	return resp.Revision
+}
+
+// ReleaseLocks ends session's hold on keys, all at one revision, as a
+// session's invalidation does: each key the session still holds is deleted
+// when del is set, and otherwise released with its value and flags kept.
+// It returns the revision (the current one when nothing changed).
+func (k *Module) ReleaseLocks(env *module.Env, session string, keys [][]byte, del bool) int64 {
+	var ops []Op
+	for _, key := range keys {
+		it, ok := k.M.tree.Get(item{key: key})
+		switch {
+		case !ok || it.rec.Session != session:
+		case del:
+			ops = append(ops, Op{Type: OpDelete, Key: key})
+		default:
+			ops = append(ops, Op{Type: OpPut, Key: key, Value: it.rec.Value, Flags: it.rec.Flags, Lock: LockRelease, Session: session})
+		}
+	}
+	if len(ops) == 0 {
+		return k.M.Revision()
+	}
+	resp, changes := k.M.Apply(Txn{Then: ops})
+	k.record(env, changes, resp.Revision, false)
 	return resp.Revision
 }
 

@@ -61,7 +61,37 @@ type Module struct {
 	// takes them for its applied records (TakeReport).
 	ended  []End
 	report bool // keep ended (module.Reporter)
+
+	onEnd func(env *module.Env, id ID, expired bool) // told of every lease's end, if set
 }
+
+// OnEnd makes fn hear of every lease's end (expiry or revoke) in the apply
+// that ends it, after its keys are deleted: core/locks ends a session whose
+// lease ended.
+func (m *Module) OnEnd(fn func(env *module.Env, id ID, expired bool)) { m.onEnd = fn }
+
+// GrantIn grants a lease of ttlNs inside another module's apply, choosing
+// its id, and persists it in env's batch.
+func (m *Module) GrantIn(env *module.Env, ttlNs int64) (Lease, error) {
+	l, err := m.t.Grant(0, ttlNs, env.NowNs)
+	if err == nil {
+		m.granted(env, l, nil)
+	}
+	return l, err
+}
+
+// KeepAliveIn renews a lease inside another module's apply.
+func (m *Module) KeepAliveIn(env *module.Env, id ID) (Lease, error) {
+	l, err := m.t.KeepAlive(id, env.NowNs)
+	if err == nil {
+		m.granted(env, l, nil)
+	}
+	return l, err
+}
+
+// RevokeIn ends a lease inside another module's apply, deleting its keys;
+// OnEnd hears of it as of any other revoke.
+func (m *Module) RevokeIn(env *module.Env, id ID) { m.revoke(env, id, false) }
 
 // End is a lease's end as the host reports it to checkers: which lease,
 // whether it expired (else a client revoked it), its TTL and deadline at the
@@ -227,6 +257,9 @@ func (m *Module) revoke(env *module.Env, id ID, expired bool) module.Answer {
 	a := Answer{Revision: m.store.DeleteExpired(env, keys, expired)}
 	if m.report {
 		m.ended = append(m.ended, End{ID: id, Expired: expired, TTLNs: e.ttl, DeadlineNs: e.expiry, Revision: a.Revision, Keys: keys})
+	}
+	if m.onEnd != nil {
+		m.onEnd(env, id, expired)
 	}
 	return module.Answer{Data: a.Encode(), Value: a}
 }

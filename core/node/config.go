@@ -7,6 +7,7 @@ import (
 	"github.com/aspen-db/aspen/core/jobs"
 	"github.com/aspen-db/aspen/core/kv"
 	"github.com/aspen-db/aspen/core/lease"
+	"github.com/aspen-db/aspen/core/locks"
 	"github.com/aspen-db/aspen/core/sched"
 	"github.com/aspen-db/aspen/core/topics"
 )
@@ -42,6 +43,7 @@ type Config struct {
 
 	Limits    kv.Limits
 	Leases    lease.Limits
+	Locks     locks.Limits
 	Jobs      jobs.Limits
 	Schedules sched.Limits
 	Hooks     hooks.Limits
@@ -73,6 +75,7 @@ func DefaultConfig(id uint64, peers []uint64) Config {
 		PromoteLagEntriesMax: 100,
 		Limits:               kv.DefaultLimits(),
 		Leases:               lease.DefaultLimits(),
+		Locks:                locks.DefaultLimits(),
 		Jobs:                 jobs.DefaultLimits(),
 		Schedules:            sched.DefaultLimits(),
 		Hooks:                hooks.DefaultLimits(),

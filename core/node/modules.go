@@ -12,6 +12,7 @@ import (
 	"github.com/aspen-db/aspen/core/jobs"
 	"github.com/aspen-db/aspen/core/kv"
 	"github.com/aspen-db/aspen/core/lease"
+	"github.com/aspen-db/aspen/core/locks"
 	"github.com/aspen-db/aspen/core/module"
 	"github.com/aspen-db/aspen/core/sched"
 	"github.com/aspen-db/aspen/core/session"
@@ -49,12 +50,14 @@ func newHosted(cfg Config) *hosted {
 	kvm.UsePublisher(topicsm)
 	groupsm := groups.NewModule(cfg.Groups, topicsm)
 	groupsm.Bugs = cfg.Bugs
+	leasesm := lease.NewModule(cfg.Leases, kvm)
 	h := &hosted{kv: kvm, sessions: session.NewTable(cfg.SessionsMax), members: newMembersModule(), reporting: cfg.AppliedRecordsEnabled}
 	h.register(
 		kvm,
 		sessionsState{h.sessions},
 		h.members,
-		lease.NewModule(cfg.Leases, kvm),
+		leasesm,
+		locks.NewModule(cfg.Locks, kvm, leasesm), // after the KV store and leases: it loads from both
 		jobsm,
 		sched.NewModule(cfg.Schedules, jobsm),
 		tokens.NewModule(),
