@@ -135,7 +135,10 @@ func txnSizeMax(t Txn) int {
 	}
 	for _, ops := range [2][]Op{t.Then, t.Else} {
 		for _, op := range ops {
-			n += len(op.Key) + len(op.Value) + len(op.End) + len(op.Session) + 8*binary.MaxVarintLen64 + 4
+			n += len(op.Key) + len(op.Value) + len(op.End) + 6*binary.MaxVarintLen64 + 3
+			if op.Flags != 0 || op.Lock != LockNone || op.Session != "" {
+				n += len(op.Session) + 2*binary.MaxVarintLen64 + 1
+			}
 		}
 	}
 	return n
