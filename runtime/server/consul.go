@@ -30,6 +30,11 @@ type consulEntry struct {
 
 func (s *Server) handleKV(w http.ResponseWriter, r *http.Request) {
 	key := strings.TrimPrefix(r.URL.Path, "/v1/kv/")
+	if err := kv.CheckKeyText([]byte(key)); err != nil {
+		// Refused on reads too: no listing can show such a key unchanged.
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	q := r.URL.Query()
 	for _, unsupported := range []string{"acquire", "release", "flags"} {
 		if q.Has(unsupported) && !(unsupported == "flags" && q.Get("flags") == "0") {

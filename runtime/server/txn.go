@@ -179,6 +179,9 @@ func translateKV(op consulTxnKV) ([]kv.Compare, kv.Op, error) {
 		return []kv.Compare{{Key: key, Target: kv.TargetExists, Result: kv.Equal, Exists: b}}
 	}
 	get := kv.Op{Type: kv.OpGet, Key: key}
+	if err := kv.CheckKeyText(key); err != nil {
+		return nil, get, err // every verb names a key or a prefix
+	}
 	if op.Flags != 0 || op.Session != "" {
 		return nil, get, fmt.Errorf("flags and sessions are not supported by Aspen")
 	}
