@@ -142,7 +142,28 @@ func TestListingHasEveryKey(t *testing.T) {
 			t.Fatalf("?keys&separator=/ under %q: got %q, want %q", prefix, got, want)
 		}
 	}
+	t.Run("txn get-tree says it was cut", func(t *testing.T) { testTxnGetTreeCut(t, c, under) })
 	t.Run("blocking query", func(t *testing.T) { testBlockingListing(t, c) })
+}
+
+// A /v1/txn get-tree stays capped (a transaction's answer is held whole),
+// and says so: a read-only one is refused, one that wrote names the cut op
+// and the last key it listed.
+func testTxnGetTreeCut(t *testing.T, c *cluster, under []string) {
+	code, _, answer := do(t, "PUT", c.url(1, "/v1/txn"), `[{"KV": {"Verb": "get-tree", "Key": "big/"}}]`)
+	if code != http.StatusRequestEntityTooLarge || !strings.Contains(answer, `operation 0: get-tree \"big/\" holds more than 10000 keys`) ||
+		!strings.Contains(answer, "GET /v1/kv/big/?recurse") {
+		t.Fatalf("read-only get-tree of %d keys: got %d %.300s, want 413 naming the op and the way to list them", len(under), code, answer)
+	}
+	body := `[{"KV": {"Verb": "set", "Key": "big/zz", "Value": "eA=="}}, {"KV": {"Verb": "get-tree", "Key": "big/"}}]`
+	code, _, answer = do(t, "PUT", c.url(1, "/v1/txn"), body)
+	var resp consulTxnResponse
+	if err := json.Unmarshal([]byte(answer), &resp); code != http.StatusOK || err != nil {
+		t.Fatalf("set and get-tree: got %d %.300s (%v), want 200", code, answer, err)
+	}
+	if want := []txnMore{{OpIndex: 1, After: under[9999]}}; !slices.Equal(resp.More, want) || len(resp.Results) != 1+10000 {
+		t.Fatalf("set and get-tree: got %d results and More %+v, want 10001 and %+v", len(resp.Results), resp.More, want)
+	}
 }
 
 // A blocking listing (?index=) waits for a write past the index and then
