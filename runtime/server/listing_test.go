@@ -16,7 +16,7 @@ import (
 // putAll writes keys (value "v-KEY") through node i's /v1/txn, 64 at a
 // time from a few clients at once, and returns the highest revision the
 // writes answered.
-func putAll(t *testing.T, c *cluster, i int, keys []string) int64 {
+func putAll(t testing.TB, c *cluster, i int, keys []string) int64 {
 	t.Helper()
 	const clients, perTxn = 8, txnOpsMax
 	var mu sync.Mutex
