@@ -13,16 +13,9 @@ import (
 // The first write under a shared tree node copies it.
 func BenchmarkApplyPutAfterClone(b *testing.B) {
 	const keys = 100_000
-	txns := make([]kv.Txn, keys)
-	for i := range txns {
-		txns[i] = then(kv.Op{Type: kv.OpPut, Key: fmt.Appendf(nil, "key/%08d", i), Value: make([]byte, 100)})
-	}
 	for _, every := range []int{0, 10, 1} {
 		b.Run(fmt.Sprintf("clone-every-%d", every), func(b *testing.B) {
-			m := kv.New()
-			for _, t := range txns {
-				m.Apply(t)
-			}
+			m, txns := storeOf(keys)
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
@@ -34,4 +27,18 @@ func BenchmarkApplyPutAfterClone(b *testing.B) {
 			}
 		})
 	}
+}
+
+// storeOf returns a store of n keys with 100-byte values, and the puts
+// that wrote them, to overwrite them with.
+func storeOf(n int) (*kv.Machine, []kv.Txn) {
+	txns := make([]kv.Txn, n)
+	for i := range txns {
+		txns[i] = then(kv.Op{Type: kv.OpPut, Key: fmt.Appendf(nil, "key/%08d", i), Value: make([]byte, 100)})
+	}
+	m := kv.New()
+	for _, t := range txns {
+		m.Apply(t)
+	}
+	return m, txns
 }
