@@ -12,10 +12,10 @@ import (
 )
 
 // Consul's ?recurse and ?keys answer every key under the prefix, and tools
-// that export or mirror a prefix trust that. A read copies at most the
-// replica's range cap (kv.Limits.RangeLimitMax), so a listing longer than
-// listCopyKeysMax is served from a clone of the state instead, streamed as
-// it is walked.
+// that export or mirror a prefix trust that. A read copies its records out
+// in the loop, up to the replica's range cap (kv.Limits.RangeLimitMax), so
+// a listing longer than listCopyKeysMax is served from a clone of the
+// state instead, streamed as it is walked.
 
 // listing is the keys under a prefix at one revision: copied out by the
 // read when few, else a clone of the whole state to walk off the loop.
@@ -46,14 +46,16 @@ func (l listing) empty() bool {
 }
 
 // list reads every key under prefix at one revision, linearizably unless
-// stale. The read copies up to listCopyKeysMax records, as any read does;
-// when there are more, the answer is a clone taken after that read. The
-// read's ReadIndex makes any later state a linearizable answer, and the
-// clone costs the loop O(1) where copying a long listing would hold up
-// apply (writes that follow a clone copy the tree nodes they touch, which
-// is why short listings take none).
+// stale. The read copies up to listCopyKeysMax records (fewer if the
+// replica's range cap is lower), as any read does; when there are more,
+// the answer is a clone taken after that read. The read's ReadIndex makes
+// any later state a linearizable answer, and the clone costs the loop O(1)
+// where copying a long listing would hold up apply (writes that follow a
+// clone copy the tree nodes they touch, which is why short listings take
+// none).
 func (s *Server) list(ctx context.Context, prefix []byte, stale bool) (listing, error) {
-	op := kv.Op{Type: kv.OpRange, Key: prefix, Prefix: true, Limit: listCopyKeysMax}
+	limit := min(listCopyKeysMax, s.limits().RangeLimitMax) // a larger one would be refused
+	op := kv.Op{Type: kv.OpRange, Key: prefix, Prefix: true, Limit: limit}
 	resp, err := s.Read(ctx, kv.Txn{Then: []kv.Op{op}}, stale)
 	if err != nil {
 		return listing{}, err

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/aspen-db/aspen/core/node"
 )
 
 // putAll writes keys (value "v-KEY") through node i's /v1/txn, 64 at a
@@ -320,4 +322,23 @@ func firstDiff(got, want map[string]int64) string {
 		}
 	}
 	return "no difference"
+}
+
+// A replica whose range cap is below the listing's copy bound still lists
+// everything: its reads copy no more than it allows.
+func TestListingUnderALowRangeCap(t *testing.T) {
+	c := startClusterWith(t, 1, func(cfg *Config) {
+		ncfg := node.DefaultConfig(cfg.ID, nil)
+		ncfg.Limits.RangeLimitMax = 10
+		cfg.Node = &ncfg
+	})
+	var keys []string
+	for i := range 25 {
+		keys = append(keys, fmt.Sprintf("low/%02d", i))
+	}
+	rev := putAll(t, c, 0, keys)
+	var got []string
+	if idx := getList(t, c, 0, "/v1/kv/low/?keys", &got); idx != rev || !slices.Equal(got, keys) {
+		t.Fatalf("?keys under a range cap of 10: got %q at index %d, want %q at %d", got, idx, keys, rev)
+	}
 }
