@@ -1,7 +1,6 @@
 package kv_test
 
 import (
-	"fmt"
 	"testing"
 
 	"github.com/aspen-db/aspen/core/kv"
@@ -11,14 +10,7 @@ import (
 // values, the steady state of a simulated workload.
 func BenchmarkApplyPut(b *testing.B) {
 	const keys = 10000
-	txns := make([]kv.Txn, keys)
-	for i := range txns {
-		txns[i] = then(kv.Op{Type: kv.OpPut, Key: fmt.Appendf(nil, "key/%08d", i), Value: make([]byte, 100)})
-	}
-	m := kv.New()
-	for _, t := range txns {
-		m.Apply(t)
-	}
+	m, txns := storeOf(keys)
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {

@@ -6,7 +6,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -30,6 +29,11 @@ type consulEntry struct {
 
 func (s *Server) handleKV(w http.ResponseWriter, r *http.Request) {
 	key := strings.TrimPrefix(r.URL.Path, "/v1/kv/")
+	if err := kv.CheckKeyText([]byte(key)); err != nil {
+		// Refused on reads too: no listing can show such a key unchanged.
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	q := r.URL.Query()
 	for _, unsupported := range []string{"acquire", "release", "flags"} {
 		if q.Has(unsupported) && !(unsupported == "flags" && q.Get("flags") == "0") {
@@ -55,59 +59,30 @@ func (s *Server) kvGet(w http.ResponseWriter, r *http.Request, key string) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	op := kv.Op{Type: kv.OpGet, Key: []byte(key)}
 	if q.Has("recurse") || q.Has("keys") {
-		op = kv.Op{Type: kv.OpRange, Key: []byte(key), Prefix: true}
+		s.kvList(w, r, key)
+		return
 	}
-	resp, err := s.Read(r.Context(), kv.Txn{Then: []kv.Op{op}}, q.Has("stale"))
+	resp, err := s.Read(r.Context(), kv.Txn{Then: []kv.Op{{Type: kv.OpGet, Key: []byte(key)}}}, q.Has("stale"))
 	if err != nil {
 		writeCallError(w, err)
 		return
 	}
 	s.consulHeaders(w, resp.Revision)
 	recs := resp.Results[0].Records
-	if len(recs) == 0 {
-		w.WriteHeader(http.StatusNotFound)
-		return
-	}
 	switch {
-	case q.Has("keys"):
-		writeJSON(w, http.StatusOK, keysUnder(recs, key, q.Get("separator")))
+	case len(recs) == 0:
+		w.WriteHeader(http.StatusNotFound)
 	case q.Has("raw"):
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Write(recs[0].Value)
 	default:
-		out := make([]consulEntry, len(recs))
-		for i, rec := range recs {
-			out[i] = toConsul(rec)
-		}
-		writeJSON(w, http.StatusOK, out)
+		writeJSON(w, http.StatusOK, []consulEntry{toConsul(recs[0])})
 	}
 }
 
 func toConsul(rec kv.KeyValue) consulEntry {
 	return consulEntry{Key: string(rec.Key), Value: rec.Value, CreateIndex: uint64(rec.CreateRev), ModifyIndex: uint64(rec.ModRev)}
-}
-
-// keysUnder lists keys, folding everything after the first separator that
-// follows the prefix into one entry, as Consul does.
-func keysUnder(recs []kv.KeyValue, prefix, sep string) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, rec := range recs {
-		k := string(rec.Key)
-		if sep != "" {
-			if i := strings.Index(k[len(prefix):], sep); i >= 0 {
-				k = k[:len(prefix)+i+len(sep)]
-			}
-		}
-		if !seen[k] {
-			seen[k] = true
-			out = append(out, k)
-		}
-	}
-	sort.Strings(out)
-	return out
 }
 
 // block implements Consul's blocking queries: with ?index=N, wait (up to

@@ -51,6 +51,18 @@ const (
 	// own defaults for a blocking query's ?wait.
 	blockingWaitSecondsDefault = 5 * 60
 	blockingWaitSecondsMax     = 10 * 60
+	// listCopyKeysMax is the longest KV listing (?recurse, ?keys) the read
+	// copies out in the loop, as any read; a longer one is streamed from a
+	// clone of the state. A clone is O(1) for the loop, but the writes after
+	// it copy the tree nodes they touch (core/kv's BenchmarkApplyPutAfterClone:
+	// at 100k keys a put right after a clone allocates 17 KB, not 240 B, and
+	// takes 3-8 times as long), about what copying a thousand short records
+	// costs the loop.
+	listCopyKeysMax = 1000
+	// listWriteBufferBytes batches a streamed listing's entries into writes
+	// of a few dozen kilobytes: far fewer syscalls and chunks than one per
+	// entry, and a small buffer however long the listing.
+	listWriteBufferBytes = 32 << 10
 	// txnOpsMax matches Consul's limit on operations per transaction.
 	txnOpsMax = 64
 	// txnBodyPerValueFactor scales txnOpsMax values of the largest size to a

@@ -54,6 +54,14 @@ type consulTxnError struct {
 type consulTxnResponse struct {
 	Results []consulTxnResult
 	Errors  []consulTxnError
+	More    []txnMore `json:",omitempty"` // Aspen's: get-trees the range cap cut short
+}
+
+// txnMore names a get-tree that listed only the first RangeLimitMax keys
+// of its tree: the rest sort after After, its last key listed.
+type txnMore struct {
+	OpIndex int
+	After   string
 }
 
 func (s *Server) handleTxn(w http.ResponseWriter, r *http.Request) {
@@ -88,11 +96,41 @@ func (s *Server) handleTxn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.consulHeaders(w, resp.Revision)
+	s.answerTxn(w, ops, txn.ReadOnly(), checks, thenOf, resp)
+}
+
+// answerTxn answers as Consul does (409 naming the failed checks, else the
+// results), and says when a get-tree was cut short by the replica's range
+// cap: in More, or, when nothing was written, by refusing the whole answer
+// (a Consul client would not look at More and would take the cut for the
+// tree).
+func (s *Server) answerTxn(w http.ResponseWriter, ops []consulTxnOp, readOnly bool, checks []check, thenOf []int, resp kv.Response) {
 	if !resp.Succeeded {
 		writeJSON(w, http.StatusConflict, consulTxnResponse{Errors: failedChecks(checks, resp.Results)})
 		return
 	}
-	writeJSON(w, http.StatusOK, consulTxnResponse{Results: txnResults(ops, thenOf, resp)})
+	more := cutTrees(ops, thenOf, resp)
+	if len(more) > 0 && readOnly {
+		i := more[0].OpIndex
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("operation %d: get-tree %q holds more than %d keys, the most a transaction lists; list them with GET /v1/kv/%s?recurse",
+			i, ops[i].KV.Key, s.limits().RangeLimitMax, ops[i].KV.Key))
+		return
+	}
+	writeJSON(w, http.StatusOK, consulTxnResponse{Results: txnResults(ops, thenOf, resp), More: more})
+}
+
+// cutTrees names every get-tree the replica's range cap cut short.
+func cutTrees(ops []consulTxnOp, thenOf []int, resp kv.Response) []txnMore {
+	var more []txnMore
+	for i, op := range ops {
+		if op.KV == nil || op.KV.Verb != "get-tree" {
+			continue
+		}
+		if res := resp.Results[thenOf[i]]; res.More {
+			more = append(more, txnMore{OpIndex: i, After: string(res.Records[len(res.Records)-1].Key)})
+		}
+	}
+	return more
 }
 
 // check is one compare of a translated transaction and the Consul
@@ -179,6 +217,9 @@ func translateKV(op consulTxnKV) ([]kv.Compare, kv.Op, error) {
 		return []kv.Compare{{Key: key, Target: kv.TargetExists, Result: kv.Equal, Exists: b}}
 	}
 	get := kv.Op{Type: kv.OpGet, Key: key}
+	if err := kv.CheckKeyText(key); err != nil {
+		return nil, get, err // every verb names a key or a prefix
+	}
 	if op.Flags != 0 || op.Session != "" {
 		return nil, get, fmt.Errorf("flags and sessions are not supported by Aspen")
 	}
