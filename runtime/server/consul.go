@@ -24,19 +24,13 @@ type consulEntry struct {
 	Key         string
 	Flags       uint64
 	Value       []byte // base64 in JSON, like Consul
+	Session     string `json:",omitempty"` // the lock's holder; absent when free, as in Consul
 	CreateIndex uint64
 	ModifyIndex uint64
 }
 
 func (s *Server) handleKV(w http.ResponseWriter, r *http.Request) {
 	key := strings.TrimPrefix(r.URL.Path, "/v1/kv/")
-	q := r.URL.Query()
-	for _, unsupported := range []string{"acquire", "release", "flags"} {
-		if q.Has(unsupported) && !(unsupported == "flags" && q.Get("flags") == "0") {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("?%s is not supported by Aspen (sessions, locks and flags are not implemented)", unsupported))
-			return
-		}
-	}
 	switch r.Method {
 	case http.MethodGet:
 		s.kvGet(w, r, key)
@@ -86,7 +80,8 @@ func (s *Server) kvGet(w http.ResponseWriter, r *http.Request, key string) {
 }
 
 func toConsul(rec kv.KeyValue) consulEntry {
-	return consulEntry{Key: string(rec.Key), Value: rec.Value, CreateIndex: uint64(rec.CreateRev), ModifyIndex: uint64(rec.ModRev)}
+	return consulEntry{Key: string(rec.Key), Value: rec.Value, CreateIndex: uint64(rec.CreateRev), ModifyIndex: uint64(rec.ModRev),
+		Flags: rec.Flags, LockIndex: rec.LockIndex, Session: rec.Session}
 }
 
 // keysUnder lists keys, folding everything after the first separator that
@@ -167,12 +162,16 @@ func (s *Server) kvPut(w http.ResponseWriter, r *http.Request, key string) {
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("value exceeds %d byte limit", limit))
 		return
 	}
-	id, err := leaseParam(r)
+	put, err := putOp(r, key, body)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	txn := kv.Txn{Then: []kv.Op{{Type: kv.OpPut, Key: []byte(key), Value: body, Lease: id}}}
+	if put.Lock != kv.LockNone {
+		s.writeBool(w, r, lockTxn(put))
+		return
+	}
+	txn := kv.Txn{Then: []kv.Op{put}}
 	if !s.addCAS(w, r, key, &txn) {
 		return
 	}
