@@ -109,22 +109,32 @@ func keysUnder(recs []kv.KeyValue, prefix, sep string) []string {
 // ?wait, default 5 minutes) until the store's revision passes N, or until the
 // node stops, so that Close need not wait out the query.
 func (s *Server) block(r *http.Request) error {
-	index, ok, err := uintParam(r, "index")
+	index, wait, ok, err := blockingParams(r)
 	if err != nil || !ok {
 		return err
-	}
-	wait := blockingWaitSecondsDefault * time.Second
-	if v := r.URL.Query().Get("wait"); v != "" {
-		d, err := parseConsulDuration(v)
-		if err != nil {
-			return err
-		}
-		wait = min(d, blockingWaitSecondsMax*time.Second)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
 	s.hub.waitAbove(ctx, s.stop, int64(index))
 	return nil
+}
+
+// blockingParams reads a blocking query's ?index and ?wait; ok is false
+// when the query does not block.
+func blockingParams(r *http.Request) (index uint64, wait time.Duration, ok bool, err error) {
+	index, ok, err = uintParam(r, "index")
+	if err != nil || !ok {
+		return 0, 0, false, err
+	}
+	wait = blockingWaitSecondsDefault * time.Second
+	if v := r.URL.Query().Get("wait"); v != "" {
+		d, err := parseConsulDuration(v)
+		if err != nil {
+			return 0, 0, false, err
+		}
+		wait = min(d, blockingWaitSecondsMax*time.Second)
+	}
+	return index, wait, true, nil
 }
 
 // parseConsulDuration accepts Go durations and bare numbers of seconds.

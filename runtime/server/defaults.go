@@ -51,6 +51,12 @@ const (
 	// own defaults for a blocking query's ?wait.
 	blockingWaitSecondsDefault = 5 * 60
 	blockingWaitSecondsMax     = 10 * 60
+	// sessionBodyBytesMax bounds a session create: a name, a node and a
+	// few short fields.
+	sessionBodyBytesMax = 64 << 10
+	// lockDelaySecondsBelow is Consul's rule for a session's LockDelay: a
+	// value below 1000 (nanoseconds) was meant as seconds.
+	lockDelaySecondsBelow = 1000
 	// txnOpsMax matches Consul's limit on operations per transaction.
 	txnOpsMax = 64
 	// txnBodyPerValueFactor scales txnOpsMax values of the largest size to a
