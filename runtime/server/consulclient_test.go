@@ -105,7 +105,7 @@ func TestConsulLockContenders(t *testing.T) {
 func TestConsulSemaphore(t *testing.T) {
 	c := startCluster(t, 3)
 	sem := func(i int, tryOnce bool) *api.Semaphore {
-		s, err := c.consul(i%3).SemaphoreOpts(&api.SemaphoreOptions{Prefix: "pool/", Limit: 2,
+		s, err := c.consul(i % 3).SemaphoreOpts(&api.SemaphoreOptions{Prefix: "pool/", Limit: 2,
 			SemaphoreTryOnce: tryOnce, SemaphoreWaitTime: time.Second})
 		if err != nil {
 			t.Fatal(err)
