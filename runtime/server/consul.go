@@ -109,32 +109,29 @@ func keysUnder(recs []kv.KeyValue, prefix, sep string) []string {
 // ?wait, default 5 minutes) until the store's revision passes N, or until the
 // node stops, so that Close need not wait out the query.
 func (s *Server) block(r *http.Request) error {
-	index, wait, ok, err := blockingParams(r)
+	return blockOn(r, func(ctx context.Context, index uint64) { s.hub.waitAbove(ctx, s.stop, int64(index)) })
+}
+
+// blockOn reads a blocking query's ?index and ?wait and, when it blocks,
+// runs waitAbove on the index for at most the wait: each endpoint waits on
+// the index it reports.
+func blockOn(r *http.Request, waitAbove func(ctx context.Context, index uint64)) error {
+	index, ok, err := uintParam(r, "index")
 	if err != nil || !ok {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), wait)
-	defer cancel()
-	s.hub.waitAbove(ctx, s.stop, int64(index))
-	return nil
-}
-
-// blockingParams reads a blocking query's ?index and ?wait; ok is false
-// when the query does not block.
-func blockingParams(r *http.Request) (index uint64, wait time.Duration, ok bool, err error) {
-	index, ok, err = uintParam(r, "index")
-	if err != nil || !ok {
-		return 0, 0, false, err
-	}
-	wait = blockingWaitSecondsDefault * time.Second
+	wait := blockingWaitSecondsDefault * time.Second
 	if v := r.URL.Query().Get("wait"); v != "" {
 		d, err := parseConsulDuration(v)
 		if err != nil {
-			return 0, 0, false, err
+			return err
 		}
 		wait = min(d, blockingWaitSecondsMax*time.Second)
 	}
-	return index, wait, true, nil
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	waitAbove(ctx, index)
+	return nil
 }
 
 // parseConsulDuration accepts Go durations and bare numbers of seconds.

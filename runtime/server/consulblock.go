@@ -53,12 +53,5 @@ func (a *appliedIndex) waitAbove(ctx context.Context, stop <-chan struct{}, inde
 // blockApplied is Consul's blocking query (?index, ?wait) on the applied
 // log index.
 func (s *Server) blockApplied(r *http.Request) error {
-	index, wait, ok, err := blockingParams(r)
-	if err != nil || !ok {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), wait)
-	defer cancel()
-	s.applied.waitAbove(ctx, s.stop, index)
-	return nil
+	return blockOn(r, func(ctx context.Context, index uint64) { s.applied.waitAbove(ctx, s.stop, index) })
 }

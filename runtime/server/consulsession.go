@@ -195,23 +195,24 @@ func newSessionID() string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
-// sessionID is the id at the end of a session path; Consul answers a path
-// without one "Missing session".
-func sessionID(w http.ResponseWriter, r *http.Request, prefix string) (string, bool) {
-	id := strings.TrimPrefix(r.URL.Path, prefix)
-	if id == "" {
+// sessionTarget checks a session endpoint's method and returns the
+// argument at the end of its path (none when prefix is ""); Consul answers
+// a path without one "Missing session".
+func sessionTarget(w http.ResponseWriter, r *http.Request, method, prefix string) (string, bool) {
+	if r.Method != method {
+		methodNotAllowed(w, r, method)
+		return "", false
+	}
+	arg := strings.TrimPrefix(r.URL.Path, prefix)
+	if prefix != "" && arg == "" {
 		writeError(w, http.StatusBadRequest, "Missing session: "+prefix+"<id>")
 		return "", false
 	}
-	return id, true
+	return arg, true
 }
 
 func (s *Server) handleSessionRenew(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPut {
-		methodNotAllowed(w, r, "PUT")
-		return
-	}
-	id, ok := sessionID(w, r, "/v1/session/renew/")
+	id, ok := sessionTarget(w, r, http.MethodPut, "/v1/session/renew/")
 	if !ok {
 		return
 	}
@@ -229,11 +230,7 @@ func (s *Server) handleSessionRenew(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleSessionDestroy(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPut {
-		methodNotAllowed(w, r, "PUT")
-		return
-	}
-	id, ok := sessionID(w, r, "/v1/session/destroy/")
+	id, ok := sessionTarget(w, r, http.MethodPut, "/v1/session/destroy/")
 	if !ok {
 		return
 	}
@@ -247,16 +244,9 @@ func (s *Server) handleSessionDestroy(w http.ResponseWriter, r *http.Request) {
 // blocking on it wakes at the next change.
 func (s *Server) sessionRead(prefix string, query func(arg string) module.Command) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet {
-			methodNotAllowed(w, r, "GET")
+		arg, ok := sessionTarget(w, r, http.MethodGet, prefix)
+		if !ok {
 			return
-		}
-		var arg string
-		if prefix != "" {
-			var ok bool
-			if arg, ok = sessionID(w, r, prefix); !ok {
-				return
-			}
 		}
 		if err := s.blockApplied(r); err != nil {
 			writeError(w, http.StatusBadRequest, err.Error())
