@@ -27,6 +27,7 @@ func TestDevCluster(t *testing.T) {
 	t.Run("kv", func(t *testing.T) { testKV(t, d) })
 	t.Run("kv watch", func(t *testing.T) { testKVWatch(t, d) })
 	t.Run("lease", func(t *testing.T) { testLease(t, d) })
+	t.Run("session", func(t *testing.T) { testSession(t, d) })
 	t.Run("job", func(t *testing.T) { testJob(t, d) })
 	t.Run("job stats", func(t *testing.T) { testJobStats(t, d) })
 	t.Run("schedule", func(t *testing.T) { testSchedule(t, d) })

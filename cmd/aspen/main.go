@@ -32,7 +32,7 @@ func newApp() *cli.App {
 		Name:            "aspen",
 		Usage:           "the Aspen key-value store and its tools",
 		HideHelpCommand: true,
-		Commands: []*cli.Command{simCommand(), nodeCommand(), devCommand(), kvCommand(), leaseCommand(), jobCommand(),
+		Commands: []*cli.Command{simCommand(), nodeCommand(), devCommand(), kvCommand(), leaseCommand(), sessionCommand(), jobCommand(),
 			scheduleCommand(), hookCommand(), topicCommand(), groupCommand(), workerCommand(), tokenCommand(), auditCommand(), clusterCommand(), snapshotCommand(), benchCommand()},
 		CommandNotFound: func(c *cli.Context, name string) {
 			fmt.Fprintf(c.App.ErrWriter, "aspen: unknown command %q (see aspen --help)\n", name)

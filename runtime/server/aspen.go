@@ -63,6 +63,11 @@ type WatchEvent struct {
 	CreateRevision int64  `json:"create_revision,omitempty"`
 	ModRevision    int64  `json:"mod_revision,omitempty"`
 	Version        int64  `json:"version,omitempty"`
+	// Flags, LockIndex and Session are Consul's (a key's flags, how often a
+	// session acquired it, and the session holding it); absent when zero.
+	Flags     uint64 `json:"flags,omitempty"`
+	LockIndex uint64 `json:"lock_index,omitempty"`
+	Session   string `json:"session,omitempty"`
 	// Expired marks a delete made by a lease's expiry, not by a client (a
 	// revoke is a client's); absent otherwise, so older readers see a delete.
 	Expired bool   `json:"expired,omitempty"`
@@ -135,5 +140,6 @@ func toWatchEvent(e node.Event) WatchEvent {
 		return WatchEvent{Revision: e.Revision, Type: "delete", Key: string(e.Key), Expired: e.Expired}
 	}
 	return WatchEvent{Revision: e.Revision, Type: "put", Key: string(e.Key), Value: e.Record.Value,
-		CreateRevision: e.Record.CreateRev, ModRevision: e.Record.ModRev, Version: e.Record.Version}
+		CreateRevision: e.Record.CreateRev, ModRevision: e.Record.ModRev, Version: e.Record.Version,
+		Flags: e.Record.Flags, LockIndex: e.Record.LockIndex, Session: e.Record.Session}
 }

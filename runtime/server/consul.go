@@ -23,6 +23,7 @@ type consulEntry struct {
 	Key         string
 	Flags       uint64
 	Value       []byte // base64 in JSON, like Consul
+	Session     string `json:",omitempty"` // the lock's holder; absent when free, as in Consul
 	CreateIndex uint64
 	ModifyIndex uint64
 }
@@ -33,13 +34,6 @@ func (s *Server) handleKV(w http.ResponseWriter, r *http.Request) {
 		// Refused on reads too: no listing can show such a key unchanged.
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
-	}
-	q := r.URL.Query()
-	for _, unsupported := range []string{"acquire", "release", "flags"} {
-		if q.Has(unsupported) && !(unsupported == "flags" && q.Get("flags") == "0") {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("?%s is not supported by Aspen (sessions, locks and flags are not implemented)", unsupported))
-			return
-		}
 	}
 	switch r.Method {
 	case http.MethodGet:
@@ -82,13 +76,21 @@ func (s *Server) kvGet(w http.ResponseWriter, r *http.Request, key string) {
 }
 
 func toConsul(rec kv.KeyValue) consulEntry {
-	return consulEntry{Key: string(rec.Key), Value: rec.Value, CreateIndex: uint64(rec.CreateRev), ModifyIndex: uint64(rec.ModRev)}
+	return consulEntry{Key: string(rec.Key), Value: rec.Value, CreateIndex: uint64(rec.CreateRev), ModifyIndex: uint64(rec.ModRev),
+		Flags: rec.Flags, LockIndex: rec.LockIndex, Session: rec.Session}
 }
 
 // block implements Consul's blocking queries: with ?index=N, wait (up to
 // ?wait, default 5 minutes) until the store's revision passes N, or until the
 // node stops, so that Close need not wait out the query.
 func (s *Server) block(r *http.Request) error {
+	return blockOn(r, func(ctx context.Context, index uint64) { s.hub.waitAbove(ctx, s.stop, int64(index)) })
+}
+
+// blockOn reads a blocking query's ?index and ?wait and, when it blocks,
+// runs waitAbove on the index for at most the wait: each endpoint waits on
+// the index it reports.
+func blockOn(r *http.Request, waitAbove func(ctx context.Context, index uint64)) error {
 	index, ok, err := uintParam(r, "index")
 	if err != nil || !ok {
 		return err
@@ -103,7 +105,7 @@ func (s *Server) block(r *http.Request) error {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
-	s.hub.waitAbove(ctx, s.stop, int64(index))
+	waitAbove(ctx, index)
 	return nil
 }
 
@@ -142,12 +144,16 @@ func (s *Server) kvPut(w http.ResponseWriter, r *http.Request, key string) {
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("value exceeds %d byte limit", limit))
 		return
 	}
-	id, err := leaseParam(r)
+	put, err := putOp(r, key, body)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	txn := kv.Txn{Then: []kv.Op{{Type: kv.OpPut, Key: []byte(key), Value: body, Lease: id}}}
+	if put.Lock != kv.LockNone {
+		s.writeBool(w, r, lockTxn(put))
+		return
+	}
+	txn := kv.Txn{Then: []kv.Op{put}}
 	if !s.addCAS(w, r, key, &txn) {
 		return
 	}

@@ -63,6 +63,12 @@ const (
 	// of a few dozen kilobytes: far fewer syscalls and chunks than one per
 	// entry, and a small buffer however long the listing.
 	listWriteBufferBytes = 32 << 10
+	// sessionBodyBytesMax bounds a session create: a name, a node and a
+	// few short fields.
+	sessionBodyBytesMax = 64 << 10
+	// lockDelaySecondsBelow is Consul's rule for a session's LockDelay: a
+	// value below 1000 (nanoseconds) was meant as seconds.
+	lockDelaySecondsBelow = 1000
 	// txnOpsMax matches Consul's limit on operations per transaction.
 	txnOpsMax = 64
 	// txnBodyPerValueFactor scales txnOpsMax values of the largest size to a

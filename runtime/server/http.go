@@ -18,6 +18,8 @@ func (s *Server) routes() http.Handler {
 	route("/v1/txn", "txn", s.handleTxn)
 	route("/v1/status/leader", "status_leader", s.handleLeader)
 	route("/v1/status/peers", "status_peers", s.handlePeers)
+	s.sessionRoutes(route)
+	s.agentRoutes(route)
 	route("/v1/aspen/status", "aspen_status", s.handleStatus)
 	route("/v1/aspen/watch", "aspen_watch", s.handleWatch)
 	route("/v1/aspen/members", "aspen_members", s.handleMembers)

@@ -110,6 +110,7 @@ func (s *Server) refreshStatus() {
 	st := s.node.Status()
 	s.status.Store(&st)
 	s.leadership.observe(st.Term, st.Lead)
+	s.applied.observe(st.Applied)
 	s.metrics.observeStatus(st)
 	if st.Applied != s.topicsWokenAt {
 		s.topicsWokenAt = st.Applied

@@ -80,6 +80,8 @@ type Server struct {
 	pool          *sessionPool
 	// leadership wakes calls when the leader changes (calls.go).
 	leadership *leadership
+	// applied wakes blocking session queries as entries apply (consulblock.go).
+	applied *appliedIndex
 
 	inbox   chan func()
 	waiters map[waitKey]chan node.Response // loop-owned
@@ -124,6 +126,7 @@ func Start(cfg Config) (*Server, error) {
 		cfg: cfg, log: cfg.Logger, inbox: make(chan func(), inboxMax),
 		waiters: map[waitKey]chan node.Response{}, done: make(chan struct{}),
 		metrics: newMetrics(), hub: newHub(), topicReaders: newTopicReaders(), pool: newSessionPool(sessionsPerServer), leadership: newLeadership(),
+		applied: newAppliedIndex(),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.stop = s.ctx.Done()
