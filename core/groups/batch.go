@@ -160,10 +160,10 @@ func (m *Module) Fetchable(group, member string, nowNs int64) (Readiness, error)
 	return r, nil
 }
 
-// FetchableQuery asks whether member's fetch would lease anything now
-// (Answer.Ready).
-func FetchableQuery(group, member string) module.Command {
-	return named(QueryFetchable, group).str(member).cmd()
+// FetchableQuery asks whether member's fetch of up to n messages would
+// lease anything now (Answer.Ready); n is checked as the fetch's would be.
+func FetchableQuery(group, member string, n int) module.Command {
+	return named(QueryFetchable, group).str(member).u(uint64(n)).cmd()
 }
 
 // appendItems lays out a batch's answers: count uvarint | (outcome uvarint

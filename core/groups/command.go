@@ -222,7 +222,7 @@ func decode(kind byte, body []byte) (cmd, error) {
 		c.member = r.String()
 		c.items = readSettleItems(r)
 	case QueryFetchable:
-		c.member = r.String()
+		c.member, c.n = r.String(), int(min(r.Uvarint(), 1<<30))
 	case CmdDelete, QueryDescribe:
 	case QueryList:
 		c.n = int(min(r.Uvarint(), 1<<30))

@@ -19,6 +19,9 @@ func (m *Module) Query(kind byte, body []byte, nowNs int64) module.Answer {
 	case QueryList:
 		return reply(m.list(c.group, c.n), nil)
 	case QueryFetchable:
+		if err := m.check(CmdFetch, &c); err != nil { // refused as the fetch would be
+			return refusal(err)
+		}
 		r, err := m.Fetchable(c.group, c.member, nowNs)
 		return reply(Answer{Ready: &r}, err)
 	}

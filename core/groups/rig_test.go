@@ -197,7 +197,7 @@ func (r *rig) describe(name string) Group {
 // now, through the query's encoded answer.
 func (r *rig) fetchable(name, member string) Readiness {
 	r.t.Helper()
-	a := r.m.Query(QueryFetchable, FetchableQuery(name, member).Body, r.now)
+	a := r.m.Query(QueryFetchable, FetchableQuery(name, member, 1).Body, r.now)
 	if a.Outcome != module.OK {
 		r.t.Fatalf("fetchable %q: %v %s", name, a.Outcome, a.Detail)
 	}
