@@ -178,20 +178,47 @@ func (w *World) competingStep(a *topicActor) {
 		w.memberSend(a, &topicOp{kind: gFetch, req: node.Request{Call: call(groups.Fetch(name, m.id, n))}})
 		return
 	}
+	if p := w.sc.Topics.SettleBatchProb; p > 0 && len(m.held) > 1 && w.rng.Float64() < p {
+		w.settleBatch(a)
+		return
+	}
 	d := m.held[0]
 	m.held = m.held[1:]
 	if w.poison(d.Message) {
 		w.wakeTopicActor(a, w.now+memberGapNs) // never settled: it must go to the dead letters
 		return
 	}
-	verb, delay := groups.Ack, int64(0)
+	it := w.settleOne(m, d)
+	w.memberSend(a, &topicOp{kind: gSettle, handle: d.Handle, verb: it.Verb,
+		req: node.Request{Call: call(groups.Settle(name, m.id, it.Verb, d.Handle, it.DelayNs))}})
+}
+
+// settleOne processes and acks delivery d, or naks it (nak_prob, not processed).
+func (w *World) settleOne(m *memberState, d groups.Delivery) groups.SettleItem {
 	if w.rng.Float64() < w.sc.Topics.NakProb {
-		verb, delay = groups.Nak, millis(w.uniform(0, 200))
-	} else {
-		w.gpc.process(w, m, d.Message)
+		return groups.SettleItem{Verb: groups.Nak, Handle: d.Handle, DelayNs: millis(w.uniform(0, 200))}
 	}
-	w.memberSend(a, &topicOp{kind: gSettle, handle: d.Handle, verb: verb,
-		req: node.Request{Call: call(groups.Settle(name, m.id, verb, d.Handle, delay))}})
+	w.gpc.process(w, m, d.Message)
+	return groups.SettleItem{Verb: groups.Ack, Handle: d.Handle}
+}
+
+// settleBatch settles everything the member holds in one command, as
+// settleOne would one by one; poison messages are left out.
+func (w *World) settleBatch(a *topicActor) {
+	m := a.mem
+	var items []groups.SettleItem
+	for _, d := range m.held {
+		if !w.poison(d.Message) {
+			items = append(items, w.settleOne(m, d))
+		}
+	}
+	m.held = nil
+	if len(items) == 0 {
+		w.wakeTopicActor(a, w.now+memberGapNs)
+		return
+	}
+	w.memberSend(a, &topicOp{kind: gSettleBatch, items: items,
+		req: node.Request{Call: call(groups.SettleBatch(w.memberGroup(m), m.id, items))}})
 }
 
 // poison reports whether a competing member never settles msg.
@@ -270,7 +297,9 @@ func (w *World) memberResponse(a *topicActor, op *topicOp, r node.Response) {
 			next = memberIdleNs
 		}
 	case gSettle:
-		w.gpc.settled(w, m, op, r)
+		w.gpc.settled(w, m, groups.SettleItem{Verb: op.verb, Handle: op.handle}, r.Outcome == node.OK, r.Err())
+	case gSettleBatch:
+		w.gpc.settledBatch(w, m, op, r)
 	}
 	w.wakeTopicActor(a, w.now+next)
 }

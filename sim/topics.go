@@ -89,6 +89,7 @@ const (
 	gCommit
 	gFetch
 	gSettle
+	gSettleBatch
 )
 
 // topicWrite reports whether an op goes through the log (takes a sequence
@@ -128,6 +129,7 @@ type topicOp struct {
 	released []int // a heartbeat's released partitions
 	handle   groups.Handle
 	verb     uint8
+	items    []groups.SettleItem // a batch settle's
 	lowIndex uint64 // the highest index any replica had applied when a query was sent
 	start    int64
 	deadline int64
