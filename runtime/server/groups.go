@@ -269,12 +269,8 @@ func (s *Server) groupRoutes(route func(pattern, name string, h http.HandlerFunc
 
 func (s *Server) groupHandler(e groupEndpoint) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if !allowMethods(w, r, e.get) {
-			return
-		}
-		req, code, err := readGroupRequest(r)
-		if err != nil {
-			writeError(w, code, err.Error())
+		req, ok := groupRequestOf(w, r, e.get)
+		if !ok {
 			return
 		}
 		cmd, err := e.command(req)
@@ -284,6 +280,28 @@ func (s *Server) groupHandler(e groupEndpoint) http.HandlerFunc {
 		}
 		answerCall(s, w, r, "group "+e.name, e.write, cmd, func(a groups.Answer) any { return e.answer(req, a) })
 	}
+}
+
+// groupRequestOf reads a group endpoint's request (a POST, or a GET where
+// get is set), or answers why not and reports false.
+func groupRequestOf(w http.ResponseWriter, r *http.Request, get bool) (GroupRequest, bool) {
+	if !allowMethods(w, r, get) {
+		return GroupRequest{}, false
+	}
+	req, code, err := readGroupRequest(r)
+	if err != nil {
+		writeError(w, code, err.Error())
+		return req, false
+	}
+	return req, true
+}
+
+// checkWaitMs refuses a long poll's WaitMs out of [0, topicWaitMsMax].
+func checkWaitMs(ms int64) error {
+	if ms < 0 || ms > topicWaitMsMax {
+		return fmt.Errorf("WaitMs must be 0 to %d, got %d", topicWaitMsMax, ms)
+	}
+	return nil
 }
 
 // readGroupRequest decodes one JSON object strictly, or for a GET the query
@@ -631,12 +649,8 @@ func groupMessage(m *topics.Message) GroupMessage {
 // more) is told so (409): it stops reading it; its commits would be
 // refused anyway.
 func (s *Server) handleGroupRead(w http.ResponseWriter, r *http.Request) {
-	if !allowMethods(w, r, false) {
-		return
-	}
-	req, code, err := readGroupRequest(r)
-	if err != nil {
-		writeError(w, code, err.Error())
+	req, ok := groupRequestOf(w, r, false)
+	if !ok {
 		return
 	}
 	p, err := groupPartition(req)
@@ -648,8 +662,8 @@ func (s *Server) handleGroupRead(w http.ResponseWriter, r *http.Request) {
 		err = fmt.Errorf("Max must not be negative, got %d", req.Max)
 	case req.From != nil && *req.From < 0:
 		err = fmt.Errorf("From must be an offset, got %d", *req.From)
-	case req.WaitMs < 0 || req.WaitMs > topicWaitMsMax:
-		err = fmt.Errorf("WaitMs must be 0 to %d, got %d", topicWaitMsMax, req.WaitMs)
+	default:
+		err = checkWaitMs(req.WaitMs)
 	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())

@@ -29,12 +29,8 @@ import (
 // messages again rather than an empty answer.
 
 func (s *Server) handleGroupFetch(w http.ResponseWriter, r *http.Request) {
-	if !allowMethods(w, r, false) {
-		return
-	}
-	req, code, err := readGroupRequest(r)
-	if err != nil {
-		writeError(w, code, err.Error())
+	req, ok := groupRequestOf(w, r, false)
+	if !ok {
 		return
 	}
 	client, seq, own, err := callerSession(r)
@@ -42,8 +38,8 @@ func (s *Server) handleGroupFetch(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 	case req.Max < 0:
 		err = fmt.Errorf("Max must be a positive number of messages, got %d", req.Max)
-	case req.WaitMs < 0 || req.WaitMs > topicWaitMsMax:
-		err = fmt.Errorf("WaitMs must be 0 to %d, got %d", topicWaitMsMax, req.WaitMs)
+	default:
+		err = checkWaitMs(req.WaitMs)
 	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())

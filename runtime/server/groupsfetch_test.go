@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/aspen-db/aspen/core/topics"
 )
 
 // postAs POSTs body to node i's group endpoint op under the caller's own
@@ -112,31 +109,10 @@ func TestGroupFetchLongPoll(t *testing.T) {
 	c.topicWith("feed", 2, 0)
 	c.groupOK(0, "create", `{"Name": "q", "Topic": "feed", "Mode": "competing"}`, nil)
 	node := (c.leader() + 1) % 3
-	got := make(chan GroupDeliveries, 1)
-	go func() {
-		var f GroupDeliveries
-		if code, body := c.groupDo(node, "fetch", `{"Name": "q", "Member": "w", "Max": 10, "WaitMs": 10000}`, &f); code != 200 {
-			t.Errorf("fetch: %d %s", code, body)
-		}
-		got <- f
-	}()
-	time.Sleep(300 * time.Millisecond)
-	select {
-	case f := <-got:
-		t.Fatalf("the fetch answered before anything was published: %+v", f)
-	default:
-	}
-	publisher := (node + 1) % 3
-	if _, err := c.servers[publisher].Call(context.Background(), topics.Publish("feed", []topics.In{{Value: []byte("late"), Partition: 1}})); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case f := <-got:
-		if len(f.Messages) != 1 || f.Messages[0].Value != "late" || f.Messages[0].Delivery != 1 {
-			t.Fatalf("woken fetch: %+v, want the message published while it waited", f)
-		}
-	case <-time.After(8 * time.Second):
-		t.Fatal("the waiting fetch was not woken by the publish")
+	var f GroupDeliveries
+	c.wokenByPublish(node, "fetch", `{"Name": "q", "Member": "w", "Max": 10, "WaitMs": 10000}`, (node+1)%3, "feed", 1, &f)
+	if len(f.Messages) != 1 || f.Messages[0].Value != "late" || f.Messages[0].Delivery != 1 {
+		t.Fatalf("woken fetch: %+v, want the message published while it waited", f)
 	}
 	if code, body := c.groupDo(0, "fetch", `{"Name": "q", "Member": "w", "WaitMs": 60001}`, nil); code != 400 {
 		t.Fatalf("WaitMs over the bound: %d %s, want 400", code, body)
