@@ -26,7 +26,9 @@ import (
 // proposed at most once, since a retry of that sequence number answers what
 // the first proposal did: and the first check proposes when the member holds
 // leases already, so that a retried fetch whose answer was lost gets its
-// messages again rather than an empty answer.
+// messages again rather than an empty answer. When that proposal leases
+// nothing the fetch waits, and answers empty once woken: a member that
+// fetches while it holds leases costs one write a fetch, not one a wake.
 
 func (s *Server) handleGroupFetch(w http.ResponseWriter, r *http.Request) {
 	req, ok := groupRequestOf(w, r, false)
@@ -67,10 +69,13 @@ func (s *Server) handleGroupFetch(w http.ResponseWriter, r *http.Request) {
 // groupFetch asks whether the fetch would lease anything and proposes it
 // when so (or when a nakked message's delay has passed on this host's
 // clock, which the replica's replicated time may not show yet); with
-// WaitMs it waits in between. once: propose at most once (the caller's own
-// session), and on the first check also when the member holds leases.
+// WaitMs it waits in between. once (the caller's own session): the first
+// check proposes also when the member holds leases, and after a proposal
+// that leased nothing the fetch only waits, answering empty when it is
+// woken (the caller fetches again under a new sequence number).
 func (s *Server) groupFetch(ctx context.Context, req GroupRequest, once bool, propose func() (any, error)) (groups.Answer, error) {
 	end := time.Now().Add(time.Duration(req.WaitMs) * time.Millisecond)
+	proposed := false
 	for first := true; ; first = false {
 		var wait *topicWait
 		if req.WaitMs > 0 {
@@ -81,18 +86,22 @@ func (s *Server) groupFetch(ctx context.Context, req GroupRequest, once bool, pr
 		}
 		ready, err := s.fetchable(ctx, req)
 		due := ready.NextNs != 0 && ready.NextNs <= time.Now().UnixNano()
-		if err != nil || ready.Ready || due || first && once && ready.Held > 0 {
-			if wait != nil {
-				s.topicReaders.remove(wait)
-			}
-			if err != nil {
-				return groups.Answer{}, err
-			}
+		fetch := ready.Ready || due || first && once && ready.Held > 0
+		if err != nil || fetch {
+			s.topicReaders.remove(wait)
+		}
+		switch {
+		case err != nil:
+			return groups.Answer{}, err
+		case fetch && once && proposed:
+			return groups.Answer{}, nil // the session's one proposal is spent
+		case fetch:
 			a, err := groupAnswer(propose())
-			if err != nil || len(a.Deliveries) > 0 || once || !time.Now().Before(end) {
+			proposed = true
+			if err != nil || len(a.Deliveries) > 0 || !time.Now().Before(end) || once && (ready.Ready || due) {
 				return a, err
 			}
-			continue // another member took what woke it: wait again
+			continue // another member took what woke it, or the leases held were not a lost answer's: wait
 		}
 		if wait == nil || !s.awaitFetchable(ctx, wait, end, ready.NextNs) {
 			return groups.Answer{}, nil

@@ -173,3 +173,29 @@ func TestGroupIdleFetchWritesNothing(t *testing.T) {
 		t.Fatalf("applied indexes after a second of idle fetches: %v, before %v: want no entry", after, before)
 	}
 }
+
+// A fetch under the caller's own session retried through another node
+// after its answer was lost answers the same leases (the member holds
+// them, so the retry reaches the log and gets the saved answer) instead of
+// an empty fetch; a later fetch of that member, holding leases with
+// nothing new to lease, answers empty.
+func TestGroupFetchRetriedUnderOwnSession(t *testing.T) {
+	c := startCluster(t, 3)
+	c.topicWith("feed", 1, 2)
+	c.groupOK(0, "create", `{"Name": "q", "Topic": "feed", "Mode": "competing"}`, nil)
+	body := `{"Name": "q", "Member": "w", "Max": 10, "WaitMs": 1000}`
+	code, first := c.postAs(0, "fetch", body, "fetcher", 1)
+	var f GroupDeliveries
+	if code != 200 || json.Unmarshal([]byte(first), &f) != nil || len(f.Messages) != 2 {
+		t.Fatalf("fetch: got %d %s, want both messages", code, first)
+	}
+	if code, again := c.postAs(1, "fetch", body, "fetcher", 1); code != 200 || again != first {
+		t.Fatalf("the fetch retried through node 2: got %d %s, want the first answer %s", code, again, first)
+	}
+	if g := c.describeGroup(2, "q"); g.Pending != 2 || g.Stats.Redeliveries != 0 {
+		t.Fatalf("after the retry: %d pending, %d redeliveries; want the 2 leased once", g.Pending, g.Stats.Redeliveries)
+	}
+	if code, empty := c.postAs(1, "fetch", `{"Name": "q", "Member": "w", "Max": 10, "WaitMs": 400}`, "fetcher", 2); code != 200 || !strings.Contains(empty, `"Messages":[]`) {
+		t.Fatalf("a fetch holding leases, nothing new: got %d %s, want an empty answer", code, empty)
+	}
+}

@@ -61,8 +61,11 @@ func (r *topicReaders) register(w *topicWait) (*topicWait, bool) {
 	return w, true
 }
 
-// remove forgets w, woken or not.
+// remove forgets w, woken or not (nil: none).
 func (r *topicReaders) remove(w *topicWait) {
+	if w == nil {
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.waits, w)
