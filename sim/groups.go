@@ -84,6 +84,7 @@ type memberState struct {
 	hbAt     int64             // the next heartbeat is due
 	read     []topics.Message  // commit_before_process: read, committed, not yet processed
 	held     []groups.Delivery // competing: fetched, not yet settled
+	empty    bool              // competing: its last fetch leased nothing
 }
 
 func (w *World) newMembers(add func(topicRole) *topicActor) {
@@ -175,6 +176,12 @@ func (w *World) competingStep(a *topicActor) {
 	name := w.memberGroup(m)
 	if len(m.held) == 0 {
 		n := 1 + w.rng.IntN(memberFetchMax)
+		if p := w.sc.Topics.FetchCheckProb; p > 0 && m.empty && w.rng.Float64() < p {
+			// As the HTTP fetch does: ask first, fetch only when it would
+			// lease; the end checks catch a question that says no for ever.
+			w.memberSend(a, &topicOp{kind: gFetchable, max: n, req: node.Request{Call: call(groups.FetchableQuery(name, m.id, n))}})
+			return
+		}
 		w.memberSend(a, &topicOp{kind: gFetch, req: node.Request{Call: call(groups.Fetch(name, m.id, n))}})
 		return
 	}
@@ -293,9 +300,16 @@ func (w *World) memberResponse(a *topicActor, op *topicOp, r node.Response) {
 		if r.Outcome == node.OK {
 			m.held = append(m.held, gans.Deliveries...)
 		}
-		if len(m.held) == 0 {
+		m.empty = len(m.held) == 0
+		if m.empty {
 			next = memberIdleNs
 		}
+	case gFetchable:
+		if rd := gans.Ready; r.Outcome == node.OK && rd != nil && (rd.Ready || rd.NextNs != 0 && rd.NextNs <= w.now) {
+			w.memberSend(a, &topicOp{kind: gFetch, req: node.Request{Call: call(groups.Fetch(w.memberGroup(m), m.id, op.max))}})
+			return
+		}
+		next = memberIdleNs
 	case gSettle:
 		w.gpc.settled(w, m, groups.SettleItem{Verb: op.verb, Handle: op.handle}, r.Outcome == node.OK, r.Err())
 	case gSettleBatch:

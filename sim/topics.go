@@ -90,13 +90,14 @@ const (
 	gFetch
 	gSettle
 	gSettleBatch
+	gFetchable // a competing member's question: would a fetch lease anything now
 )
 
 // topicWrite reports whether an op goes through the log (takes a sequence
 // number) rather than being a query.
 func (k topicOpKind) write() bool {
 	switch k {
-	case topGet, topRead, gDescribe, gRead:
+	case topGet, topRead, gDescribe, gRead, gFetchable:
 		return false
 	}
 	return true
