@@ -121,7 +121,9 @@ func TestGroupsCheckerBatchAnswers(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			w := &World{check: newChecker()}
 			w.newGroupsChecker()
-			apply := func(idx uint64, ch groups.Change) { w.groupApplied(&node.Applied{Index: idx, Kind: groups.CmdFetch}, &ch) }
+			apply := func(idx uint64, ch groups.Change) {
+				w.groupApplied(&node.Applied{Index: idx, Kind: groups.CmdFetch}, &ch)
+			}
 			apply(1, groups.Change{Group: "gwork", Owners: []string{""}})
 			for i, it := range items {
 				d := &groups.Delivery{Handle: it.Handle, Member: "a", DeadlineNs: 1000}

@@ -131,7 +131,7 @@ type topicOp struct {
 	handle   groups.Handle
 	verb     uint8
 	items    []groups.SettleItem // a batch settle's
-	lowIndex uint64 // the highest index any replica had applied when a query was sent
+	lowIndex uint64              // the highest index any replica had applied when a query was sent
 	start    int64
 	deadline int64
 	attempt  int
