@@ -84,6 +84,7 @@ type memberState struct {
 	hbAt     int64             // the next heartbeat is due
 	read     []topics.Message  // commit_before_process: read, committed, not yet processed
 	held     []groups.Delivery // competing: fetched, not yet settled
+	empty    bool              // competing: its last fetch leased nothing
 }
 
 func (w *World) newMembers(add func(topicRole) *topicActor) {
@@ -175,7 +176,17 @@ func (w *World) competingStep(a *topicActor) {
 	name := w.memberGroup(m)
 	if len(m.held) == 0 {
 		n := 1 + w.rng.IntN(memberFetchMax)
+		if p := w.sc.Topics.FetchCheckProb; p > 0 && m.empty && w.rng.Float64() < p {
+			// As the HTTP fetch does: ask first, fetch only when it would
+			// lease; the end checks catch a question that says no for ever.
+			w.memberSend(a, &topicOp{kind: gFetchable, max: n, req: node.Request{Call: call(groups.FetchableQuery(name, m.id, n))}})
+			return
+		}
 		w.memberSend(a, &topicOp{kind: gFetch, req: node.Request{Call: call(groups.Fetch(name, m.id, n))}})
+		return
+	}
+	if p := w.sc.Topics.SettleBatchProb; p > 0 && len(m.held) > 1 && w.rng.Float64() < p {
+		w.settleBatch(a)
 		return
 	}
 	d := m.held[0]
@@ -184,14 +195,37 @@ func (w *World) competingStep(a *topicActor) {
 		w.wakeTopicActor(a, w.now+memberGapNs) // never settled: it must go to the dead letters
 		return
 	}
-	verb, delay := groups.Ack, int64(0)
+	it := w.settleOne(m, d)
+	w.memberSend(a, &topicOp{kind: gSettle, handle: d.Handle, verb: it.Verb,
+		req: node.Request{Call: call(groups.Settle(name, m.id, it.Verb, d.Handle, it.DelayNs))}})
+}
+
+// settleOne processes and acks delivery d, or naks it (nak_prob, not processed).
+func (w *World) settleOne(m *memberState, d groups.Delivery) groups.SettleItem {
 	if w.rng.Float64() < w.sc.Topics.NakProb {
-		verb, delay = groups.Nak, millis(w.uniform(0, 200))
-	} else {
-		w.gpc.process(w, m, d.Message)
+		return groups.SettleItem{Verb: groups.Nak, Handle: d.Handle, DelayNs: millis(w.uniform(0, 200))}
 	}
-	w.memberSend(a, &topicOp{kind: gSettle, handle: d.Handle, verb: verb,
-		req: node.Request{Call: call(groups.Settle(name, m.id, verb, d.Handle, delay))}})
+	w.gpc.process(w, m, d.Message)
+	return groups.SettleItem{Verb: groups.Ack, Handle: d.Handle}
+}
+
+// settleBatch settles everything the member holds in one command, as
+// settleOne would one by one; poison messages are left out.
+func (w *World) settleBatch(a *topicActor) {
+	m := a.mem
+	var items []groups.SettleItem
+	for _, d := range m.held {
+		if !w.poison(d.Message) {
+			items = append(items, w.settleOne(m, d))
+		}
+	}
+	m.held = nil
+	if len(items) == 0 {
+		w.wakeTopicActor(a, w.now+memberGapNs)
+		return
+	}
+	w.memberSend(a, &topicOp{kind: gSettleBatch, items: items,
+		req: node.Request{Call: call(groups.SettleBatch(w.memberGroup(m), m.id, items))}})
 }
 
 // poison reports whether a competing member never settles msg.
@@ -266,11 +300,20 @@ func (w *World) memberResponse(a *topicActor, op *topicOp, r node.Response) {
 		if r.Outcome == node.OK {
 			m.held = append(m.held, gans.Deliveries...)
 		}
-		if len(m.held) == 0 {
+		m.empty = len(m.held) == 0
+		if m.empty {
 			next = memberIdleNs
 		}
+	case gFetchable:
+		if rd := gans.Ready; r.Outcome == node.OK && rd != nil && (rd.Ready || rd.NextNs != 0 && rd.NextNs <= w.now) {
+			w.memberSend(a, &topicOp{kind: gFetch, req: node.Request{Call: call(groups.Fetch(w.memberGroup(m), m.id, op.max))}})
+			return
+		}
+		next = memberIdleNs
 	case gSettle:
-		w.gpc.settled(w, m, op, r)
+		w.gpc.settled(w, m, groups.SettleItem{Verb: op.verb, Handle: op.handle}, r.Outcome == node.OK, r.Err())
+	case gSettleBatch:
+		w.gpc.settledBatch(w, m, op, r)
 	}
 	w.wakeTopicActor(a, w.now+next)
 }

@@ -1,11 +1,13 @@
 package sim
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
 
 	"github.com/aspen-db/aspen/core/groups"
+	"github.com/aspen-db/aspen/core/module"
 	"github.com/aspen-db/aspen/core/node"
 	"github.com/aspen-db/aspen/core/topics"
 )
@@ -255,9 +257,10 @@ func (gc *groupsChecker) publishedBefore(w *World, msg topics.Message, atNs int6
 	return ok && pub < len(w.tpc.pubs) && w.tpc.pubs[pub].sentAt < atNs
 }
 
-// settled checks a settle's answer against the lease the reports show.
-func (gc *groupsChecker) settled(w *World, m *memberState, op *topicOp, r node.Response) {
-	if op.verb != groups.Ack {
+// settled checks a settle's answer (accepted, else refused with err)
+// against the lease the reports show.
+func (gc *groupsChecker) settled(w *World, m *memberState, it groups.SettleItem, accepted bool, err error) {
+	if it.Verb != groups.Ack {
 		return
 	}
 	name := groupShapes[m.group].name
@@ -265,17 +268,36 @@ func (gc *groupsChecker) settled(w *World, m *memberState, op *topicOp, r node.R
 	if gm == nil {
 		return
 	}
-	h := op.handle
+	h := it.Handle
 	l := gm.leases[groupMsg{p: h.P, off: h.Off}]
 	mine := l != nil && l.delivery == h.Delivery && l.member == m.id
 	switch {
-	case r.Outcome == node.OK && !(mine && l.settled):
+	case accepted && !(mine && l.settled):
 		w.groupFail("ack", "member %s's ack of %d/%d delivery %d was acknowledged, but no replica reported it settled (lease %+v)", m.id, h.P, h.Off, h.Delivery, l)
-	case r.Outcome == node.OK:
+	case accepted:
 	case mine && !l.settled && !gm.dead[groupMsg{p: h.P, off: h.Off}] && l.deadlineNs > gc.timeNs:
-		w.groupFail("ack", "member %s's ack of %d/%d delivery %d was refused (%v) while its lease stood until %d (time now %d)", m.id, h.P, h.Off, h.Delivery, r.Err(), l.deadlineNs, gc.timeNs)
+		w.groupFail("ack", "member %s's ack of %d/%d delivery %d was refused (%v) while its lease stood until %d (time now %d)", m.id, h.P, h.Off, h.Delivery, err, l.deadlineNs, gc.timeNs)
 	default:
 		w.res.GroupRefusedAcks++
+	}
+}
+
+// settledBatch checks a batch settle's answer item by item, as settled
+// checks one; a batch refused whole (it never is: its items are well
+// formed) refused each of them.
+func (gc *groupsChecker) settledBatch(w *World, m *memberState, op *topicOp, r node.Response) {
+	gans, _ := r.Value.(groups.Answer)
+	if r.Outcome == node.OK && len(gans.Items) != len(op.items) {
+		w.groupFail("batch", "member %s's batch of %d settles was answered with %d items", m.id, len(op.items), len(gans.Items))
+		return
+	}
+	w.res.GroupBatchItems += len(op.items)
+	for i, it := range op.items {
+		if r.Outcome != node.OK {
+			gc.settled(w, m, it, false, r.Err())
+			continue
+		}
+		gc.settled(w, m, it, gans.Items[i].Outcome == module.OK, errors.New(gans.Items[i].Detail))
 	}
 }
 

@@ -99,3 +99,57 @@ func TestGroupsCheckerReportsLateAcks(t *testing.T) {
 		})
 	}
 }
+
+// A batch settle's answer is checked item by item: an item acknowledged
+// that no replica reported settled, an item refused while its lease
+// stood, and an answer with another number of items are each reported.
+func TestGroupsCheckerBatchAnswers(t *testing.T) {
+	h := func(off uint64) groups.Handle { return groups.Handle{P: 0, Off: off, Delivery: 1} }
+	items := []groups.SettleItem{{Verb: groups.Ack, Handle: h(1)}, {Verb: groups.Ack, Handle: h(2)}}
+	ok, refused := groups.ItemAnswer{Outcome: node.OK}, groups.ItemAnswer{Outcome: node.Conflict, Detail: "fenced"}
+	cases := []struct {
+		name    string
+		settled bool // the replicas reported item 0 settled
+		answer  []groups.ItemAnswer
+		want    string
+	}{
+		{"as reported", true, []groups.ItemAnswer{ok, refused}, ""},
+		{"acknowledged unsettled", false, []groups.ItemAnswer{ok, refused}, "was acknowledged, but no replica reported it settled"},
+		{"item count", true, []groups.ItemAnswer{ok, refused, refused}, "answered with 3 items"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			w := &World{check: newChecker()}
+			w.newGroupsChecker()
+			apply := func(idx uint64, ch groups.Change) {
+				w.groupApplied(&node.Applied{Index: idx, Kind: groups.CmdFetch}, &ch)
+			}
+			apply(1, groups.Change{Group: "gwork", Owners: []string{""}})
+			for i, it := range items {
+				d := &groups.Delivery{Handle: it.Handle, Member: "a", DeadlineNs: 1000}
+				apply(uint64(2+i), groups.Change{Group: "gwork", Member: "a", Delivered: d})
+			}
+			if c.settled {
+				apply(4, groups.Change{Group: "gwork", Member: "a", Settled: &items[0].Handle})
+			}
+			// Item 1's lease was moved on (delivered to b) before the answer.
+			apply(5, groups.Change{Group: "gwork", Member: "b", Delivered: &groups.Delivery{Handle: groups.Handle{P: 0, Off: 2, Delivery: 2}, Member: "b", DeadlineNs: 2000}})
+			w.gpc.timeNs = 500
+			op := &topicOp{kind: gSettleBatch, items: items}
+			w.gpc.settledBatch(w, &memberState{group: 1, id: "a"}, op, node.Response{Outcome: node.OK, Value: groups.Answer{Items: c.answer}})
+			got := strings.Join(w.check.violations, "; ")
+			if c.want == "" && got != "" || c.want != "" && !strings.Contains(got, c.want) {
+				t.Fatalf("got %q, want %q", got, c.want)
+			}
+		})
+	}
+	w := &World{check: newChecker()}
+	w.newGroupsChecker()
+	w.groupApplied(&node.Applied{Index: 1, Kind: groups.CmdCreate}, &groups.Change{Group: "gwork", Owners: []string{""}})
+	w.groupApplied(&node.Applied{Index: 2, Kind: groups.CmdFetch}, &groups.Change{Group: "gwork", Member: "a", Delivered: &groups.Delivery{Handle: h(1), Member: "a", DeadlineNs: 1000}})
+	w.gpc.timeNs = 500
+	w.gpc.settledBatch(w, &memberState{group: 1, id: "a"}, &topicOp{items: items[:1]}, node.Response{Outcome: node.OK, Value: groups.Answer{Items: []groups.ItemAnswer{refused}}})
+	if got := strings.Join(w.check.violations, "; "); !strings.Contains(got, "was refused (fenced) while its lease stood") {
+		t.Fatalf("an item refused while its lease stood: got %q", got)
+	}
+}

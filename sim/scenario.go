@@ -303,6 +303,8 @@ type TopicSpec struct {
 	MemberLeaveProb float64 `toml:"member_leave_prob"` // per step: leave, come back later
 	MemberStallProb float64 `toml:"member_stall_prob"` // per step: stall past the session or ack wait, then go on
 	NakProb         float64 `toml:"nak_prob"`          // competing: a delivery is nakked, not processed
+	SettleBatchProb float64 `toml:"settle_batch_prob"` // competing: a member holding several settles them in one batch
+	FetchCheckProb  float64 `toml:"fetch_check_prob"`  // competing: after an empty fetch, ask whether one would lease anything before fetching again
 }
 
 func (t TopicSpec) groupsOn() bool { return t.on() && t.Members > 0 }
@@ -333,7 +335,7 @@ func (sc *Scenario) validateTopics() error {
 	case t.Producers+t.Readers+1+2*t.Members > topicActorsMax:
 		return fmt.Errorf("topics: at most %d clients with the operator and the members", topicActorsMax)
 	}
-	for _, p := range []float64{t.BatchProb, t.KeylessProb, t.NamedPartitionProb, t.InvalidProb, t.MemberCrashProb, t.MemberLeaveProb, t.MemberStallProb, t.NakProb} {
+	for _, p := range []float64{t.BatchProb, t.KeylessProb, t.NamedPartitionProb, t.InvalidProb, t.MemberCrashProb, t.MemberLeaveProb, t.MemberStallProb, t.NakProb, t.SettleBatchProb, t.FetchCheckProb} {
 		if p < 0 || p > 1 {
 			return fmt.Errorf("topics: probability %v outside [0, 1]", p)
 		}

@@ -89,13 +89,15 @@ const (
 	gCommit
 	gFetch
 	gSettle
+	gSettleBatch
+	gFetchable // a competing member's question: would a fetch lease anything now
 )
 
 // topicWrite reports whether an op goes through the log (takes a sequence
 // number) rather than being a query.
 func (k topicOpKind) write() bool {
 	switch k {
-	case topGet, topRead, gDescribe, gRead:
+	case topGet, topRead, gDescribe, gRead, gFetchable:
 		return false
 	}
 	return true
@@ -128,7 +130,8 @@ type topicOp struct {
 	released []int // a heartbeat's released partitions
 	handle   groups.Handle
 	verb     uint8
-	lowIndex uint64 // the highest index any replica had applied when a query was sent
+	items    []groups.SettleItem // a batch settle's
+	lowIndex uint64              // the highest index any replica had applied when a query was sent
 	start    int64
 	deadline int64
 	attempt  int

@@ -65,6 +65,7 @@ type Result struct {
 	GroupDead         int      `json:"group_dead,omitempty"`         // messages that went to a group's dead letters
 	GroupCrashes      int      `json:"group_crashes,omitempty"`      // members that stopped without leaving
 	GroupRefusedAcks  int      `json:"group_refused_acks,omitempty"` // acks refused as the lease had moved on
+	GroupBatchItems   int      `json:"group_batch_items,omitempty"`  // settles answered in batch settles
 	Linearizability   string   `json:"linearizability"`
 	Violations        []string `json:"violations"`
 

@@ -75,6 +75,11 @@ func (e *statusError) Error() string {
 // caller closes the body. Any other status becomes an error and the body is
 // closed here.
 func (c *client) do(ctx context.Context, method, path string, query url.Values, body []byte) (*http.Response, error) {
+	return c.doWith(ctx, method, path, query, nil, body)
+}
+
+// doWith is do with header's fields added to the request.
+func (c *client) doWith(ctx context.Context, method, path string, query url.Values, header http.Header, body []byte) (*http.Response, error) {
 	u := c.base + (&url.URL{Path: path}).EscapedPath()
 	if len(query) > 0 {
 		u += "?" + encodeQuery(query)
@@ -86,6 +91,9 @@ func (c *client) do(ctx context.Context, method, path string, query url.Values, 
 	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
 		return nil, fmt.Errorf("build request: %w", err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -146,16 +154,25 @@ func (c *client) getJSON(ctx context.Context, path string, query url.Values, v a
 // postAspen POSTs req as JSON to Aspen's own API at /v1/aspen/PATH and
 // decodes the answer into v: every module's endpoints take this shape.
 func (c *client) postAspen(ctx context.Context, path string, req, v any) error {
+	return c.postAspenWith(ctx, path, nil, req, v)
+}
+
+// postAspenWith is postAspen with header's fields added to the request.
+func (c *client) postAspenWith(ctx context.Context, path string, header http.Header, req, v any) error {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return fmt.Errorf("encode request: %w", err)
 	}
-	_, err = c.sendJSON(ctx, http.MethodPost, "/v1/aspen/"+path, nil, body, v)
+	_, err = c.sendJSONWith(ctx, http.MethodPost, "/v1/aspen/"+path, nil, header, body, v)
 	return err
 }
 
 func (c *client) sendJSON(ctx context.Context, method, path string, query url.Values, body []byte, v any) (http.Header, error) {
-	resp, err := c.do(ctx, method, path, query, body)
+	return c.sendJSONWith(ctx, method, path, query, nil, body, v)
+}
+
+func (c *client) sendJSONWith(ctx context.Context, method, path string, query url.Values, header http.Header, body []byte, v any) (http.Header, error) {
+	resp, err := c.doWith(ctx, method, path, query, header, body)
 	if err != nil {
 		return nil, err
 	}

@@ -33,6 +33,7 @@ func TestDevCluster(t *testing.T) {
 	t.Run("schedule", func(t *testing.T) { testSchedule(t, d) })
 	t.Run("hook", func(t *testing.T) { testHook(t, d) })
 	t.Run("topic", func(t *testing.T) { testTopic(t, d) })
+	t.Run("topic publish retried", func(t *testing.T) { testTopicPublishRetried(t, d) })
 	t.Run("token and audit", func(t *testing.T) { testTokenAudit(t, d) })
 	t.Run("cluster status", func(t *testing.T) { testClusterStatus(t, d) })
 	t.Run("bench", func(t *testing.T) { testBench(t, d) })

@@ -27,18 +27,29 @@ import (
 //
 // Partitioned: it joins, heartbeats at a third of the session on a
 // goroutine of its own, reads its assigned partitions in turn and commits
-// after each batch. A partition being revoked is committed and released in
-// the next heartbeat; the consumer never reads it again unless it comes
-// back. A commit refused as stale (the session ended, a rebalance) drops
-// what was read and follows the assignment the next heartbeat answers.
-// Competing: it fetches a batch, processes each message and acks it (naks
-// it when the command fails), renewing a lease while its command runs.
+// after each batch. When a round finds nothing it waits on every assigned
+// partition at once (a read with WaitMs each) until one has a message or
+// the assignment changes. A partition being revoked is committed and
+// released in the next heartbeat; the consumer never reads it again unless
+// it comes back. A commit refused as stale (the session ended, a
+// rebalance) drops what was read and follows the assignment the next
+// heartbeat answers.
+// Competing: it fetches a batch (waiting for one with WaitMs), processes
+// each message and settles the batch in one call: acks what it processed,
+// naks what its command failed on; it renews a lease while its command
+// runs, and settles what it has done so far once a third of the ack wait
+// has passed since its batch began.
 // Ctrl-C and SIGTERM stop it after the message in hand: it commits, naks
-// what it fetched and did not process, and leaves.
+// what it fetched and did not process, and leaves. Writes go under the
+// consumer's own sessions (writer), so a retried one applies once.
 
 const (
 	consumeBatchDefault = 100
 	consumePollDefault  = 200 * time.Millisecond
+	// consumeWaitMs is how long one waiting fetch or read waits for a
+	// message, well under the server's bound: an idle consumer asks again
+	// this often.
+	consumeWaitMs = 5_000
 	// consumeCallTimeout bounds one call to the cluster; a consumer retries
 	// a failed call after a poll rather than giving up.
 	consumeCallTimeout = 10 * time.Second
@@ -60,6 +71,9 @@ type consumer struct {
 	poll    time.Duration
 	handled int
 	fails   int
+	w       *writer       // the reading goroutine's writes
+	hb      *writer       // joins and heartbeats, which the heartbeat goroutine sends too
+	moved   chan struct{} // a heartbeat answered another assignment (buffered, 1)
 
 	mu       sync.Mutex // the assignment and what waits to be released
 	assign   server.GroupAssignment
@@ -77,7 +91,8 @@ func runGroupConsume(c *cli.Context) error {
 		return err
 	}
 	k := &consumer{cl: kvClient(c), member: c.String("member"), argv: argv, out: c.App.Writer, errOut: c.App.ErrWriter,
-		max: c.Int("max"), batch: c.Int("batch"), poll: c.Duration("poll"), pos: map[int]uint64{}}
+		max: c.Int("max"), batch: c.Int("batch"), poll: c.Duration("poll"), pos: map[int]uint64{}, moved: make(chan struct{}, 1)}
+	k.w, k.hb = newWriter(k.cl), newWriter(k.cl)
 	switch {
 	case k.member == "":
 		return usageError("group consume wants --member ID")
@@ -100,10 +115,23 @@ func runGroupConsume(c *cli.Context) error {
 	return nil
 }
 
-func (k *consumer) call(ctx context.Context, op string, req server.GroupRequest, v any) error {
-	ctx, cancel := context.WithTimeout(ctx, consumeCallTimeout)
+// call runs one group call: a read as is, a write under the consumer's
+// session (joins and heartbeats under their own), each bounded by
+// consumeCallTimeout past what it waits.
+func (k *consumer) call(ctx context.Context, op string, req any, v any) error {
+	timeout := consumeCallTimeout
+	if r, ok := req.(server.GroupRequest); ok {
+		timeout += time.Duration(r.WaitMs) * time.Millisecond
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	return groupCall(ctx, k.cl, op, req, v)
+	switch {
+	case groupReads[op]:
+		return groupCall(ctx, k.cl, op, req.(server.GroupRequest), v)
+	case op == "join" || op == "heartbeat":
+		return k.hb.post(ctx, "group/"+op, req, v)
+	}
+	return k.w.post(ctx, "group/"+op, req, v)
 }
 
 // refused reports whether err is the cluster's refusal with status code.
@@ -189,49 +217,77 @@ func messageBytes(m *server.GroupMessage) (key, value []byte) {
 	return key, value
 }
 
-// runCompeting fetches, processes and acks until done or stopped.
+// runCompeting fetches, processes and settles until done or stopped.
 func (k *consumer) runCompeting(ctx context.Context) error {
-	name := k.group.Name
 	for !k.done() && ctx.Err() == nil {
 		n := k.batch
 		if k.max > 0 {
 			n = min(n, k.max-k.handled)
 		}
 		var f server.GroupDeliveries
-		if err := k.call(ctx, "fetch", server.GroupRequest{Name: name, Member: k.member, Max: n}, &f); err != nil {
+		req := server.GroupRequest{Name: k.group.Name, Member: k.member, Max: n, WaitMs: consumeWaitMs}
+		if err := k.call(ctx, "fetch", req, &f); err != nil {
 			if ctx.Err() != nil || !k.transient(ctx, err) {
 				return ignoreStop(ctx, err)
 			}
 			continue
 		}
 		k.fails = 0
-		if len(f.Messages) == 0 {
-			k.sleep(ctx)
-			continue
-		}
-		for i := range f.Messages {
-			d := &f.Messages[i]
-			req := server.GroupRequest{Name: name, Member: k.member, Handle: d.Handle}
-			if ctx.Err() != nil { // stopping: what was not processed goes out again at once
-				k.call(context.Background(), "nak", req, &server.GroupDeliveries{})
-				continue
-			}
-			renew := func() { k.call(ctx, "progress", req, &server.GroupDeliveries{}) }
-			op := "ack"
-			if !k.process(&d.GroupMessage, renew) {
-				op = "nak"
-			}
-			if err := k.call(context.Background(), op, req, &server.GroupDeliveries{}); err != nil {
-				// A refused ack: the ack wait ended first, the message goes out
-				// again (at least once); the consumer goes on.
-				fmt.Fprintf(k.errOut, "aspen: %s %d/%d: %v\n", op, d.Partition, d.Offset, err)
-			}
-			if op == "ack" {
-				k.handled++
-			}
-		}
+		k.handleBatch(ctx, f.Messages)
 	}
 	return nil
+}
+
+// handleBatch processes each fetched message and settles them in one
+// call: ack what was processed, nak what the command failed on and, when
+// stopping, what was not processed (it goes out again at once). What is
+// done is settled early once a third of the ack wait has passed since the
+// batch began, so a slow batch does not outlive its leases.
+func (k *consumer) handleBatch(ctx context.Context, msgs []server.GroupDelivery) {
+	var items []server.GroupSettleItem // the settles of msgs[from:i]
+	from := 0
+	early := time.Now().Add(time.Duration(k.group.AckWaitMs/3) * time.Millisecond)
+	for i := range msgs {
+		d := &msgs[i]
+		if ctx.Err() != nil {
+			items = append(items, server.GroupSettleItem{Op: "nak", Handle: d.Handle})
+			continue
+		}
+		req := server.GroupRequest{Name: k.group.Name, Member: k.member, Handle: d.Handle}
+		renew := func() { k.call(ctx, "progress", req, &server.GroupDeliveries{}) }
+		op := "nak"
+		if k.process(&d.GroupMessage, renew) {
+			op = "ack"
+			k.handled++
+		}
+		items = append(items, server.GroupSettleItem{Op: op, Handle: d.Handle})
+		if time.Now().After(early) {
+			k.settle(msgs[from:i+1], items)
+			from, items = i+1, nil
+			early = time.Now().Add(time.Duration(k.group.AckWaitMs/3) * time.Millisecond)
+		}
+	}
+	k.settle(msgs[from:], items)
+}
+
+// settle sends items, the settles of msgs[:len(items)], in one call. A
+// refused ack (the ack wait ended first: the message goes out again, at
+// least once) is reported and the consumer goes on.
+func (k *consumer) settle(msgs []server.GroupDelivery, items []server.GroupSettleItem) {
+	if len(items) == 0 {
+		return
+	}
+	var a server.GroupBatchAnswer
+	req := server.GroupSettleBatch{Name: k.group.Name, Member: k.member, Items: items}
+	if err := k.call(context.Background(), "settle/batch", req, &a); err != nil {
+		fmt.Fprintf(k.errOut, "aspen: settle %d messages: %v\n", len(items), err)
+		return
+	}
+	for i, it := range a.Items {
+		if it.Status != http.StatusOK && i < len(items) {
+			fmt.Fprintf(k.errOut, "aspen: %s %d/%d: %s\n", items[i].Op, msgs[i].Partition, msgs[i].Offset, it.Error)
+		}
+	}
 }
 
 // commit commits partition p up to off under generation gen.
@@ -297,6 +353,12 @@ func (k *consumer) heartbeat(ctx context.Context) {
 		return
 	}
 	k.released = nil
+	if !slices.Equal(a.Assigned, k.assign.Assigned) || !slices.Equal(a.Revoking, k.assign.Revoking) {
+		select { // wake a waiting read loop
+		case k.moved <- struct{}{}:
+		default:
+		}
+	}
 	k.assign = a
 }
 
@@ -333,10 +395,69 @@ func (k *consumer) readLoop(ctx context.Context) error {
 			k.fails, got = 0, got+n
 		}
 		if got == 0 {
-			k.sleep(ctx)
+			k.await(ctx, a.Assigned)
 		}
 	}
 	return nil
+}
+
+// await waits until one of parts has a message past what was processed
+// (a read with WaitMs of each at once, whose answer the next round reads
+// again, in order), the assignment changes, or the waits end; it pauses
+// for --poll when every wait failed, as after any failed call.
+func (k *consumer) await(ctx context.Context, parts []int) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel: each read answers at once
+	defer cancel()
+	found := make(chan int, len(parts)) // 1 a message, 0 none, -1 failed; buffered: no read waits to report
+	for _, p := range parts {
+		req := server.GroupRequest{Name: k.group.Name, Member: k.member, Partition: &p, Max: 1, WaitMs: consumeWaitMs}
+		k.mu.Lock()
+		if off, ok := k.pos[p]; ok {
+			from := int64(off)
+			req.From = &from
+		}
+		k.mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var r server.GroupMessages
+			switch err := k.call(ctx, "read", req, &r); {
+			case err != nil:
+				found <- -1
+			case len(r.Messages) > 0:
+				found <- 1
+			default:
+				found <- 0
+			}
+		}()
+	}
+	if len(parts) == 0 { // nothing to wait on: until the assignment changes
+		select {
+		case <-k.moved:
+		case <-ctx.Done():
+		case <-time.After(consumeWaitMs * time.Millisecond):
+		}
+		return
+	}
+	failed := 0
+	for range parts {
+		select {
+		case got := <-found:
+			if got == 1 {
+				return
+			}
+			failed -= got
+		case <-k.moved:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+	if failed == len(parts) {
+		k.sleep(ctx)
+	}
 }
 
 // readPartition reads a batch of partition p, processes it in order and

@@ -37,7 +37,7 @@ func groupCommand() *cli.Command {
 				&cli.StringFlag{Name: "member", Usage: "this consumer's member id; required"},
 				&cli.IntFlag{Name: "max", Usage: "stop after this many messages (0: until Ctrl-C or SIGTERM)"},
 				&cli.IntFlag{Name: "batch", Value: consumeBatchDefault, Usage: "messages read or fetched at once"},
-				&cli.DurationFlag{Name: "poll", Value: consumePollDefault, Usage: "the pause when there was nothing to read"}),
+				&cli.DurationFlag{Name: "poll", Value: consumePollDefault, Usage: "the pause after a call that failed (an idle consumer waits on the cluster instead)"}),
 			kvLeaf("reset", "move a group's offsets (no members, nothing leased)", "NAME", runGroupReset,
 				&cli.StringFlag{Name: "to", Usage: "earliest, latest, time or offset; required"},
 				&cli.IntFlag{Name: "partition", Value: -1, Usage: "only this partition (default: every one)"},
@@ -66,11 +66,20 @@ func groupCall(ctx context.Context, cl *client, op string, req server.GroupReque
 	return cl.postAspen(ctx, "group/"+op, req, v)
 }
 
+// groupReads are the group endpoints that write nothing; every other one
+// goes through the log, and the CLI sends it under its own session
+// (writer), so that a retry applies once.
+var groupReads = map[string]bool{"describe": true, "list": true, "dead/list": true, "read": true}
+
 // groupOp runs one call with the request timeout, failing with its name.
 func groupOp(c *cli.Context, op string, req server.GroupRequest, v any) error {
 	ctx, cancel := context.WithTimeout(c.Context, requestTimeout)
 	defer cancel()
-	if err := groupCall(ctx, kvClient(c), op, req, v); err != nil {
+	call := func() error { return groupCall(ctx, kvClient(c), op, req, v) }
+	if !groupReads[op] {
+		call = func() error { return newWriter(kvClient(c)).post(ctx, "group/"+op, req, v) }
+	}
+	if err := call(); err != nil {
 		return failure("group %s: %v", op, err)
 	}
 	return nil

@@ -27,6 +27,9 @@ func groupNode(t *testing.T, name string, parts, msgs int) (*server.Server, stri
 	if _, err := s.Call(ctx, topics.Create(topics.Def{Name: name, Partitions: parts, RetainMessages: 10000, RetainBytes: 1 << 20})); err != nil {
 		t.Fatalf("create topic: %v", err)
 	}
+	if msgs == 0 {
+		return s, s.HTTPAddr()
+	}
 	in := make([]topics.In, msgs)
 	for i := range in {
 		in[i] = topics.In{Key: fmt.Appendf(nil, "k%d", i), Value: fmt.Appendf(nil, "v%d", i), Partition: i % parts}
@@ -174,5 +177,38 @@ func TestGroupConsumeFencedCommitAsksAtOnce(t *testing.T) {
 	}
 	if got := strings.Fields(string(raw)); !slices.Equal(got, want) {
 		t.Errorf("offsets processed: got %d, starting %q; want each once: %q\nstderr:\n%s", len(got), got[:min(len(got), 30)], want, o.stderr)
+	}
+}
+
+// An idle consumer waits on the cluster rather than sleeping its --poll:
+// a message published to it after it has sat idle is printed well before
+// the 30 s poll would have let it look again, in either mode.
+func TestGroupConsumeWaitsForMessages(t *testing.T) {
+	for _, mode := range []string{"partitioned", "competing"} {
+		t.Run(mode, func(t *testing.T) {
+			s, addr := groupNode(t, "quiet", 3, 0)
+			aspen(t, "", "group", "create", "--addr", addr, "--topic", "quiet", "--mode", mode, "g").wantCode(t, 0)
+			c := startBackground(t, "group", "consume", "--addr", addr, "--member", "m1", "--max", "1", "--poll", "30s", "g")
+			if mode == "partitioned" {
+				for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+					if o := aspen(t, "", "group", "describe", "--addr", addr, "g"); strings.Count(o.stdout, " m1 ") >= 3 {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("m1 never owned every partition; consume printed %q", c.out.String())
+					}
+				}
+			}
+			time.Sleep(300 * time.Millisecond) // idle a while: its first look found nothing
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if _, err := s.Call(ctx, topics.Publish("quiet", []topics.In{{Key: []byte("k"), Value: []byte("late"), Partition: 2}})); err != nil {
+				t.Fatalf("publish: %v", err)
+			}
+			c.waitExit(t, 5*time.Second)
+			if got := c.out.String(); got != "2 0 k late\n" {
+				t.Fatalf("consume printed %q, want the late message", got)
+			}
+		})
 	}
 }

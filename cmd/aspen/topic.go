@@ -184,6 +184,7 @@ func runTopicPublish(c *cli.Context) error {
 		tmpl.Partition = &p
 	}
 	next := valuesFrom(args[1:], c.App.Reader)
+	w := newWriter(kvClient(c)) // a batch retried after a lost answer is placed once
 	published, last := 0, server.TopicPublished{}
 	for {
 		batch, err := next()
@@ -199,7 +200,7 @@ func runTopicPublish(c *cli.Context) error {
 			msgs[i].Value = v
 		}
 		ctx, cancel := context.WithTimeout(c.Context, requestTimeout)
-		err = topicCall(ctx, c, "publish", server.TopicPublish{Topic: args[0], Messages: msgs}, &last)
+		err = w.post(ctx, "topic/publish", server.TopicPublish{Topic: args[0], Messages: msgs}, &last)
 		cancel()
 		if err != nil {
 			return failure("publish (after %d messages published): %v", published, err)

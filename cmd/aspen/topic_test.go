@@ -1,9 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -106,4 +111,50 @@ func TestTopicUsage(t *testing.T) {
 			wantStderr(t, o, tc.inStderr)
 		})
 	}
+}
+
+// A publish whose answer is lost is sent again under the CLI's own
+// session and placed once: a proxy in front of the cluster passes the
+// first attempt to node 1 and cuts the connection once node 1 has
+// answered; the retry reaches node 2, which answers what node 1 did.
+func testTopicPublishRetried(t *testing.T, d *devCluster) {
+	topic := func(args ...string) outcome {
+		t.Helper()
+		return aspen(t, "", append([]string{"topic"}, withAddr(d.addrs[0], args)...)...)
+	}
+	topic("create", "retried").wantCode(t, 0)
+	var mu sync.Mutex
+	var seqs []string
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		seqs = append(seqs, r.Header.Get("X-Aspen-Client")+" "+r.Header.Get("X-Aspen-Seq"))
+		first := len(seqs) == 1
+		mu.Unlock()
+		target := d.addrs[1]
+		if first {
+			target = d.addrs[0]
+		}
+		req, _ := http.NewRequest(r.Method, "http://"+target+r.URL.RequestURI(), bytes.NewReader(body))
+		req.Header = r.Header.Clone()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Errorf("proxy to %s: %v", target, err)
+			panic(http.ErrAbortHandler)
+		}
+		defer resp.Body.Close()
+		answer, _ := io.ReadAll(resp.Body)
+		if first {
+			panic(http.ErrAbortHandler) // node 1 applied it; its answer never reaches the CLI
+		}
+		w.WriteHeader(resp.StatusCode)
+		w.Write(answer)
+	}))
+	defer proxy.Close()
+	o := aspen(t, "", "topic", "publish", "--addr", proxy.URL, "retried", "once")
+	wantStdout(t, o, "published to partition 0 at offset 0\n")
+	if len(seqs) != 2 || seqs[0] != seqs[1] || !strings.HasPrefix(seqs[0], "aspen-cli-") || !strings.HasSuffix(seqs[0], " 1") {
+		t.Fatalf("the proxy saw %q: want one write sent twice under one client and seq 1", seqs)
+	}
+	wantStdout(t, topic("read", "retried"), "0 - once\n")
 }

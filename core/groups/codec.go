@@ -182,6 +182,10 @@ type Answer struct {
 	Deliveries []Delivery  // fetch: the messages leased; settle: the lease after
 	Dead       []DeadLetter
 	NextSeq    uint64 // dead-letter query: pass as after for the next page; 0 at the end
+	// Items answers a batch settle, item by item in the order asked, and
+	// Ready a fetchable query; the other fields are then empty.
+	Items []ItemAnswer
+	Ready *Readiness
 }
 
 // Assignment is what a partitioned member holds, as join and heartbeat answer it.
@@ -236,10 +240,23 @@ type PartitionView struct {
 	Lag    uint64 // End minus the later of Offset and First
 }
 
-const answerVersion = 1
+// An encoded answer opens with its version: 1 for the fields above Items,
+// 2 for a batch's items alone, 3 for a readiness alone. Answers saved in
+// sessions before batches keep their bytes and decode as version 1.
+const (
+	answerVersion      = 1
+	answerVersionItems = 2
+	answerVersionReady = 3
+)
 
 // Encode lays the answer out field by field.
 func (a *Answer) Encode() []byte {
+	switch {
+	case a.Items != nil:
+		return appendItems([]byte{answerVersionItems}, a.Items)
+	case a.Ready != nil:
+		return appendReadiness([]byte{answerVersionReady}, a.Ready)
+	}
 	b := binary.AppendUvarint([]byte{answerVersion}, uint64(len(a.Groups)))
 	for i := range a.Groups {
 		b = appendView(b, &a.Groups[i])
@@ -269,6 +286,16 @@ func (a *Answer) Encode() []byte {
 
 // DecodeAnswer reads what Answer.Encode wrote.
 func DecodeAnswer(data []byte) (Answer, error) {
+	if len(data) > 0 && (data[0] == answerVersionItems || data[0] == answerVersionReady) {
+		r := &module.Reader{B: data[1:]}
+		var a Answer
+		if data[0] == answerVersionItems {
+			a.Items = readItems(r)
+		} else {
+			a.Ready = readReadiness(r)
+		}
+		return a, r.Done("group answer")
+	}
 	if len(data) == 0 || data[0] != answerVersion {
 		return Answer{}, fmt.Errorf("group answer: %w: version", module.ErrMalformed)
 	}

@@ -7,26 +7,28 @@ import (
 	"github.com/aspen-db/aspen/core/module"
 )
 
-// Command kinds of the groups module. Clients send 96-105; the leader
-// proposes expiries and its grace itself (Due). Queries (108-110) are
+// Command kinds of the groups module. Clients send 95-105; the leader
+// proposes expiries and its grace itself (Due). Queries (108-111) are
 // served after a ReadIndex and never reach the log.
 const (
-	CmdCreate    byte = 96
-	CmdDelete    byte = 97
-	CmdJoin      byte = 98  // partitioned: join, or rejoin as a new incarnation
-	CmdHeartbeat byte = 99  // partitioned: extend the session, release revoked partitions
-	CmdLeave     byte = 100 // partitioned
-	CmdCommit    byte = 101 // partitioned: an offset under the member's generation
-	CmdReset     byte = 102 // an operator's: move offsets (no members, nothing in flight)
-	CmdFetch     byte = 103 // competing: lease the next messages
-	CmdSettle    byte = 104 // competing: ack, nak, in progress, terminate one lease
-	CmdDead      byte = 105 // replay or drop dead letters
-	CmdExpire    byte = 106 // the leader's: sessions and leases past their time
-	CmdGrace     byte = 107 // the leader's: its grace for every session and lease
+	CmdSettleBatch byte = 95 // competing: several settles, each judged alone (batch.go)
+	CmdCreate      byte = 96
+	CmdDelete      byte = 97
+	CmdJoin        byte = 98  // partitioned: join, or rejoin as a new incarnation
+	CmdHeartbeat   byte = 99  // partitioned: extend the session, release revoked partitions
+	CmdLeave       byte = 100 // partitioned
+	CmdCommit      byte = 101 // partitioned: an offset under the member's generation
+	CmdReset       byte = 102 // an operator's: move offsets (no members, nothing in flight)
+	CmdFetch       byte = 103 // competing: lease the next messages
+	CmdSettle      byte = 104 // competing: ack, nak, in progress, terminate one lease
+	CmdDead        byte = 105 // replay or drop dead letters
+	CmdExpire      byte = 106 // the leader's: sessions and leases past their time
+	CmdGrace       byte = 107 // the leader's: its grace for every session and lease
 
-	QueryDescribe byte = 108
-	QueryList     byte = 109
-	QueryDead     byte = 110
+	QueryDescribe  byte = 108
+	QueryList      byte = 109
+	QueryDead      byte = 110
+	QueryFetchable byte = 111 // competing: would a fetch lease anything now (batch.go)
 )
 
 // Settle verbs (CmdSettle).
@@ -84,6 +86,7 @@ type cmd struct {
 	members []string // expire
 	term    uint64   // grace
 	byNs    int64    // grace
+	items   []SettleItem
 }
 
 // Create asks for a group.
@@ -215,6 +218,11 @@ func decode(kind byte, body []byte) (cmd, error) {
 		for n := r.Count(); n > 0 && r.Err == nil; n-- {
 			c.members = append(c.members, r.String())
 		}
+	case CmdSettleBatch:
+		c.member = r.String()
+		c.items = readSettleItems(r)
+	case QueryFetchable:
+		c.member, c.n = r.String(), int(min(r.Uvarint(), 1<<30))
 	case CmdDelete, QueryDescribe:
 	case QueryList:
 		c.n = int(min(r.Uvarint(), 1<<30))

@@ -111,50 +111,68 @@ func (m *Module) lease(env *module.Env, g *group, e *entry, mem string, msg topi
 }
 
 // settle applies an ack, nak, in progress or terminate to the lease its
-// handle names, which must be member's, current and before its deadline.
-// A nak of a message's last delivery (DeliveriesMax) sends it to the dead
-// letters, as its expiry would: a poison message that every member naks
-// does not go round for ever.
+// handle names (leaseOf).
 func (m *Module) settle(env *module.Env, g *group, c *cmd) (Answer, error) {
-	h := c.handle
-	e, ok := g.pending.Get(&entry{P: h.P, Off: h.Off})
-	switch {
-	case !ok || !e.leased() || e.Delivery != h.Delivery:
-		return Answer{}, fmt.Errorf("%w: no lease %d/%d delivery %d in %q (settled, or delivered again since)", ErrFenced, h.P, h.Off, h.Delivery, g.Name)
-	case e.Member != c.member:
-		return Answer{}, fmt.Errorf("%w: lease %d/%d is not %q's", ErrFenced, h.P, h.Off, c.member)
-	case env.NowNs >= e.At:
-		return Answer{}, fmt.Errorf("%w: lease %d/%d's ack wait ended at %d", ErrFenced, h.P, h.Off, e.At)
+	e, err := m.leaseOf(env, g, c.member, c.handle)
+	if err != nil {
+		return Answer{}, err
 	}
 	var a Answer
 	m.touch(env, g, func() {
-		switch c.verb {
-		case Ack:
-			m.release(g, e)
-			m.settle1(env, g, e)
-			m.noteSettled(g, e, "ack")
-		case Terminate:
-			m.release(g, e)
-			m.settle1(env, g, e)
-			m.addDead(env, g, e, ReasonTerminated)
-		case Nak:
-			m.release(g, e)
-			if int(e.Delivery) >= g.DeliveriesMax { // a nak is a failed delivery too: the last one goes to the dead letters
-				m.settle1(env, g, e)
-				m.addDead(env, g, e, ReasonDeliveries)
-				return
-			}
-			m.unfile(env, g, e)
-			e.Member, e.At = "", env.NowNs+c.delayNs
-			m.file(env, g, e)
-		case InProgress:
-			m.unfile(env, g, e)
-			e.At = env.NowNs + g.AckWaitNs
-			m.file(env, g, e)
-			a.Deliveries = []Delivery{{Handle: h, Member: e.Member, DeadlineNs: e.At}}
+		if d, renewed := m.settleLease(env, g, e, SettleItem{Verb: c.verb, Handle: c.handle, DelayNs: c.delayNs}); renewed {
+			a.Deliveries = []Delivery{d}
 		}
 	})
 	return a, nil
+}
+
+// leaseOf finds the lease h names, which must be member's, current and
+// before its deadline; it changes nothing.
+func (m *Module) leaseOf(env *module.Env, g *group, member string, h Handle) (*entry, error) {
+	e, ok := g.pending.Get(&entry{P: h.P, Off: h.Off})
+	switch {
+	case !ok || !e.leased() || e.Delivery != h.Delivery:
+		return nil, fmt.Errorf("%w: no lease %d/%d delivery %d in %q (settled, or delivered again since)", ErrFenced, h.P, h.Off, h.Delivery, g.Name)
+	case e.Member != member:
+		return nil, fmt.Errorf("%w: lease %d/%d is not %q's", ErrFenced, h.P, h.Off, member)
+	case env.NowNs >= e.At:
+		return nil, fmt.Errorf("%w: lease %d/%d's ack wait ended at %d", ErrFenced, h.P, h.Off, e.At)
+	}
+	return e, nil
+}
+
+// settleLease applies it to lease e, which leaseOf found; in progress
+// answers the lease renewed. A nak of a message's last delivery
+// (DeliveriesMax) sends it to the dead letters, as its expiry would: a
+// poison message that every member naks does not go round for ever. The
+// caller keeps the group's record in step (touch).
+func (m *Module) settleLease(env *module.Env, g *group, e *entry, it SettleItem) (renewed Delivery, ok bool) {
+	switch it.Verb {
+	case Ack:
+		m.release(g, e)
+		m.settle1(env, g, e)
+		m.noteSettled(g, e, "ack")
+	case Terminate:
+		m.release(g, e)
+		m.settle1(env, g, e)
+		m.addDead(env, g, e, ReasonTerminated)
+	case Nak:
+		m.release(g, e)
+		if int(e.Delivery) >= g.DeliveriesMax { // a nak is a failed delivery too: the last one goes to the dead letters
+			m.settle1(env, g, e)
+			m.addDead(env, g, e, ReasonDeliveries)
+			break
+		}
+		m.unfile(env, g, e)
+		e.Member, e.At = "", env.NowNs+it.DelayNs
+		m.file(env, g, e)
+	case InProgress:
+		m.unfile(env, g, e)
+		e.At = env.NowNs + g.AckWaitNs
+		m.file(env, g, e)
+		return Delivery{Handle: it.Handle, Member: e.Member, DeadlineNs: e.At}, true
+	}
+	return Delivery{}, false
 }
 
 // reclaim ends every lease past its deadline at env's time: the message

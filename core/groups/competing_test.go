@@ -133,6 +133,20 @@ type msgModel struct {
 	deadlineNs  int64
 }
 
+// settle moves the model over a settle its lease took at nowNs.
+func (mm *msgModel) settle(verb uint8, nowNs int64) {
+	switch verb {
+	case Ack:
+		mm.acked = true
+	case Terminate:
+		mm.dead = true
+	case Nak:
+		mm.holder = ""
+	case InProgress:
+		mm.deadlineNs = nowNs + 30e9
+	}
+}
+
 // TestCompetingModel runs random fetches, settles (with real, stale and
 // forged handles), publishes and clock moves against a model: a settle is
 // accepted exactly when the model says the lease is live; no message is
@@ -156,7 +170,12 @@ func TestCompetingModel(t *testing.T) {
 				publish(rapid.IntRange(0, parts-1).Draw(t, "p"))
 			case 1:
 				mem := rapid.SampledFrom(members).Draw(t, "member")
+				ready := r.fetchable("q", mem)
+				expiries := r.describe("q").Stats.Expiries
 				a := r.ok(Fetch("q", mem, rapid.IntRange(1, 5).Draw(t, "n")))
+				if reclaimed := r.describe("q").Stats.Expiries > expiries; ready.Ready != (len(a.Deliveries) > 0 || reclaimed) {
+					t.Fatalf("fetchable said %+v, the fetch by %s leased %d and reclaimed %v", ready, mem, len(a.Deliveries), reclaimed)
+				}
 				for _, d := range a.Deliveries {
 					mm := model[Handle{P: d.P, Off: d.Off}]
 					if mm == nil || mm.acked || mm.dead {
@@ -173,34 +192,39 @@ func TestCompetingModel(t *testing.T) {
 					handles = append(handles, d.Handle)
 				}
 				r.due() // the leader's grace comes with the first leases, before time moves
+				if ready := r.fetchable("q", mem); !ready.Ready && ready.NextNs != 0 && ready.NextNs <= r.now {
+					t.Fatalf("fetchable at %d: not ready, yet a message waits until %d", r.now, ready.NextNs)
+				}
 			case 2:
 				if len(handles) == 0 {
 					continue
 				}
-				h := rapid.SampledFrom(handles).Draw(t, "handle")
-				if rapid.IntRange(0, 4).Draw(t, "forge") == 0 {
-					h.Delivery += 1
-				}
 				mem := rapid.SampledFrom(members).Draw(t, "member")
-				verb := rapid.SampledFrom([]uint8{Ack, Ack, Nak, InProgress, Terminate}).Draw(t, "verb")
-				mm := model[Handle{P: h.P, Off: h.Off}]
-				live := mm != nil && !mm.acked && !mm.dead && mm.lease == h && mm.holder == mem && r.now < mm.deadlineNs
-				a := r.apply(Settle("q", mem, verb, h, 0))
-				if (a.Outcome == module.OK) != live {
-					t.Fatalf("settle %d of %+v by %s at %d: got %v (%s), model says live=%v (%+v)", verb, h, mem, r.now, a.Outcome, a.Detail, live, mm)
+				items := make([]SettleItem, rapid.IntRange(1, 4).Draw(t, "items"))
+				for i := range items {
+					items[i] = SettleItem{Verb: rapid.SampledFrom([]uint8{Ack, Ack, Nak, InProgress, Terminate}).Draw(t, "verb"),
+						Handle: rapid.SampledFrom(handles).Draw(t, "handle")}
+					if rapid.IntRange(0, 4).Draw(t, "forge") == 0 {
+						items[i].Handle.Delivery += 1
+					}
 				}
-				if !live {
-					continue
+				var got []module.Outcome
+				if len(items) == 1 && rapid.Bool().Draw(t, "single") {
+					got = []module.Outcome{r.apply(Settle("q", mem, items[0].Verb, items[0].Handle, 0)).Outcome}
+				} else {
+					for _, it := range r.ok(SettleBatch("q", mem, items)).Items {
+						got = append(got, it.Outcome)
+					}
 				}
-				switch verb {
-				case Ack:
-					mm.acked = true
-				case Terminate:
-					mm.dead = true
-				case Nak:
-					mm.holder = ""
-				case InProgress:
-					mm.deadlineNs = r.now + 30e9
+				for i, it := range items { // in order: an item meets what the ones before it left
+					mm := model[Handle{P: it.Handle.P, Off: it.Handle.Off}]
+					live := mm != nil && !mm.acked && !mm.dead && mm.lease == it.Handle && mm.holder == mem && r.now < mm.deadlineNs
+					if (got[i] == module.OK) != live {
+						t.Fatalf("settle %d of %+v by %s at %d (item %d of %d): got %v, model says live=%v (%+v)", it.Verb, it.Handle, mem, r.now, i, len(items), got[i], live, mm)
+					}
+					if live {
+						mm.settle(it.Verb, r.now)
+					}
 				}
 			case 3:
 				r.now += rapid.Int64Range(1, 40e9).Draw(t, "dt")

@@ -73,6 +73,7 @@ type Limits struct {
 	InFlightMax   int   // the highest in-flight bound a group may set
 	FetchMax      int   // messages one fetch may ask for
 	FetchBytesMax int   // message values one fetch answers, in all
+	SettleMax     int   // settles one batch may carry
 	PendingMax    int   // unsettled messages (leased or waiting) of one competing group
 	DeadMax       int   // dead letters of one group; the oldest goes when a new one comes
 	NakDelayMaxNs int64 // the longest delay a nak may ask for
@@ -84,7 +85,7 @@ func DefaultLimits() Limits {
 	return Limits{
 		GroupsMax: 1024, NameBytesMax: 256, MembersMax: 100, PartitionsMax: 1024,
 		SessionMinNs: 1e9, SessionMaxNs: 600e9, AckWaitMinNs: 1e9, AckWaitMaxNs: 12 * 3600e9,
-		DeliveriesMax: 100, InFlightMax: 1000, FetchMax: 256, FetchBytesMax: 1 << 20,
+		DeliveriesMax: 100, InFlightMax: 1000, FetchMax: 256, FetchBytesMax: 1 << 20, SettleMax: 256,
 		PendingMax: 10000, DeadMax: 10000, NakDelayMaxNs: 3600e9, ListMax: 100,
 	}
 }

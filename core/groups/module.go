@@ -61,9 +61,11 @@ func NewModule(limits Limits, log topics.Log) *Module {
 func (m *Module) Name() string    { return "groups" }
 func (m *Module) Version() uint64 { return 1 }
 func (m *Module) Kinds() []byte {
-	return []byte{CmdCreate, CmdDelete, CmdJoin, CmdHeartbeat, CmdLeave, CmdCommit, CmdReset, CmdFetch, CmdSettle, CmdDead, CmdExpire, CmdGrace}
+	return []byte{CmdCreate, CmdDelete, CmdJoin, CmdHeartbeat, CmdLeave, CmdCommit, CmdReset, CmdFetch, CmdSettle, CmdDead, CmdExpire, CmdGrace, CmdSettleBatch}
 }
-func (m *Module) QueryKinds() []byte { return []byte{QueryDescribe, QueryList, QueryDead} }
+func (m *Module) QueryKinds() []byte {
+	return []byte{QueryDescribe, QueryList, QueryDead, QueryFetchable}
+}
 func (m *Module) Prefixes() [][]byte { return [][]byte{prefix} }
 func (m *Module) Hash() uint64 {
 	return mix64(m.digest ^ mix64(m.graceTerm+0x9e3779b97f4a7c15))
@@ -95,7 +97,7 @@ func (m *Module) check(kind byte, c *cmd) error {
 		return err
 	}
 	switch kind {
-	case CmdJoin, CmdHeartbeat, CmdLeave, CmdCommit, CmdFetch, CmdSettle:
+	case CmdJoin, CmdHeartbeat, CmdLeave, CmdCommit, CmdFetch, CmdSettle, CmdSettleBatch:
 		if err := m.checkName("member", c.member); err != nil {
 			return err
 		}
@@ -117,12 +119,9 @@ func (m *Module) check(kind byte, c *cmd) error {
 			return fmt.Errorf("%w: fetch of %d messages, want 1 to %d", errInvalid, c.n, l.FetchMax)
 		}
 	case CmdSettle:
-		if c.verb < Ack || c.verb > Terminate || c.handle.Delivery == 0 {
-			return fmt.Errorf("%w: settle verb %d, delivery %d", errInvalid, c.verb, c.handle.Delivery)
-		}
-		if c.delayNs < 0 || c.delayNs > l.NakDelayMaxNs || c.verb != Nak && c.delayNs != 0 {
-			return fmt.Errorf("%w: nak delay %dns, want 0 to %d (and only for a nak)", errInvalid, c.delayNs, l.NakDelayMaxNs)
-		}
+		return m.checkSettle(SettleItem{Verb: c.verb, Handle: c.handle, DelayNs: c.delayNs})
+	case CmdSettleBatch:
+		return m.checkSettleBatch(c.items)
 	case CmdDead:
 		if c.verb != Replay && c.verb != Drop || len(c.seqs) == 0 || len(c.seqs) > l.ListMax {
 			return fmt.Errorf("%w: dead-letter verb %d on %d letters, want 1 to %d", errInvalid, c.verb, len(c.seqs), l.ListMax)
@@ -208,6 +207,8 @@ func (m *Module) Apply(env *module.Env, kind byte, body []byte) module.Answer {
 		return reply(m.fetch(env, g, c.member, c.n))
 	case CmdSettle:
 		return reply(m.settle(env, g, &c))
+	case CmdSettleBatch:
+		return reply(m.settleBatch(env, g, c.member, c.items), nil)
 	case CmdDead:
 		return reply(m.deadCmd(env, g, c.verb, c.seqs))
 	}
@@ -219,7 +220,7 @@ func modeOf(kind byte) Mode {
 	switch kind {
 	case CmdJoin, CmdHeartbeat, CmdLeave, CmdCommit:
 		return Partitioned
-	case CmdFetch, CmdSettle, CmdDead:
+	case CmdFetch, CmdSettle, CmdSettleBatch, CmdDead:
 		return Competing
 	}
 	return 0

@@ -7,15 +7,23 @@ import (
 	"github.com/aspen-db/aspen/core/module"
 )
 
-// Query answers describe, list and the dead-letter list. Lag is measured
+// Query answers describe, list, the dead-letter list and a fetch's
+// readiness (at nowNs). Lag is measured
 // against the topic's bounds as of the same read.
-func (m *Module) Query(kind byte, body []byte, _ int64) module.Answer {
+func (m *Module) Query(kind byte, body []byte, nowNs int64) module.Answer {
 	c, err := decode(kind, body)
 	if err != nil {
 		return refusal(err)
 	}
-	if kind == QueryList {
+	switch kind {
+	case QueryList:
 		return reply(m.list(c.group, c.n), nil)
+	case QueryFetchable:
+		if err := m.check(CmdFetch, &c); err != nil { // refused as the fetch would be
+			return refusal(err)
+		}
+		r, err := m.Fetchable(c.group, c.member, nowNs)
+		return reply(Answer{Ready: &r}, err)
 	}
 	g := m.groups[c.group]
 	if g == nil {

@@ -193,6 +193,21 @@ func (r *rig) describe(name string) Group {
 	return a.Value.(Answer).Groups[0]
 }
 
+// fetchable asks the replica whether member's fetch would lease anything
+// now, through the query's encoded answer.
+func (r *rig) fetchable(name, member string) Readiness {
+	r.t.Helper()
+	a := r.m.Query(QueryFetchable, FetchableQuery(name, member, 1).Body, r.now)
+	if a.Outcome != module.OK {
+		r.t.Fatalf("fetchable %q: %v %s", name, a.Outcome, a.Detail)
+	}
+	got, err := DecodeAnswer(a.Data)
+	if err != nil || got.Ready == nil {
+		r.t.Fatalf("fetchable %q: answer %x does not decode (%v)", name, a.Data, err)
+	}
+	return *got.Ready
+}
+
 // reload checks that the records on disk and the snapshot section both
 // rebuild the same state (same hash, same description of every group).
 func (r *rig) reload() {

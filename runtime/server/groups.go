@@ -21,10 +21,12 @@ import (
 // The consumer group API: consumer groups (core/groups) over JSON. Each
 // endpoint takes a POST with a GroupRequest body and reads the fields it
 // needs (list, describe and dead/list also a GET with the query parameters
-// name, after and limit). Writes (create, delete, join, heartbeat, leave,
-// commit, reset, fetch, ack, nak, progress, term, dead/replay, dead/drop)
-// go through the log under a session; describe, list, dead/list and read
-// are served after a ReadIndex. A refusal changed nothing: 400 for a
+// name, after and limit; settle/batch takes a GroupSettleBatch). Writes
+// (create, delete, join, heartbeat, leave, commit, reset, ack, nak,
+// progress, term, settle/batch, dead/replay, dead/drop) go through the log
+// under a session, the caller's own with X-Aspen-Client and X-Aspen-Seq;
+// describe, list, dead/list and read are served after a ReadIndex; a fetch
+// goes through the log only when it would lease something (groupsfetch.go). A refusal changed nothing: 400 for a
 // malformed request or a partition the group does not have; 404 for an
 // unknown group, topic, member (leave) or dead letter; 409 for a call the
 // group's state refuses: a stale generation, a partition not the member's,
@@ -41,10 +43,11 @@ import (
 // commits what it processed, stops reading it and names it in Released of
 // its next heartbeat; only then does the new owner get it.
 //
-// Competing groups: a member fetches up to Max messages, each leased to it
-// for AckWaitMs under a Handle; ack settles it, nak puts it back (after
-// DelayMs), progress starts its ack wait again, term sends it to the dead
-// letters at once. A lease not acked in time goes out again; after
+// Competing groups: a member fetches up to Max messages (waiting up to
+// WaitMs for one), each leased to it for AckWaitMs under a Handle; ack
+// settles it, nak puts it back (after DelayMs), progress starts its ack
+// wait again, term sends it to the dead letters at once; settle/batch does
+// any of these for many handles in one write, each answered alone. A lease not acked in time goes out again; after
 // MaxDeliveries deliveries it goes to the dead letters instead.
 //
 // A Handle is an opaque string naming one delivery of one message; only
@@ -77,8 +80,8 @@ type GroupRequest struct {
 	// read, fetch
 	From *int64 `json:",omitempty"` // read: the first offset; absent: the committed one
 	Max  int    `json:",omitempty"` // messages; 0: read the module's bound, fetch one
-	// WaitMs: a read that finds nothing waits this long for a message (at
-	// most topicWaitMsMax), as a topic read does.
+	// WaitMs: a read or fetch that finds nothing waits this long for a
+	// message (at most topicWaitMsMax), as a topic read does.
 	WaitMs int64 `json:",omitempty"`
 	// ack, nak, progress, term
 	Handle  string `json:",omitempty"`
@@ -244,7 +247,6 @@ var groupEndpoints = []groupEndpoint{
 	{name: "leave", write: true, command: groupMemberCommand(groups.Leave), answer: groupDone},
 	{name: "commit", write: true, command: groupCommitCommand, answer: groupDone},
 	{name: "reset", write: true, command: groupResetCommand, answer: groupDone},
-	{name: "fetch", write: true, command: groupFetchCommand, answer: groupDeliveries},
 	{name: "ack", write: true, command: groupSettleCommand(groups.Ack), answer: groupDeliveries},
 	{name: "nak", write: true, command: groupSettleCommand(groups.Nak), answer: groupDeliveries},
 	{name: "progress", write: true, command: groupSettleCommand(groups.InProgress), answer: groupDeliveries},
@@ -261,16 +263,14 @@ func (s *Server) groupRoutes(route func(pattern, name string, h http.HandlerFunc
 		route("/v1/aspen/group/"+e.name, "aspen_group_"+strings.ReplaceAll(e.name, "/", "_"), s.groupHandler(e))
 	}
 	route("/v1/aspen/group/read", "aspen_group_read", s.handleGroupRead)
+	route("/v1/aspen/group/fetch", "aspen_group_fetch", s.handleGroupFetch)
+	route("/v1/aspen/group/settle/batch", "aspen_group_settle_batch", s.handleGroupSettleBatch)
 }
 
 func (s *Server) groupHandler(e groupEndpoint) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if !allowMethods(w, r, e.get) {
-			return
-		}
-		req, code, err := readGroupRequest(r)
-		if err != nil {
-			writeError(w, code, err.Error())
+		req, ok := groupRequestOf(w, r, e.get)
+		if !ok {
 			return
 		}
 		cmd, err := e.command(req)
@@ -280,6 +280,28 @@ func (s *Server) groupHandler(e groupEndpoint) http.HandlerFunc {
 		}
 		answerCall(s, w, r, "group "+e.name, e.write, cmd, func(a groups.Answer) any { return e.answer(req, a) })
 	}
+}
+
+// groupRequestOf reads a group endpoint's request (a POST, or a GET where
+// get is set), or answers why not and reports false.
+func groupRequestOf(w http.ResponseWriter, r *http.Request, get bool) (GroupRequest, bool) {
+	if !allowMethods(w, r, get) {
+		return GroupRequest{}, false
+	}
+	req, code, err := readGroupRequest(r)
+	if err != nil {
+		writeError(w, code, err.Error())
+		return req, false
+	}
+	return req, true
+}
+
+// checkWaitMs refuses a long poll's WaitMs out of [0, topicWaitMsMax].
+func checkWaitMs(ms int64) error {
+	if ms < 0 || ms > topicWaitMsMax {
+		return fmt.Errorf("WaitMs must be 0 to %d, got %d", topicWaitMsMax, ms)
+	}
+	return nil
 }
 
 // readGroupRequest decodes one JSON object strictly, or for a GET the query
@@ -432,28 +454,30 @@ func groupResetCommand(req GroupRequest) (module.Command, error) {
 	return groups.Reset(req.Name, p, to, value), nil
 }
 
-func groupFetchCommand(req GroupRequest) (module.Command, error) {
-	if req.Max < 0 {
-		return module.Command{}, fmt.Errorf("Max must be a positive number of messages, got %d", req.Max)
-	}
-	return groups.Fetch(req.Name, req.Member, cmp.Or(req.Max, 1)), nil
-}
-
 func groupSettleCommand(verb uint8) func(GroupRequest) (module.Command, error) {
 	return func(req GroupRequest) (module.Command, error) {
-		h, err := parseGroupHandle(req.Handle)
+		it, err := groupSettleItem(verb, req.Handle, req.DelayMs)
 		if err != nil {
 			return module.Command{}, err
 		}
-		if verb != groups.Nak && req.DelayMs != 0 {
-			return module.Command{}, errors.New("DelayMs is for nak")
-		}
-		delayNs, err := groupMs("DelayMs", req.DelayMs)
-		if err != nil {
-			return module.Command{}, err
-		}
-		return groups.Settle(req.Name, req.Member, verb, h, delayNs), nil
+		return groups.Settle(req.Name, req.Member, it.Verb, it.Handle, it.DelayNs), nil
 	}
+}
+
+// groupSettleItem reads one settle's handle and delay (a nak's only).
+func groupSettleItem(verb uint8, handle string, delayMs int64) (groups.SettleItem, error) {
+	h, err := parseGroupHandle(handle)
+	if err != nil {
+		return groups.SettleItem{}, err
+	}
+	if verb != groups.Nak && delayMs != 0 {
+		return groups.SettleItem{}, errors.New("DelayMs is for nak")
+	}
+	delayNs, err := groupMs("DelayMs", delayMs)
+	if err != nil {
+		return groups.SettleItem{}, err
+	}
+	return groups.SettleItem{Verb: verb, Handle: h, DelayNs: delayNs}, nil
 }
 
 func groupDeadListCommand(req GroupRequest) (module.Command, error) {
@@ -625,12 +649,8 @@ func groupMessage(m *topics.Message) GroupMessage {
 // more) is told so (409): it stops reading it; its commits would be
 // refused anyway.
 func (s *Server) handleGroupRead(w http.ResponseWriter, r *http.Request) {
-	if !allowMethods(w, r, false) {
-		return
-	}
-	req, code, err := readGroupRequest(r)
-	if err != nil {
-		writeError(w, code, err.Error())
+	req, ok := groupRequestOf(w, r, false)
+	if !ok {
 		return
 	}
 	p, err := groupPartition(req)
@@ -642,8 +662,8 @@ func (s *Server) handleGroupRead(w http.ResponseWriter, r *http.Request) {
 		err = fmt.Errorf("Max must not be negative, got %d", req.Max)
 	case req.From != nil && *req.From < 0:
 		err = fmt.Errorf("From must be an offset, got %d", *req.From)
-	case req.WaitMs < 0 || req.WaitMs > topicWaitMsMax:
-		err = fmt.Errorf("WaitMs must be 0 to %d, got %d", topicWaitMsMax, req.WaitMs)
+	default:
+		err = checkWaitMs(req.WaitMs)
 	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())

@@ -425,33 +425,44 @@ func TestGroupReadLongPoll(t *testing.T) {
 	c.topicWith("feed", 1, 0)
 	c.groupOK(0, "create", `{"Name": "g", "Topic": "feed", "Mode": "partitioned"}`, nil)
 	c.groupOK(1, "join", `{"Name": "g", "Member": "m1"}`, nil)
-	got := make(chan GroupMessages, 1)
-	go func() {
-		var r GroupMessages
-		code, body := c.groupDo(2, "read", `{"Name": "g", "Member": "m1", "Partition": 0, "WaitMs": 10000}`, &r)
-		if code != 200 {
-			t.Errorf("read: %d %s", code, body)
-		}
-		got <- r
-	}()
-	time.Sleep(300 * time.Millisecond)
-	select {
-	case r := <-got:
-		t.Fatalf("the read answered before anything was published: %+v", r)
-	default:
-	}
-	if _, err := c.servers[0].Call(context.Background(), topics.Publish("feed", []topics.In{{Value: []byte("late"), Partition: 0}})); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case r := <-got:
-		if len(r.Messages) != 1 || r.Messages[0].Value != "late" {
-			t.Fatalf("woken read: %+v, want the message published while it waited", r)
-		}
-	case <-time.After(8 * time.Second):
-		t.Fatal("the waiting read was not woken by the publish")
+	var r GroupMessages
+	c.wokenByPublish(2, "read", `{"Name": "g", "Member": "m1", "Partition": 0, "WaitMs": 10000}`, 0, "feed", 0, &r)
+	if len(r.Messages) != 1 || r.Messages[0].Value != "late" {
+		t.Fatalf("woken read: %+v, want the message published while it waited", r)
 	}
 	if code, body := c.groupDo(0, "read", `{"Name": "g", "Member": "m1", "Partition": 0, "WaitMs": 60001}`, nil); code != 400 {
 		t.Fatalf("WaitMs over the bound: %d %s, want 400", code, body)
+	}
+}
+
+// wokenByPublish sends body to group endpoint op of node i, which must not
+// have answered 300 ms later; then it publishes "late" to partition p of
+// topic through node pub and decodes the answer that woke into v.
+func (c *cluster) wokenByPublish(i int, op, body string, pub int, topic string, p int, v any) {
+	c.t.Helper()
+	done := make(chan string, 1)
+	go func() {
+		code, answer := c.groupDo(i, op, body, v)
+		if code != 200 {
+			answer = fmt.Sprintf("%s: %d %s", op, code, answer)
+		}
+		done <- answer
+	}()
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case answer := <-done:
+		c.t.Fatalf("%s answered before anything was published: %s", op, answer)
+	default:
+	}
+	if _, err := c.servers[pub].Call(context.Background(), topics.Publish(topic, []topics.In{{Value: []byte("late"), Partition: p}})); err != nil {
+		c.t.Fatal(err)
+	}
+	select {
+	case answer := <-done:
+		if strings.HasPrefix(answer, op+":") {
+			c.t.Fatal(answer)
+		}
+	case <-time.After(8 * time.Second):
+		c.t.Fatalf("the waiting %s was not woken by the publish", op)
 	}
 }
