@@ -145,6 +145,7 @@ type lockSess struct {
 type lockOp struct {
 	client   int // the lock client's index
 	kind     lockOpKind
+	stale    bool // a guarded write by a client back from a stall
 	req      node.Request
 	in       lockInput // for the history
 	sid      string
@@ -214,6 +215,7 @@ func (w *World) lockStep(c *lockClient) {
 	case s.stale:
 		s.stale = false // it writes under the lock it believes it holds, first thing
 		w.lockFence(c)
+		c.op.stale = true
 	case s.t.ttlNs > 0 && w.now >= s.nextRenew:
 		s.nextRenew = w.now + int64(float64(s.t.ttlNs)/3*w.uniform(1-keepAliveJitter, 1+keepAliveJitter))
 		s.t.lastSentAt = w.now
@@ -515,9 +517,12 @@ func (w *World) lockAnswered(c *lockClient, op *lockOp, r node.Response) {
 	switch {
 	case op.kind == lkFence && out.Ok:
 		w.lkc.fenced(w, op, out.Rev)
-	case op.kind == lkFence && c.sess != nil:
+	case op.kind == lkFence:
+		if op.stale {
+			w.res.LockStaleRefused++
+		}
 		c.sess.held, c.sess.key = false, -1 // it lost the lock: find out by acquiring again
-	case op.kind == lkRelease && c.sess != nil:
+	case op.kind == lkRelease:
 		c.sess.held, c.sess.key = false, -1
 		c.sess.uses++
 	}

@@ -69,6 +69,7 @@ type Result struct {
 	LockInvalidations    int      `json:"lock_invalidations,omitempty"` // sessions ended (expired or destroyed), as applied
 	LockKeysReleased     int      `json:"lock_keys_released,omitempty"` // lock keys their invalidations released or deleted
 	LockFencedWrites     int      `json:"lock_fenced_writes,omitempty"` // writes under a lock acknowledged
+	LockStaleRefused     int      `json:"lock_stale_refused,omitempty"` // of the writes clients back from a stall sent, those refused
 	LockOps              int      `json:"lock_ops,omitempty"`           // operations in the lock history
 	LocksLinearizability string   `json:"locks_linearizability,omitempty"`
 	Linearizability      string   `json:"linearizability"`
