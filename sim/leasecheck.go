@@ -317,14 +317,7 @@ func readKeys(in opInput, out opOutput) []keyRead {
 
 // endsOf returns the leases an applied entry ended, as the lease module
 // reported them.
-func endsOf(a *node.Applied) []lease.End {
-	for _, r := range a.Reports {
-		if ends, ok := r.([]lease.End); ok {
-			return ends
-		}
-	}
-	return nil
-}
+func endsOf(a *node.Applied) []lease.End { return reportOf[lease.End](a) }
 
 // leasesOf lists a replica's live leases.
 func leasesOf(n *node.Node) []lease.Lease {

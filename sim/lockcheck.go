@@ -151,18 +151,24 @@ func reportOf[T any](a *node.Applied) []T {
 	return nil
 }
 
+// eventsUpTo splits a Ready's change events (in revision order) after the
+// last one an entry that left the store at revision rev made.
+func eventsUpTo(events []node.Event, rev int64) (mine, rest []node.Event) {
+	n := 0
+	for n < len(events) && events[n].Revision <= rev {
+		n++
+	}
+	return events[:n], events[n:]
+}
+
 // lockRecords reads a replica's applied records, and the change events of
 // the same Ready.
 func (w *World) lockRecords(sn *simNode, recs []node.Applied, events []node.Event) {
 	lc := w.lkc
 	for i := range recs {
 		a := &recs[i]
-		n := 0
-		for n < len(events) && events[n].Revision <= a.Revision {
-			n++
-		}
-		mine := events[:n]
-		events = events[n:]
+		var mine []node.Event
+		mine, events = eventsUpTo(events, a.Revision)
 		cs := reportOf[locks.Change](a)
 		if a.Index <= lc.seenMax {
 			if first := lc.changes[a.Index]; len(first)+len(cs) > 0 && !reflect.DeepEqual(first, cs) {

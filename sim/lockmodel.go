@@ -16,7 +16,7 @@ import (
 
 // lockInput is one operation on lock key Key.
 type lockInput struct {
-	Kind    lockOpKind // lkAcquire, lkRelease, lkRead, lkFence or lkInvalidate
+	Kind    lockOpKind // lkAcquire, lkRelease, lkRead, lkFence, lkPut, lkDelete or lkInvalidate
 	Key     int
 	Session string
 	Value   string // acquire, release and guarded write: the value written
@@ -28,7 +28,7 @@ type lockInput struct {
 // lockOutput is what the client saw, or the replicas reported.
 type lockOutput struct {
 	Unknown   bool
-	Ok        bool  // acquire, release, guarded write: it applied; invalidation: it released this key
+	Ok        bool  // acquire, release, guarded write: it applied; delete: it deleted the key; invalidation: it released this key
 	Rev       int64 // the store's revision in the answer
 	Present   bool  // read: the key exists
 	Holder    string
@@ -89,6 +89,16 @@ func stepLock(s lockState, in lockInput, out lockOutput) (bool, lockState) {
 		ok = out.Unknown || out.Ok == applied
 		if !out.Unknown && applied && out.Rev <= s.Rev {
 			ok = false // the data key's write took a revision
+		}
+	case lkPut:
+		if !s.Present {
+			n = lockState{Rev: s.Rev, DelayUntil: s.DelayUntil}
+		}
+		n.Present, n.Value, changed = true, in.Value, true
+	case lkDelete:
+		ok = out.Unknown || out.Ok == s.Present
+		if s.Present {
+			n, changed = lockState{Rev: s.Rev, DelayUntil: s.DelayUntil}, true
 		}
 	case lkInvalidate:
 		released := s.Holder == in.Session
@@ -182,7 +192,8 @@ func (w *World) checkLockHistory() {
 }
 
 // lockRevisionTakers adds the lock history's writes to the revision count:
-// every acknowledged write that applied took a revision, and so did every
+// every acknowledged write that applied (a plain put always does, a plain
+// delete when it deleted the key) took a revision, and so did every
 // invalidation that released or deleted keys (once, whatever it touched).
 func (lc *lockChecker) lockRevisionTakers(takers []revisionTaker, unknown int) ([]revisionTaker, int) {
 	for _, op := range lc.history {
@@ -191,7 +202,7 @@ func (lc *lockChecker) lockRevisionTakers(takers []revisionTaker, unknown int) (
 		case in.Kind == lkRead || in.Kind == lkInvalidate:
 		case out.Unknown:
 			unknown++
-		case out.Ok:
+		case in.Kind == lkPut || out.Ok: // a plain put always writes
 			takers = append(takers, revisionTaker{rev: out.Rev, client: op.ClientId})
 		}
 	}

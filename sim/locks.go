@@ -62,6 +62,7 @@ type LockSpec struct {
 	HoldMsMax      float64 `toml:"hold_ms_max"`       //
 	WriteMs        float64 `toml:"write_ms"`          // a holder writes its data key about this often
 	ReadProb       float64 `toml:"read_prob"`         // a step reads a lock key instead
+	PlainProb      float64 `toml:"plain_prob"`        // a step is a plain put or delete of a lock key (no lock op)
 	DestroyProb    float64 `toml:"destroy_prob"`      // a hold ends with its session destroyed (else released)
 	CrashProb      float64 `toml:"crash_prob"`        // a hold ends with a crash (fault phase, TTL sessions)
 	StallProb      float64 `toml:"stall_prob"`        // a hold ends with a stall past 2×TTL (fault phase, TTL sessions)
@@ -88,7 +89,7 @@ func (sc *Scenario) validateLocks() error {
 	case !on(sc.Checkers.Invariants):
 		return fmt.Errorf("locks need checkers.invariants (invalidations are read from the applied records)")
 	}
-	for _, p := range []float64{l.TTLProb, l.DeleteProb, l.ReadProb, l.DestroyProb, l.CrashProb, l.StallProb} {
+	for _, p := range []float64{l.TTLProb, l.DeleteProb, l.ReadProb, l.PlainProb, l.DestroyProb, l.CrashProb, l.StallProb} {
 		if p < 0 || p > 1 {
 			return fmt.Errorf("locks: probability %v outside [0, 1]", p)
 		}
@@ -102,7 +103,7 @@ func dataKey(i int) string { return fmt.Sprintf("fk/%d", i) }
 type lockOpKind uint8
 
 var lockOpNames = [...]string{lkCreate: "create", lkRenew: "renewal", lkDestroy: "destroy", lkAcquire: "acquire",
-	lkRelease: "release", lkRead: "read", lkFence: "guarded write", lkInvalidate: "invalidation"}
+	lkRelease: "release", lkRead: "read", lkFence: "guarded write", lkPut: "plain put", lkDelete: "plain delete", lkInvalidate: "invalidation"}
 
 const (
 	lkCreate lockOpKind = iota + 1
@@ -112,6 +113,8 @@ const (
 	lkRelease
 	lkRead
 	lkFence      // a write of the data key guarded by holding the lock
+	lkPut        // a plain put of a lock key: it keeps the key's lock as it is
+	lkDelete     // a plain delete of a lock key: the lock goes with it
 	lkInvalidate // a session's end, from the replicas' reports (lockcheck.go)
 )
 
@@ -227,6 +230,8 @@ func (w *World) lockStep(c *lockClient) {
 		w.lockStep(c)
 	case w.rng.Float64() < l.ReadProb:
 		w.lockRead(c)
+	case l.PlainProb > 0 && w.rng.Float64() < l.PlainProb:
+		w.lockPlain(c)
 	case !s.held:
 		w.lockAcquire(c)
 	case w.now >= s.holdUntil:
@@ -334,6 +339,20 @@ func (w *World) lockFence(c *lockClient) {
 	}}})
 }
 
+// lockPlain puts or deletes a random lock key without a lock op, as any KV
+// client may: a put keeps the key's lock, a delete takes the lock with it.
+func (w *World) lockPlain(c *lockClient) {
+	k := w.rng.IntN(w.sc.Locks.Locks)
+	if w.rng.IntN(2) == 0 {
+		in := lockInput{Kind: lkPut, Key: k, Value: w.lockValue(c)}
+		w.lockSend(c, &lockOp{kind: lkPut, in: in,
+			req: node.Request{Txn: kv.Txn{Then: []kv.Op{{Type: kv.OpPut, Key: []byte(lockKey(k)), Value: []byte(in.Value)}}}}})
+		return
+	}
+	w.lockSend(c, &lockOp{kind: lkDelete, in: lockInput{Kind: lkDelete, Key: k},
+		req: node.Request{Txn: kv.Txn{Then: []kv.Op{{Type: kv.OpDelete, Key: []byte(lockKey(k))}}}}})
+}
+
 // lockRead reads a lock key: its holder, lock index and value.
 func (w *World) lockRead(c *lockClient) {
 	k := w.rng.IntN(w.sc.Locks.Locks)
@@ -344,15 +363,8 @@ func (w *World) lockRead(c *lockClient) {
 // lockSend starts op: writes take the client's next sequence number, reads
 // a number no write uses.
 func (w *World) lockSend(c *lockClient, op *lockOp) {
-	op.req.Client, op.client = c.session, c.idx
-	if op.kind == lkRead {
-		w.readSeq++
-		op.req.Seq = 1<<63 | w.readSeq
-	} else {
-		c.seq++
-		op.req.Seq = c.seq
-	}
-	op.start, op.deadline = w.now, w.now+millis(float64(w.sc.Workload.OpDeadlineMs))
+	op.client = c.idx
+	op.start, op.deadline = w.numberRequest(&op.req, c.session, &c.seq, op.kind != lkRead)
 	c.op = op
 	w.lockAttempt(c)
 }
@@ -377,7 +389,7 @@ func (w *World) lockRetry(c *lockClient) {
 	}
 	op := c.op
 	switch op.kind {
-	case lkAcquire, lkRelease, lkFence:
+	case lkAcquire, lkRelease, lkFence, lkPut, lkDelete:
 		w.lkc.record(w, op, lockOutput{Unknown: true})
 		w.res.OpsUnknown++
 	}
@@ -494,6 +506,9 @@ func (w *World) lockAcquired(c *lockClient, op *lockOp, r node.Response) int64 {
 	}
 	w.lkc.record(w, op, lockOutput{Ok: r.Result.Succeeded, Rev: r.Result.Revision, TimeHi: w.lkc.timeMax})
 	if !r.Result.Succeeded {
+		if w.rng.IntN(3) == 0 {
+			s.key = -1 // try another key next
+		}
 		return millis(w.uniform(lockRetryMsMin, lockRetryMsMax))
 	}
 	l := &w.sc.Locks
@@ -510,8 +525,11 @@ func (w *World) lockAnswered(c *lockClient, op *lockOp, r node.Response) {
 		return
 	}
 	out := lockOutput{Ok: r.Result.Succeeded, Rev: r.Result.Revision}
-	if op.kind == lkRead {
+	switch op.kind {
+	case lkRead:
 		out = lockReadOutput(r.Result)
+	case lkDelete:
+		out.Ok = result(r.Result, 0).Deleted > 0
 	}
 	w.lkc.record(w, op, out)
 	switch {
