@@ -62,7 +62,7 @@ type sessionTrack struct {
 	lastAckAt    int64    // the last create or renewal acknowledged then
 	lastSentAt   int64    // the last create or renewal was sent then
 	destroyAsked bool     // a client asked to destroy it
-	tried        keySet   // lock keys it asked to acquire
+	tried        keySet   // lock keys it asked to acquire (the request sent)
 	inv          *lockInv // its invalidation, as first applied
 }
 
@@ -359,9 +359,6 @@ func (lc *lockChecker) record(w *World, op *lockOp, out lockOutput) {
 	ret := w.now
 	if out.Unknown {
 		ret = math.MaxInt64
-	}
-	if op.kind == lkAcquire {
-		lc.session(op.sid).tried |= 1 << op.in.Key
 	}
 	if op.kind == lkRead && out.Holder != "" {
 		if t := lc.sessions[out.Holder]; t != nil && t.inv != nil && t.inv.appliedAt < op.start {

@@ -311,6 +311,7 @@ func (w *World) lockAcquire(c *lockClient) {
 	s := c.sess
 	k := []byte(lockKey(s.key))
 	in := lockInput{Kind: lkAcquire, Key: s.key, Session: s.t.id, Value: w.lockValue(c), TimeLo: w.lkc.timeMax}
+	s.t.tried |= 1 << s.key
 	w.lockSend(c, &lockOp{kind: lkAcquire, sid: s.t.id, in: in, req: node.Request{Txn: kv.Txn{
 		Compares: []kv.Compare{{Key: k, Target: kv.TargetLockable, Result: kv.Equal, Value: []byte(s.t.id)}},
 		Then:     []kv.Op{{Type: kv.OpPut, Key: k, Value: []byte(in.Value), Lock: kv.LockAcquire, Session: s.t.id}},
