@@ -37,8 +37,6 @@ const (
 	// lockRetryMs: a client whose acquire said no tries again (or reads)
 	// after a draw from this range.
 	lockRetryMsMin, lockRetryMsMax = 50, 150
-	// lockWakeNs: a client with nothing due looks again after this.
-	lockWakeNs = 200e6
 	// sessionUsesMax: a session takes at most this many locks, then is
 	// destroyed (sessions without a TTL live until then).
 	sessionUsesMax = 3
@@ -173,7 +171,7 @@ func (w *World) newLockClients() {
 		c := &lockClient{idx: i, client: base + i}
 		c.session = uint64(clientIDBase + c.client)
 		w.lockClients = append(w.lockClients, c)
-		w.wakeLockClient(c, w.thinkTime())
+		w.wakeLockClient(c, w.now+millis(w.uniform(0, lockRetryMsMax))) // with or without KV clients
 	}
 }
 
