@@ -161,7 +161,7 @@ func TestPlantedLockBugsFailLockHistory(t *testing.T) {
 		sc := loadScenario(t, "../scenarios/locks.toml").PlantBug(b)
 		t.Run(b.String(), func(t *testing.T) {
 			for seed := uint64(1); seed <= 10; seed++ {
-				if r := Run(sc, seed, Options{}); r.LocksLinearizability == "illegal" {
+				if r := Run(sc, seed, Options{}); r.LockHistory == "illegal" {
 					t.Logf("lock history illegal at seed %d", seed)
 					return
 				}

@@ -182,12 +182,12 @@ func (w *World) checkLockHistory() {
 	w.res.LockOps = len(w.lkc.history)
 	switch porcupine.CheckOperationsTimeout(lockModel(), w.lkc.history, budget) {
 	case porcupine.Ok:
-		w.res.LocksLinearizability = "ok"
+		w.res.LockHistory = "ok"
 	case porcupine.Illegal:
-		w.res.LocksLinearizability = "illegal"
+		w.res.LockHistory = "illegal"
 		w.check.fail("lock history of %d operations is not linearizable", len(w.lkc.history))
 	default:
-		w.res.LocksLinearizability = "unknown (checker budget exhausted)"
+		w.res.LockHistory = "unknown (checker budget exhausted)"
 	}
 }
 

@@ -24,56 +24,56 @@ type Options struct {
 
 // Result is the outcome of one run.
 type Result struct {
-	Scenario             string   `json:"scenario"`
-	Seed                 uint64   `json:"seed"`
-	Passed               bool     `json:"passed"`
-	TraceHash            string   `json:"trace_hash"`
-	VirtualSeconds       float64  `json:"virtual_seconds"`
-	WallSeconds          float64  `json:"wall_seconds"`
-	Events               int      `json:"events"`
-	Ops                  int      `json:"ops"`
-	OpsUnknown           int      `json:"ops_unknown"`
-	Messages             int      `json:"messages"`
-	Crashes              int      `json:"crashes"`
-	CrashPoints          int      `json:"crash_points"` // of the crashes, those at a crash point
-	Reloads              int      `json:"reloads"`      // nodes the reload checker rebuilt from disk
-	CorruptionsCaught    int      `json:"corruptions_caught"`
-	SnapshotInstalls     int      `json:"snapshot_installs"`
-	Backups              int      `json:"backups"` // taken and restored by the simulated operator
-	MembershipChanges    int      `json:"membership_changes"`
-	RefusalsChecked      int      `json:"refusals_checked,omitempty"` // forbidden admin requests refused, as they must be
-	LeaderTransfers      int      `json:"leader_transfers,omitempty"`
-	FinalVoters          []uint64 `json:"final_voters,omitempty"`
-	Partitions           int      `json:"partitions"`
-	LeasesGranted        int      `json:"leases_granted,omitempty"`     // grants acknowledged to holders
-	LeasesExpired        int      `json:"leases_expired,omitempty"`     // as applied by the replicas
-	LeasesRevoked        int      `json:"leases_revoked,omitempty"`     // likewise
-	LeaseKeysDeleted     int      `json:"lease_keys_deleted,omitempty"` // keys their ends deleted
-	JobLeases            int      `json:"job_leases,omitempty"`         // as applied by the replicas
-	JobsEnded            [4]int   `json:"jobs_ended,omitzero"`          // succeeded, failed, dead, cancelled at the end
-	ScheduleJobs         int      `json:"schedule_jobs,omitempty"`      // jobs schedules created, as applied
-	ScheduleSkipped      int      `json:"schedule_skipped,omitempty"`   // ticks skipped or refused, at the end
-	ScheduleMissed       int      `json:"schedule_missed,omitempty"`    // ticks missed, at the end
-	HookDeliveries       int      `json:"hook_deliveries,omitempty"`    // deliveries handed to the job queue, as applied
-	HookResyncs          int      `json:"hook_resyncs,omitempty"`       // resync deliveries made, at the end
-	TopicMessages        int      `json:"topic_messages,omitempty"`     // messages placed, as applied
-	TopicAcked           int      `json:"topic_acked,omitempty"`        // publishes acknowledged
-	TopicFull            int      `json:"topic_full,omitempty"`         // publishes refused as the store was full
-	TopicReads           int      `json:"topic_reads,omitempty"`        // reads answered
-	TopicDropped         int      `json:"topic_dropped,omitempty"`      // messages retention dropped, at the end
-	GroupProcessed       int      `json:"group_processed,omitempty"`    // messages group members processed (with repeats)
-	GroupDead            int      `json:"group_dead,omitempty"`         // messages that went to a group's dead letters
-	GroupCrashes         int      `json:"group_crashes,omitempty"`      // members that stopped without leaving
-	GroupRefusedAcks     int      `json:"group_refused_acks,omitempty"` // acks refused as the lease had moved on
-	LockSessions         int      `json:"lock_sessions,omitempty"`      // sessions created, as applied
-	LockInvalidations    int      `json:"lock_invalidations,omitempty"` // sessions ended (expired or destroyed), as applied
-	LockKeysReleased     int      `json:"lock_keys_released,omitempty"` // lock keys their invalidations released or deleted
-	LockFencedWrites     int      `json:"lock_fenced_writes,omitempty"` // writes under a lock acknowledged
-	LockStaleRefused     int      `json:"lock_stale_refused,omitempty"` // of the writes clients back from a stall sent, those refused
-	LockOps              int      `json:"lock_ops,omitempty"`           // operations in the lock history
-	LocksLinearizability string   `json:"locks_linearizability,omitempty"`
-	Linearizability      string   `json:"linearizability"`
-	Violations           []string `json:"violations"`
+	Scenario          string   `json:"scenario"`
+	Seed              uint64   `json:"seed"`
+	Passed            bool     `json:"passed"`
+	TraceHash         string   `json:"trace_hash"`
+	VirtualSeconds    float64  `json:"virtual_seconds"`
+	WallSeconds       float64  `json:"wall_seconds"`
+	Events            int      `json:"events"`
+	Ops               int      `json:"ops"`
+	OpsUnknown        int      `json:"ops_unknown"`
+	Messages          int      `json:"messages"`
+	Crashes           int      `json:"crashes"`
+	CrashPoints       int      `json:"crash_points"` // of the crashes, those at a crash point
+	Reloads           int      `json:"reloads"`      // nodes the reload checker rebuilt from disk
+	CorruptionsCaught int      `json:"corruptions_caught"`
+	SnapshotInstalls  int      `json:"snapshot_installs"`
+	Backups           int      `json:"backups"` // taken and restored by the simulated operator
+	MembershipChanges int      `json:"membership_changes"`
+	RefusalsChecked   int      `json:"refusals_checked,omitempty"` // forbidden admin requests refused, as they must be
+	LeaderTransfers   int      `json:"leader_transfers,omitempty"`
+	FinalVoters       []uint64 `json:"final_voters,omitempty"`
+	Partitions        int      `json:"partitions"`
+	LeasesGranted     int      `json:"leases_granted,omitempty"`     // grants acknowledged to holders
+	LeasesExpired     int      `json:"leases_expired,omitempty"`     // as applied by the replicas
+	LeasesRevoked     int      `json:"leases_revoked,omitempty"`     // likewise
+	LeaseKeysDeleted  int      `json:"lease_keys_deleted,omitempty"` // keys their ends deleted
+	JobLeases         int      `json:"job_leases,omitempty"`         // as applied by the replicas
+	JobsEnded         [4]int   `json:"jobs_ended,omitzero"`          // succeeded, failed, dead, cancelled at the end
+	ScheduleJobs      int      `json:"schedule_jobs,omitempty"`      // jobs schedules created, as applied
+	ScheduleSkipped   int      `json:"schedule_skipped,omitempty"`   // ticks skipped or refused, at the end
+	ScheduleMissed    int      `json:"schedule_missed,omitempty"`    // ticks missed, at the end
+	HookDeliveries    int      `json:"hook_deliveries,omitempty"`    // deliveries handed to the job queue, as applied
+	HookResyncs       int      `json:"hook_resyncs,omitempty"`       // resync deliveries made, at the end
+	TopicMessages     int      `json:"topic_messages,omitempty"`     // messages placed, as applied
+	TopicAcked        int      `json:"topic_acked,omitempty"`        // publishes acknowledged
+	TopicFull         int      `json:"topic_full,omitempty"`         // publishes refused as the store was full
+	TopicReads        int      `json:"topic_reads,omitempty"`        // reads answered
+	TopicDropped      int      `json:"topic_dropped,omitempty"`      // messages retention dropped, at the end
+	GroupProcessed    int      `json:"group_processed,omitempty"`    // messages group members processed (with repeats)
+	GroupDead         int      `json:"group_dead,omitempty"`         // messages that went to a group's dead letters
+	GroupCrashes      int      `json:"group_crashes,omitempty"`      // members that stopped without leaving
+	GroupRefusedAcks  int      `json:"group_refused_acks,omitempty"` // acks refused as the lease had moved on
+	LockSessions      int      `json:"lock_sessions,omitempty"`      // sessions created, as applied
+	LockInvalidations int      `json:"lock_invalidations,omitempty"` // sessions ended (expired or destroyed), as applied
+	LockKeysReleased  int      `json:"lock_keys_released,omitempty"` // lock keys their invalidations released or deleted
+	LockFencedWrites  int      `json:"lock_fenced_writes,omitempty"` // writes under a lock acknowledged
+	LockStaleRefused  int      `json:"lock_stale_refused,omitempty"` // of the writes clients back from a stall sent, those refused
+	LockOps           int      `json:"lock_ops,omitempty"`           // operations in the lock history
+	LockHistory       string   `json:"lock_history,omitempty"`       // the lock history's porcupine verdict, like Linearizability
+	Linearizability   string   `json:"linearizability"`
+	Violations        []string `json:"violations"`
 
 	history []porcupine.Operation
 	linInfo porcupine.LinearizationInfo
