@@ -128,6 +128,15 @@ var shippedCatches = []struct {
 	{bugs.GroupStaleCommit, "topics", "commit from a stale generation accepted"},
 	{bugs.AssignmentMapOrder, "topics", "report group changes differently"},
 	{bugs.CommitBeforeProcess, "topics", "was never processed by group"},
+	// Sessions and locks (locks, seed 1 each): an acquire that ignores the
+	// holder takes a held key (the committed timeline sees the lock change
+	// hands without a release); one that ignores the lock delay takes a
+	// released key before the delay ends, by the entry's replicated time;
+	// an invalidation that keeps its keys leaves them held by a session
+	// that is gone.
+	{bugs.LockIgnoresHolder, "locks", "while session"},
+	{bugs.LockDelayIgnored, "locks", "before the lock delay"},
+	{bugs.InvalidateKeepsLocks, "locks", "but it still holds lock key"},
 }
 
 func TestPlantedBugsCaughtByShippedScenarios(t *testing.T) {
@@ -139,6 +148,25 @@ func TestPlantedBugsCaughtByShippedScenarios(t *testing.T) {
 				t.Fatalf("no seed in 1..200 of %s reported %q", c.scenario, c.want)
 			}
 			t.Logf("caught at seed %d: %s", seed, res.Violations[0])
+		})
+	}
+}
+
+// The lock history alone (porcupine, lockmodel.go) must catch each lock
+// bug too, not only the checks on the committed timeline: two holders at
+// once, a key taken before its lock delay could have ended, a key still
+// held after its session's invalidation.
+func TestPlantedLockBugsFailLockHistory(t *testing.T) {
+	for _, b := range []bugs.Bug{bugs.LockIgnoresHolder, bugs.LockDelayIgnored, bugs.InvalidateKeepsLocks} {
+		sc := loadScenario(t, "../scenarios/locks.toml").PlantBug(b)
+		t.Run(b.String(), func(t *testing.T) {
+			for seed := uint64(1); seed <= 10; seed++ {
+				if r := Run(sc, seed, Options{}); r.LockHistory == "illegal" {
+					t.Logf("lock history illegal at seed %d", seed)
+					return
+				}
+			}
+			t.Fatal("no seed in 1..10 made the lock history illegal")
 		})
 	}
 }

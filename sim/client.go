@@ -71,6 +71,21 @@ func (w *World) clientNext(i int) {
 	w.attempt(c)
 }
 
+// numberRequest gives req the client's session and a sequence number (a
+// write the client's next, a read one no write uses), and returns the
+// request's start and deadline.
+func (w *World) numberRequest(req *node.Request, session uint64, seq *uint64, write bool) (start, deadline int64) {
+	req.Client = session
+	if write {
+		*seq++
+		req.Seq = *seq
+	} else {
+		w.readSeq++
+		req.Seq = 1<<63 | w.readSeq
+	}
+	return w.now, w.now + millis(float64(w.sc.Workload.OpDeadlineMs))
+}
+
 // timeAttempt schedules the timeout of attempt n of client's request: when
 // it fires and the request is still that attempt, the actor retries.
 func (w *World) timeAttempt(client, n int) {

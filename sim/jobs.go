@@ -270,15 +270,7 @@ func (w *World) operatorStep(a *jobActor) {
 }
 
 func (w *World) jobSend(a *jobActor, op *jobOp) {
-	op.req.Client = a.session
-	if jobWrites(op) {
-		a.seq++
-		op.req.Seq = a.seq
-	} else {
-		w.readSeq++
-		op.req.Seq = 1<<63 | w.readSeq
-	}
-	op.start, op.deadline = w.now, w.now+millis(float64(w.sc.Workload.OpDeadlineMs))
+	op.start, op.deadline = w.numberRequest(&op.req, a.session, &a.seq, jobWrites(op))
 	a.op = op
 	w.jobAttempt(a)
 }

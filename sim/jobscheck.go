@@ -45,28 +45,15 @@ func (w *World) newJobsChecker() {
 	w.jc = &jobsChecker{changes: map[uint64][]jobs.Change{}, jobs: map[jobs.ID]*jobTrack{}, keys: map[string]jobs.ID{}}
 }
 
-func changesOf(a *node.Applied) []jobs.Change {
-	for _, r := range a.Reports {
-		if c, ok := r.([]jobs.Change); ok {
-			return c
-		}
-	}
-	return nil
-}
-
 // jobRecords reads a replica's applied records, and the change events of
 // the same Ready (for hooks).
 func (w *World) jobRecords(sn *simNode, recs []node.Applied, events []node.Event) {
 	jc := w.jc
 	for i := range recs {
 		a := &recs[i]
-		n := 0
-		for n < len(events) && events[n].Revision <= a.Revision {
-			n++
-		}
-		mine := events[:n]
-		events = events[n:]
-		cs := changesOf(a)
+		var mine []node.Event
+		mine, events = eventsUpTo(events, a.Revision)
+		cs := reportOf[jobs.Change](a)
 		if a.Index <= jc.seenMax {
 			if first := jc.changes[a.Index]; !reflect.DeepEqual(first, cs) && len(first)+len(cs) > 0 {
 				w.check.fail("replicas report job changes differently at index %d: node %d %+v, the first to apply it %+v", a.Index, sn.id, cs, first)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/anishathalye/porcupine"
 	"github.com/aspen-db/aspen/core/lease"
+	"github.com/aspen-db/aspen/core/locks"
 	"github.com/aspen-db/aspen/core/node"
 )
 
@@ -35,6 +36,7 @@ type leaseTrack struct {
 	keeping     bool   // its holder renews it every TTL/3
 	healedAck   bool   // a renewal was acknowledged in the healed phase while kept
 	revokeAsked bool
+	session     string // the session whose TTL it carries (core/locks), if any
 	end         *leaseEnd
 }
 
@@ -136,6 +138,11 @@ func (w *World) leaseRecords(sn *simNode, recs []node.Applied) {
 			continue
 		}
 		lc.seenMax = a.Index
+		for _, c := range reportOf[locks.Change](a) {
+			if c.Created != nil && c.Created.Lease != 0 {
+				lc.track(lease.ID(c.Created.Lease)).session = c.Created.ID
+			}
+		}
 		if a.Kind == lease.CmdGrace {
 			lc.graceNs, lc.graceAt, lc.graced = a.TimeNs, w.now, true
 		}
@@ -186,7 +193,7 @@ func (w *World) leaseEnded(e *leaseEnd) {
 	}
 	if e.Expired {
 		w.checkExpiry(t, e)
-	} else if !t.revokeAsked {
+	} else if !t.revokeAsked && t.session == "" { // a session's destroy is the lock checker's to check
 		w.check.fail("lease %d revoked at index %d, but no client asked to revoke it", e.ID, e.index)
 	}
 	w.historyLeaseEnd(t, e)
@@ -310,14 +317,7 @@ func readKeys(in opInput, out opOutput) []keyRead {
 
 // endsOf returns the leases an applied entry ended, as the lease module
 // reported them.
-func endsOf(a *node.Applied) []lease.End {
-	for _, r := range a.Reports {
-		if ends, ok := r.([]lease.End); ok {
-			return ends
-		}
-	}
-	return nil
-}
+func endsOf(a *node.Applied) []lease.End { return reportOf[lease.End](a) }
 
 // leasesOf lists a replica's live leases.
 func leasesOf(n *node.Node) []lease.Lease {

@@ -192,15 +192,7 @@ func (w *World) holderQuery(h *leaseHolder) {
 // holderSend starts op: writes take the holder's next sequence number, reads
 // a number no write uses, as clients' do.
 func (w *World) holderSend(h *leaseHolder, op *holderOp) {
-	op.req.Client = h.session
-	if holderWrites(op) {
-		h.seq++
-		op.req.Seq = h.seq
-	} else {
-		w.readSeq++
-		op.req.Seq = 1<<63 | w.readSeq
-	}
-	op.start, op.deadline = w.now, w.now+millis(float64(w.sc.Workload.OpDeadlineMs))
+	op.start, op.deadline = w.numberRequest(&op.req, h.session, &h.seq, holderWrites(op))
 	h.op = op
 	w.holderAttempt(h)
 }

@@ -90,10 +90,14 @@ func (w *World) send(from *simNode, m *raftpb.Message) {
 	}
 }
 
+// clientCount is how many client numbers there are: the KV clients, the
+// admin, the lease holders, and the jobs, topics and lock clients.
+func (w *World) clientCount() int { return w.lockBase() + len(w.lockClients) }
+
 // toClient sends a response from node idx back to its client.
 func (w *World) toClient(from int, resp node.Response) {
 	idx := int(resp.Client) - clientIDBase
-	if idx < 0 || idx > len(w.clients)+len(w.holders)+len(w.jobActors)+len(w.topicActors) || (idx == len(w.clients) && w.admin == nil) {
+	if idx < 0 || idx >= w.clientCount() || (idx == len(w.clients) && w.admin == nil) {
 		return
 	}
 	if delay, ok := w.flight(); ok && !w.net.cutOff(idx, from) {
@@ -207,7 +211,7 @@ func (w *World) partition(oneWay bool) {
 // cut are lost both ways, one-way partition or not.
 func (w *World) strandClients(nodeSide []bool) {
 	w.net.strands, w.net.nodeSide = true, nodeSide
-	w.net.clientSide = make([]bool, len(w.clients)+1+len(w.holders)+len(w.jobActors)+len(w.topicActors)) // holders, jobs and topics clients: no extra draws without them
+	w.net.clientSide = make([]bool, w.clientCount()) // holders, jobs, topics and lock clients: no extra draws without them
 	for i := range w.net.clientSide {
 		w.net.clientSide[i] = w.rng.IntN(2) == 0
 	}

@@ -82,6 +82,9 @@ func (w *World) nodeConfig(sn *simNode) node.Config {
 	if w.sc.Hooks.BacklogMax > 0 {
 		cfg.Hooks.BacklogMax = w.sc.Hooks.BacklogMax
 	}
+	if w.sc.Locks.on() {
+		cfg.Locks.TTLMinNs = lockTTLMinNs
+	}
 	if w.sc.Topics.StoreBytesMax > 0 {
 		cfg.Topics.TotalBytesMax = w.sc.Topics.StoreBytesMax
 	}
@@ -235,6 +238,9 @@ func (w *World) finishReady(sn *simNode) {
 			if w.gpc != nil {
 				w.groupRecords(sn, rd.Applied)
 			}
+		}
+		if w.lkc != nil {
+			w.lockRecords(sn, rd.Applied, rd.Events)
 		}
 		w.check.applied(sn.id, rd.Applied)
 		w.checkTime(sn)

@@ -25,12 +25,13 @@ const (
 	evHolder // a lease holder's timer (leases.go)
 	evJobs   // a jobs client's timer (jobs.go)
 	evTopics // a topics client's timer (topics.go)
+	evLocks  // a lock client's timer (locks.go)
 )
 
 var evNames = [...]string{evTick: "tick", evDeliver: "deliver", evReadyDone: "ready-done", evToNode: "request",
 	evToClient: "response", evAttemptTimeout: "attempt-timeout", evClientNext: "client-next", evNemesis: "nemesis",
 	evRestart: "restart", evUnpause: "unpause", evPartitionEnd: "partition-end", evHeal: "heal",
-	evStopClients: "stop-clients", evEnd: "end", evAdmin: "admin", evHolder: "lease-holder", evJobs: "jobs-client", evTopics: "topics-client"}
+	evStopClients: "stop-clients", evEnd: "end", evAdmin: "admin", evHolder: "lease-holder", evJobs: "jobs-client", evTopics: "topics-client", evLocks: "lock-client"}
 
 // event is one thing that happens at a virtual instant. Events at the same
 // instant run in the order they were scheduled (seq), which keeps runs replayable.

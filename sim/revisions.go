@@ -58,6 +58,9 @@ func (w *World) checkRevisions(final int64) {
 			takers = append(takers, revisionTaker{rev: out.Rev, client: op.ClientId})
 		}
 	}
+	if w.lkc != nil {
+		takers, unknown = w.lkc.lockRevisionTakers(takers, unknown)
+	}
 	slices.SortFunc(takers, func(a, b revisionTaker) int { return int(a.rev - b.rev) })
 	var missing []int64
 	next := int64(1)

@@ -35,6 +35,7 @@ type Scenario struct {
 	Schedules  ScheduleSpec    `toml:"schedules"`
 	Hooks      HookSpec        `toml:"hooks"`
 	Topics     TopicSpec       `toml:"topics"`
+	Locks      LockSpec        `toml:"locks"`
 	Checkers   CheckerSpec     `toml:"checkers"`
 	Bugs       map[string]bool `toml:"bugs"` // planted defects by name (core/bugs); aspenbugs builds only
 
@@ -506,6 +507,9 @@ func (sc *Scenario) validate() error {
 		return err
 	}
 	if err := sc.validateTopics(); err != nil {
+		return err
+	}
+	if err := sc.validateLocks(); err != nil {
 		return err
 	}
 	total := 0

@@ -66,6 +66,13 @@ type Result struct {
 	GroupCrashes      int      `json:"group_crashes,omitempty"`      // members that stopped without leaving
 	GroupRefusedAcks  int      `json:"group_refused_acks,omitempty"` // acks refused as the lease had moved on
 	GroupBatchItems   int      `json:"group_batch_items,omitempty"`  // settles answered in batch settles
+	LockSessions      int      `json:"lock_sessions,omitempty"`      // sessions created, as applied
+	LockInvalidations int      `json:"lock_invalidations,omitempty"` // sessions ended (expired or destroyed), as applied
+	LockKeysReleased  int      `json:"lock_keys_released,omitempty"` // lock keys their invalidations released or deleted
+	LockFencedWrites  int      `json:"lock_fenced_writes,omitempty"` // writes under a lock acknowledged
+	LockStaleRefused  int      `json:"lock_stale_refused,omitempty"` // of the writes clients back from a stall sent, those refused
+	LockOps           int      `json:"lock_ops,omitempty"`           // operations in the lock history
+	LockHistory       string   `json:"lock_history,omitempty"`       // the lock history's porcupine verdict, like Linearizability
 	Linearizability   string   `json:"linearizability"`
 	Violations        []string `json:"violations"`
 
@@ -103,6 +110,8 @@ type World struct {
 	topicActors []*topicActor  // topic operator, producers, readers (topics.go)
 	tpc         *topicsChecker // nil without topics
 	gpc         *groupsChecker // nil without group members
+	lockClients []*lockClient  // lock clients (locks.go)
+	lkc         *lockChecker   // nil without locks
 	trace       tracer
 	check       checker
 	res         Result
@@ -190,8 +199,10 @@ func newWorld(sc Scenario, seed uint64, opts Options) *World {
 		w.schedule(event{at: w.nemesisGap(), kind: evNemesis, node: -1})
 		w.schedule(event{at: w.faultEnd, kind: evHeal, node: -1})
 	}
+	if sc.Leases.on() || sc.Locks.on() {
+		w.newLeaseChecker() // sessions with a TTL ride on leases
+	}
 	if sc.Leases.on() {
-		w.newLeaseChecker()
 		w.newHolders()
 	}
 	if sc.Jobs.on() {
@@ -210,6 +221,10 @@ func newWorld(sc Scenario, seed uint64, opts Options) *World {
 			w.newGroupsChecker()
 		}
 		w.newTopicActors()
+	}
+	if sc.Locks.on() {
+		w.newLockChecker()
+		w.newLockClients()
 	}
 	w.schedule(event{at: w.faultEnd + seconds(sc.Run.HealSeconds)/2, kind: evStopClients, node: -1})
 	w.schedule(event{at: w.end, kind: evEnd, node: -1})
@@ -273,7 +288,9 @@ func (w *World) dispatch(e event) {
 	case evTick, evDeliver, evReadyDone, evToNode:
 		w.nodeEvent(e)
 	case evToClient:
-		if t := w.topicActor(e.client); t != nil {
+		if c := w.lockClient(e.client); c != nil {
+			w.lockResponse(c, e)
+		} else if t := w.topicActor(e.client); t != nil {
 			w.topicResponse(t, e)
 		} else if a := w.jobActor(e.client); a != nil {
 			w.jobResponse(a, e)
@@ -285,7 +302,9 @@ func (w *World) dispatch(e event) {
 			w.clientResponse(e)
 		}
 	case evAttemptTimeout:
-		if t := w.topicActor(e.client); t != nil {
+		if c := w.lockClient(e.client); c != nil {
+			w.lockTimeout(c, e.n)
+		} else if t := w.topicActor(e.client); t != nil {
 			w.topicTimeout(t, e.n)
 		} else if a := w.jobActor(e.client); a != nil {
 			w.jobTimeout(a, e.n)
@@ -302,6 +321,8 @@ func (w *World) dispatch(e event) {
 		w.jobActorWake(e)
 	case evTopics:
 		w.topicActorWake(e)
+	case evLocks:
+		w.lockClientWake(e)
 	case evAdmin:
 		w.adminTick()
 	case evClientNext:
@@ -322,6 +343,7 @@ func (w *World) dispatch(e event) {
 	case evStopClients:
 		w.clientsOn = false
 		w.stopHolders()
+		w.stopLockClients()
 	}
 }
 
@@ -390,6 +412,9 @@ func (w *World) finish() {
 				w.checkGroupsEnd()
 			}
 		}
+		if w.lkc != nil {
+			w.checkLocksAtEnd()
+		}
 	}
 	w.reloadAll()
 	if on(w.sc.Checkers.Linearizability) {
@@ -397,6 +422,9 @@ func (w *World) finish() {
 			w.checkLeaseReads()
 		}
 		w.checkLinearizability()
+		if w.lkc != nil {
+			w.checkLockHistory()
+		}
 		if final, ok := w.finalRevision(); ok && w.res.Linearizability == "ok" {
 			w.checkRevisions(final)
 		}

@@ -67,6 +67,11 @@ const (
 	// Topics.
 	TopicOffsetReuse // a message's offset is the count of messages its partition retains, not its end
 
+	// Sessions and locks.
+	LockIgnoresHolder    // an acquire takes a key another session holds
+	LockDelayIgnored     // an acquire checks only that its session is live, not the key's lock delay
+	InvalidateKeepsLocks // a session's invalidation leaves the keys it holds held
+
 	count
 )
 
@@ -82,6 +87,7 @@ var names = [count]string{
 	"hook_match_on_proposal", "hook_fire_from_watch", "hook_drop_when_full",
 	"group_stale_commit", "assignment_map_order", "commit_before_process",
 	"topic_offset_reuse",
+	"lock_ignores_holder", "lock_delay_ignored", "invalidate_keeps_locks",
 }
 
 func (b Bug) String() string {

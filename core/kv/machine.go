@@ -184,7 +184,7 @@ func (m *Machine) put(op *Op, rev int64) {
 	switch op.Lock {
 	case LockAcquire:
 		if rec.Session != op.Session {
-			if rec.Session != "" || !m.lockable(op.Key, op.Session) {
+			if m.plantHolder(rec.Session) != "" || !m.lockable(op.Key, op.Session) {
 				return
 			}
 			rec.Session = op.Session
@@ -206,7 +206,7 @@ func (m *Machine) put(op *Op, rev int64) {
 
 // lockable asks Locks whether session may take the free key now.
 func (m *Machine) lockable(key []byte, session string) bool {
-	return m.locks != nil && m.locks.Lockable(key, session, m.nowNs)
+	return m.locks != nil && m.plantLockable(session, m.locks.Lockable(key, session, m.nowNs))
 }
 
 // deleteSpan removes every stored key inside s and returns how many there were.
@@ -301,7 +301,7 @@ func (m *Machine) compare(c Compare) bool {
 	case TargetSession:
 		return c.Result.holds(it.rec.Session == string(c.Value))
 	case TargetLockable:
-		held := it.rec.Session
+		held := m.plantHolder(it.rec.Session)
 		return c.Result.holds(held == string(c.Value) || held == "" && m.lockable(c.Key, string(c.Value)))
 	}
 	return false

@@ -308,7 +308,7 @@ func (k *Module) ReleaseLocks(env *module.Env, session string, keys [][]byte, de
 			ops = append(ops, Op{Type: OpPut, Key: key, Value: it.rec.Value, Flags: it.rec.Flags, Lock: LockRelease, Session: session})
 		}
 	}
-	if len(ops) == 0 {
+	if ops = k.plantReleaseLocks(ops); len(ops) == 0 {
 		return k.M.Revision()
 	}
 	resp, changes := k.M.Apply(Txn{Then: ops})

@@ -37,3 +37,30 @@ func (k *Module) plantEventRevision(rev, before int64) int64 {
 	}
 	return rev
 }
+
+// LockIgnoresHolder: an acquire judges the key as if nobody held it, so it
+// takes a key another session holds (and a Lockable compare says it could).
+func (m *Machine) plantHolder(holder string) string {
+	if m.Bugs.Has(bugs.LockIgnoresHolder) {
+		return ""
+	}
+	return holder
+}
+
+// LockDelayIgnored: an acquire asks only whether its session is live, not
+// whether the key is still in the lock delay an invalidation left on it.
+func (m *Machine) plantLockable(session string, ok bool) bool {
+	if m.Bugs.Has(bugs.LockDelayIgnored) {
+		return m.locks.Live(session)
+	}
+	return ok
+}
+
+// InvalidateKeepsLocks: a session's invalidation releases nothing, so its
+// keys stay held by a session that no longer exists.
+func (k *Module) plantReleaseLocks(ops []Op) []Op {
+	if k.M.Bugs.Has(bugs.InvalidateKeepsLocks) {
+		return nil
+	}
+	return ops
+}
