@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"slices"
 
 	"github.com/aspen-db/aspen/core/assert"
@@ -321,14 +322,7 @@ func (m *Module) Query(kind byte, body []byte, _ int64) module.Answer {
 	return answer(a)
 }
 
-func (m *Module) sortedIDs() []string {
-	ids := make([]string, 0, len(m.sessions))
-	for id := range m.sessions {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	return ids
-}
+func (m *Module) sortedIDs() []string { return slices.Sorted(maps.Keys(m.sessions)) }
 
 // Held returns the keys session holds, in order: a pure read for the HTTP
 // layer and checkers.

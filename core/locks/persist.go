@@ -2,6 +2,7 @@ package locks
 
 import (
 	"encoding/binary"
+	"maps"
 	"slices"
 
 	"github.com/aspen-db/aspen/core/kv"
@@ -29,14 +30,7 @@ func (m *Module) Clear(b *storage.Batch) {
 	}
 }
 
-func (m *Module) sortedDelays() []string {
-	keys := make([]string, 0, len(m.delays))
-	for k := range m.delays {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
+func (m *Module) sortedDelays() []string { return slices.Sorted(maps.Keys(m.delays)) }
 
 // Load reads the records. The KV store loads before this module (the
 // host's order), so the holder index is rebuilt from its records.

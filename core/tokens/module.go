@@ -11,6 +11,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"slices"
 
 	"github.com/aspen-db/aspen/core/assert"
@@ -221,14 +222,7 @@ func (m *Module) Query(kind byte, body []byte, _ int64) module.Answer {
 // Revoked reports whether id is revoked, for a verifier on this replica.
 func (m *Module) Revoked(id string) bool { return m.entries[id].Revoked }
 
-func (m *Module) sortedIDs() []string {
-	ids := make([]string, 0, len(m.entries))
-	for id := range m.entries {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	return ids
-}
+func (m *Module) sortedIDs() []string { return slices.Sorted(maps.Keys(m.entries)) }
 
 // Answer is the reply to a command or query: the entries it touched or read.
 type Answer struct{ Entries []Entry }

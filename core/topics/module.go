@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"slices"
 
 	"github.com/aspen-db/aspen/core/assert"
@@ -398,14 +399,7 @@ func refusal(err error) module.Answer {
 	return module.Refuse(module.Invalid, err)
 }
 
-func (m *Module) sortedNames() []string {
-	names := make([]string, 0, len(m.topics))
-	for n := range m.topics {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
-}
+func (m *Module) sortedNames() []string { return slices.Sorted(maps.Keys(m.topics)) }
 
 // HasTopic reports whether topic name exists (for topic hooks).
 func (m *Module) HasTopic(name string) bool { return m.topics[name] != nil }
