@@ -64,6 +64,8 @@ type report struct {
 	LoadBefore string       `json:"load_average_before"`
 	LoadAfter  string       `json:"load_average_after"`
 	Config     config       `json:"config"`
+	Aspen      string       `json:"aspen_version"` // the commit built, "+changes" if the tree had any
+	Etcd       string       `json:"etcd_version"`
 	Systems    []*systemRun `json:"systems,omitempty"` // aspen, then etcd
 	Results    []result     `json:"results,omitempty"`
 	Rows       []row        `json:"rows,omitempty"`
@@ -90,6 +92,7 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
 		return nil, err
 	}
 	defer cleanup()
+	rep.Aspen, rep.Etcd = e.aspenVersion, e.etcdVersion
 	if cfg.Rounds > 0 {
 		if err := runRounds(ctx, cfg, e, rep); err != nil {
 			return nil, err

@@ -95,13 +95,13 @@ func summaryRows(loads []load, results []result) []row {
 
 func printTable(w io.Writer, rep *report) error {
 	fmt.Fprintf(w, "%s; %d CPUs; load average %s before, %s after\n", rep.Date, rep.CPUs, rep.LoadBefore, rep.LoadAfter)
-	if len(rep.Systems) == 2 {
-		cfg := rep.Config
-		fmt.Fprintf(w, "aspen %s vs etcd %s, 3 nodes each on loopback; %d rounds of %s, the first system alternating; %d-byte values, %d keys\n",
-			rep.Systems[0].Version, rep.Systems[1].Version, cfg.Rounds, cfg.Duration, cfg.ValueBytes, cfg.Keys)
+	cfg := rep.Config
+	fmt.Fprintf(w, "aspen %s vs etcd %s, 3 nodes each on loopback, %d-byte values\n", rep.Aspen, rep.Etcd, cfg.ValueBytes)
+	if len(rep.Rows) > 0 {
+		fmt.Fprintf(w, "%d rounds of %s over %d keys, the first system alternating. Cells: median over rounds (min-max);\n", cfg.Rounds, cfg.Duration, cfg.Keys)
+		fmt.Fprintln(w, "aspen/etcd: the ratio within each round, median (min-max).")
 	}
-	fmt.Fprintln(w, "Cells: median over rounds (min-max). aspen/etcd: the ratio within each round, median (min-max);")
-	fmt.Fprintln(w, "above 1 means more ops/s, or more ms. Memory: MB per node; its ratio is of the sums.")
+	fmt.Fprintln(w, "Ratios above 1 mean more ops/s, ms, MB or keys for aspen. Memory: MB per node; its ratio is of the sums.")
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "load\tfigure\taspen\tetcd\taspen/etcd")
