@@ -101,7 +101,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&cfg.JSON, "json", false, "print the report as JSON instead of a table")
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the temporary directory (data and logs) instead of removing it")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: etcdcmp [flags]\n\nStarts 3 Aspen and 3 etcd nodes on loopback and compares them under the same load.\n%s\n\n", etcdInstallHint)
+		fmt.Fprint(stderr, "usage: etcdcmp [flags]\n\nStarts 3 Aspen and 3 etcd nodes on loopback and compares them under the same load.\n"+
+			"Needs etcd on PATH: Debian's etcd-server 3.4 (apt-get install -y etcd-server).\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
