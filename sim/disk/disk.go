@@ -4,7 +4,9 @@
 // The disk has a durable layer, which survives any crash, and above it a
 // write-ahead log holding, as encoded frames, every batch applied since the last
 // Sync. Reads see the durable layer plus every applied batch, through a
-// materialized volatile view. Sync folds the log into the durable layer. Crash
+// materialized volatile view. The durable layer is kept as that view less an
+// undo log of the values the applied batches replaced, so Sync, which makes
+// the log durable, only forgets the undo log: it costs nothing per record. Crash
 // decides, from a caller-supplied random source, how much of the log reached the
 // platter (possibly tearing a frame), then recovers the way a real restart
 // would: it decodes the surviving log frame by frame, checks each frame's length
@@ -20,7 +22,6 @@ package disk
 import (
 	"crypto/sha256"
 	"encoding/binary"
-	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -60,9 +61,13 @@ type Disk struct {
 	// anything durable: a disk that lies about fsync.
 	SyncIsNoop bool
 
-	durable     *btree.BTreeG[entry] // what survives any crash
-	durableSize int                  // key and value bytes in durable
-	view        *btree.BTreeG[entry] // durable plus every frame in wal
+	view        *btree.BTreeG[entry] // the durable layer plus every frame in wal
+	viewSize    int                  // key and value bytes in view
+	durableSize int                  // key and value bytes in the durable layer
+	// undo holds, for every op applied since the last Sync, in order, what
+	// the view held at its key before: the view with undo rolled back, last
+	// first, is the durable layer (what survives any crash).
+	undo []undoOp
 
 	wal       []byte // frames of the batches applied since the last Sync
 	frameEnds []int  // offset in wal just past each frame
@@ -81,10 +86,19 @@ type entry struct {
 
 func lessEntry(a, b entry) bool { return a.key < b.key }
 
+// undoOp is what an applied op replaced: the key's value before it, or no
+// record at all (had false).
+type undoOp struct {
+	key string
+	old []byte
+	had bool
+}
+
 // flip remembers a record's value from before a bit flip so Repair can restore
 // it. The durable layer still holds the flipped value for as long as the entry
 // exists (any durable write to the key deletes the entry); viewTouched says a
-// later, not yet durable, Apply has overwritten the key in the view.
+// later, not yet durable, Apply has overwritten the key in the view (so the
+// durable value is in the undo log).
 type flip struct {
 	orig        []byte
 	viewTouched bool
@@ -99,12 +113,14 @@ const scanChunk = 64
 // maxRetainedWAL bounds the log buffer capacity kept for reuse after a Sync.
 const maxRetainedWAL = 1 << 20
 
+// maxRetainedUndo bounds the undo log capacity (ops) kept for reuse after a Sync.
+const maxRetainedUndo = 1 << 14
+
 // New returns an empty disk.
 func New() *Disk {
 	return &Disk{
-		durable: btree.NewG(btreeDegree, lessEntry),
-		view:    btree.NewG(btreeDegree, lessEntry),
-		flips:   make(map[string]*flip),
+		view:  btree.NewG(btreeDegree, lessEntry),
+		flips: make(map[string]*flip),
 	}
 }
 
@@ -130,8 +146,29 @@ func (d *Disk) Scan(prefix []byte, fn func(key, value []byte) error) error {
 func (d *Disk) View() storage.Reader { return frozenView{d.view.Clone()} }
 
 // DurableView is View for the durable layer alone: what a crash that keeps no
-// unsynced batch would recover (before any bit flip it might add).
-func (d *Disk) DurableView() storage.Reader { return frozenView{d.durable.Clone()} }
+// unsynced batch would recover (before any bit flip it might add). It costs
+// O(1) plus a rollback of the ops applied since the last Sync.
+func (d *Disk) DurableView() storage.Reader { return frozenView{d.durable()} }
+
+// durable returns a copy of the durable layer: the view with the undo log
+// rolled back.
+func (d *Disk) durable() *btree.BTreeG[entry] {
+	t := d.view.Clone()
+	rollback(t, d.undo)
+	return t
+}
+
+// rollback undoes ops on t, last first.
+func rollback(t *btree.BTreeG[entry], ops []undoOp) {
+	for i := len(ops) - 1; i >= 0; i-- {
+		u := &ops[i]
+		if u.had {
+			t.ReplaceOrInsert(entry{key: u.key, val: u.old})
+		} else {
+			t.Delete(entry{key: u.key})
+		}
+	}
+}
 
 // frozenView reads a tree nobody writes to any more.
 type frozenView struct{ t *btree.BTreeG[entry] }
@@ -194,11 +231,19 @@ func (d *Disk) Apply(b storage.Batch) error {
 	for i := range b.Ops {
 		op := &b.Ops[i]
 		k := string(op.Key)
+		var old entry
+		var had bool
 		if op.Delete {
-			d.view.Delete(entry{key: k})
+			old, had = d.view.Delete(entry{key: k})
 		} else {
-			d.view.ReplaceOrInsert(entry{key: k, val: clone(op.Value)})
+			v := clone(op.Value)
+			old, had = d.view.ReplaceOrInsert(entry{key: k, val: v})
+			d.viewSize += len(k) + len(v)
 		}
+		if had {
+			d.viewSize -= len(old.key) + len(old.val)
+		}
+		d.undo = append(d.undo, undoOp{key: k, old: old.val, had: had})
 		if len(d.flips) > 0 {
 			if f := d.flips[k]; f != nil {
 				f.viewTouched = true
@@ -208,21 +253,20 @@ func (d *Disk) Apply(b storage.Batch) error {
 	return nil
 }
 
-// Sync makes every applied batch durable by folding the write-ahead log into
-// the durable layer, then empties the log. With SyncIsNoop it does nothing.
+// Sync makes every applied batch durable, then empties the log. The view
+// already holds what the log's frames decode to (the tests check both), so
+// making them durable is forgetting how to undo them. A durable write to a
+// key ends any bit flip in it. With SyncIsNoop it does nothing.
 func (d *Disk) Sync() error {
 	if d.SyncIsNoop || len(d.frameEnds) == 0 {
 		return nil
 	}
-	frames, valid, stop := decodeLog(d.wal)
-	if stop != nil || valid != len(d.wal) || len(frames) != len(d.frameEnds) {
-		// Only a bug in this package gets here: the log is written by Apply alone.
-		return fmt.Errorf("disk: write-ahead log unreadable at sync: %d of %d frames, %d of %d bytes: %v",
-			len(frames), len(d.frameEnds), valid, len(d.wal), stop)
+	if len(d.flips) > 0 {
+		for i := range d.undo {
+			delete(d.flips, d.undo[i].key)
+		}
 	}
-	for _, ops := range frames {
-		d.applyDurable(ops)
-	}
+	d.durableSize = d.viewSize
 	d.resetWAL()
 	return nil
 }
@@ -262,17 +306,19 @@ func (d *Disk) Crash(rng *rand.Rand, f Faults) CrashReport {
 		}
 	}
 
-	// Restart: recovery sees only the surviving bytes.
+	// Restart: the view falls back to the durable layer, and recovery sees
+	// only the surviving bytes.
+	rollback(d.view, d.undo)
+	d.viewSize = d.durableSize
+	for _, fl := range d.flips {
+		fl.viewTouched = false // the view is the durable layer again
+	}
 	frames, _, _ := decodeLog(surviving)
 	for _, ops := range frames {
 		d.applyDurable(ops)
 	}
 	rep.KeptBatches = len(frames)
 	d.resetWAL()
-	d.view = d.durable.Clone()
-	for _, fl := range d.flips {
-		fl.viewTouched = false // the view is the durable layer again
-	}
 
 	if rng.Float64() < f.BitFlipProb {
 		rep.FlippedKey = d.flipBit(rng)
@@ -291,9 +337,13 @@ func (d *Disk) Repair() {
 	slices.Sort(keys)
 	for _, k := range keys {
 		fl := d.flips[k]
-		d.putDurable(k, fl.orig)
-		if !fl.viewTouched {
-			d.view.ReplaceOrInsert(entry{key: k, val: fl.orig})
+		if fl.viewTouched {
+			// The view holds a later, unsynced write; the durable value is
+			// what the first of them replaced.
+			i := slices.IndexFunc(d.undo, func(u undoOp) bool { return u.key == k })
+			d.undo[i].old = fl.orig
+		} else {
+			d.putDurable(k, fl.orig)
 		}
 		delete(d.flips, k)
 	}
@@ -311,7 +361,7 @@ func (d *Disk) Bytes() int { return d.durableSize + len(d.wal) }
 func (d *Disk) Hash() [32]byte {
 	h := sha256.New()
 	var lens [2 * binary.MaxVarintLen64]byte
-	d.durable.Ascend(func(e entry) bool {
+	d.durable().Ascend(func(e entry) bool {
 		b := binary.AppendUvarint(lens[:0], uint64(len(e.key)))
 		h.Write(b)
 		h.Write([]byte(e.key))
@@ -333,6 +383,7 @@ func (d *Disk) frameStart(i int) int {
 	return d.frameEnds[i-1]
 }
 
+// resetWAL empties the log and the undo log: the view is the durable layer.
 func (d *Disk) resetWAL() {
 	if cap(d.wal) > maxRetainedWAL {
 		d.wal = nil
@@ -340,15 +391,22 @@ func (d *Disk) resetWAL() {
 		d.wal = d.wal[:0]
 	}
 	d.frameEnds = d.frameEnds[:0]
+	if cap(d.undo) > maxRetainedUndo {
+		d.undo = nil
+	} else {
+		clear(d.undo) // drop the replaced values for the collector
+		d.undo = d.undo[:0]
+	}
 }
 
-// applyDurable writes one decoded frame to the durable layer. The records alias
-// the log, so values are copied. A durable write to a key ends any bit flip in it.
+// applyDurable writes one decoded frame to the durable layer, when the view is
+// that layer (no unsynced batch). The records alias the log, so values are
+// copied. A durable write to a key ends any bit flip in it.
 func (d *Disk) applyDurable(ops []record) {
 	for _, r := range ops {
 		k := string(r.key)
 		if r.del {
-			if old, ok := d.durable.Delete(entry{key: k}); ok {
+			if old, ok := d.view.Delete(entry{key: k}); ok {
 				d.durableSize -= len(old.key) + len(old.val)
 			}
 		} else {
@@ -358,13 +416,18 @@ func (d *Disk) applyDurable(ops []record) {
 			delete(d.flips, k)
 		}
 	}
+	d.viewSize = d.durableSize
 }
 
+// putDurable writes a record to the durable layer, when the view is that
+// layer for key k (no unsynced batch wrote it).
 func (d *Disk) putDurable(k string, v []byte) {
-	if old, ok := d.durable.ReplaceOrInsert(entry{key: k, val: v}); ok {
+	if old, ok := d.view.ReplaceOrInsert(entry{key: k, val: v}); ok {
 		d.durableSize -= len(old.key) + len(old.val)
+		d.viewSize -= len(old.key) + len(old.val)
 	}
 	d.durableSize += len(k) + len(v)
+	d.viewSize += len(k) + len(v)
 }
 
 // flipBit flips one bit of one flippable durable value, chosen from rng over the
@@ -372,7 +435,7 @@ func (d *Disk) putDurable(k string, v []byte) {
 // Called right after recovery, when the view is the durable layer.
 func (d *Disk) flipBit(rng *rand.Rand) []byte {
 	candidates := 0
-	d.durable.Ascend(func(e entry) bool {
+	d.view.Ascend(func(e entry) bool {
 		if d.flippable(e) {
 			candidates++
 		}
@@ -383,7 +446,7 @@ func (d *Disk) flipBit(rng *rand.Rand) []byte {
 	}
 	target := rng.IntN(candidates)
 	var victim entry
-	d.durable.Ascend(func(e entry) bool {
+	d.view.Ascend(func(e entry) bool {
 		if !d.flippable(e) {
 			return true
 		}
@@ -397,7 +460,6 @@ func (d *Disk) flipBit(rng *rand.Rand) []byte {
 	bit := rng.IntN(8 * len(victim.val))
 	flipped := clone(victim.val) // values are shared, never modified in place
 	flipped[bit/8] ^= 1 << (bit % 8)
-	d.durable.ReplaceOrInsert(entry{key: victim.key, val: flipped})
 	d.view.ReplaceOrInsert(entry{key: victim.key, val: flipped})
 	d.flips[victim.key] = &flip{orig: victim.val}
 	return []byte(victim.key)
