@@ -345,7 +345,11 @@ func (n *Node) handleRaftReady(rd raft.Ready, out *Ready) {
 	out.TailReplaced = n.appendEntries(rd.Entries, &out.Batch)
 	if !raft.IsEmptyHardState(rd.HardState) {
 		assert.That(n.log.SetHardState(rd.HardState) == nil, "set hard state")
-		out.Batch.Put(keyHardState, mustMarshal(&rd.HardState))
+		// Marshalled through the concrete type: through mustMarshal's
+		// interface, the whole raft.Ready moved to the heap on every call.
+		hs, err := rd.HardState.Marshal()
+		assert.That(err == nil, "marshal hard state: %v", err)
+		out.Batch.Put(keyHardState, hs)
 	}
 	n.applyEntries(rd.CommittedEntries, out)
 	for _, rs := range rd.ReadStates {
