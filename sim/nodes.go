@@ -134,7 +134,7 @@ func (w *World) localNow(sn *simNode) int64 {
 	return sn.skewNs + w.now + int64(float64(w.now)*sn.driftPPM/1e6)
 }
 
-func (w *World) nodeEvent(e event) {
+func (w *World) nodeEvent(e *event) {
 	sn := w.nodes[e.node]
 	if e.inc != sn.inc || sn.n == nil || sn.gone {
 		if e.kind == evDeliver && e.snap {
@@ -144,7 +144,7 @@ func (w *World) nodeEvent(e event) {
 	}
 	if sn.paused {
 		if e.kind != evTick { // a paused process misses its timers
-			sn.deferred = append(sn.deferred, e)
+			sn.deferred = append(sn.deferred, *e)
 		}
 		if e.kind == evTick {
 			w.schedule(event{at: w.now + w.tickGap(sn), kind: evTick, node: sn.idx, inc: sn.inc})

@@ -253,7 +253,7 @@ func (w *World) loop() {
 		e := w.q.pop()
 		w.now = e.at
 		w.res.Events++
-		w.trace.event(&e)
+		w.trace.event(e)
 		if e.kind == evEnd {
 			if w.converged() || w.now >= w.end+endDrainMaxNs {
 				return
@@ -264,14 +264,18 @@ func (w *World) loop() {
 			w.schedule(event{at: w.now + endDrainStepNs, kind: evEnd, node: -1})
 			continue
 		}
-		w.dispatch(e)
+		if e.kind.forNode() {
+			w.nodeEvent(e) // most events: in place, not copied
+			continue
+		}
+		w.dispatch(*e)
 	}
 }
 
 func (w *World) dispatch(e event) {
 	switch e.kind {
 	case evTick, evDeliver, evReadyDone, evToNode:
-		w.nodeEvent(e)
+		w.nodeEvent(&e)
 	case evToClient:
 		if t := w.topicActor(e.client); t != nil {
 			w.topicResponse(t, e)
