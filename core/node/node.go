@@ -139,6 +139,7 @@ type Node struct {
 	boot         storage.Batch // records written on first start, carried by the first Ready
 	bootstrapped bool          // New started a new cluster from an empty disk
 	out          Ready         // the Ready being built (Ready)
+	env          module.Env    // the command being applied (applyCommand): a local escapes through the module interface
 	rd           raft.Ready
 	haveRd       bool
 }
@@ -231,7 +232,7 @@ func (n *Node) bootstrap() error {
 	n.logFirst, n.logLast = 2, 1
 	n.boot.Put(keySnapshot, mustMarshal(&snap))
 	n.boot.Put(keyHardState, mustMarshal(&hs))
-	n.boot.Put(keyApplied, encodeApplied(n.appliedMeta()))
+	n.boot.PutRecord(keyApplied, appliedRecord(n.appliedMeta()))
 	for _, s := range n.h.states {
 		s.Persist(&n.boot)
 	}
@@ -347,9 +348,7 @@ func (n *Node) handleRaftReady(rd raft.Ready, out *Ready) {
 		assert.That(n.log.SetHardState(rd.HardState) == nil, "set hard state")
 		// Marshalled through the concrete type: through mustMarshal's
 		// interface, the whole raft.Ready moved to the heap on every call.
-		hs, err := rd.HardState.Marshal()
-		assert.That(err == nil, "marshal hard state: %v", err)
-		out.Batch.Put(keyHardState, hs)
+		out.Batch.PutRecord(keyHardState, hardStateRecord(&rd.HardState))
 	}
 	n.applyEntries(rd.CommittedEntries, out)
 	for _, rs := range rd.ReadStates {
@@ -381,7 +380,7 @@ func (n *Node) appendEntries(ents []raftpb.Entry, b *storage.Batch) (replaced bo
 	}
 	assert.That(n.log.Append(ents) == nil, "append entries at %d", ents[0].Index)
 	for i := range ents {
-		b.Put(logKey(ents[i].Index), mustMarshal(&ents[i]))
+		b.PutRecord(logKey(ents[i].Index), logRecord(&ents[i]))
 	}
 	first, last := ents[0].Index, ents[len(ents)-1].Index
 	replaced = first <= n.logLast
