@@ -135,7 +135,7 @@ func (w *World) toClient(from int, resp node.Response) {
 // toNode sends a client request to a node.
 func (w *World) toNode(target int, req node.Request) {
 	if delay, ok := w.flight(); ok && !w.net.cutOff(int(req.Client)-clientIDBase, target) {
-		w.schedule(event{at: w.now + delay, kind: evToNode, node: target, inc: w.nodes[target].inc, req: req})
+		w.schedule(event{at: w.now + delay, kind: evToNode, node: target, inc: w.nodes[target].inc, req: &req})
 	}
 }
 

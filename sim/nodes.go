@@ -167,7 +167,7 @@ func (w *World) nodeEvent(e *event) {
 			w.reportSnapshot(e.from, sn.id, true)
 		}
 	case evToNode:
-		sn.n.Submit(e.req)
+		sn.n.Submit(*e.req)
 	case evReadyDone:
 		w.finishReady(sn)
 	}

@@ -43,12 +43,12 @@ type event struct {
 	at     int64
 	seq    uint64
 	kind   evKind
-	node   int    // node index, or -1
-	inc    uint64 // node incarnation the event belongs to
-	from   int    // sending node index for messages
-	snap   bool   // the message is a snapshot (its sender wants to hear whether it arrived)
-	msg    []byte // marshalled raft message
-	req    node.Request
+	node   int           // node index, or -1
+	inc    uint64        // node incarnation the event belongs to
+	from   int           // sending node index for messages
+	snap   bool          // the message is a snapshot (its sender wants to hear whether it arrived)
+	msg    []byte        // marshalled raft message
+	req    *node.Request // a client's request (evToNode): by pointer, as the event is copied into and out of the queue
 	resp   node.Response
 	client int
 	n      int // attempt number, partition epoch, ...
@@ -58,8 +58,8 @@ type event struct {
 // pointer-free keys; the events themselves sit in a slab with a free list, so
 // sifting moves 24 bytes without write barriers and nothing is allocated per
 // event once the slab has grown. pop hands the event out in place, not as a
-// 360-byte copy (copying it out, clearing it and copying it again into each
-// handler was 5% of a run).
+// copy (copying a 360-byte event out, clearing it and copying it again into
+// each handler was 5% of a run).
 type queue struct {
 	keys []qkey
 	slab []event
@@ -128,15 +128,16 @@ func (q *queue) pop() *event {
 	return &q.slab[top.slot]
 }
 
-// release frees the slot of the event pop handed out last.
+// release frees the slot of the event pop handed out last. The slot is not
+// cleared: the next push overwrites it (free slots are reused last freed
+// first), and clearing it with write barriers on cost more than what a
+// free slot keeps alive for a while.
 func (q *queue) release() {
 	if q.held == 0 {
 		return
 	}
-	slot := q.held - 1
+	q.free = append(q.free, q.held-1)
 	q.held = 0
-	q.slab[slot] = event{} // drop references for the collector
-	q.free = append(q.free, slot)
 }
 
 func (q *queue) len() int { return len(q.keys) }
