@@ -4,9 +4,11 @@
 // The disk has a durable layer, which survives any crash, and above it a
 // write-ahead log holding, as encoded frames, every batch applied since the last
 // Sync. Reads see the durable layer plus every applied batch, through a
-// materialized volatile view. The durable layer is kept as that view less an
-// undo log of the values the applied batches replaced, so Sync, which makes
-// the log durable, only forgets the undo log: it costs nothing per record. Crash
+// materialized volatile view: a hash map, with its keys sorted lazily, when a
+// scan or a View needs them (those are rare; writes are not). The durable
+// layer is kept as that view less an undo log of the values the applied
+// batches replaced, so Sync, which makes the log durable, only forgets the
+// undo log: it costs nothing per record. Crash
 // decides, from a caller-supplied random source, how much of the log reached the
 // platter (possibly tearing a frame), then recovers the way a real restart
 // would: it decodes the surviving log frame by frame, checks each frame's length
@@ -22,11 +24,11 @@ package disk
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"maps"
 	"math/rand/v2"
 	"slices"
+	"sort"
 	"strings"
-
-	"github.com/google/btree"
 
 	"github.com/aspen-db/aspen/core/storage"
 )
@@ -61,13 +63,21 @@ type Disk struct {
 	// anything durable: a disk that lies about fsync.
 	SyncIsNoop bool
 
-	view        *btree.BTreeG[entry] // the durable layer plus every frame in wal
-	viewSize    int                  // key and value bytes in view
-	durableSize int                  // key and value bytes in the durable layer
-	// undo holds, for every op applied since the last Sync, in order, what
-	// the view held at its key before: the view with undo rolled back, last
-	// first, is the durable layer (what survives any crash).
+	view        map[string][]byte // the durable layer plus every frame in wal
+	viewSize    int               // key and value bytes in view
+	durableSize int               // key and value bytes in the durable layer
+	// undo holds, for every op applied since the last Sync that found a
+	// record or wrote one, in order, what the view held at its key before:
+	// the view with undo rolled back, last first, is the durable layer (what
+	// survives any crash).
 	undo []undoOp
+
+	// The view's keys in order, kept lazily: keys as of the last sort (some
+	// deleted since), added those put since that were not in the view then,
+	// and sorted, when neither changed, the view as a sorted slice.
+	keys   []string
+	added  []string
+	sorted []entry
 
 	wal       []byte // frames of the batches applied since the last Sync
 	frameEnds []int  // offset in wal just past each frame
@@ -77,14 +87,12 @@ type Disk struct {
 
 var _ storage.Store = (*Disk)(nil)
 
-// entry is one record. val is never modified in place once stored, so the two
-// trees (and the trees' lazily copied nodes) may share it.
+// entry is one record. val is never modified in place once stored, so views
+// and the undo log may share it.
 type entry struct {
 	key string
 	val []byte
 }
-
-func lessEntry(a, b entry) bool { return a.key < b.key }
 
 // undoOp is what an applied op replaced: the key's value before it, or no
 // record at all (had false).
@@ -104,12 +112,6 @@ type flip struct {
 	viewTouched bool
 }
 
-const btreeDegree = 16
-
-// scanChunk is how many records Scan buffers at once, so fn may write to the
-// disk while a scan runs.
-const scanChunk = 64
-
 // maxRetainedWAL bounds the log buffer capacity kept for reuse after a Sync.
 const maxRetainedWAL = 1 << 20
 
@@ -119,104 +121,173 @@ const maxRetainedUndo = 1 << 14
 // New returns an empty disk.
 func New() *Disk {
 	return &Disk{
-		view:  btree.NewG(btreeDegree, lessEntry),
+		view:  make(map[string][]byte),
 		flips: make(map[string]*flip),
 	}
 }
 
 // Get returns a copy of key's value as the disk's readers see it: the durable
 // layer plus every applied batch.
-func (d *Disk) Get(key []byte) ([]byte, bool, error) { return get(d.view, key) }
+func (d *Disk) Get(key []byte) ([]byte, bool, error) {
+	v, ok := d.view[string(key)]
+	if !ok {
+		return nil, false, nil
+	}
+	return clone(v), true, nil
+}
 
 // Scan calls fn with copies of each key with the prefix and its value, in
 // ascending key order, and stops at the first error fn returns, returning it.
-// fn may write to the disk; keys written past the current one during the scan
-// may or may not be visited.
+// fn may write to the disk; it visits the records as they were when the scan
+// began.
 func (d *Disk) Scan(prefix []byte, fn func(key, value []byte) error) error {
-	return scan(d.view, prefix, fn, clone)
+	return scan(d.sortedView(), prefix, fn, clone)
 }
 
 // View returns a read-only copy of what the disk's readers see now (the
 // durable layer plus every applied batch), for checkers that rebuild a replica
-// from its disk without stopping it. Taking it costs O(1): the copy shares the
-// tree and both sides copy nodes on write, so later writes to the disk never
-// show through it. Its Scan hands out the stored values themselves, not
+// from its disk without stopping it. Later writes to the disk never show
+// through it. It costs a pass over the records when the disk changed since
+// the last View (a merge of the keys added since into the sorted ones), and
+// nothing otherwise. Its Scan hands out the stored values themselves, not
 // copies (a reload reads every record, and copying them was a third of its
 // allocations): callers must not modify them.
-func (d *Disk) View() storage.Reader { return frozenView{d.view.Clone()} }
+func (d *Disk) View() storage.Reader { return frozenView(d.sortedView()) }
 
 // DurableView is View for the durable layer alone: what a crash that keeps no
-// unsynced batch would recover (before any bit flip it might add). It costs
-// O(1) plus a rollback of the ops applied since the last Sync.
-func (d *Disk) DurableView() storage.Reader { return frozenView{d.durable()} }
+// unsynced batch would recover (before any bit flip it might add). It costs a
+// copy and a sort of the records when batches are unsynced.
+func (d *Disk) DurableView() storage.Reader { return frozenView(d.durable()) }
 
-// durable returns a copy of the durable layer: the view with the undo log
-// rolled back.
-func (d *Disk) durable() *btree.BTreeG[entry] {
-	t := d.view.Clone()
-	rollback(t, d.undo)
-	return t
+// durable returns the durable layer in key order.
+func (d *Disk) durable() []entry {
+	if len(d.undo) == 0 {
+		return d.sortedView()
+	}
+	m := maps.Clone(d.view)
+	for i := len(d.undo) - 1; i >= 0; i-- {
+		u := &d.undo[i]
+		if u.had {
+			m[u.key] = u.old
+		} else {
+			delete(m, u.key)
+		}
+	}
+	out := make([]entry, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, entry{key: k, val: m[k]})
+	}
+	return out
 }
 
-// rollback undoes ops on t, last first.
-func rollback(t *btree.BTreeG[entry], ops []undoOp) {
-	for i := len(ops) - 1; i >= 0; i-- {
-		u := &ops[i]
+// sortedView returns the view as a slice in key order, which nobody may
+// modify: it merges the keys added since the last call into the sorted
+// ones, dropping those deleted since.
+func (d *Disk) sortedView() []entry {
+	if d.sorted != nil {
+		return d.sorted
+	}
+	slices.Sort(d.added)
+	out := make([]entry, 0, len(d.view))
+	keys := make([]string, 0, len(d.view))
+	i, j := 0, 0
+	for i < len(d.keys) || j < len(d.added) {
+		var k string
+		switch {
+		case j == len(d.added) || (i < len(d.keys) && d.keys[i] < d.added[j]):
+			k = d.keys[i]
+			i++
+		case i == len(d.keys) || d.added[j] < d.keys[i]:
+			k = d.added[j]
+			j++
+		default: // deleted, then put again
+			k = d.keys[i]
+			i++
+			j++
+		}
+		if len(keys) > 0 && keys[len(keys)-1] == k {
+			continue // added twice (put, deleted, put again)
+		}
+		if v, ok := d.view[k]; ok {
+			out = append(out, entry{key: k, val: v})
+			keys = append(keys, k)
+		}
+	}
+	d.keys, d.added, d.sorted = keys, d.added[:0], out
+	return out
+}
+
+// put writes a record to the view and returns what it replaced.
+func (d *Disk) put(k string, v []byte) (old []byte, had bool) {
+	old, had = d.view[k]
+	d.view[k] = v
+	d.viewSize += len(k) + len(v)
+	if had {
+		d.viewSize -= len(k) + len(old)
+	} else {
+		d.added = append(d.added, k)
+	}
+	d.sorted = nil
+	return old, had
+}
+
+// del deletes a record from the view and returns what it held.
+func (d *Disk) del(k string) (old []byte, had bool) {
+	old, had = d.view[k]
+	if had {
+		delete(d.view, k)
+		d.viewSize -= len(k) + len(old)
+		d.sorted = nil
+	}
+	return old, had
+}
+
+// rollback undoes the ops applied since the last Sync, last first: the view
+// becomes the durable layer.
+func (d *Disk) rollback() {
+	for i := len(d.undo) - 1; i >= 0; i-- {
+		u := &d.undo[i]
 		if u.had {
-			t.ReplaceOrInsert(entry{key: u.key, val: u.old})
+			d.put(u.key, u.old)
 		} else {
-			t.Delete(entry{key: u.key})
+			d.del(u.key)
 		}
 	}
 }
 
-// frozenView reads a tree nobody writes to any more.
-type frozenView struct{ t *btree.BTreeG[entry] }
+// frozenView reads a sorted slice nobody writes to any more.
+type frozenView []entry
 
-func (v frozenView) Get(key []byte) ([]byte, bool, error) { return get(v.t, key) }
+func (v frozenView) Get(key []byte) ([]byte, bool, error) {
+	i, ok := sort.Find(len(v), func(i int) int { return strings.Compare(string(key), v[i].key) })
+	if !ok {
+		return nil, false, nil
+	}
+	return clone(v[i].val), true, nil
+}
 
 func (v frozenView) Scan(prefix []byte, fn func(key, value []byte) error) error {
-	return scan(v.t, prefix, fn, shared)
+	return scan(v, prefix, fn, shared)
 }
 
 // shared hands out a stored value as it is: values are never modified in
 // place once stored.
 func shared(b []byte) []byte { return b }
 
-func get(t *btree.BTreeG[entry], key []byte) ([]byte, bool, error) {
-	e, ok := t.Get(entry{key: string(key)})
-	if !ok {
-		return nil, false, nil
-	}
-	return clone(e.val), true, nil
-}
-
-// scan visits the tree in chunks, resuming past the last key, so fn may write
-// to the tree while a scan runs. value says how values are handed out.
-func scan(t *btree.BTreeG[entry], prefix []byte, fn func(key, value []byte) error, value func([]byte) []byte) error {
+// scan visits the records of sorted with the prefix. value says how values
+// are handed out.
+func scan(sorted []entry, prefix []byte, fn func(key, value []byte) error, value func([]byte) []byte) error {
 	p := string(prefix)
-	pivot := entry{key: p}
-	buf := make([]entry, 0, scanChunk)
-	for {
-		buf = buf[:0]
-		t.AscendGreaterOrEqual(pivot, func(e entry) bool {
-			if !strings.HasPrefix(e.key, p) {
-				return false
-			}
-			buf = append(buf, e)
-			return len(buf) < scanChunk
-		})
-		for _, e := range buf {
-			if err := fn([]byte(e.key), value(e.val)); err != nil {
-				return err
-			}
-		}
-		if len(buf) < scanChunk {
+	i, _ := sort.Find(len(sorted), func(i int) int { return strings.Compare(p, sorted[i].key) })
+	for _, e := range sorted[i:] {
+		if !strings.HasPrefix(e.key, p) {
 			return nil
 		}
-		// Resume just past the last key visited: key+"\x00" is its successor.
-		pivot = entry{key: buf[len(buf)-1].key + "\x00"}
+		if err := fn([]byte(e.key), value(e.val)); err != nil {
+			return err
+		}
 	}
+	return nil
 }
 
 // Apply appends the batch to the write-ahead log and makes it visible to reads.
@@ -230,20 +301,20 @@ func (d *Disk) Apply(b storage.Batch) error {
 	d.frameEnds = append(d.frameEnds, len(wal))
 	for i := range b.Ops {
 		op := &b.Ops[i]
+		if op.Delete {
+			if _, had := d.view[string(op.Key)]; !had {
+				continue // nothing to delete, nothing to undo, no flip to end
+			}
+		}
 		k := string(op.Key)
-		var old entry
+		var old []byte
 		var had bool
 		if op.Delete {
-			old, had = d.view.Delete(entry{key: k})
+			old, had = d.del(k)
 		} else {
-			v := clone(op.Value)
-			old, had = d.view.ReplaceOrInsert(entry{key: k, val: v})
-			d.viewSize += len(k) + len(v)
+			old, had = d.put(k, clone(op.Value))
 		}
-		if had {
-			d.viewSize -= len(old.key) + len(old.val)
-		}
-		d.undo = append(d.undo, undoOp{key: k, old: old.val, had: had})
+		d.undo = append(d.undo, undoOp{key: k, old: old, had: had})
 		if len(d.flips) > 0 {
 			if f := d.flips[k]; f != nil {
 				f.viewTouched = true
@@ -308,8 +379,7 @@ func (d *Disk) Crash(rng *rand.Rand, f Faults) CrashReport {
 
 	// Restart: the view falls back to the durable layer, and recovery sees
 	// only the surviving bytes.
-	rollback(d.view, d.undo)
-	d.viewSize = d.durableSize
+	d.rollback()
 	for _, fl := range d.flips {
 		fl.viewTouched = false // the view is the durable layer again
 	}
@@ -361,15 +431,14 @@ func (d *Disk) Bytes() int { return d.durableSize + len(d.wal) }
 func (d *Disk) Hash() [32]byte {
 	h := sha256.New()
 	var lens [2 * binary.MaxVarintLen64]byte
-	d.durable().Ascend(func(e entry) bool {
+	for _, e := range d.durable() {
 		b := binary.AppendUvarint(lens[:0], uint64(len(e.key)))
 		h.Write(b)
 		h.Write([]byte(e.key))
 		b = binary.AppendUvarint(lens[:0], uint64(len(e.val)))
 		h.Write(b)
 		h.Write(e.val)
-		return true
-	})
+	}
 	var out [32]byte
 	h.Sum(out[:0])
 	return out
@@ -406,61 +475,57 @@ func (d *Disk) applyDurable(ops []record) {
 	for _, r := range ops {
 		k := string(r.key)
 		if r.del {
-			if old, ok := d.view.Delete(entry{key: k}); ok {
-				d.durableSize -= len(old.key) + len(old.val)
-			}
+			d.del(k)
 		} else {
-			d.putDurable(k, clone(r.value))
+			d.put(k, clone(r.value))
 		}
 		if len(d.flips) > 0 {
 			delete(d.flips, k)
 		}
 	}
-	d.viewSize = d.durableSize
+	d.durableSize = d.viewSize
 }
 
 // putDurable writes a record to the durable layer, when the view is that
 // layer for key k (no unsynced batch wrote it).
 func (d *Disk) putDurable(k string, v []byte) {
-	if old, ok := d.view.ReplaceOrInsert(entry{key: k, val: v}); ok {
-		d.durableSize -= len(old.key) + len(old.val)
-		d.viewSize -= len(old.key) + len(old.val)
-	}
+	old, had := d.put(k, v)
 	d.durableSize += len(k) + len(v)
-	d.viewSize += len(k) + len(v)
+	if had {
+		d.durableSize -= len(k) + len(old)
+	}
 }
 
 // flipBit flips one bit of one flippable durable value, chosen from rng over the
 // keys in ascending order, and returns the key (nil if none is flippable).
 // Called right after recovery, when the view is the durable layer.
 func (d *Disk) flipBit(rng *rand.Rand) []byte {
+	sorted := d.sortedView()
 	candidates := 0
-	d.view.Ascend(func(e entry) bool {
+	for _, e := range sorted {
 		if d.flippable(e) {
 			candidates++
 		}
-		return true
-	})
+	}
 	if candidates == 0 {
 		return nil
 	}
 	target := rng.IntN(candidates)
 	var victim entry
-	d.view.Ascend(func(e entry) bool {
+	for _, e := range sorted {
 		if !d.flippable(e) {
-			return true
+			continue
 		}
 		if target == 0 {
 			victim = e
-			return false
+			break
 		}
 		target--
-		return true
-	})
+	}
 	bit := rng.IntN(8 * len(victim.val))
 	flipped := clone(victim.val) // values are shared, never modified in place
 	flipped[bit/8] ^= 1 << (bit % 8)
-	d.view.ReplaceOrInsert(entry{key: victim.key, val: flipped})
+	d.put(victim.key, flipped)
 	d.flips[victim.key] = &flip{orig: victim.val}
 	return []byte(victim.key)
 }
