@@ -315,7 +315,7 @@ func (n *Node) Ready() Ready {
 	n.boot = storage.Batch{}
 	if n.raw.HasReady() {
 		n.rd, n.haveRd = n.raw.Ready(), true
-		n.handleRaftReady(n.rd, out)
+		n.handleRaftReady(&n.rd, out)
 	}
 	n.serveReads()
 	n.maybeSnapshot(&out.Batch)
@@ -335,7 +335,7 @@ func (n *Node) Advance() {
 	}
 }
 
-func (n *Node) handleRaftReady(rd raft.Ready, out *Ready) {
+func (n *Node) handleRaftReady(rd *raft.Ready, out *Ready) {
 	if rd.SoftState != nil {
 		n.role, n.lead = rd.SoftState.RaftState, rd.SoftState.Lead
 	}
