@@ -33,7 +33,7 @@ func (n *Node) applyEntries(ents []raftpb.Entry, out *Ready) {
 		}
 		n.applied = e.Index
 		if n.cfg.AppliedRecordsEnabled {
-			out.Applied = append(out.Applied, Applied{Index: e.Index, Term: e.Term, EntryHash: entryHash(e), StateHash: n.StateHash(),
+			out.Applied = append(out.Applied, Applied{Index: e.Index, Term: e.Term, EntryHash: entryHash(&e), StateHash: n.StateHash(),
 				Kind: kind, TimeNs: n.timeNs, Revision: n.h.kv.M.Revision(), Reports: n.h.reports()})
 		}
 	}
