@@ -107,6 +107,8 @@ type World struct {
 	check       checker
 	res         Result
 	names       [][]string // key names by group and index
+	bounds      [][]string // range ends by group (boundaries), built on first use
+	mix         []int      // the workload's mix weights in mixKinds order (pickKind), built on first use
 
 	faultsOn   bool
 	clientsOn  bool
