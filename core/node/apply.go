@@ -1,6 +1,8 @@
 package node
 
 import (
+	"slices"
+
 	"github.com/aspen-db/aspen/core/assert"
 	"github.com/aspen-db/aspen/core/kv"
 	"github.com/aspen-db/aspen/core/module"
@@ -202,6 +204,9 @@ const logTrimPerReady = 256
 // snapshot, and they are deleted again after it.
 func (n *Node) trimLog(b *storage.Batch) {
 	end := min(n.trimTo, n.logFirst+logTrimPerReady-1)
+	if end >= n.logFirst {
+		b.Ops = slices.Grow(b.Ops, int(end-n.logFirst+1))
+	}
 	for i := n.logFirst; i <= end; i++ {
 		b.Delete(logKey(i))
 	}

@@ -9,6 +9,7 @@ package node
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/aspen-db/aspen/core/assert"
 	"github.com/aspen-db/aspen/core/kv"
@@ -334,6 +335,10 @@ func (n *Node) Advance() {
 	}
 }
 
+// readyOpsPerApplied is how many batch ops handleRaftReady makes room for per
+// applied entry: a write's record and its client's session.
+const readyOpsPerApplied = 3
+
 func (n *Node) handleRaftReady(rd *raft.Ready, out *Ready) {
 	if rd.SoftState != nil {
 		n.role, n.lead = rd.SoftState.RaftState, rd.SoftState.Lead
@@ -341,6 +346,12 @@ func (n *Node) handleRaftReady(rd *raft.Ready, out *Ready) {
 	if !raft.IsEmptySnap(rd.Snapshot) {
 		n.installSnapshot(rd.Snapshot, &out.Batch)
 		out.Reset, out.MembersChanged = true, true
+	}
+	// Room for a typical batch at once, rather than growing it op by op: a
+	// record per new entry, the hard state, and for the applied entries a
+	// few records each (the module's, the session's) and the applied index.
+	if ops := len(rd.Entries) + readyOpsPerApplied*len(rd.CommittedEntries); ops > 0 {
+		out.Batch.Ops = slices.Grow(out.Batch.Ops, ops+2)
 	}
 	out.TailReplaced = n.appendEntries(rd.Entries, &out.Batch)
 	if !raft.IsEmptyHardState(rd.HardState) {
