@@ -216,16 +216,22 @@ func modRevCmp(k int, m memo) txnCmp {
 }
 
 func (w *World) pickKind() opKind {
+	if w.mix == nil {
+		w.mix = make([]int, len(mixKinds))
+		for i, k := range mixKinds {
+			w.mix[i] = w.sc.Workload.Mix[k]
+		}
+	}
 	total := 0
-	for _, k := range mixKinds {
-		total += w.sc.Workload.Mix[k]
+	for _, weight := range w.mix {
+		total += weight
 	}
 	pick := w.rng.IntN(total)
-	for i, k := range mixKinds {
-		if pick < w.sc.Workload.Mix[k] {
+	for i, weight := range w.mix {
+		if pick < weight {
 			return opKind(i + 1)
 		}
-		pick -= w.sc.Workload.Mix[k]
+		pick -= weight
 	}
 	return kGet
 }

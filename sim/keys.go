@@ -74,10 +74,20 @@ func (w *World) genInterval(in *opInput) {
 }
 
 // boundaries lists, in order and without repeats, the range ends worth
-// testing in group g.
+// testing in group g. The list is shared: callers must not modify it.
 func (w *World) boundaries(g int) []string {
+	if w.bounds == nil {
+		w.bounds = make([][]string, len(w.names))
+	}
+	if w.bounds[g] == nil {
+		w.bounds[g] = groupBoundaries(w.names[g], g)
+	}
+	return w.bounds[g]
+}
+
+func groupBoundaries(names []string, g int) []string {
 	seen := map[string]bool{groupPrefix(g): true, groupEnd(g): true}
-	for _, name := range w.names[g] {
+	for _, name := range names {
 		seen[name], seen[name+"\x00"] = true, true
 		if before, ok := justBefore(name); ok && before >= groupPrefix(g) {
 			seen[before] = true

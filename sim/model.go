@@ -355,7 +355,12 @@ func groupModel() porcupine.Model {
 		Partition: linearize.PartitionBy(func(op porcupine.Operation) int { return op.Input.(opInput).Group }),
 		Init:      func() any { return groupState{} },
 		Step: func(state, input, output any) (bool, any) {
-			return stepModel(state.(groupState), input.(opInput), output.(opOutput))
+			s := state.(groupState)
+			ok, next := stepModel(s, input.(opInput), output.(opOutput))
+			if next == s {
+				return ok, state // unchanged (most reads): no new 456-byte box
+			}
+			return ok, next
 		},
 		Equal:             func(a, b any) bool { return a.(groupState) == b.(groupState) },
 		DescribeOperation: func(input, output any) string { return describeOp(input.(opInput), output.(opOutput)) },

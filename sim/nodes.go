@@ -137,7 +137,7 @@ func (w *World) localNow(sn *simNode) int64 {
 	return sn.skewNs + w.now + int64(float64(w.now)*sn.driftPPM/1e6)
 }
 
-func (w *World) nodeEvent(e event) {
+func (w *World) nodeEvent(e *event) {
 	sn := w.nodes[e.node]
 	if e.inc != sn.inc || sn.n == nil || sn.gone {
 		if e.kind == evDeliver && e.snap {
@@ -147,7 +147,7 @@ func (w *World) nodeEvent(e event) {
 	}
 	if sn.paused {
 		if e.kind != evTick { // a paused process misses its timers
-			sn.deferred = append(sn.deferred, e)
+			sn.deferred = append(sn.deferred, *e)
 		}
 		if e.kind == evTick {
 			w.schedule(event{at: w.now + w.tickGap(sn), kind: evTick, node: sn.idx, inc: sn.inc})
@@ -170,7 +170,7 @@ func (w *World) nodeEvent(e event) {
 			w.reportSnapshot(e.from, sn.id, true)
 		}
 	case evToNode:
-		sn.n.Submit(e.req)
+		sn.n.Submit(*e.req)
 	case evReadyDone:
 		w.finishReady(sn)
 	}

@@ -33,14 +33,18 @@ func (t *tracer) event(e *event) {
 	b = binary.LittleEndian.AppendUint64(b, e.inc)
 	b = binary.LittleEndian.AppendUint64(b, uint64(e.client))
 	b = binary.LittleEndian.AppendUint64(b, uint64(e.n))
-	b = binary.LittleEndian.AppendUint64(b, e.req.Client^e.resp.Client)
-	b = binary.LittleEndian.AppendUint64(b, e.req.Seq^e.resp.Seq)
+	var reqClient, reqSeq uint64
+	if e.req != nil {
+		reqClient, reqSeq = e.req.Client, e.req.Seq
+	}
+	b = binary.LittleEndian.AppendUint64(b, reqClient^e.resp.Client)
+	b = binary.LittleEndian.AppendUint64(b, reqSeq^e.resp.Seq)
 	b = binary.LittleEndian.AppendUint64(b, uint64(e.resp.Result.Revision))
 	b = append(b, byte(e.resp.Outcome))
 	b = append(b, e.resp.Detail...)
+	b = append(b, e.msg...) // one Write: the hash is the same, the call overhead half
 	t.buf = b
 	t.h.Write(b)
-	t.h.Write(e.msg)
 	if t.out != nil {
 		t.line(e)
 	}

@@ -116,6 +116,8 @@ type World struct {
 	check       checker
 	res         Result
 	names       [][]string // key names by group and index
+	bounds      [][]string // range ends by group (boundaries), built on first use
+	mix         []int      // the workload's mix weights in mixKinds order (pickKind), built on first use
 
 	faultsOn   bool
 	clientsOn  bool
@@ -268,7 +270,7 @@ func (w *World) loop() {
 		e := w.q.pop()
 		w.now = e.at
 		w.res.Events++
-		w.trace.event(&e)
+		w.trace.event(e)
 		if e.kind == evEnd {
 			if w.converged() || w.now >= w.end+endDrainMaxNs {
 				return
@@ -279,14 +281,18 @@ func (w *World) loop() {
 			w.schedule(event{at: w.now + endDrainStepNs, kind: evEnd, node: -1})
 			continue
 		}
-		w.dispatch(e)
+		if e.kind.forNode() {
+			w.nodeEvent(e) // most events: in place, not copied
+			continue
+		}
+		w.dispatch(*e)
 	}
 }
 
 func (w *World) dispatch(e event) {
 	switch e.kind {
 	case evTick, evDeliver, evReadyDone, evToNode:
-		w.nodeEvent(e)
+		w.nodeEvent(&e)
 	case evToClient:
 		if c := w.lockClient(e.client); c != nil {
 			w.lockResponse(c, e)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"text/tabwriter"
 
@@ -30,8 +31,26 @@ func simCommand() *cli.Command {
 		Usage:           "run the deterministic simulator: single seeds, sweeps, replays",
 		Subcommands:     subcommands,
 		HideHelpCommand: true,
+		Before:          raiseGCPercent,
 		Action:          unknownSubcommand,
 	}
+}
+
+// simGCPercent is the collector's target (GOGC) for the sim commands, unless
+// the environment sets GOGC. A run's live heap is a few megabytes and it
+// allocates some 80 MB in 32 virtual seconds, so at Go's default of 100 the
+// collector ran every few megabytes: a sixth of a run's CPU, and write
+// barriers on for much of the rest. At 400 a 3-seed sweep of every scenario
+// on 2 workers used 20% less CPU and twice the memory (145 MB resident
+// instead of 69). This is the driver's choice: the core allocates the same
+// either way, and no result depends on when the collector runs.
+const simGCPercent = 400
+
+func raiseGCPercent(*cli.Context) error {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(simGCPercent)
+	}
+	return nil
 }
 
 // Flags shared by the sim commands.

@@ -204,9 +204,11 @@ func (d *decoder) ops() []Op {
 
 // EncodeRecord encodes r for disk.
 func EncodeRecord(r Record) []byte {
-	b := make([]byte, 0, len(r.Value)+len(r.Session)+7*binary.MaxVarintLen64)
-	return appendRecord(b, r)
+	return appendRecord(make([]byte, 0, recordSizeMax(r)), r)
 }
+
+// recordSizeMax bounds the size of r's encoding.
+func recordSizeMax(r Record) int { return len(r.Value) + len(r.Session) + 7*binary.MaxVarintLen64 }
 
 // appendRecord writes a record with flags or a lock with its version as
 // -(version+1), followed by flags, lock index and session. A version is

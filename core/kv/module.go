@@ -263,7 +263,7 @@ func (k *Module) record(env *module.Env, changes []Change, rev int64, expired bo
 		if c.Deleted {
 			env.Batch.Delete(recordKey(c.Key))
 		} else {
-			env.Batch.Put(recordKey(c.Key), EncodeRecord(c.Record))
+			env.Batch.PutRecord(recordKey(c.Key), appendRecord(storage.NewRecord(recordSizeMax(c.Record)), c.Record))
 		}
 		if k.events != nil || len(k.observers) > 0 {
 			e := Event{Revision: rev, Key: c.Key, Record: c.Record, Deleted: c.Deleted, Expired: expired}

@@ -1,6 +1,8 @@
 package node
 
 import (
+	"slices"
+
 	"github.com/aspen-db/aspen/core/assert"
 	"github.com/aspen-db/aspen/core/kv"
 	"github.com/aspen-db/aspen/core/module"
@@ -13,7 +15,9 @@ import (
 // same batch as the applied index that covers them.
 func (n *Node) applyEntries(ents []raftpb.Entry, out *Ready) {
 	for _, e := range ents {
-		assert.That(e.Index == n.applied+1, "applying entry %d after %d", e.Index, n.applied)
+		if e.Index != n.applied+1 { // checked first: the message's arguments would allocate on every entry
+			assert.That(false, "applying entry %d after %d", e.Index, n.applied)
+		}
 		var kind byte
 		switch e.Type {
 		case raftpb.EntryNormal:
@@ -31,12 +35,12 @@ func (n *Node) applyEntries(ents []raftpb.Entry, out *Ready) {
 		}
 		n.applied = e.Index
 		if n.cfg.AppliedRecordsEnabled {
-			out.Applied = append(out.Applied, Applied{Index: e.Index, Term: e.Term, EntryHash: entryHash(e), StateHash: n.StateHash(),
+			out.Applied = append(out.Applied, Applied{Index: e.Index, Term: e.Term, EntryHash: entryHash(&e), StateHash: n.StateHash(),
 				Kind: kind, TimeNs: n.timeNs, Revision: n.h.kv.M.Revision(), Reports: n.h.reports()})
 		}
 	}
 	if len(ents) > 0 {
-		out.Batch.Put(keyApplied, encodeApplied(n.appliedMeta()))
+		out.Batch.PutRecord(keyApplied, appliedRecord(n.appliedMeta()))
 	}
 }
 
@@ -51,17 +55,18 @@ func (n *Node) applyCommand(e raftpb.Entry, out *Ready) byte {
 		assert.That(false, "entry %d (kind %d, owned: %t) does not decode: %v", e.Index, cmd.kind, mod != nil, err)
 	}
 	n.advanceTime(cmd)
-	env := module.Env{Index: e.Index, NowNs: n.plantNow(n.timeNs), Batch: &out.Batch}
+	n.env = module.Env{Index: e.Index, NowNs: n.plantNow(n.timeNs), Batch: &out.Batch}
+	env := &n.env
 	defer n.collectEffects(out)
 	if cmd.client == 0 {
-		mod.Apply(&env, cmd.kind, cmd.body) // the leader's own: no session, no one waiting
+		mod.Apply(env, cmd.kind, cmd.body) // the leader's own: no session, no one waiting
 		return cmd.kind
 	}
 	client, seq := cmd.client, cmd.seq
 	verdict, saved := n.h.sessions.Check(client, seq)
 	switch n.plantVerdict(verdict) {
 	case session.Fresh:
-		a := mod.Apply(&env, cmd.kind, cmd.body)
+		a := mod.Apply(env, cmd.kind, cmd.body)
 		n.recordSession(client, seq, e.Index, savedAnswer(a), env.Batch)
 		n.answer(client, seq, a)
 	case session.Duplicate:
@@ -113,7 +118,7 @@ func (n *Node) recordSession(client, seq, index uint64, answer []byte, b *storag
 		b.Delete(clientKey(evicted))
 	}
 	entry, _ := n.h.sessions.Get(client)
-	b.Put(clientKey(client), session.EncodeEntry(entry))
+	b.PutRecord(clientKey(client), session.AppendEntry(storage.NewRecord(session.EntrySizeMax(entry)), entry))
 }
 
 // answer responds to the client's pending write, if it is waiting here.
@@ -160,7 +165,7 @@ func (n *Node) installSnapshot(snap raftpb.Snapshot, b *storage.Batch) {
 	n.logFirst, n.logLast = snap.Metadata.Index+1, snap.Metadata.Index
 	n.freeze()
 	b.Put(keySnapshot, mustMarshal(&stored))
-	b.Put(keyApplied, encodeApplied(n.appliedMeta()))
+	b.PutRecord(keyApplied, appliedRecord(n.appliedMeta()))
 }
 
 // maybeSnapshot takes a snapshot once enough entries were applied since the
@@ -199,6 +204,9 @@ const logTrimPerReady = 256
 // snapshot, and they are deleted again after it.
 func (n *Node) trimLog(b *storage.Batch) {
 	end := min(n.trimTo, n.logFirst+logTrimPerReady-1)
+	if end >= n.logFirst {
+		b.Ops = slices.Grow(b.Ops, int(end-n.logFirst+1))
+	}
 	for i := n.logFirst; i <= end; i++ {
 		b.Delete(logKey(i))
 	}

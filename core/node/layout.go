@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"github.com/aspen-db/aspen/core/storage"
 	"go.etcd.io/raft/v3/raftpb"
@@ -52,16 +53,48 @@ type appliedMeta struct {
 // with the index, which is never 0, so the two cannot be confused.
 var appliedV2 = []byte{0, 2}
 
-func encodeApplied(m appliedMeta) []byte {
-	conf, err := m.Conf.Marshal()
-	if err != nil {
-		panic(fmt.Sprintf("marshal conf state: %v", err))
-	}
-	b := append([]byte(nil), appliedV2...)
+func encodeApplied(m appliedMeta) []byte { return appendApplied(nil, m) }
+
+// appliedRecord is keyApplied's record for m, for Batch.PutRecord: written
+// at every Ready that applies entries, so it is built in one allocation.
+func appliedRecord(m appliedMeta) []byte {
+	return appendApplied(storage.NewRecord(len(appliedV2)+3*binary.MaxVarintLen64+m.Conf.Size()), m)
+}
+
+func appendApplied(b []byte, m appliedMeta) []byte {
+	b = append(b, appliedV2...)
 	b = binary.AppendUvarint(b, m.Index)
 	b = binary.AppendVarint(b, m.Revision)
 	b = binary.AppendVarint(b, m.TimeNs)
-	return append(b, conf...)
+	size := m.Conf.Size()
+	b = slices.Grow(b, size)
+	conf := b[len(b) : len(b)+size]
+	if _, err := m.Conf.MarshalToSizedBuffer(conf); err != nil {
+		panic(fmt.Sprintf("marshal conf state: %v", err))
+	}
+	return b[:len(b)+size]
+}
+
+// logRecord is e's record, for Batch.PutRecord.
+func logRecord(e *raftpb.Entry) []byte {
+	size := e.Size()
+	rec := storage.NewRecord(size)
+	rec = rec[:len(rec)+size]
+	if _, err := e.MarshalToSizedBuffer(rec[len(rec)-size:]); err != nil {
+		panic(fmt.Sprintf("marshal entry %d: %v", e.Index, err))
+	}
+	return rec
+}
+
+// hardStateRecord is hs's record, for Batch.PutRecord.
+func hardStateRecord(hs *raftpb.HardState) []byte {
+	size := hs.Size()
+	rec := storage.NewRecord(size)
+	rec = rec[:len(rec)+size]
+	if _, err := hs.MarshalToSizedBuffer(rec[len(rec)-size:]); err != nil {
+		panic(fmt.Sprintf("marshal hard state: %v", err))
+	}
+	return rec
 }
 
 func decodeApplied(b []byte) (appliedMeta, error) {

@@ -9,7 +9,7 @@ package node
 
 import (
 	"fmt"
-	"hash/fnv"
+	"slices"
 
 	"github.com/aspen-db/aspen/core/assert"
 	"github.com/aspen-db/aspen/core/kv"
@@ -139,6 +139,7 @@ type Node struct {
 	boot         storage.Batch // records written on first start, carried by the first Ready
 	bootstrapped bool          // New started a new cluster from an empty disk
 	out          Ready         // the Ready being built (Ready)
+	env          module.Env    // the command being applied (applyCommand): a local escapes through the module interface
 	rd           raft.Ready
 	haveRd       bool
 }
@@ -231,7 +232,7 @@ func (n *Node) bootstrap() error {
 	n.logFirst, n.logLast = 2, 1
 	n.boot.Put(keySnapshot, mustMarshal(&snap))
 	n.boot.Put(keyHardState, mustMarshal(&hs))
-	n.boot.Put(keyApplied, encodeApplied(n.appliedMeta()))
+	n.boot.PutRecord(keyApplied, appliedRecord(n.appliedMeta()))
 	for _, s := range n.h.states {
 		s.Persist(&n.boot)
 	}
@@ -314,7 +315,7 @@ func (n *Node) Ready() Ready {
 	n.boot = storage.Batch{}
 	if n.raw.HasReady() {
 		n.rd, n.haveRd = n.raw.Ready(), true
-		n.handleRaftReady(n.rd, out)
+		n.handleRaftReady(&n.rd, out)
 	}
 	n.serveReads()
 	n.maybeSnapshot(&out.Batch)
@@ -334,7 +335,11 @@ func (n *Node) Advance() {
 	}
 }
 
-func (n *Node) handleRaftReady(rd raft.Ready, out *Ready) {
+// readyOpsPerApplied is how many batch ops handleRaftReady makes room for per
+// applied entry: a write's record and its client's session.
+const readyOpsPerApplied = 3
+
+func (n *Node) handleRaftReady(rd *raft.Ready, out *Ready) {
 	if rd.SoftState != nil {
 		n.role, n.lead = rd.SoftState.RaftState, rd.SoftState.Lead
 	}
@@ -342,10 +347,18 @@ func (n *Node) handleRaftReady(rd raft.Ready, out *Ready) {
 		n.installSnapshot(rd.Snapshot, &out.Batch)
 		out.Reset, out.MembersChanged = true, true
 	}
+	// Room for a typical batch at once, rather than growing it op by op: a
+	// record per new entry, the hard state, and for the applied entries a
+	// few records each (the module's, the session's) and the applied index.
+	if ops := len(rd.Entries) + readyOpsPerApplied*len(rd.CommittedEntries); ops > 0 {
+		out.Batch.Ops = slices.Grow(out.Batch.Ops, ops+2)
+	}
 	out.TailReplaced = n.appendEntries(rd.Entries, &out.Batch)
 	if !raft.IsEmptyHardState(rd.HardState) {
 		assert.That(n.log.SetHardState(rd.HardState) == nil, "set hard state")
-		out.Batch.Put(keyHardState, mustMarshal(&rd.HardState))
+		// Marshalled through the concrete type: through mustMarshal's
+		// interface, the whole raft.Ready moved to the heap on every call.
+		out.Batch.PutRecord(keyHardState, hardStateRecord(&rd.HardState))
 	}
 	n.applyEntries(rd.CommittedEntries, out)
 	for _, rs := range rd.ReadStates {
@@ -377,7 +390,7 @@ func (n *Node) appendEntries(ents []raftpb.Entry, b *storage.Batch) (replaced bo
 	}
 	assert.That(n.log.Append(ents) == nil, "append entries at %d", ents[0].Index)
 	for i := range ents {
-		b.Put(logKey(ents[i].Index), mustMarshal(&ents[i]))
+		b.PutRecord(logKey(ents[i].Index), logRecord(&ents[i]))
 	}
 	first, last := ents[0].Index, ents[len(ents)-1].Index
 	replaced = first <= n.logLast
@@ -479,9 +492,15 @@ func mustMarshal(m marshaler) []byte {
 	return b
 }
 
-func entryHash(e raftpb.Entry) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte{byte(e.Type)})
-	h.Write(e.Data)
-	return h.Sum64() ^ e.Term
+// entryHash is FNV-1a over the entry's type and data, xor its term. It is
+// written out rather than through hash/fnv: the hash.Hash64 escaped to the
+// heap on every applied entry.
+func entryHash(e *raftpb.Entry) uint64 {
+	const offset64, prime64 = 14695981039346656037, 1099511628211
+	h := uint64(offset64)
+	h = (h ^ uint64(byte(e.Type))) * prime64
+	for _, c := range e.Data {
+		h = (h ^ uint64(c)) * prime64
+	}
+	return h ^ e.Term
 }

@@ -138,7 +138,14 @@ var ErrMalformed = errors.New("session: malformed encoding")
 
 // EncodeEntry encodes one entry for storage.
 func EncodeEntry(e Entry) []byte {
-	b := make([]byte, 0, 20+len(e.Response))
+	return AppendEntry(make([]byte, 0, EntrySizeMax(e)), e)
+}
+
+// EntrySizeMax bounds the size of e's encoding.
+func EntrySizeMax(e Entry) int { return 2*binary.MaxVarintLen64 + len(e.Response) }
+
+// AppendEntry appends EncodeEntry's encoding of e to b.
+func AppendEntry(b []byte, e Entry) []byte {
 	b = binary.AppendUvarint(b, e.Seq)
 	b = binary.AppendUvarint(b, e.Index)
 	return append(b, e.Response...)

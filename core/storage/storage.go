@@ -31,6 +31,13 @@ func (b *Batch) Put(key, value []byte) {
 	b.Ops = append(b.Ops, Op{Key: key, Value: Seal(value)})
 }
 
+// PutRecord appends a put of rec, a record NewRecord began and the caller
+// appended the payload to, sealing it in place: one allocation where
+// encoding a value and Put's sealed copy of it make two.
+func (b *Batch) PutRecord(key, rec []byte) {
+	b.Ops = append(b.Ops, Op{Key: key, Value: sealInPlace(rec)})
+}
+
 // Delete appends a delete of key.
 func (b *Batch) Delete(key []byte) {
 	b.Ops = append(b.Ops, Op{Key: key, Delete: true})
@@ -59,12 +66,25 @@ var ErrCorrupt = errors.New("storage: corrupt record")
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
+// sealBytes is the size of the checksum every record starts with.
+const sealBytes = 4
+
 // Seal returns value prefixed with its CRC-32C, as every record is stored.
 func Seal(value []byte) []byte {
-	out := make([]byte, 4+len(value))
-	binary.BigEndian.PutUint32(out, crc32.Checksum(value, castagnoli))
-	copy(out[4:], value)
-	return out
+	return sealInPlace(append(NewRecord(len(value)), value...))
+}
+
+// NewRecord returns an unsealed record with room for a payload of n bytes
+// (more may be appended): the checksum's place, zeroed, and nothing after.
+func NewRecord(n int) []byte { return make([]byte, sealBytes, sealBytes+n) }
+
+// sealInPlace writes the checksum of rec's payload at its start.
+func sealInPlace(rec []byte) []byte {
+	if len(rec) < sealBytes {
+		panic(fmt.Sprintf("storage: a record of %d bytes has no room for its checksum", len(rec)))
+	}
+	binary.BigEndian.PutUint32(rec, crc32.Checksum(rec[sealBytes:], castagnoli))
+	return rec
 }
 
 // Open verifies a sealed record and returns its payload (aliasing sealed).

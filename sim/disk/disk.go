@@ -4,7 +4,11 @@
 // The disk has a durable layer, which survives any crash, and above it a
 // write-ahead log holding, as encoded frames, every batch applied since the last
 // Sync. Reads see the durable layer plus every applied batch, through a
-// materialized volatile view. Sync folds the log into the durable layer. Crash
+// materialized volatile view: a hash map, with its keys sorted lazily, when a
+// scan or a View needs them (those are rare; writes are not). The durable
+// layer is kept as that view less an undo log of the values the applied
+// batches replaced, so Sync, which makes the log durable, only forgets the
+// undo log: it costs nothing per record. Crash
 // decides, from a caller-supplied random source, how much of the log reached the
 // platter (possibly tearing a frame), then recovers the way a real restart
 // would: it decodes the surviving log frame by frame, checks each frame's length
@@ -20,12 +24,11 @@ package disk
 import (
 	"crypto/sha256"
 	"encoding/binary"
-	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
+	"sort"
 	"strings"
-
-	"github.com/google/btree"
 
 	"github.com/aspen-db/aspen/core/storage"
 )
@@ -60,132 +63,238 @@ type Disk struct {
 	// anything durable: a disk that lies about fsync.
 	SyncIsNoop bool
 
-	durable     *btree.BTreeG[entry] // what survives any crash
-	durableSize int                  // key and value bytes in durable
-	view        *btree.BTreeG[entry] // durable plus every frame in wal
+	view        map[string][]byte // the durable layer plus every frame in wal
+	viewSize    int               // key and value bytes in view
+	durableSize int               // key and value bytes in the durable layer
+	// undo holds, for every op applied since the last Sync that found a
+	// record or wrote one, in order, what the view held at its key before:
+	// the view with undo rolled back, last first, is the durable layer (what
+	// survives any crash).
+	undo []undoOp
+
+	// The view's keys in order, kept lazily: keys as of the last sort (some
+	// deleted since), added those put since that were not in the view then,
+	// and sorted, when neither changed, the view as a sorted slice.
+	keys   []string
+	added  []string
+	sorted []entry
 
 	wal       []byte // frames of the batches applied since the last Sync
 	frameEnds []int  // offset in wal just past each frame
+	sealed    int    // frames of wal whose checksum is written (log)
 
 	flips map[string]*flip // records whose value a crash corrupted
 }
 
 var _ storage.Store = (*Disk)(nil)
 
-// entry is one record. val is never modified in place once stored, so the two
-// trees (and the trees' lazily copied nodes) may share it.
+// entry is one record. val is never modified in place once stored, so views
+// and the undo log may share it.
 type entry struct {
 	key string
 	val []byte
 }
 
-func lessEntry(a, b entry) bool { return a.key < b.key }
+// undoOp is what an applied op replaced: the key's value before it, or no
+// record at all (had false).
+type undoOp struct {
+	key string
+	old []byte
+	had bool
+}
 
 // flip remembers a record's value from before a bit flip so Repair can restore
 // it. The durable layer still holds the flipped value for as long as the entry
 // exists (any durable write to the key deletes the entry); viewTouched says a
-// later, not yet durable, Apply has overwritten the key in the view.
+// later, not yet durable, Apply has overwritten the key in the view (so the
+// durable value is in the undo log).
 type flip struct {
 	orig        []byte
 	viewTouched bool
 }
 
-const btreeDegree = 16
-
-// scanChunk is how many records Scan buffers at once, so fn may write to the
-// disk while a scan runs.
-const scanChunk = 64
-
 // maxRetainedWAL bounds the log buffer capacity kept for reuse after a Sync.
 const maxRetainedWAL = 1 << 20
+
+// maxRetainedUndo bounds the undo log capacity (ops) kept for reuse after a Sync.
+const maxRetainedUndo = 1 << 14
 
 // New returns an empty disk.
 func New() *Disk {
 	return &Disk{
-		durable: btree.NewG(btreeDegree, lessEntry),
-		view:    btree.NewG(btreeDegree, lessEntry),
-		flips:   make(map[string]*flip),
+		view:  make(map[string][]byte),
+		flips: make(map[string]*flip),
 	}
 }
 
 // Get returns a copy of key's value as the disk's readers see it: the durable
 // layer plus every applied batch.
-func (d *Disk) Get(key []byte) ([]byte, bool, error) { return get(d.view, key) }
+func (d *Disk) Get(key []byte) ([]byte, bool, error) {
+	v, ok := d.view[string(key)]
+	if !ok {
+		return nil, false, nil
+	}
+	return clone(v), true, nil
+}
 
 // Scan calls fn with copies of each key with the prefix and its value, in
 // ascending key order, and stops at the first error fn returns, returning it.
-// fn may write to the disk; keys written past the current one during the scan
-// may or may not be visited.
+// fn may write to the disk; it visits the records as they were when the scan
+// began.
 func (d *Disk) Scan(prefix []byte, fn func(key, value []byte) error) error {
-	return scan(d.view, prefix, fn, clone)
+	return scan(d.sortedView(), prefix, fn, clone)
 }
 
 // View returns a read-only copy of what the disk's readers see now (the
 // durable layer plus every applied batch), for checkers that rebuild a replica
-// from its disk without stopping it. Taking it costs O(1): the copy shares the
-// tree and both sides copy nodes on write, so later writes to the disk never
-// show through it. Its Scan hands out the stored values themselves, not
+// from its disk without stopping it. Later writes to the disk never show
+// through it. It costs a pass over the records when the disk changed since
+// the last View (a merge of the keys added since into the sorted ones), and
+// nothing otherwise. Its Scan hands out the stored values themselves, not
 // copies (a reload reads every record, and copying them was a third of its
 // allocations): callers must not modify them.
-func (d *Disk) View() storage.Reader { return frozenView{d.view.Clone()} }
+func (d *Disk) View() storage.Reader { return frozenView(d.sortedView()) }
 
 // DurableView is View for the durable layer alone: what a crash that keeps no
-// unsynced batch would recover (before any bit flip it might add).
-func (d *Disk) DurableView() storage.Reader { return frozenView{d.durable.Clone()} }
+// unsynced batch would recover (before any bit flip it might add). It costs a
+// copy and a sort of the records when batches are unsynced.
+func (d *Disk) DurableView() storage.Reader { return frozenView(d.durable()) }
 
-// frozenView reads a tree nobody writes to any more.
-type frozenView struct{ t *btree.BTreeG[entry] }
+// durable returns the durable layer in key order.
+func (d *Disk) durable() []entry {
+	if len(d.undo) == 0 {
+		return d.sortedView()
+	}
+	m := maps.Clone(d.view)
+	for i := len(d.undo) - 1; i >= 0; i-- {
+		u := &d.undo[i]
+		if u.had {
+			m[u.key] = u.old
+		} else {
+			delete(m, u.key)
+		}
+	}
+	out := make([]entry, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, entry{key: k, val: m[k]})
+	}
+	return out
+}
 
-func (v frozenView) Get(key []byte) ([]byte, bool, error) { return get(v.t, key) }
+// sortedView returns the view as a slice in key order, which nobody may
+// modify: it merges the keys added since the last call into the sorted
+// ones, dropping those deleted since.
+func (d *Disk) sortedView() []entry {
+	if d.sorted != nil {
+		return d.sorted
+	}
+	slices.Sort(d.added)
+	out := make([]entry, 0, len(d.view))
+	keys := make([]string, 0, len(d.view))
+	i, j := 0, 0
+	for i < len(d.keys) || j < len(d.added) {
+		var k string
+		switch {
+		case j == len(d.added) || (i < len(d.keys) && d.keys[i] < d.added[j]):
+			k = d.keys[i]
+			i++
+		case i == len(d.keys) || d.added[j] < d.keys[i]:
+			k = d.added[j]
+			j++
+		default: // deleted, then put again
+			k = d.keys[i]
+			i++
+			j++
+		}
+		if len(keys) > 0 && keys[len(keys)-1] == k {
+			continue // added twice (put, deleted, put again)
+		}
+		if v, ok := d.view[k]; ok {
+			out = append(out, entry{key: k, val: v})
+			keys = append(keys, k)
+		}
+	}
+	d.keys, d.added, d.sorted = keys, d.added[:0], out
+	return out
+}
+
+// put writes a record to the view and returns what it replaced.
+func (d *Disk) put(k string, v []byte) (old []byte, had bool) {
+	old, had = d.view[k]
+	d.view[k] = v
+	d.viewSize += len(k) + len(v)
+	if had {
+		d.viewSize -= len(k) + len(old)
+	} else {
+		d.added = append(d.added, k)
+	}
+	d.sorted = nil
+	return old, had
+}
+
+// del deletes a record from the view and returns what it held.
+func (d *Disk) del(k string) (old []byte, had bool) {
+	old, had = d.view[k]
+	if had {
+		delete(d.view, k)
+		d.viewSize -= len(k) + len(old)
+		d.sorted = nil
+	}
+	return old, had
+}
+
+// rollback undoes the ops applied since the last Sync, last first: the view
+// becomes the durable layer.
+func (d *Disk) rollback() {
+	for i := len(d.undo) - 1; i >= 0; i-- {
+		u := &d.undo[i]
+		if u.had {
+			d.put(u.key, u.old)
+		} else {
+			d.del(u.key)
+		}
+	}
+}
+
+// frozenView reads a sorted slice nobody writes to any more.
+type frozenView []entry
+
+func (v frozenView) Get(key []byte) ([]byte, bool, error) {
+	i, ok := sort.Find(len(v), func(i int) int { return strings.Compare(string(key), v[i].key) })
+	if !ok {
+		return nil, false, nil
+	}
+	return clone(v[i].val), true, nil
+}
 
 func (v frozenView) Scan(prefix []byte, fn func(key, value []byte) error) error {
-	return scan(v.t, prefix, fn, shared)
+	return scan(v, prefix, fn, shared)
 }
 
 // shared hands out a stored value as it is: values are never modified in
 // place once stored.
 func shared(b []byte) []byte { return b }
 
-func get(t *btree.BTreeG[entry], key []byte) ([]byte, bool, error) {
-	e, ok := t.Get(entry{key: string(key)})
-	if !ok {
-		return nil, false, nil
-	}
-	return clone(e.val), true, nil
-}
-
-// scan visits the tree in chunks, resuming past the last key, so fn may write
-// to the tree while a scan runs. value says how values are handed out.
-func scan(t *btree.BTreeG[entry], prefix []byte, fn func(key, value []byte) error, value func([]byte) []byte) error {
+// scan visits the records of sorted with the prefix. value says how values
+// are handed out.
+func scan(sorted []entry, prefix []byte, fn func(key, value []byte) error, value func([]byte) []byte) error {
 	p := string(prefix)
-	pivot := entry{key: p}
-	buf := make([]entry, 0, scanChunk)
-	for {
-		buf = buf[:0]
-		t.AscendGreaterOrEqual(pivot, func(e entry) bool {
-			if !strings.HasPrefix(e.key, p) {
-				return false
-			}
-			buf = append(buf, e)
-			return len(buf) < scanChunk
-		})
-		for _, e := range buf {
-			if err := fn([]byte(e.key), value(e.val)); err != nil {
-				return err
-			}
-		}
-		if len(buf) < scanChunk {
+	i, _ := sort.Find(len(sorted), func(i int) int { return strings.Compare(p, sorted[i].key) })
+	for _, e := range sorted[i:] {
+		if !strings.HasPrefix(e.key, p) {
 			return nil
 		}
-		// Resume just past the last key visited: key+"\x00" is its successor.
-		pivot = entry{key: buf[len(buf)-1].key + "\x00"}
+		if err := fn([]byte(e.key), value(e.val)); err != nil {
+			return err
+		}
 	}
+	return nil
 }
 
 // Apply appends the batch to the write-ahead log and makes it visible to reads.
 // It copies everything it keeps, so the caller may reuse b.
 func (d *Disk) Apply(b storage.Batch) error {
-	wal, err := appendFrame(d.wal, b.Ops)
+	wal, err := appendUnsealedFrame(d.wal, b.Ops)
 	if err != nil {
 		return err
 	}
@@ -193,12 +302,20 @@ func (d *Disk) Apply(b storage.Batch) error {
 	d.frameEnds = append(d.frameEnds, len(wal))
 	for i := range b.Ops {
 		op := &b.Ops[i]
-		k := string(op.Key)
 		if op.Delete {
-			d.view.Delete(entry{key: k})
-		} else {
-			d.view.ReplaceOrInsert(entry{key: k, val: clone(op.Value)})
+			if _, had := d.view[string(op.Key)]; !had {
+				continue // nothing to delete, nothing to undo, no flip to end
+			}
 		}
+		k := string(op.Key)
+		var old []byte
+		var had bool
+		if op.Delete {
+			old, had = d.del(k)
+		} else {
+			old, had = d.put(k, clone(op.Value))
+		}
+		d.undo = append(d.undo, undoOp{key: k, old: old, had: had})
 		if len(d.flips) > 0 {
 			if f := d.flips[k]; f != nil {
 				f.viewTouched = true
@@ -208,21 +325,20 @@ func (d *Disk) Apply(b storage.Batch) error {
 	return nil
 }
 
-// Sync makes every applied batch durable by folding the write-ahead log into
-// the durable layer, then empties the log. With SyncIsNoop it does nothing.
+// Sync makes every applied batch durable, then empties the log. The view
+// already holds what the log's frames decode to (the tests check both), so
+// making them durable is forgetting how to undo them. A durable write to a
+// key ends any bit flip in it. With SyncIsNoop it does nothing.
 func (d *Disk) Sync() error {
 	if d.SyncIsNoop || len(d.frameEnds) == 0 {
 		return nil
 	}
-	frames, valid, stop := decodeLog(d.wal)
-	if stop != nil || valid != len(d.wal) || len(frames) != len(d.frameEnds) {
-		// Only a bug in this package gets here: the log is written by Apply alone.
-		return fmt.Errorf("disk: write-ahead log unreadable at sync: %d of %d frames, %d of %d bytes: %v",
-			len(frames), len(d.frameEnds), valid, len(d.wal), stop)
+	if len(d.flips) > 0 {
+		for i := range d.undo {
+			delete(d.flips, d.undo[i].key)
+		}
 	}
-	for _, ops := range frames {
-		d.applyDurable(ops)
-	}
+	d.durableSize = d.viewSize
 	d.resetWAL()
 	return nil
 }
@@ -237,6 +353,7 @@ func (d *Disk) Sync() error {
 func (d *Disk) Crash(rng *rand.Rand, f Faults) CrashReport {
 	n := len(d.frameEnds)
 	rep := CrashReport{UnsyncedBatches: n}
+	d.log()
 	kept := 0
 	for kept < n && rng.Float64() < f.KeepUnsyncedProb {
 		kept++
@@ -262,17 +379,18 @@ func (d *Disk) Crash(rng *rand.Rand, f Faults) CrashReport {
 		}
 	}
 
-	// Restart: recovery sees only the surviving bytes.
+	// Restart: the view falls back to the durable layer, and recovery sees
+	// only the surviving bytes.
+	d.rollback()
+	for _, fl := range d.flips {
+		fl.viewTouched = false // the view is the durable layer again
+	}
 	frames, _, _ := decodeLog(surviving)
 	for _, ops := range frames {
 		d.applyDurable(ops)
 	}
 	rep.KeptBatches = len(frames)
 	d.resetWAL()
-	d.view = d.durable.Clone()
-	for _, fl := range d.flips {
-		fl.viewTouched = false // the view is the durable layer again
-	}
 
 	if rng.Float64() < f.BitFlipProb {
 		rep.FlippedKey = d.flipBit(rng)
@@ -291,9 +409,13 @@ func (d *Disk) Repair() {
 	slices.Sort(keys)
 	for _, k := range keys {
 		fl := d.flips[k]
-		d.putDurable(k, fl.orig)
-		if !fl.viewTouched {
-			d.view.ReplaceOrInsert(entry{key: k, val: fl.orig})
+		if fl.viewTouched {
+			// The view holds a later, unsynced write; the durable value is
+			// what the first of them replaced.
+			i := slices.IndexFunc(d.undo, func(u undoOp) bool { return u.key == k })
+			d.undo[i].old = fl.orig
+		} else {
+			d.putDurable(k, fl.orig)
 		}
 		delete(d.flips, k)
 	}
@@ -311,18 +433,27 @@ func (d *Disk) Bytes() int { return d.durableSize + len(d.wal) }
 func (d *Disk) Hash() [32]byte {
 	h := sha256.New()
 	var lens [2 * binary.MaxVarintLen64]byte
-	d.durable.Ascend(func(e entry) bool {
+	for _, e := range d.durable() {
 		b := binary.AppendUvarint(lens[:0], uint64(len(e.key)))
 		h.Write(b)
 		h.Write([]byte(e.key))
 		b = binary.AppendUvarint(lens[:0], uint64(len(e.val)))
 		h.Write(b)
 		h.Write(e.val)
-		return true
-	})
+	}
 	var out [32]byte
 	h.Sum(out[:0])
 	return out
+}
+
+// log returns the write-ahead log with every frame's checksum written. Apply
+// leaves them out (a crc of every batch was 1% of a run): only a crash
+// reads the log.
+func (d *Disk) log() []byte {
+	for ; d.sealed < len(d.frameEnds); d.sealed++ {
+		sealFrame(d.wal[d.frameStart(d.sealed):])
+	}
+	return d.wal
 }
 
 // frameStart is the offset in the log of frame i (len(wal) for i = len(frameEnds)).
@@ -333,6 +464,7 @@ func (d *Disk) frameStart(i int) int {
 	return d.frameEnds[i-1]
 }
 
+// resetWAL empties the log and the undo log: the view is the durable layer.
 func (d *Disk) resetWAL() {
 	if cap(d.wal) > maxRetainedWAL {
 		d.wal = nil
@@ -340,65 +472,73 @@ func (d *Disk) resetWAL() {
 		d.wal = d.wal[:0]
 	}
 	d.frameEnds = d.frameEnds[:0]
+	d.sealed = 0
+	if cap(d.undo) > maxRetainedUndo {
+		d.undo = nil
+	} else {
+		clear(d.undo) // drop the replaced values for the collector
+		d.undo = d.undo[:0]
+	}
 }
 
-// applyDurable writes one decoded frame to the durable layer. The records alias
-// the log, so values are copied. A durable write to a key ends any bit flip in it.
+// applyDurable writes one decoded frame to the durable layer, when the view is
+// that layer (no unsynced batch). The records alias the log, so values are
+// copied. A durable write to a key ends any bit flip in it.
 func (d *Disk) applyDurable(ops []record) {
 	for _, r := range ops {
 		k := string(r.key)
 		if r.del {
-			if old, ok := d.durable.Delete(entry{key: k}); ok {
-				d.durableSize -= len(old.key) + len(old.val)
-			}
+			d.del(k)
 		} else {
-			d.putDurable(k, clone(r.value))
+			d.put(k, clone(r.value))
 		}
 		if len(d.flips) > 0 {
 			delete(d.flips, k)
 		}
 	}
+	d.durableSize = d.viewSize
 }
 
+// putDurable writes a record to the durable layer, when the view is that
+// layer for key k (no unsynced batch wrote it).
 func (d *Disk) putDurable(k string, v []byte) {
-	if old, ok := d.durable.ReplaceOrInsert(entry{key: k, val: v}); ok {
-		d.durableSize -= len(old.key) + len(old.val)
-	}
+	old, had := d.put(k, v)
 	d.durableSize += len(k) + len(v)
+	if had {
+		d.durableSize -= len(k) + len(old)
+	}
 }
 
 // flipBit flips one bit of one flippable durable value, chosen from rng over the
 // keys in ascending order, and returns the key (nil if none is flippable).
 // Called right after recovery, when the view is the durable layer.
 func (d *Disk) flipBit(rng *rand.Rand) []byte {
+	sorted := d.sortedView()
 	candidates := 0
-	d.durable.Ascend(func(e entry) bool {
+	for _, e := range sorted {
 		if d.flippable(e) {
 			candidates++
 		}
-		return true
-	})
+	}
 	if candidates == 0 {
 		return nil
 	}
 	target := rng.IntN(candidates)
 	var victim entry
-	d.durable.Ascend(func(e entry) bool {
+	for _, e := range sorted {
 		if !d.flippable(e) {
-			return true
+			continue
 		}
 		if target == 0 {
 			victim = e
-			return false
+			break
 		}
 		target--
-		return true
-	})
+	}
 	bit := rng.IntN(8 * len(victim.val))
 	flipped := clone(victim.val) // values are shared, never modified in place
 	flipped[bit/8] ^= 1 << (bit % 8)
-	d.durable.ReplaceOrInsert(entry{key: victim.key, val: flipped})
-	d.view.ReplaceOrInsert(entry{key: victim.key, val: flipped})
+	d.put(victim.key, flipped)
 	d.flips[victim.key] = &flip{orig: victim.val}
 	return []byte(victim.key)
 }

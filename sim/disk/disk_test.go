@@ -310,7 +310,7 @@ func TestDiskMatchesModel(t *testing.T) {
 					t.Fatalf("Hash differs from the model's durable state %q", sortedKVs(m.durable, ""))
 				}
 				// The log must hold exactly the pending batches.
-				frames, valid, stop := decodeLog(d.wal)
+				frames, valid, stop := decodeLog(d.log())
 				if stop != nil || valid != len(d.wal) || len(frames) != len(m.pending) || d.UnsyncedBatches() != len(m.pending) {
 					t.Fatalf("log: %d frames, %d of %d bytes valid (%v), %d pending", len(frames), valid, len(d.wal), stop, len(m.pending))
 				}

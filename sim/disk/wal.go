@@ -54,6 +54,17 @@ type record struct {
 // unchanged (same length).
 func appendFrame(dst []byte, ops []storage.Op) ([]byte, error) {
 	start := len(dst)
+	dst, err := appendUnsealedFrame(dst, ops)
+	if err == nil {
+		sealFrame(dst[start:])
+	}
+	return dst, err
+}
+
+// appendUnsealedFrame is appendFrame without the checksum, which sealFrame
+// writes later: the disk checksums its log only when a crash reads it.
+func appendUnsealedFrame(dst []byte, ops []storage.Op) ([]byte, error) {
+	start := len(dst)
 	dst = append(dst, 0, 0, 0, 0, 0, 0, 0, 0)
 	dst = binary.AppendUvarint(dst, uint64(len(ops)))
 	for i := range ops {
@@ -75,8 +86,13 @@ func appendFrame(dst []byte, ops []storage.Op) ([]byte, error) {
 		return dst[:start], fmt.Errorf("disk: %w: %d bytes", errTooLarge, len(payload))
 	}
 	binary.BigEndian.PutUint32(dst[start:], uint32(len(payload)))
-	binary.BigEndian.PutUint32(dst[start+4:], crc32.Checksum(payload, castagnoli))
 	return dst, nil
+}
+
+// sealFrame writes the checksum of the frame that starts frame.
+func sealFrame(frame []byte) {
+	payload := frame[headerSize : headerSize+int(binary.BigEndian.Uint32(frame))]
+	binary.BigEndian.PutUint32(frame[4:], crc32.Checksum(payload, castagnoli))
 }
 
 // decodeFrame decodes the frame at the start of buf, returning its ops and its
