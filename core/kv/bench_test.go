@@ -1,6 +1,8 @@
 package kv_test
 
 import (
+	"fmt"
+	"runtime"
 	"testing"
 
 	"github.com/aspen-db/aspen/core/kv"
@@ -32,4 +34,43 @@ func BenchmarkEncodeDecodeTxn(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkStoreHeap reports the heap a store holds per key (heap-B/key)
+// for 100k keys of 14 bytes with 256-byte values, aspen bench's shape (270
+// raw bytes a key): alone, and while a clone taken before 10k overwrites is
+// held, as the runtime holds a snapshot's between snapshots.
+func BenchmarkStoreHeap(b *testing.B) {
+	const keys, overwrites = 100_000, 10_000
+	for _, clone := range []bool{false, true} {
+		b.Run(fmt.Sprintf("clone-%v", clone), func(b *testing.B) {
+			var perKey float64
+			for b.Loop() {
+				before := heapBytes()
+				m := kv.New()
+				value := make([]byte, 256)
+				for i := range keys {
+					m.Apply(then(kv.Op{Type: kv.OpPut, Key: fmt.Appendf(nil, "bench/%08d", i), Value: value}))
+				}
+				var held *kv.Machine
+				if clone {
+					held = m.Clone()
+					for i := range overwrites {
+						m.Apply(then(kv.Op{Type: kv.OpPut, Key: fmt.Appendf(nil, "bench/%08d", i*7919%keys), Value: value}))
+					}
+				}
+				perKey = float64(heapBytes()-before) / keys
+				runtime.KeepAlive(m)
+				runtime.KeepAlive(held)
+			}
+			b.ReportMetric(perKey, "heap-B/key")
+		})
+	}
+}
+
+func heapBytes() int64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
 }

@@ -18,20 +18,21 @@ func (m *Machine) Hash() uint64 {
 	return mix64(m.digest ^ mix64(uint64(m.rev)^revSalt))
 }
 
-func (it item) hash() uint64 {
+// recordHash is key and r's share of the digest, which newItem caches.
+func recordHash(key []byte, r *Record) uint64 {
 	h := uint64(fnvOffset)
-	h = fnvUint(h, uint64(len(it.key)))
-	h = fnvBytes(h, it.key)
-	h = fnvUint(h, uint64(len(it.rec.Value)))
-	h = fnvBytes(h, it.rec.Value)
-	h = fnvUint(h, uint64(it.rec.CreateRev))
-	h = fnvUint(h, uint64(it.rec.ModRev))
-	h = fnvUint(h, uint64(it.rec.Version))
-	if it.rec.extended() { // records without Consul's fields hash as before them
-		h = fnvUint(h, it.rec.Flags)
-		h = fnvUint(h, it.rec.LockIndex)
-		h = fnvUint(h, uint64(len(it.rec.Session)))
-		h = fnvBytes(h, []byte(it.rec.Session))
+	h = fnvUint(h, uint64(len(key)))
+	h = fnvBytes(h, key)
+	h = fnvUint(h, uint64(len(r.Value)))
+	h = fnvBytes(h, r.Value)
+	h = fnvUint(h, uint64(r.CreateRev))
+	h = fnvUint(h, uint64(r.ModRev))
+	h = fnvUint(h, uint64(r.Version))
+	if r.extended() { // records without Consul's fields hash as before them
+		h = fnvUint(h, r.Flags)
+		h = fnvUint(h, r.LockIndex)
+		h = fnvUint(h, uint64(len(r.Session)))
+		h = fnvString(h, r.Session)
 	}
 	return mix64(h)
 }
@@ -39,6 +40,14 @@ func (it item) hash() uint64 {
 func fnvBytes(h uint64, b []byte) uint64 {
 	for _, c := range b {
 		h ^= uint64(c)
+		h *= fnvPrime
+	}
+	return h
+}
+
+func fnvString(h uint64, s string) uint64 {
+	for i := range len(s) {
+		h ^= uint64(s[i])
 		h *= fnvPrime
 	}
 	return h

@@ -10,16 +10,6 @@ import (
 	"github.com/google/btree"
 )
 
-// item is one stored key. sum caches the item's share of the state digest, so
-// that overwriting or deleting a large value need not hash it again.
-type item struct {
-	key []byte
-	rec Record
-	sum uint64
-}
-
-func itemLess(a, b item) bool { return bytes.Compare(a.key, b.key) < 0 }
-
 // btreeDegree trades node size against depth; 32 keeps nodes within a few cache
 // lines of pointers while leaving the tree shallow for millions of keys.
 const btreeDegree = 32
@@ -32,7 +22,7 @@ const btreeDegree = 32
 type Machine struct {
 	tree   *btree.BTreeG[item]
 	rev    int64
-	digest uint64 // XOR of item.sum over all items
+	digest uint64 // XOR of item.sum() over all items
 
 	// Bugs plants defects for tests (core/bugs); inert without the aspenbugs tag.
 	Bugs bugs.Set
@@ -133,7 +123,7 @@ func (m *Machine) exec(op Op, rev int64) OpResult {
 }
 
 func (m *Machine) get(key []byte) OpResult {
-	it, ok := m.tree.Get(item{key: key})
+	it, ok := m.tree.Get(probe(key))
 	if !ok {
 		return OpResult{}
 	}
@@ -160,8 +150,9 @@ func (m *Machine) rangeOp(s span, limit int) OpResult {
 
 // ascend visits the stored items inside s in key order until fn returns false.
 func (m *Machine) ascend(s span, fn func(item) bool) {
-	m.tree.AscendGreaterOrEqual(item{key: s.key}, func(it item) bool {
-		return m.plantContains(s, it.key, s.contains(it.key)) && fn(it)
+	m.tree.AscendGreaterOrEqual(probe(s.key), func(it item) bool {
+		key := it.key()
+		return m.plantContains(s, key, s.contains(key)) && fn(it)
 	})
 }
 
@@ -176,10 +167,11 @@ func (m *Machine) releaseFound(found []item) {
 // an existing key, and its lock unless op acquires or releases it (Op says
 // when that does nothing).
 func (m *Machine) put(op *Op, rev int64) {
-	rec := Record{CreateRev: rev, ModRev: rev, Version: 1, Flags: op.Flags}
-	if old, ok := m.tree.Get(item{key: op.Key}); ok {
-		rec.CreateRev, rec.Version = m.plantCreateRev(old.rec.CreateRev, rev), old.rec.Version+1
-		rec.LockIndex, rec.Session = old.rec.LockIndex, old.rec.Session
+	rec := Record{Value: op.Value, CreateRev: rev, ModRev: rev, Version: 1, Flags: op.Flags}
+	if old, ok := m.tree.Get(probe(op.Key)); ok {
+		rec.CreateRev, rec.Version = m.plantCreateRev(old.createRev(), rev), old.version()+1
+		_, rec.LockIndex = old.lockNums()
+		rec.Session = string(old.session())
 	}
 	switch op.Lock {
 	case LockAcquire:
@@ -196,12 +188,10 @@ func (m *Machine) put(op *Op, rev int64) {
 		}
 		rec.Session = ""
 	}
-	// Key and value share one fresh allocation even when the key exists, so an
-	// overwritten value never stays reachable through its key.
-	var k []byte
-	k, rec.Value = cloneKV(op.Key, op.Value)
-	m.insert(item{key: k, rec: rec})
-	m.touched = append(m.touched, Change{Key: k, Record: rec})
+	it := newItem(op.Key, &rec)
+	m.insert(it)
+	rec.Value = it.value()
+	m.touched = append(m.touched, Change{Key: it.key(), Record: rec})
 }
 
 // lockable asks Locks whether session may take the free key now.
@@ -212,7 +202,7 @@ func (m *Machine) lockable(key []byte, session string) bool {
 // deleteSpan removes every stored key inside s and returns how many there were.
 func (m *Machine) deleteSpan(s span) int64 {
 	if s.kind == spanSingle {
-		old, ok := m.tree.Delete(item{key: s.key})
+		old, ok := m.tree.Delete(probe(s.key))
 		if !ok {
 			return 0
 		}
@@ -227,7 +217,7 @@ func (m *Machine) deleteSpan(s span) int64 {
 	})
 	for _, it := range found {
 		_, ok := m.tree.Delete(it)
-		assert.That(ok, "kv: key %q vanished during delete range", it.key)
+		assert.That(ok, "kv: key %q vanished during delete range", it.key())
 		m.removed(it)
 	}
 	n := int64(len(found))
@@ -238,16 +228,15 @@ func (m *Machine) deleteSpan(s span) int64 {
 // insert stores it, replacing any item with the same key, and keeps the digest
 // in step.
 func (m *Machine) insert(it item) {
-	it.sum = it.hash()
 	if old, ok := m.tree.ReplaceOrInsert(it); ok {
-		m.digest ^= old.sum
+		m.digest ^= old.sum()
 	}
-	m.digest ^= it.sum
+	m.digest ^= it.sum()
 }
 
 func (m *Machine) removed(it item) {
-	m.digest ^= it.sum
-	m.touched = append(m.touched, Change{Key: it.key, Deleted: true})
+	m.digest ^= it.sum()
+	m.touched = append(m.touched, Change{Key: it.key(), Deleted: true})
 }
 
 // collectChanges reduces the writes of the txn to one Change per key, in key
@@ -280,32 +269,40 @@ func (m *Machine) holds(cs []Compare) bool {
 	return true
 }
 
-// compare evaluates c; an absent key reads as zero revisions and version and
-// as having no value. Unknown targets or results never hold.
+// compare evaluates c; an absent key reads as zero revisions and version,
+// as having no value and as held by no session. Unknown targets or results
+// never hold.
 func (m *Machine) compare(c Compare) bool {
-	it, found := m.tree.Get(item{key: c.Key})
+	it, found := m.tree.Get(probe(c.Key))
+	if !found {
+		it = absent
+	}
 	switch c.Target {
 	case TargetValue:
 		if !found {
 			return c.Result == NotEqual
 		}
-		return c.Result.matches(bytes.Compare(it.rec.Value, c.Value))
+		return c.Result.matches(bytes.Compare(it.value(), c.Value))
 	case TargetModRev:
-		return c.Result.matches(cmp.Compare(it.rec.ModRev, c.Rev))
+		return c.Result.matches(cmp.Compare(it.modRev(), c.Rev))
 	case TargetCreateRev:
-		return c.Result.matches(cmp.Compare(it.rec.CreateRev, c.Rev))
+		return c.Result.matches(cmp.Compare(it.createRev(), c.Rev))
 	case TargetVersion:
-		return c.Result.matches(cmp.Compare(it.rec.Version, c.Rev))
+		return c.Result.matches(cmp.Compare(it.version(), c.Rev))
 	case TargetExists:
 		return c.Result.holds(found == c.Exists)
 	case TargetSession:
-		return c.Result.holds(it.rec.Session == string(c.Value))
+		return c.Result.holds(string(it.session()) == string(c.Value))
 	case TargetLockable:
-		held := m.plantHolder(it.rec.Session)
+		held := m.plantHolder(string(it.session()))
 		return c.Result.holds(held == string(c.Value) || held == "" && m.lockable(c.Key, string(c.Value)))
 	}
 	return false
 }
+
+// absent is what compare reads for a key that is not stored: an empty key
+// with an empty record.
+var absent = newItem(nil, &Record{})
 
 // holds reports whether a test's truth satisfies Equal (it is true) or
 // NotEqual (it is false); other results never hold.
@@ -337,9 +334,7 @@ func (r CompareResult) matches(order int) bool {
 // Load stores a copy of key and r while restoring from disk, replacing any
 // record already stored under key. It does not touch the revision.
 func (m *Machine) Load(key []byte, r Record) {
-	k, v := cloneKV(key, r.Value)
-	r.Value = v
-	m.insert(item{key: k, rec: r})
+	m.insert(newItem(key, &r))
 }
 
 // SetRevision sets the revision once loading is done.
@@ -352,7 +347,7 @@ func (m *Machine) SetRevision(rev int64) {
 // key and value alias stored buffers: fn must not modify or retain them past
 // the next write.
 func (m *Machine) Ascend(fn func(key []byte, r Record) bool) {
-	m.tree.Ascend(func(it item) bool { return fn(it.key, it.rec) })
+	m.tree.Ascend(func(it item) bool { return fn(it.key(), it.record()) })
 }
 
 // copyOut copies items into fresh KeyValues, carving all keys and values from a
@@ -363,13 +358,13 @@ func copyOut(items []item) []KeyValue {
 	}
 	n := 0
 	for _, it := range items {
-		n += len(it.key) + len(it.rec.Value)
+		n += it.valueEnd() // the key's and the value's bytes
 	}
 	buf := make([]byte, 0, n)
 	out := make([]KeyValue, len(items))
 	for i, it := range items {
-		out[i] = KeyValue{Key: carve(&buf, it.key), Record: it.rec}
-		out[i].Value = carve(&buf, it.rec.Value)
+		out[i] = KeyValue{Key: carve(&buf, it.key()), Record: it.record()}
+		out[i].Value = carve(&buf, it.value())
 	}
 	return out
 }
@@ -384,10 +379,4 @@ func carve(buf *[]byte, b []byte) []byte {
 	*buf = append(*buf, b...)
 	end := len(*buf)
 	return (*buf)[start:end:end]
-}
-
-// cloneKV copies key and value into one allocation.
-func cloneKV(key, value []byte) (k, v []byte) {
-	buf := make([]byte, 0, len(key)+len(value))
-	return carve(&buf, key), carve(&buf, value)
 }

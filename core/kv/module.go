@@ -299,13 +299,14 @@ func (k *Module) DeleteExpired(env *module.Env, keys [][]byte, expired bool) int
 func (k *Module) ReleaseLocks(env *module.Env, session string, keys [][]byte, del bool) int64 {
 	var ops []Op
 	for _, key := range keys {
-		it, ok := k.M.tree.Get(item{key: key})
+		it, ok := k.M.tree.Get(probe(key))
 		switch {
-		case !ok || it.rec.Session != session:
+		case !ok || string(it.session()) != session:
 		case del:
 			ops = append(ops, Op{Type: OpDelete, Key: key})
 		default:
-			ops = append(ops, Op{Type: OpPut, Key: key, Value: it.rec.Value, Flags: it.rec.Flags, Lock: LockRelease, Session: session})
+			flags, _ := it.lockNums()
+			ops = append(ops, Op{Type: OpPut, Key: key, Value: it.value(), Flags: flags, Lock: LockRelease, Session: session})
 		}
 	}
 	if ops = k.plantReleaseLocks(ops); len(ops) == 0 {

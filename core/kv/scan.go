@@ -6,5 +6,5 @@ package kv
 // written no more, they stay valid for as long as the caller holds them,
 // while the original goes on applying.
 func (m *Machine) AscendPrefix(prefix []byte, fn func(key []byte, r Record) bool) {
-	m.ascend(span{key: prefix, kind: spanPrefix}, func(it item) bool { return fn(it.key, it.rec) })
+	m.ascend(span{key: prefix, kind: spanPrefix}, func(it item) bool { return fn(it.key(), it.record()) })
 }

@@ -15,7 +15,7 @@ const snapshotMagic = "akv\x01"
 func (m *Machine) Snapshot() []byte {
 	n := len(snapshotMagic) + 2*binary.MaxVarintLen64
 	m.tree.Ascend(func(it item) bool {
-		n += len(it.key) + len(it.rec.Value) + len(it.rec.Session) + 8*binary.MaxVarintLen64
+		n += len(it.kv) + 8*binary.MaxVarintLen64
 		return true
 	})
 	b := make([]byte, 0, n)
@@ -23,8 +23,8 @@ func (m *Machine) Snapshot() []byte {
 	b = binary.AppendUvarint(b, uint64(m.rev))
 	b = binary.AppendUvarint(b, uint64(m.tree.Len()))
 	m.tree.Ascend(func(it item) bool {
-		b = appendBytes(b, it.key)
-		b = appendRecord(b, it.rec)
+		b = appendBytes(b, it.key())
+		b = appendRecord(b, it.record())
 		return true
 	})
 	return b
