@@ -1,6 +1,7 @@
 package node
 
 import (
+	"math"
 	"slices"
 
 	"github.com/aspen-db/aspen/core/assert"
@@ -34,6 +35,7 @@ func (n *Node) applyEntries(ents []raftpb.Entry, out *Ready) {
 			n.applyConfChange(e, cc, out)
 		}
 		n.applied = e.Index
+		n.snapBytes += uint64(len(e.Data))
 		if n.cfg.AppliedRecordsEnabled {
 			out.Applied = append(out.Applied, Applied{Index: e.Index, Term: e.Term, EntryHash: entryHash(&e), StateHash: n.StateHash(),
 				Kind: kind, TimeNs: n.timeNs, Revision: n.h.kv.M.Revision(), Reports: n.h.reports()})
@@ -161,6 +163,7 @@ func (n *Node) installSnapshot(snap raftpb.Snapshot, b *storage.Batch) {
 		b.Delete(logKey(i))
 	}
 	n.applied, n.snapIndex, n.conf = snap.Metadata.Index, snap.Metadata.Index, snap.Metadata.ConfState
+	n.snapBytes = 0
 	n.timeNs = max(n.timeNs, timeNs)
 	n.logFirst, n.logLast = snap.Metadata.Index+1, snap.Metadata.Index
 	n.freeze()
@@ -168,22 +171,27 @@ func (n *Node) installSnapshot(snap raftpb.Snapshot, b *storage.Batch) {
 	b.PutRecord(keyApplied, appliedRecord(n.appliedMeta()))
 }
 
-// maybeSnapshot takes a snapshot once enough entries were applied since the
-// last, and compacts the log behind it, keeping a tail for slow followers.
+// maybeSnapshot takes a snapshot once enough entries (or bytes of them) were
+// applied since the last, and compacts the log behind it, keeping a tail for
+// slow followers.
 func (n *Node) maybeSnapshot(b *storage.Batch) {
-	if n.applied < n.snapIndex+n.cfg.SnapshotEntries && !(n.snapshotDue && n.applied > n.snapIndex) {
+	due := n.applied >= n.snapIndex+n.cfg.SnapshotEntries ||
+		n.cfg.SnapshotBytes > 0 && n.snapBytes >= n.cfg.SnapshotBytes ||
+		n.snapshotDue && n.applied > n.snapIndex
+	if !due {
 		return
 	}
-	n.snapshotDue = false
+	n.snapshotDue, n.snapBytes = false, 0
 	snap, err := n.log.CreateSnapshot(n.applied, &n.conf, nil)
 	assert.That(err == nil, "create snapshot at %d: %v", n.applied, err)
 	n.snapIndex = n.applied
 	n.freeze()
 	b.Put(keySnapshot, mustMarshal(&snap))
-	if n.applied <= n.cfg.CompactKeepEntries {
+	keep := n.keepEntries()
+	if n.applied <= keep {
 		return
 	}
-	compact := n.applied - n.cfg.CompactKeepEntries
+	compact := n.applied - keep
 	// Raft's log and the records on disk may start at different indexes (a
 	// restart keeps records below the snapshot that raft never loads), so each
 	// is trimmed on its own terms.
@@ -192,6 +200,26 @@ func (n *Node) maybeSnapshot(b *storage.Batch) {
 		assert.That(err == nil, "compact raft log to %d (first %d): %v", compact, first, err)
 	}
 	n.trimTo = max(n.trimTo, compact)
+}
+
+// keepEntries is how many applied entries compaction keeps: CompactKeepEntries,
+// or fewer when their payload exceeds CompactKeepBytes.
+func (n *Node) keepEntries() uint64 {
+	keep := n.cfg.CompactKeepEntries
+	first, _ := n.log.FirstIndex()
+	if n.cfg.CompactKeepBytes == 0 || keep == 0 || n.applied < first {
+		return keep
+	}
+	lo := max(first, n.applied-min(keep, n.applied)+1)
+	ents, err := n.log.Entries(lo, n.applied+1, math.MaxUint64)
+	assert.That(err == nil, "read log [%d, %d] to compact: %v", lo, n.applied, err)
+	var bytes uint64
+	for i := len(ents) - 1; i >= 0; i-- {
+		if bytes += uint64(len(ents[i].Data)); bytes > n.cfg.CompactKeepBytes {
+			return uint64(len(ents) - 1 - i)
+		}
+	}
+	return keep
 }
 
 // logTrimPerReady bounds the log records one Ready deletes. Compaction frees

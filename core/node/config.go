@@ -32,6 +32,12 @@ type Config struct {
 
 	SnapshotEntries    uint64 // take a snapshot after this many entries applied since the last one
 	CompactKeepEntries uint64 // entries kept behind a snapshot for slow followers
+	// SnapshotBytes and CompactKeepBytes bound the same by the entries'
+	// payload bytes (0: no bound). Raft's log in memory holds every entry
+	// from the compaction point on, so counts alone let it grow with the
+	// entries' size: 15k transactions of 64 puts held 180 MB.
+	SnapshotBytes    uint64
+	CompactKeepBytes uint64
 
 	MaxSizePerMsgBytes    uint64
 	MaxInflightMsgs       int

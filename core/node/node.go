@@ -116,6 +116,7 @@ type Node struct {
 	applied   uint64
 	conf      raftpb.ConfState
 	snapIndex uint64
+	snapBytes uint64  // payload bytes of the entries applied since snapIndex
 	frozen    *frozen // the state as of snapIndex, for followers that need a snapshot
 	logFirst  uint64  // durable log records span [logFirst, logLast]
 	trimTo    uint64  // records at or below this index are being deleted, a few per Ready

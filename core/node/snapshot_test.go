@@ -79,3 +79,30 @@ func TestSnapshotDataIsStateAtItsIndex(t *testing.T) {
 			snap.Metadata.Index, restarted.applied, bytes.Equal(snap.Data, restarted.snapshotData()), err)
 	}
 }
+
+// Large entries take a snapshot by bytes before the entry count is reached,
+// and compaction keeps no more of them than CompactKeepBytes holds.
+func TestSnapshotAndCompactionBoundedByBytes(t *testing.T) {
+	d := disk.New()
+	cfg := DefaultConfig(1, []uint64{1})
+	cfg.SnapshotEntries, cfg.CompactKeepEntries = 1000, 500
+	cfg.SnapshotBytes, cfg.CompactKeepBytes = 40_000, 10_000
+	n, err := New(cfg, rand.New(rand.NewPCG(1, 2)), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var now int64
+	drive(t, n, d, &now, func() bool { _, ok := n.LeaderTerm(); return ok })
+	value := bytes.Repeat([]byte("v"), 4000)
+	for seq := uint64(1); n.snapIndex < 10; seq++ {
+		n.Submit(Request{Client: 7, Seq: seq, Txn: kv.Txn{Then: []kv.Op{{Type: kv.OpPut, Key: []byte("k"), Value: value}}}})
+		drive(t, n, d, &now, func() bool { return len(n.writes) == 0 })
+	}
+	if n.snapIndex > 15 {
+		t.Errorf("got a snapshot at %d, want one within about 10 entries of 4 KB (40 KB)", n.snapIndex)
+	}
+	first, _ := n.log.FirstIndex()
+	if kept := n.snapIndex + 1 - first; kept < 1 || kept > 3 {
+		t.Errorf("got %d entries kept behind the snapshot at %d, want 2 (10 KB of 4 KB entries)", kept, n.snapIndex)
+	}
+}

@@ -27,6 +27,12 @@ const (
 	// follower a little behind catches up from the log, not a snapshot.
 	snapshotEntries    = 10_000
 	compactKeepEntries = 5_000
+	// snapshotBytes and compactKeepBytes bound the same by the entries'
+	// bytes: raft's log stays in memory from the compaction point on, and
+	// 15k entries of 64 puts each held 180 MB. Entries of a few hundred
+	// bytes (single puts) reach the counts first.
+	snapshotBytes    = 16 << 20
+	compactKeepBytes = 8 << 20
 
 	// sessionsPerServer bounds writes in flight from one server: each holds
 	// one client session for its duration, so retries of it apply once.

@@ -179,6 +179,7 @@ func (s *Server) startReplica() error {
 	s.electionTicks = ncfg.ElectionTicks
 	ncfg.EventsEnabled = true
 	ncfg.SnapshotEntries, ncfg.CompactKeepEntries = snapshotEntries, compactKeepEntries
+	ncfg.SnapshotBytes, ncfg.CompactKeepBytes = snapshotBytes, compactKeepBytes
 	ncfg.Join, ncfg.Restore = s.cfg.Join, s.cfg.Restore
 	// Only what every member's flags agree on goes into the bootstrap state;
 	// client addresses are advertised once running (advertise).
