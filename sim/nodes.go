@@ -184,9 +184,10 @@ func (w *World) reportSnapshot(from int, to uint64, ok bool) {
 	}
 }
 
-// pump carries out Ready after Ready: the batch goes to the disk at once, and
-// its sync (if any) completes after the disk's latency; only then do messages
-// and responses leave, as the durability contract demands.
+// pump carries out Ready after Ready: the batch goes to the disk at once with
+// the leader's early messages and the answers, and its sync (if any)
+// completes after the disk's latency; only then do the other messages leave,
+// as the durability contract demands.
 func (w *World) pump(sn *simNode) {
 	for sn.n != nil && !sn.busy && !sn.paused && sn.n.HasReady() {
 		rd := sn.n.Ready()
@@ -200,6 +201,13 @@ func (w *World) pump(sn *simNode) {
 		for i := range rd.EarlyMessages {
 			w.send(sn, &rd.EarlyMessages[i])
 		}
+		w.observeReady(sn)
+		// Answers leave before the sync, as the runtime sends them: each
+		// answers a committed entry, a read or a refusal. A crash before
+		// the sync then tests that no answer rested on this batch.
+		for _, resp := range rd.Responses {
+			w.toClient(sn.idx, resp)
+		}
 		if w.crashPoint(sn, &rd, beforeSync) {
 			return
 		}
@@ -212,16 +220,14 @@ func (w *World) pump(sn *simNode) {
 	}
 }
 
-func (w *World) finishReady(sn *simNode) {
-	rd := sn.rd
+// observeReady hands the checkers what the Ready applied, before any answer
+// it carries reaches a client: a checker judges an answer by what replicas
+// applied.
+func (w *World) observeReady(sn *simNode) {
+	rd := &sn.rd
 	if rd.Reset {
 		w.res.SnapshotInstalls++
 		w.trace.note("node %d installed a snapshot", sn.id)
-	}
-	if rd.Sync {
-		if err := sn.disk.Sync(); err != nil {
-			w.check.fail("node %d disk sync: %v", sn.id, err)
-		}
 	}
 	if on(w.sc.Checkers.Invariants) {
 		w.shadowEvents(sn)
@@ -248,11 +254,17 @@ func (w *World) finishReady(sn *simNode) {
 			w.check.leader(sn.id, term)
 		}
 	}
+}
+
+func (w *World) finishReady(sn *simNode) {
+	rd := sn.rd
+	if rd.Sync {
+		if err := sn.disk.Sync(); err != nil {
+			w.check.fail("node %d disk sync: %v", sn.id, err)
+		}
+	}
 	for i := range rd.Messages {
 		w.send(sn, &rd.Messages[i])
-	}
-	for _, resp := range rd.Responses {
-		w.toClient(sn.idx, resp)
 	}
 	sn.rd, sn.busy = node.Ready{}, false
 	sn.n.Advance()

@@ -23,8 +23,10 @@ import (
 type Rand interface{ Uint64() uint64 }
 
 // Ready is what the driver must carry out, in order: apply Batch (atomically),
-// send EarlyMessages, Sync if asked, then send Messages and deliver Responses,
-// then Advance.
+// send EarlyMessages, Sync if asked, then send Messages, then Advance.
+// Responses may be delivered as soon as Batch is applied, before the sync:
+// each answers a committed entry (durable on a quorum, whatever becomes of
+// this replica's unsynced copy), a read of applied state, or a refusal.
 type Ready struct {
 	Batch storage.Batch
 	// EarlyMessages may leave before the sync: a leader's appends and
