@@ -56,7 +56,7 @@ func gitDescribe(repo string) string {
 
 // newAspenCluster lays out 3 Aspen nodes under dir the way
 // tools/bench/compare-etcd.sh starts them. ports holds 6 free ports.
-func newAspenCluster(bin, dir string, ports []int) *cluster {
+func newAspenCluster(bin, dir string, ports []int, pprof bool) *cluster {
 	c := &cluster{system: "aspen"}
 	var members []string
 	for i := range nodesPerCluster {
@@ -68,11 +68,12 @@ func newAspenCluster(bin, dir string, ports []int) *cluster {
 		data := filepath.Join(dir, "aspen"+id)
 		httpAddr := fmt.Sprintf("127.0.0.1:%d", ports[nodesPerCluster+i])
 		peerAddrs[fmt.Sprintf("127.0.0.1:%d", ports[i])] = i
-		c.procs = append(c.procs, &proc{
-			name: "aspen node " + id, bin: bin, logPath: data + ".log",
-			args: []string{"node", "start", "--id", id, "--data-dir", data, "--http-addr", httpAddr,
-				"--initial-cluster", strings.Join(members, ","), "--log-level", "warn"},
-		})
+		args := []string{"node", "start", "--id", id, "--data-dir", data, "--http-addr", httpAddr,
+			"--initial-cluster", strings.Join(members, ","), "--log-level", "warn"}
+		if pprof {
+			args = append(args, "--pprof")
+		}
+		c.procs = append(c.procs, &proc{name: "aspen node " + id, bin: bin, logPath: data + ".log", args: args})
 		c.dataDirs = append(c.dataDirs, data)
 		c.addrs = append(c.addrs, httpAddr)
 	}

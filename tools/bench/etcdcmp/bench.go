@@ -80,6 +80,7 @@ type env struct {
 	aspenVersion string
 	etcdVersion  string
 	progress     io.Writer
+	pprof        bool // Aspen nodes serve /debug/pprof/
 }
 
 func run(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
@@ -109,7 +110,7 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
 
 // setup finds etcd, makes the temporary directory and builds Aspen in it.
 func setup(cfg config, progress io.Writer) (env, func(), error) {
-	e := env{progress: progress}
+	e := env{progress: progress, pprof: cfg.Pprof}
 	var err error
 	if e.etcdBin, e.etcdVersion, err = findEtcd(cfg.EtcdBin); err != nil {
 		return e, nil, err
@@ -153,7 +154,7 @@ func buildFromRepo(repo, dir string, progress io.Writer) (bin, commit string, er
 // On error the ones started are stopped.
 func startClusters(ctx context.Context, e env, dir string, conns int) ([]*cluster, []*systemRun, error) {
 	makers := []func(string, []int) *cluster{
-		func(d string, p []int) *cluster { return newAspenCluster(e.aspenBin, d, p) },
+		func(d string, p []int) *cluster { return newAspenCluster(e.aspenBin, d, p, e.pprof) },
 		func(d string, p []int) *cluster { return newEtcdCluster(e.etcdBin, d, p) },
 	}
 	versions := []string{e.aspenVersion, e.etcdVersion}

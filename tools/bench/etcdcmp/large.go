@@ -38,7 +38,7 @@ func runLarge(ctx context.Context, cfg config, e env) (*largeReport, error) {
 		ValueBytes: cfg.ValueBytes, Duration: cfg.LargeDuration}
 	rep := &largeReport{Load: l}
 	makers := []func(string, []int) *cluster{
-		func(d string, p []int) *cluster { return newAspenCluster(e.aspenBin, d, p) },
+		func(d string, p []int) *cluster { return newAspenCluster(e.aspenBin, d, p, e.pprof) },
 		func(d string, p []int) *cluster { return newEtcdCluster(e.etcdBin, d, p) },
 	}
 	for _, mk := range makers {

@@ -43,6 +43,7 @@ type config struct {
 	EtcdBin       string        `json:"-"`
 	JSON          bool          `json:"-"`
 	Keep          bool          `json:"-"`
+	Pprof         bool          `json:"-"`
 }
 
 // Bounds on the flags, so that a typo cannot ask for a day or a terabyte.
@@ -100,6 +101,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.EtcdBin, "etcd", "", "etcd binary (default: etcd on PATH; apt-get install -y etcd-server)")
 	fs.BoolVar(&cfg.JSON, "json", false, "print the report as JSON instead of a table")
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the temporary directory (data and logs) instead of removing it")
+	fs.BoolVar(&cfg.Pprof, "pprof", false, "start the Aspen nodes with --pprof, to profile them under load (their addresses are in the log)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "usage: etcdcmp [flags]\n\nStarts 3 Aspen and 3 etcd nodes on loopback and compares them under the same load.\n"+
 			"Needs etcd on PATH: Debian's etcd-server 3.4 (apt-get install -y etcd-server).\n\n")
