@@ -151,6 +151,7 @@ func runNodeStart(c *cli.Context) error {
 	if err != nil {
 		return usageError("%v", err)
 	}
+	lowerGCPercent()
 	if path := c.String("restore"); path != "" {
 		b, err := loadRestore(path, cfg)
 		if err != nil {

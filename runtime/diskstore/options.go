@@ -35,7 +35,7 @@ const (
 // 100 MB RSS: Badger's own defaults grow to about 400 MB.
 func DefaultOptions() Options {
 	return Options{
-		MemTableBytes: 8 << 20,
+		MemTableBytes: 4 << 20,
 		CacheBytes:    8 << 20,
 	}
 }
