@@ -431,6 +431,16 @@ func (n *Node) appendEntries(ents []raftpb.Entry, b *storage.Batch) (replaced bo
 
 // Status reports the replica's view of the cluster.
 func (n *Node) Status() Status {
+	st := n.StatusWithoutProgress()
+	st.Progress = n.progress()
+	return st
+}
+
+// StatusWithoutProgress is Status less the leader's view of each member's
+// replication, which copies raft's progress map: a driver that refreshes
+// its status after every round reads that less often (it was 6% of a
+// leader's CPU under reads).
+func (n *Node) StatusWithoutProgress() Status {
 	bs := n.raw.BasicStatus()
 	return Status{
 		ID: n.cfg.ID, Term: bs.Term, Lead: bs.Lead, Role: bs.RaftState,
@@ -439,7 +449,6 @@ func (n *Node) Status() Status {
 		PendingWrites: len(n.writes), PendingReads: len(n.reads),
 		LogFirst: n.logFirst, LogLast: n.logLast,
 		Removed: n.removedSelf, Voters: n.conf.Voters, Learners: n.conf.Learners,
-		Progress: n.progress(),
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/aspen-db/aspen/runtime/diskstore"
 	"github.com/aspen-db/aspen/runtime/transport"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 )
 
@@ -65,14 +66,20 @@ type Server struct {
 	key []byte // the cluster key, or nil (tokens.go)
 
 	modulesReadAt time.Time // when the loop last read the modules' metrics (loop.go)
-	log           *slog.Logger
-	node          *node.Node
-	store         *diskstore.Store
-	tr            *transport.Transport
-	httpSrv       *http.Server
-	httpLn        net.Listener
-	metrics       *metrics
-	hub           *hub
+	// The members' replication progress as last read (loop.go), and when,
+	// in which role: a new role reads it at once.
+	progress       []node.PeerProgress
+	progressRole   raft.StateType
+	progressReadAt time.Time
+
+	log     *slog.Logger
+	node    *node.Node
+	store   *diskstore.Store
+	tr      *transport.Transport
+	httpSrv *http.Server
+	httpLn  net.Listener
+	metrics *metrics
+	hub     *hub
 	// topicReaders wakes long-polling topic reads; topicsWokenAt is the
 	// applied index the loop last woke them at (topicwait.go).
 	topicReaders  *topicReaders
