@@ -118,7 +118,7 @@ func (s *Server) postMembers(w http.ResponseWriter, r *http.Request) {
 		// A leader removing itself would leave the cluster leaderless for an
 		// election timeout: hand over first, then send the caller to the new
 		// leader (the CLI follows the 421).
-		if to := s.successor(); to != 0 && s.transferLeader(r.Context(), to) == nil {
+		if to := s.successor(r.Context()); to != 0 && s.transferLeader(r.Context(), to) == nil {
 			writeMemberError(w, s.notLeader())
 			return
 		}
@@ -365,10 +365,24 @@ func (s *Server) askTransfer(ctx context.Context, to uint64) error {
 }
 
 // successor is the voter, other than this leader, with the most of the log
-// among those heard from recently; 0 when there is none.
-func (s *Server) successor() uint64 {
+// among those heard from recently; 0 when there is none. It reads the
+// progress on the loop: the status's copy may be up to moduleReadEvery old,
+// from before the followers were heard from.
+func (s *Server) successor(ctx context.Context) uint64 {
+	ch := make(chan []node.PeerProgress, 1)
+	if !s.post(func() { ch <- s.node.Status().Progress }) {
+		return 0
+	}
+	var progress []node.PeerProgress
+	select {
+	case progress = <-ch:
+	case <-s.done:
+		return 0
+	case <-ctx.Done():
+		return 0
+	}
 	var best node.PeerProgress
-	for _, p := range s.Status().Progress {
+	for _, p := range progress {
 		if p.ID != s.cfg.ID && !p.Learner && p.RecentActive && p.Match >= best.Match {
 			best = p
 		}
