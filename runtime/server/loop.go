@@ -99,6 +99,7 @@ func (s *Server) handleReady() error {
 		s.publish(rd)
 		if rd.MembersChanged {
 			s.refreshPeers()
+			s.progressReadAt = time.Time{} // the status must name the new members' progress
 		}
 		fresh = len(rd.Responses) > 0
 		if fresh {
