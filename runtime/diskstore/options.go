@@ -17,6 +17,10 @@ type Options struct {
 	CacheBytes int64
 	// Logger receives Badger's warnings and errors; nil silences Badger.
 	Logger *slog.Logger
+
+	// tune, when set, adjusts Badger's options last: tests use small value
+	// log files and eager compactions to see files rewritten.
+	tune func(*badger.Options)
 }
 
 const (
@@ -56,7 +60,7 @@ func (o Options) validate() error {
 
 // badgerOptions translates o into Badger's options for a database in dir.
 func (o Options) badgerOptions(dir string) badger.Options {
-	return badger.DefaultOptions(dir).
+	opts := badger.DefaultOptions(dir).
 		WithMemTableSize(o.MemTableBytes).
 		WithNumMemtables(memTablesMax).
 		WithBlockCacheSize(o.CacheBytes).
@@ -81,6 +85,10 @@ func (o Options) badgerOptions(dir string) badger.Options {
 		// Values in the value log do return errors, when checked.
 		WithVerifyValueChecksum(true).
 		WithLogger(newLogger(o.Logger))
+	if o.tune != nil {
+		o.tune(&opts)
+	}
+	return opts
 }
 
 // newLogger adapts l to Badger's logger, or returns nil (silence) for a nil l.

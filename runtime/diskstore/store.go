@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -46,6 +47,9 @@ type Store struct {
 	closed      bool
 	broken      error  // set when a journaled Apply failed part way; reopening repairs it
 	lastJournal uint64 // sequence number of the last journal written since Open
+
+	gc    *collector            // rewrites value log files mostly dead (vlog.go)
+	gcErr atomic.Pointer[error] // the last value log rewrite that failed, for Close to report
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -64,6 +68,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := s.recover(); err != nil {
 		return nil, errors.Join(err, s.closeDB())
 	}
+	s.startCollector()
 	return s, nil
 }
 
@@ -76,7 +81,12 @@ func (s *Store) Close() error {
 		return ErrClosed
 	}
 	s.closed = true
-	return s.closeDB()
+	s.stopCollector()
+	var gcErr error
+	if p := s.gcErr.Load(); p != nil {
+		gcErr = fmt.Errorf("diskstore: value log rewrite: %w", *p)
+	}
+	return errors.Join(gcErr, s.closeDB())
 }
 
 func (s *Store) closeDB() error {
