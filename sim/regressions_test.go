@@ -24,6 +24,7 @@ var regressions = []struct {
 	{"testdata/regressions/hooks-created-and-trigger.toml", []uint64{1}},
 	{"testdata/regressions/hooks-lag-split.toml", []uint64{8}},
 	{"testdata/regressions/topics-token-prefix.toml", []uint64{1}},
+	{"testdata/regressions/lease-ttl-slow-query.toml", []uint64{1027}},
 }
 
 func TestRegressions(t *testing.T) {

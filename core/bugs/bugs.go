@@ -25,7 +25,7 @@ const (
 
 	// Crashes in short windows.
 	VoteUnsynced // a Ready that changes only the hard state (a vote) is not synced
-	EarlyAcks    // followers send their acknowledgements before their sync, like the leader's appends
+	EarlyAcks    // acknowledgements of appends and votes leave before the sync, like other messages
 
 	// Restarts compared with what was made durable.
 	StaleTail         // a conflicting append leaves the replaced log tail on disk

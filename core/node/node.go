@@ -131,12 +131,10 @@ type Node struct {
 	readEpoch uint64 // random per incarnation, prefixes every ReadIndex context
 
 	responses    []Response
-	timeNs       int64  // replicated time: the latest stamp applied (time.go)
-	stampFloorNs int64  // the last stamp this replica gave as leader
-	removedSelf  bool   // a committed change removed this replica: the driver should stop it
-	snapshotDue  bool   // take a snapshot at the next chance, whatever the entry count
-	lastTerm     uint64 // term and vote of the last hard state handed out
-	lastVote     uint64
+	timeNs       int64           // replicated time: the latest stamp applied (time.go)
+	stampFloorNs int64           // the last stamp this replica gave as leader
+	removedSelf  bool            // a committed change removed this replica: the driver should stop it
+	snapshotDue  bool            // take a snapshot at the next chance, whatever the entry count
 	earlyApplied map[string]bool // planted bug EarlyConfChange: changes applied at proposal
 
 	boot         storage.Batch // records written on first start, carried by the first Ready
@@ -367,20 +365,42 @@ func (n *Node) handleRaftReady(rd *raft.Ready, out *Ready) {
 	for _, rs := range rd.ReadStates {
 		n.readIndexArrived(rs)
 	}
-	// Only a leader whose term and vote are already durable may send early.
-	sameVote := raft.IsEmptyHardState(rd.HardState) || (rd.HardState.Term == n.lastTerm && rd.HardState.Vote == n.lastVote)
-	if n.plantEarly(n.role == raft.StateLeader && sameVote) {
-		out.EarlyMessages = rd.Messages
-	} else {
-		out.Messages = rd.Messages
-	}
-	if !raft.IsEmptyHardState(rd.HardState) {
-		n.lastTerm, n.lastVote = rd.HardState.Term, rd.HardState.Vote
+	out.EarlyMessages, out.Messages = splitEarly(rd.Messages)
+	if n.plantEarly(false) {
+		out.EarlyMessages, out.Messages = rd.Messages, nil
 	}
 	// raft's MustSync covers entries and hard state only. An installed snapshot
 	// must be durable too before the MsgAppResp acknowledging it leaves: the
 	// leader counts this replica as holding everything up to the snapshot.
 	out.Sync = rd.MustSync || !raft.IsEmptySnap(rd.Snapshot)
+}
+
+// splitEarly splits a Ready's messages into those that may leave before the
+// sync and those that vouch for what it makes durable: acknowledgements of
+// appends and votes (raft thesis 3.8). Everything else (appends, heartbeats,
+// their responses, forwarded proposals and reads, vote requests) rests on no
+// unsynced state here: raft counts a replica's own vote and its own log
+// towards a result only at Advance, after the sync. raft queues exactly the
+// acknowledgements after everything else (msgsAfterAppend), so the split is
+// a prefix and a suffix of one slice. Sending only a leader's messages early
+// held a follower's forwarded proposals behind its own fsync.
+func splitEarly(msgs []raftpb.Message) (early, late []raftpb.Message) {
+	i := 0
+	for i < len(msgs) && !vouches(msgs[i].Type) {
+		i++
+	}
+	for _, m := range msgs[i:] {
+		if !vouches(m.Type) {
+			return nil, msgs // not raft's order: hold them all, as is always safe
+		}
+	}
+	return msgs[:i:i], msgs[i:]
+}
+
+// vouches reports whether a message of type t acknowledges state that must
+// be durable first.
+func vouches(t raftpb.MessageType) bool {
+	return t == raftpb.MsgAppResp || t == raftpb.MsgVoteResp || t == raftpb.MsgPreVoteResp
 }
 
 // appendEntries persists new log entries, deleting any older tail they

@@ -93,7 +93,7 @@ func (n *Node) plantSync(out *Ready, rd raft.Ready) {
 	}
 }
 
-// EarlyAcks: every role sends before its sync, as a leader's appends may.
+// EarlyAcks: acknowledgements of appends and votes leave before the sync too.
 func (n *Node) plantEarly(early bool) bool { return early || n.cfg.Bugs.Has(bugs.EarlyAcks) }
 
 // LocalReads: serve reads from local state without ReadIndex.
