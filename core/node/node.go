@@ -29,13 +29,15 @@ type Rand interface{ Uint64() uint64 }
 // this replica's unsynced copy), a read of applied state, or a refusal.
 type Ready struct {
 	Batch storage.Batch
-	// EarlyMessages may leave before the sync: a leader's appends and
-	// heartbeats can overlap its own write, as the raft thesis allows (10.2.1).
-	// It counts itself towards a commit only when this Ready is done, so
-	// nothing is acknowledged on the strength of an unsynced write.
+	// EarlyMessages may leave before the sync: everything but
+	// acknowledgements (splitEarly). A leader's appends overlap its own
+	// write, as the raft thesis allows (10.2.1), and it counts itself
+	// towards a commit only when this Ready is done, so nothing is
+	// acknowledged on the strength of an unsynced write.
 	EarlyMessages []raftpb.Message
 	Sync          bool
-	Messages      []raftpb.Message
+	// Messages leave after the sync: acknowledgements of appends and votes.
+	Messages []raftpb.Message
 	Responses     []Response
 	Applied       []Applied // filled only when Config.AppliedRecordsEnabled, for checkers
 	Events        []Event   // filled only when Config.EventsEnabled, for watches
