@@ -37,10 +37,10 @@ type Ready struct {
 	EarlyMessages []raftpb.Message
 	Sync          bool
 	// Messages leave after the sync: acknowledgements of appends and votes.
-	Messages []raftpb.Message
-	Responses     []Response
-	Applied       []Applied // filled only when Config.AppliedRecordsEnabled, for checkers
-	Events        []Event   // filled only when Config.EventsEnabled, for watches
+	Messages  []raftpb.Message
+	Responses []Response
+	Applied   []Applied // filled only when Config.AppliedRecordsEnabled, for checkers
+	Events    []Event   // filled only when Config.EventsEnabled, for watches
 	// Reset is set when a snapshot replaced the whole state: Events cannot
 	// describe that, so watchers must start over from the new state.
 	Reset bool
