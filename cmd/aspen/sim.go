@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"text/tabwriter"
 
@@ -47,26 +46,8 @@ func simCommand() *cli.Command {
 const simGCPercent = 400
 
 func raiseGCPercent(*cli.Context) error {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(simGCPercent)
-	}
+	setGCPercentUnlessSet(simGCPercent)
 	return nil
-}
-
-// nodeGCPercent is the collector's target (GOGC) for a node, unless the
-// environment sets GOGC. A node's live heap is mostly long-lived (the KV
-// tree, Badger's memtables and table builders, the watch history), and at
-// Go's default of 100 the heap grew to twice it between collections: half
-// of a node's anonymous memory after the bench-etcd rounds was garbage
-// waiting for the next cycle. At 50 the collector runs twice as often, a
-// few percent of a busy node's CPU (gcBgMarkWorker was 2% of the leader's
-// profile at 100).
-const nodeGCPercent = 50
-
-func lowerGCPercent() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(nodeGCPercent)
-	}
 }
 
 // Flags shared by the sim commands.

@@ -434,7 +434,7 @@ func (n *Node) appendEntries(ents []raftpb.Entry, b *storage.Batch) (replaced bo
 // Status reports the replica's view of the cluster.
 func (n *Node) Status() Status {
 	st := n.StatusWithoutProgress()
-	st.Progress = n.progress()
+	st.Progress = n.Progress()
 	return st
 }
 
@@ -454,7 +454,9 @@ func (n *Node) StatusWithoutProgress() Status {
 	}
 }
 
-func (n *Node) progress() []PeerProgress {
+// Progress is the leader's view of each member's replication, in id order;
+// nil on a replica that does not lead.
+func (n *Node) Progress() []PeerProgress {
 	if n.role != raft.StateLeader {
 		return nil
 	}

@@ -75,18 +75,7 @@ func (s *Server) list(ctx context.Context, prefix []byte, stale bool) (listing, 
 // and Clone marks the tree shared. The clone is then the caller's to walk
 // on its own goroutine while the loop applies on.
 func (s *Server) cloneKV(ctx context.Context) (*kv.Machine, error) {
-	ch := make(chan *kv.Machine, 1)
-	if !s.post(func() { ch <- s.node.Hosted("kv").(*kv.Module).M.Clone() }) {
-		return nil, ErrStopped
-	}
-	select {
-	case m := <-ch:
-		return m, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-s.stop:
-		return nil, ErrStopped
-	}
+	return callLoop(ctx, s, func() *kv.Machine { return s.node.Hosted("kv").(*kv.Module).M.Clone() })
 }
 
 // kvList answers ?recurse and ?keys (with ?separator): 404 when nothing is

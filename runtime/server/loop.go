@@ -134,7 +134,7 @@ func (s *Server) refreshStatus() {
 	// after every round was 6% of a leader's CPU under 64 readers.
 	now := time.Now()
 	if st.Role != s.progressRole || now.Sub(s.progressReadAt) >= moduleReadEvery {
-		s.progress, s.progressRole, s.progressReadAt = s.node.Status().Progress, st.Role, now
+		s.progress, s.progressRole, s.progressReadAt = s.node.Progress(), st.Role, now
 	}
 	st.Progress = s.progress
 	s.status.Store(&st)

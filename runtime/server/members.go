@@ -209,15 +209,26 @@ func (s *Server) handleRemoved(w http.ResponseWriter, r *http.Request) {
 // onLoop runs f on the loop goroutine and returns its error, or ErrStopped
 // if the node stops first.
 func (s *Server) onLoop(f func() error) error {
-	ch := make(chan error, 1)
+	err, lerr := callLoop(context.Background(), s, f)
+	return errors.Join(lerr, err)
+}
+
+// callLoop runs f on the loop goroutine, the only one that may touch the
+// replica, and returns what it returned: ErrStopped if the node stops
+// first, or ctx's error if the caller stops waiting.
+func callLoop[T any](ctx context.Context, s *Server, f func() T) (T, error) {
+	var zero T
+	ch := make(chan T, 1)
 	if !s.post(func() { ch <- f() }) {
-		return ErrStopped
+		return zero, ErrStopped
 	}
 	select {
-	case err := <-ch:
-		return err
+	case v := <-ch:
+		return v, nil
 	case <-s.done: // the loop ended with f still queued
-		return ErrStopped
+		return zero, ErrStopped
+	case <-ctx.Done():
+		return zero, ctx.Err()
 	}
 }
 
@@ -350,18 +361,14 @@ func (s *Server) transferLeader(ctx context.Context, to uint64) error {
 
 // askTransfer runs the node's TransferLeader on its loop goroutine.
 func (s *Server) askTransfer(ctx context.Context, to uint64) error {
-	ch := make(chan error, 1)
-	if !s.post(func() { ch <- s.node.TransferLeader(to) }) {
-		return ErrStopped
-	}
-	select {
-	case err := <-ch:
-		return err
-	case <-s.done: // the loop ended with the request still queued
-		return ErrStopped
-	case <-ctx.Done():
+	err, lerr := callLoop(ctx, s, func() error { return s.node.TransferLeader(to) })
+	switch {
+	case lerr != nil && ctx.Err() != nil:
 		return fmt.Errorf("the node did not take the transfer request in time")
+	case lerr != nil:
+		return lerr
 	}
+	return err
 }
 
 // successor is the voter, other than this leader, with the most of the log
@@ -369,16 +376,8 @@ func (s *Server) askTransfer(ctx context.Context, to uint64) error {
 // progress on the loop: the status's copy may be up to moduleReadEvery old,
 // from before the followers were heard from.
 func (s *Server) successor(ctx context.Context) uint64 {
-	ch := make(chan []node.PeerProgress, 1)
-	if !s.post(func() { ch <- s.node.Status().Progress }) {
-		return 0
-	}
-	var progress []node.PeerProgress
-	select {
-	case progress = <-ch:
-	case <-s.done:
-		return 0
-	case <-ctx.Done():
+	progress, err := callLoop(ctx, s, s.node.Progress)
+	if err != nil {
 		return 0
 	}
 	var best node.PeerProgress
