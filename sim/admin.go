@@ -254,7 +254,7 @@ func (w *World) dropPlan() {
 // retire stops a removed node permanently.
 func (w *World) retire(sn *simNode) {
 	sn.gone = true
-	sn.n, sn.busy, sn.paused, sn.deferred = nil, false, false, nil
+	sn.n, sn.busy, sn.roundDue, sn.paused, sn.deferred = nil, false, false, false, nil
 	sn.inc++
 	w.trace.note("node %d retired", sn.id)
 }

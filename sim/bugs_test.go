@@ -95,6 +95,11 @@ var shippedCatches = []struct {
 	// whose renewals a failover held up (leases, seed 1: the lease checker).
 	{bugs.LeaseLocalClock, "leases", "replicas diverge"},
 	{bugs.NoLeaseGrace, "leases", "after a new leader's grace"},
+	// A leader that reads its role from the last Ready appends, unstamped,
+	// the proposals that reach it in the loop round its winning vote came
+	// in (the scenario's round_us_max); each applies at the time of the
+	// last stamp before it, however old.
+	{bugs.StampByRole, "leases", "without its leader's stamp"},
 	// Jobs: a complete accepted under a superseded token is acknowledged to
 	// a worker whose lease another worker holds now (the acknowledged token
 	// is not the one the job succeeded from); an expiry that gives the

@@ -57,11 +57,17 @@ func (c *checker) vote(voter, term, candidate uint64) {
 }
 
 // applied checks that every replica applies the same entry at each index (so
-// no committed entry is lost or changed) and reaches the same state after it.
+// no committed entry is lost or changed) and reaches the same state after it,
+// and that every command carries its leader's stamp: one without applies at
+// the time of the last stamp, however long ago that was, so a keep-alive
+// appended so extends its lease by nothing.
 func (c *checker) applied(id uint64, recs []node.Applied) {
 	for _, a := range recs {
 		if prev, ok := c.entries[a.Index]; !ok {
 			c.entries[a.Index] = entryRecord{term: a.Term, hash: a.EntryHash, node: id}
+			if a.Kind != 0 && !a.Stamped {
+				c.fail("entry %d (term %d, command kind %d) was appended without its leader's stamp", a.Index, a.Term, a.Kind)
+			}
 		} else if prev.term != a.Term || prev.hash != a.EntryHash {
 			c.fail("committed entry %d changed: node %d applied term %d (hash %x), node %d applied term %d (hash %x)",
 				a.Index, prev.node, prev.term, prev.hash, id, a.Term, a.EntryHash)

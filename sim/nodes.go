@@ -38,6 +38,7 @@ type simNode struct {
 	paused   bool
 	deferred []event // inputs that arrived while paused
 	busy     bool    // a Ready is being written
+	roundDue bool    // a loop round is open: its end (evRound) will run the Ready
 	rd       node.Ready
 	reload   reloadDepth // picked by the reload checker: check it once it has no Ready left
 	driftPPM float64
@@ -173,8 +174,28 @@ func (w *World) nodeEvent(e *event) {
 		sn.n.Submit(*e.req)
 	case evReadyDone:
 		w.finishReady(sn)
+	case evRound:
+		sn.roundDue = false
 	}
-	w.pump(sn)
+	w.endInput(sn, e.kind)
+}
+
+// endInput runs the node's Ready after an input, or leaves it to the end of
+// the loop round the input opened, when the scenario has rounds: the
+// runtime's loop steps everything in its inbox before it asks for a Ready,
+// so a vote that makes raft leader and a proposal right behind it meet in
+// one round, before the Ready that tells the node its new role (how a
+// proposal went into the log unstamped, found by tools/faultcheck). A
+// finished sync ends a round: the loop goes on to the next at once.
+func (w *World) endInput(sn *simNode, kind evKind) {
+	if w.sc.Cluster.RoundUsMax <= 0 || kind == evRound || kind == evReadyDone {
+		w.pump(sn)
+		return
+	}
+	if !sn.roundDue && !sn.busy {
+		sn.roundDue = true
+		w.schedule(event{at: w.now + micros(w.uniform(0, float64(w.sc.Cluster.RoundUsMax))), kind: evRound, node: sn.idx, inc: sn.inc})
+	}
 }
 
 func (w *World) reportSnapshot(from int, to uint64, ok bool) {
@@ -277,7 +298,7 @@ func (w *World) finishReady(sn *simNode) {
 // may come in the middle of a Ready: the bumped incarnation voids the pending
 // end of a slow sync, like every other event of the old process.
 func (w *World) crash(sn *simNode) {
-	sn.n, sn.busy, sn.rd, sn.paused, sn.deferred = nil, false, node.Ready{}, false, nil
+	sn.n, sn.busy, sn.roundDue, sn.rd, sn.paused, sn.deferred = nil, false, false, node.Ready{}, false, nil
 	sn.reload = reloadNone
 	sn.inc++
 	rep := sn.disk.Crash(w.rng, disk.Faults{

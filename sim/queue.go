@@ -26,17 +26,18 @@ const (
 	evJobs   // a jobs client's timer (jobs.go)
 	evTopics // a topics client's timer (topics.go)
 	evLocks  // a lock client's timer (locks.go)
+	evRound  // a node's loop round ends: it runs its Ready (nodes.go, endInput)
 )
 
 // forNode says whether the event is an input to a node (nodeEvent's).
 func (k evKind) forNode() bool {
-	return k == evTick || k == evDeliver || k == evReadyDone || k == evToNode
+	return k == evTick || k == evDeliver || k == evReadyDone || k == evToNode || k == evRound
 }
 
 var evNames = [...]string{evTick: "tick", evDeliver: "deliver", evReadyDone: "ready-done", evToNode: "request",
 	evToClient: "response", evAttemptTimeout: "attempt-timeout", evClientNext: "client-next", evNemesis: "nemesis",
 	evRestart: "restart", evUnpause: "unpause", evPartitionEnd: "partition-end", evHeal: "heal",
-	evStopClients: "stop-clients", evEnd: "end", evAdmin: "admin", evHolder: "lease-holder", evJobs: "jobs-client", evTopics: "topics-client", evLocks: "lock-client"}
+	evStopClients: "stop-clients", evEnd: "end", evAdmin: "admin", evHolder: "lease-holder", evJobs: "jobs-client", evTopics: "topics-client", evLocks: "lock-client", evRound: "round"}
 
 // event is one thing that happens at a virtual instant. Events at the same
 // instant run in the order they were scheduled (seq), which keeps runs replayable.

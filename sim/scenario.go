@@ -49,6 +49,11 @@ type ClusterSpec struct {
 	ElectionTicks   int `toml:"election_ticks"`
 	SnapshotEntries int `toml:"snapshot_entries"`
 	SessionsMax     int `toml:"sessions_max"` // client sessions a replica remembers (0: the node's default)
+	// RoundUsMax, when set, makes a node take its inputs in rounds as the
+	// runtime's loop does: an input reaching an idle node starts a round
+	// that ends 0..RoundUsMax µs later, and every input up to then is
+	// stepped before the round's one Ready. 0: a Ready after each input.
+	RoundUsMax int `toml:"round_us_max"`
 }
 
 // RunSpec splits the run into a fault phase and a healed phase that must converge.
@@ -463,6 +468,8 @@ func (sc *Scenario) validate() error {
 		return fmt.Errorf("cluster.sessions_max must not be negative")
 	case sc.Cluster.TickMs < 1 || sc.Cluster.ElectionTicks < 3:
 		return fmt.Errorf("cluster.tick_ms must be >= 1 and election_ticks >= 3")
+	case sc.Cluster.RoundUsMax < 0 || sc.Cluster.RoundUsMax > 1000*sc.Cluster.TickMs:
+		return fmt.Errorf("cluster.round_us_max = %d, want 0..one tick (%d µs)", sc.Cluster.RoundUsMax, 1000*sc.Cluster.TickMs)
 	case sc.Run.FaultSeconds < 0 || sc.Run.HealSeconds < 1:
 		return fmt.Errorf("run.heal_seconds must be >= 1 and fault_seconds >= 0")
 	case sc.Workload.Groups < 1 || sc.Workload.KeysPerGroup < 1 || sc.Workload.KeysPerGroup > modelKeysMax:

@@ -53,7 +53,7 @@ func (t *tracer) event(e *event) {
 func (t *tracer) line(e *event) {
 	s := fmt.Sprintf("%12.6f %-15s", float64(e.at)/1e9, evNames[e.kind])
 	switch e.kind {
-	case evTick, evReadyDone, evRestart, evUnpause:
+	case evTick, evReadyDone, evRestart, evUnpause, evRound:
 		s += fmt.Sprintf(" node=%d", e.node+1)
 	case evDeliver:
 		s += fmt.Sprintf(" %d->%d %s", e.from+1, e.node+1, describeMessage(e.msg))

@@ -261,6 +261,7 @@ func (w *World) converged() bool {
 
 func seconds(s float64) int64     { return int64(s * 1e9) }
 func millis(ms float64) int64     { return int64(ms * 1e6) }
+func micros(us float64) int64     { return int64(us * 1e3) }
 func (w *World) schedule(e event) { w.q.push(e) }
 
 // loop runs events in time order until the end event; time jumps straight to
@@ -291,7 +292,7 @@ func (w *World) loop() {
 
 func (w *World) dispatch(e event) {
 	switch e.kind {
-	case evTick, evDeliver, evReadyDone, evToNode:
+	case evTick, evDeliver, evReadyDone, evToNode, evRound:
 		w.nodeEvent(&e)
 	case evToClient:
 		if c := w.lockClient(e.client); c != nil {

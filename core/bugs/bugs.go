@@ -44,6 +44,7 @@ const (
 	// Leases and replicated time.
 	LeaseLocalClock // apply reads "now" from the replica's own clock, not the leader's stamp
 	NoLeaseGrace    // a new leader expires leases at once, without extending them first
+	StampByRole     // whether a proposal gets the leader's stamp is read from the role of the last Ready, not raft's own state
 
 	// Jobs.
 	CompletionWithoutToken // a job's complete is accepted without checking its token
@@ -81,7 +82,7 @@ var names = [count]string{
 	"stale_tail", "snapshot_keeps_keys",
 	"noop_bump", "create_rev_reset", "event_revision",
 	"range_end_inclusive", "reuse_removed_id", "transfer_to_learner",
-	"lease_local_clock", "no_lease_grace",
+	"lease_local_clock", "no_lease_grace", "stamp_by_role",
 	"completion_without_token", "expiry_keeps_attempt",
 	"tick_local_clock",
 	"hook_match_on_proposal", "hook_fire_from_watch", "hook_drop_when_full",

@@ -20,10 +20,11 @@ func (n *Node) applyEntries(ents []raftpb.Entry, out *Ready) {
 			assert.That(false, "applying entry %d after %d", e.Index, n.applied)
 		}
 		var kind byte
+		var stamped bool
 		switch e.Type {
 		case raftpb.EntryNormal:
 			if len(e.Data) > 0 {
-				kind = n.applyCommand(e, out)
+				kind, stamped = n.applyCommand(e, out)
 			}
 		case raftpb.EntryConfChange:
 			var cc raftpb.ConfChange
@@ -38,7 +39,7 @@ func (n *Node) applyEntries(ents []raftpb.Entry, out *Ready) {
 		n.snapBytes += uint64(len(e.Data))
 		if n.cfg.AppliedRecordsEnabled {
 			out.Applied = append(out.Applied, Applied{Index: e.Index, Term: e.Term, EntryHash: entryHash(&e), StateHash: n.StateHash(),
-				Kind: kind, TimeNs: n.timeNs, Revision: n.h.kv.M.Revision(), Reports: n.h.reports()})
+				Kind: kind, Stamped: stamped, TimeNs: n.timeNs, Revision: n.h.kv.M.Revision(), Reports: n.h.reports()})
 		}
 	}
 	if len(ents) > 0 {
@@ -46,8 +47,9 @@ func (n *Node) applyEntries(ents []raftpb.Entry, out *Ready) {
 	}
 }
 
-// applyCommand applies one client's or leader's command and returns its kind.
-func (n *Node) applyCommand(e raftpb.Entry, out *Ready) byte {
+// applyCommand applies one client's or leader's command and returns its kind
+// and whether a leader stamped it.
+func (n *Node) applyCommand(e raftpb.Entry, out *Ready) (byte, bool) {
 	cmd, err := decodeCommand(e.Data)
 	mod := n.h.byKind[cmd.kind]
 	if err != nil || mod == nil { // checked first: the message's arguments would allocate on every entry
@@ -62,7 +64,7 @@ func (n *Node) applyCommand(e raftpb.Entry, out *Ready) byte {
 	defer n.collectEffects(out)
 	if cmd.client == 0 {
 		mod.Apply(env, cmd.kind, cmd.body) // the leader's own: no session, no one waiting
-		return cmd.kind
+		return cmd.kind, cmd.stamped
 	}
 	client, seq := cmd.client, cmd.seq
 	verdict, saved := n.h.sessions.Check(client, seq)
@@ -76,7 +78,7 @@ func (n *Node) applyCommand(e raftpb.Entry, out *Ready) byte {
 	default:
 		n.answer(client, seq, module.Answer{Outcome: Stale})
 	}
-	return cmd.kind
+	return cmd.kind, cmd.stamped
 }
 
 // A refusal is saved with the session too: a copy of the same command that

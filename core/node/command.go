@@ -71,12 +71,22 @@ func encodeCommand(kind byte, client, seq uint64, body []byte) []byte {
 	return append(b, body...)
 }
 
-// stampCommand returns an encoded command with the stamp set after its kind.
+// stampCommand returns an encoded command with the stamp set after its kind,
+// in place of the one it carried. A stamp that does not decode is left as it
+// is: the command would not decode at apply either.
 func stampCommand(data []byte, stampNs int64) []byte {
-	b := make([]byte, 0, len(data)+binary.MaxVarintLen64)
+	rest := data[1:]
+	if data[0]&cmdStamped != 0 {
+		_, n := binary.Uvarint(rest)
+		if n <= 0 {
+			return data
+		}
+		rest = rest[n:]
+	}
+	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(rest))
 	b = append(b, data[0]|cmdStamped)
 	b = binary.AppendUvarint(b, uint64(stampNs))
-	return append(b, data[1:]...)
+	return append(b, rest...)
 }
 
 func encodeAdvertise(m Member) []byte {

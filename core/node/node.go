@@ -64,6 +64,7 @@ type Applied struct {
 	EntryHash   uint64
 	StateHash   uint64
 	Kind        byte  // the command's kind (a module's); 0 for raft's own entries and conf changes
+	Stamped     bool  // the command carries its leader's clock reading (every command a leader appends does)
 	TimeNs      int64 // replicated time after the entry
 	Revision    int64 // the KV revision after the entry: its changes are the events above the previous one
 	Reports     []any // what modules reported on the entry (module.Reporter), e.g. []lease.End
@@ -278,7 +279,7 @@ func (n *Node) Step(m raftpb.Message) error {
 	if m.To != n.cfg.ID {
 		return fmt.Errorf("node %d: message for node %d", n.cfg.ID, m.To)
 	}
-	if m.Type == raftpb.MsgProp && n.role == raft.StateLeader {
+	if m.Type == raftpb.MsgProp && n.leads() {
 		// Writes a follower forwards carry no stamp; the leader stamps them
 		// as its own, so every applied write moves replicated time.
 		n.stampEntries(m.Entries)

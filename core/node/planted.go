@@ -18,6 +18,7 @@ func (n *Node) plantLoadedRevision(stored, _ int64) int64      { return stored }
 func (n *Node) plantVerdict(v session.Verdict) session.Verdict { return v }
 func (n *Node) plantNow(replicated int64) int64                { return replicated }
 func (n *Node) plantGrace(graceNs int64) int64                 { return graceNs }
+func (n *Node) plantLeads(leads bool) bool                     { return leads }
 func (n *Node) plantKeepDeleted(*storage.Batch, int)           {}
 func (n *Node) plantKeepTail(*storage.Batch, int)              {}
 func (n *Node) plantRemoved(removed bool) bool                 { return removed }

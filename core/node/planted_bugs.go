@@ -52,6 +52,14 @@ func (n *Node) plantGrace(graceNs int64) int64 {
 	return graceNs
 }
 
+// StampByRole: "the role from the last Ready says whether we lead".
+func (n *Node) plantLeads(leads bool) bool {
+	if n.cfg.Bugs.Has(bugs.StampByRole) {
+		return n.role == raft.StateLeader
+	}
+	return leads
+}
+
 // SnapshotKeepsKeys: "the snapshot's keys overwrite the old ones anyway".
 func (n *Node) plantKeepDeleted(b *storage.Batch, from int) {
 	if n.cfg.Bugs.Has(bugs.SnapshotKeepsKeys) {

@@ -131,7 +131,7 @@ func (n *Node) flushProposals() {
 	}
 	ents := n.proposals
 	n.proposals = nil
-	if n.role == raft.StateLeader {
+	if n.leads() {
 		n.stampEntries(ents)
 	}
 	err := n.raw.Step(raftpb.Message{Type: raftpb.MsgProp, From: n.cfg.ID, Entries: ents})

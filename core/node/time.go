@@ -7,12 +7,15 @@ import (
 
 // Replicated time. Replicas' clocks disagree (skew, drift, a paused
 // process), and applied state must not: so apply never reads a clock. A
-// leader stamps the entries it proposes with its own clock reading, never
+// leader stamps every command it appends with its own clock reading, never
 // below the last stamp it gave or the time it has applied; apply moves the
 // replicated time to each stamp it sees, never back. Entries a follower
-// proposes (raft forwards them as they are) carry no stamp and leave the
-// time where it was. A new leader starts from the time it applied, so its
-// stamps never go back across a failover, even when its clock is behind.
+// proposes (raft forwards them as they are) carry no stamp until the leader
+// stamps them; one a deposed leader stamped and forwarded gets the new
+// leader's stamp in place of its own. So every stamp in a term is its
+// leader's clock, and a command moves replicated time to when it was
+// appended. A new leader starts from the time it applied, so its stamps
+// never go back across a failover, even when its clock is behind.
 //
 // How far replicated time is from true time is bounded by the clocks of the
 // leaders that stamped it: a leader ahead by skew S moves it S ahead, and
@@ -21,18 +24,27 @@ import (
 // Every timer a user can see rides on it, so their error is the leaders'
 // clock error; the simulator's skewed, drifting clocks check it.
 
+// leads says whether raft leads now, which is what decides whether a
+// proposal is appended here. n.role is the role as of the last Ready: the
+// Step that brings the winning vote makes raft leader before it, and a
+// proposal flushed in between went into the log unstamped. A keep-alive
+// appended so, right after a failover, applied at the time the old leader
+// last stamped and extended its lease by nothing (found by the real-process
+// lease test, tools/faultcheck).
+func (n *Node) leads() bool {
+	return n.plantLeads(n.raw.BasicStatus().RaftState == raft.StateLeader)
+}
+
 // stampEntries stamps proposals with this leader's clock, monotonically.
 func (n *Node) stampEntries(ents []raftpb.Entry) {
 	stamp := max(n.now, n.stampFloorNs, n.timeNs)
 	n.stampFloorNs = stamp
 	for i := range ents {
-		// A leader that stepped down between stamping and stepping raft has
-		// its stamped entries forwarded to the next: the first stamp stands.
 		// Membership changes are raft's encoding, not commands: one that a
 		// deposed leader proposed reaches the next leader forwarded, and a
 		// stamp in front of it made raft panic decoding it (found by the
 		// simulator, swarm-membership seed 148).
-		if d := ents[i].Data; ents[i].Type == raftpb.EntryNormal && len(d) > 0 && d[0]&cmdStamped == 0 {
+		if d := ents[i].Data; ents[i].Type == raftpb.EntryNormal && len(d) > 0 {
 			ents[i].Data = stampCommand(d, stamp)
 		}
 	}

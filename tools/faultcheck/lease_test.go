@@ -56,7 +56,7 @@ func TestLeaseOutlivesLeaderKillThenExpires(t *testing.T) {
 	k := startKeeper(ctx, c.httpAddrs(), id)
 	defer k.stop()
 
-	killed := killLeaderAndRestart(ctx, t, c, election, keys)
+	killed := killLeaderAndRestart(ctx, t, c, election, keys, k)
 	watcher := c.httpAddrs()[(killed+1)%leaseNodes] // never killed: its history reaches back
 	events := watchExpiries(ctx, t, watcher, rev+1)
 	stopped := k.stop()
@@ -124,7 +124,7 @@ func grantAndAttach(ctx context.Context, t *testing.T, addrs []string) (int64, [
 // killLeaderAndRestart kill -9s the leader while the keeper runs, checks
 // the keys outlive the lease's TTL counted from the kill on the nodes left,
 // restarts the node and checks them on all. It returns the killed index.
-func killLeaderAndRestart(ctx context.Context, t *testing.T, c *procCluster, election time.Duration, keys []string) int {
+func killLeaderAndRestart(ctx context.Context, t *testing.T, c *procCluster, election time.Duration, keys []string, k *keeper) int {
 	t.Helper()
 	wait(ctx, leaseKillAfter)
 	p, err := c.leader(ctx, 5*time.Second, false)
@@ -142,7 +142,7 @@ func killLeaderAndRestart(ctx context.Context, t *testing.T, c *procCluster, ele
 		}
 	}
 	if err := keysPresent(ctx, live, keys); err != nil {
-		t.Fatalf("%v after node %d (the leader) was killed and %v had passed", err, p.id, time.Since(killedAt).Round(time.Millisecond))
+		t.Fatalf("%v after node %d (the leader) was killed and %v had passed; keeper: %s", err, p.id, time.Since(killedAt).Round(time.Millisecond), k.report(killedAt))
 	}
 	if err := p.start(c.bin); err != nil {
 		t.Fatal(err)
@@ -217,11 +217,24 @@ type keeper struct {
 	quit, done chan struct{}
 	once       sync.Once
 	stoppedAt  time.Time
-	// Written by the keeper's goroutine, read once done is closed.
+	// Written by the keeper's goroutine under mu, read under mu or once done
+	// is closed.
+	mu              sync.Mutex
 	lastSent        time.Time // when the last acknowledged keep-alive was sent
+	lastAcked       time.Time // when it was acknowledged
 	acks, failovers int
 	longest         time.Duration // the longest a keep-alive took to be acknowledged, failovers included
 	err             error         // a refusal (the lease is gone) or the test's end
+	lastFailure     error         // the last attempt that failed over, for a failure's report
+}
+
+// report says, for a failure message, where the keeper stands relative to
+// at (the kill): its last acknowledged keep-alive, its failovers, its error.
+func (k *keeper) report(at time.Time) string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return fmt.Sprintf("%d acknowledged, the last sent %v and acknowledged %v after the kill; %d attempts failed over (the last: %v); refused: %v",
+		k.acks, k.lastSent.Sub(at).Round(time.Millisecond), k.lastAcked.Sub(at).Round(time.Millisecond), k.failovers, k.lastFailure, k.err)
 }
 
 func startKeeper(ctx context.Context, addrs []string, id int64) *keeper {
@@ -239,7 +252,7 @@ func (k *keeper) run(ctx context.Context, addrs []string, id int64) {
 		case <-k.quit:
 			return
 		case <-ctx.Done():
-			k.err = ctx.Err()
+			k.setErr(ctx.Err())
 			return
 		}
 	}
@@ -256,26 +269,44 @@ func (k *keeper) renew(ctx context.Context, addrs []string, id int64, next *int)
 		callCtx, cancel := context.WithTimeout(ctx, leaseCallTimeout)
 		code, err := postJSON(callCtx, addrs[*next], "/v1/aspen/lease/keepalive", server.LeaseRequest{ID: id}, &server.LeaseInfo{})
 		cancel()
-		switch {
-		case err == nil:
-			k.lastSent, k.acks = sent, k.acks+1
-			k.longest = max(k.longest, time.Since(first))
-			return true
-		case code/100 == 4:
-			k.err = fmt.Errorf("lease %d refused by %s: %v", id, addrs[*next], err)
-			return false
+		if done, renewed := k.settle(addrs[*next], sent, first, code, err); done {
+			return renewed
 		}
-		k.failovers++
 		*next = (*next + 1) % len(addrs)
 		select {
 		case <-time.After(leaseRetryPause):
 		case <-k.quit:
 			return false
 		case <-ctx.Done():
-			k.err = ctx.Err()
+			k.setErr(ctx.Err())
 			return false
 		}
 	}
+}
+
+// settle records one attempt's outcome: done when it was acknowledged
+// (renewed) or refused, not when it failed over.
+func (k *keeper) settle(addr string, sent, first time.Time, code int, err error) (done, renewed bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	switch {
+	case err == nil:
+		k.lastSent, k.lastAcked, k.acks = sent, time.Now(), k.acks+1
+		k.longest = max(k.longest, time.Since(first))
+		return true, true
+	case code/100 == 4:
+		k.err = fmt.Errorf("lease refused by %s: %v", addr, err)
+		return true, false
+	}
+	k.failovers++
+	k.lastFailure = fmt.Errorf("%s after %v: %v", addr, time.Since(sent).Round(time.Millisecond), err)
+	return false, false
+}
+
+func (k *keeper) setErr(err error) {
+	k.mu.Lock()
+	k.err = err
+	k.mu.Unlock()
 }
 
 // stop ends the keep-alives between two of them, so that none is in flight
