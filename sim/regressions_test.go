@@ -25,6 +25,7 @@ var regressions = []struct {
 	{"testdata/regressions/hooks-lag-split.toml", []uint64{8}},
 	{"testdata/regressions/topics-token-prefix.toml", []uint64{1}},
 	{"testdata/regressions/lease-ttl-slow-query.toml", []uint64{1027}},
+	{"testdata/regressions/stamp-first-round.toml", []uint64{2, 47, 99}},
 }
 
 func TestRegressions(t *testing.T) {
