@@ -23,10 +23,13 @@ import (
 type Rand interface{ Uint64() uint64 }
 
 // Ready is what the driver must carry out, in order: apply Batch (atomically),
-// send EarlyMessages, Sync if asked, then send Messages, then Advance.
-// Responses may be delivered as soon as Batch is applied, before the sync:
-// each answers a committed entry (durable on a quorum, whatever becomes of
-// this replica's unsynced copy), a read of applied state, or a refusal.
+// Sync if asked, then send Messages, then Advance. EarlyMessages and
+// Responses rest on nothing Batch writes, so they may leave before it is
+// applied, and before the sync: each response answers a committed entry
+// (durable on a quorum, whatever becomes of this replica's copy), a read of
+// applied state (in memory; the core reads its disk only at start), or a
+// refusal. A crash before the write is then a crash that lost the whole
+// unsynced batch, which restart already has to handle.
 type Ready struct {
 	Batch storage.Batch
 	// EarlyMessages may leave before the sync: everything but

@@ -35,3 +35,16 @@ func TestLeaderStampsOnlyCommands(t *testing.T) {
 		t.Errorf("empty entry: data %x, want none", ents[2].Data)
 	}
 }
+
+// A command a deposed leader stamped and forwarded gets the new leader's
+// stamp in place of its own: every stamp in a term is its leader's clock.
+func TestLeaderReplacesAForwardedStamp(t *testing.T) {
+	body := encodeAdvertise(Member{ID: 4})
+	ents := []raftpb.Entry{{Type: raftpb.EntryNormal, Data: stampCommand(encodeCommand(cmdAdvertise, 7, 3, body), 1e9)}}
+	n := &Node{now: 9e9}
+	n.stampEntries(ents)
+	c, err := decodeCommand(ents[0].Data)
+	if err != nil || !c.stamped || c.stampNs != 9e9 || c.client != 7 || c.seq != 3 || !bytes.Equal(c.body, body) {
+		t.Fatalf("got %+v, %v; want stamp 9e9 over 1e9, client 7, seq 3 and the body unchanged", c, err)
+	}
+}

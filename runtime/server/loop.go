@@ -90,9 +90,10 @@ func (s *Server) handleReady() error {
 	fresh := false // the status was refreshed since the last Ready
 	for s.node.HasReady() {
 		rd := s.node.Ready()
-		if err := s.store.Apply(rd.Batch); err != nil {
-			return fmt.Errorf("write batch: %w", err)
-		}
+		// Early messages and answers rest on nothing this batch writes (see
+		// node.Ready), so they leave before the write: a leader's appends
+		// reach its followers while it writes its own copy, and an answer
+		// does not wait for the batch after its commit.
 		s.tr.Send(rd.EarlyMessages)
 		// Everything a caller may read after its answer (watch history,
 		// membership, status) is published before the answer is sent.
@@ -107,6 +108,9 @@ func (s *Server) handleReady() error {
 		}
 		for _, r := range rd.Responses {
 			s.deliver(r)
+		}
+		if err := s.store.Apply(rd.Batch); err != nil {
+			return fmt.Errorf("write batch: %w", err)
 		}
 		if rd.Sync {
 			t0 := time.Now()
