@@ -5,7 +5,7 @@ PARALLEL ?= $(shell nproc 2>/dev/null || echo 2)
 GO ?= go
 BIN := bin/aspen
 
-.PHONY: all build test sweep sweep-long sweep-coverage planted-sweep determinism bench bench-etcd vet ci clean
+.PHONY: all build test sweep sweep-long sweep-coverage planted-sweep determinism bench bench-etcd bench-latency vet ci clean
 
 all: build
 
@@ -66,6 +66,13 @@ bench:
 ETCDCMP_FLAGS ?=
 bench-etcd:
 	cd tools/bench/etcdcmp && $(GO) run . -repo $(CURDIR) $(ETCDCMP_FLAGS)
+
+# Where one client's put goes: the mean of each step of the node loop
+# (Ready, batch write, sync) on every node and the leader's time for the
+# request, around a 1-client run of aspen bench (PUT_LATENCY_SECONDS).
+PUT_LATENCY_SECONDS ?= 15
+bench-latency:
+	tools/bench/put-latency.sh $(PUT_LATENCY_SECONDS)
 
 vet:
 	$(GO) vet ./...

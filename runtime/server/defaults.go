@@ -148,6 +148,11 @@ const (
 	fsyncBuckets = 16
 	// requestBuckets reach about 13 s, past callDeadlineMs.
 	requestBuckets = 18
+	// stepBucketSecondsMin and stepBuckets time the loop's own steps (a
+	// Ready, a batch write), which take tens of microseconds: from 10 µs
+	// to about 0.3 s.
+	stepBucketSecondsMin = 0.00001
+	stepBuckets          = 16
 )
 
 // Consumer group defaults (groups.go) for fields a create leaves out (0).

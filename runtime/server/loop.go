@@ -89,7 +89,9 @@ func (s *Server) drainInbox() {
 func (s *Server) handleReady() error {
 	fresh := false // the status was refreshed since the last Ready
 	for s.node.HasReady() {
+		t0 := time.Now()
 		rd := s.node.Ready()
+		s.metrics.ready.Observe(time.Since(t0).Seconds())
 		// Early messages and answers rest on nothing this batch writes (see
 		// node.Ready), so they leave before the write: a leader's appends
 		// reach its followers while it writes its own copy, and an answer
@@ -109,11 +111,13 @@ func (s *Server) handleReady() error {
 		for _, r := range rd.Responses {
 			s.deliver(r)
 		}
+		t0 = time.Now()
 		if err := s.store.Apply(rd.Batch); err != nil {
 			return fmt.Errorf("write batch: %w", err)
 		}
+		s.metrics.write.Observe(time.Since(t0).Seconds())
 		if rd.Sync {
-			t0 := time.Now()
+			t0 = time.Now()
 			if err := s.store.Sync(); err != nil {
 				return fmt.Errorf("sync: %w", err)
 			}

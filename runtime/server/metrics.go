@@ -23,6 +23,8 @@ type metrics struct {
 	proposals      prometheus.Counter
 	droppedInbound prometheus.Counter
 	fsync          prometheus.Histogram
+	write          prometheus.Histogram // a Ready's batch into Badger, before its sync
+	ready          prometheus.Histogram // the core's step: node.Ready
 	requests       *prometheus.HistogramVec
 	modules        *moduleCollector // jobs and schedules (modulemetrics.go)
 }
@@ -39,11 +41,15 @@ func newMetrics() *metrics {
 		droppedInbound: prometheus.NewCounter(prometheus.CounterOpts{Name: "aspen_peer_messages_dropped_total", Help: "Peer messages dropped because the node loop was behind."}),
 		fsync: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "aspen_fsync_seconds", Help: "Latency of disk syncs.",
 			Buckets: prometheus.ExponentialBuckets(latencyBucketSecondsMin, 2, fsyncBuckets)}),
+		write: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "aspen_batch_write_seconds", Help: "Time to write one Ready's batch to the store, before its sync.",
+			Buckets: prometheus.ExponentialBuckets(stepBucketSecondsMin, 2, stepBuckets)}),
+		ready: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "aspen_ready_seconds", Help: "Time the replica's step takes to make one Ready: proposing, applying what committed, answering.",
+			Buckets: prometheus.ExponentialBuckets(stepBucketSecondsMin, 2, stepBuckets)}),
 		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "aspen_http_request_seconds", Help: "HTTP request latency by route and status code.",
 			Buckets: prometheus.ExponentialBuckets(latencyBucketSecondsMin, 2, requestBuckets)}, []string{"route", "code"}),
 		modules: newModuleCollector(),
 	}
-	m.reg.MustRegister(m.term, m.commit, m.applied, m.revision, m.leader, m.proposals, m.droppedInbound, m.fsync, m.requests, m.modules,
+	m.reg.MustRegister(m.term, m.commit, m.applied, m.revision, m.leader, m.proposals, m.droppedInbound, m.fsync, m.write, m.ready, m.requests, m.modules,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
