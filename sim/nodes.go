@@ -67,6 +67,7 @@ func (w *World) nodeConfig(sn *simNode) node.Config {
 		peers[i] = uint64(i + 1)
 	}
 	cfg := node.DefaultConfig(sn.id, peers)
+	cfg.ThinFollowerTicks = true // raft's own jitter is pinned (pinRaftRandomness)
 	cfg.Join = sn.joining
 	for _, id := range peers {
 		cfg.Members = append(cfg.Members, node.Member{ID: id, PeerAddr: peerAddr(id)})

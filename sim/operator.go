@@ -114,6 +114,7 @@ func (w *World) maybeBackup(sn *simNode) {
 		w.check.fail("node %d: a damaged backup was not refused: %v", sn.id, err)
 	}
 	cfg := node.DefaultConfig(1, []uint64{1})
+	cfg.ThinFollowerTicks = true // as every simulated replica (nodeConfig)
 	cfg.Restore = data
 	restored, err := node.New(cfg, fixedRand(), disk.New())
 	if err != nil {

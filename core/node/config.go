@@ -24,6 +24,14 @@ type Config struct {
 	TickNs         int64 // virtual or wall nanoseconds per raft tick
 	ElectionTicks  int
 	HeartbeatTicks int
+	// ThinFollowerTicks makes a follower pass on each raft tick with
+	// probability one half, drawn from the seeded Rand: the jitter that
+	// keeps elections from colliding forever when the driver has pinned
+	// raft's own (raft's randomized election timeout reads crypto/rand,
+	// which the simulator pins for determinism). A driver that leaves
+	// raft's jitter alone leaves this off: thinned on top of it, a real
+	// cluster took two to four election timeouts to replace a dead leader.
+	ThinFollowerTicks bool
 
 	RequestTimeoutNs int64 // a client request still pending after this fails with ErrTimeout
 	ReadRetryNs      int64 // a ReadIndex with no answer after this is re-issued with a fresh context

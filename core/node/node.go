@@ -251,12 +251,11 @@ func (n *Node) appliedMeta() appliedMeta {
 }
 
 // Tick advances the replica's clock to now (its own, possibly drifting, clock).
-// Followers pass on each raft tick with probability one half: raft's own
-// election jitter reads crypto/rand, which drivers may pin for determinism, so
-// the seeded thinning here is what keeps elections from colliding forever.
+// With Config.ThinFollowerTicks, followers pass on each raft tick with
+// probability one half (see there).
 func (n *Node) Tick(now int64) {
 	n.now = now
-	if n.role == raft.StateLeader || n.rng.Uint64()&1 == 0 {
+	if !n.cfg.ThinFollowerTicks || n.role == raft.StateLeader || n.rng.Uint64()&1 == 0 {
 		n.raw.Tick()
 	}
 	n.expire()
