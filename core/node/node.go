@@ -262,6 +262,19 @@ func (n *Node) Tick(now int64) {
 	n.proposeDue()
 }
 
+// AdvanceElection moves raft's election timer to two ticks short of its base
+// timeout, as etcd does when a member starts: a cluster starting together
+// elects its first leader two ticks to one election timeout after start,
+// not one to two election timeouts. It decides nothing by itself. With
+// PreVote a replica that campaigns early while a leader lives (a restart
+// into a running cluster) is refused by peers that hear from it, and
+// bumps no term. It neither moves the clock nor runs what a tick runs.
+func (n *Node) AdvanceElection() {
+	for range n.cfg.ElectionTicks - 2 {
+		n.raw.Tick()
+	}
+}
+
 // proposeDue proposes, on the leader, what the passing of time asks of the
 // modules (lease expiries, ...). These commands carry no session: client 0.
 func (n *Node) proposeDue() {

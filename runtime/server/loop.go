@@ -18,6 +18,7 @@ func (s *Server) loop() {
 	// The replica reads the time only from ticks: one now, so that requests
 	// taken before the first tick get deadlines from the clock, not from 0.
 	s.node.Tick(clock.nowNs())
+	s.node.AdvanceElection()
 	for {
 		select {
 		case <-s.stop:
