@@ -10,18 +10,10 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-15}
 rounds=${2:-2}
-work=$(mktemp -d /tmp/aspen-vs-etcd.XXXXXX)
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
+. tools/bench/lib.sh
+bench_work aspen-vs-etcd
 go build -o "$work/aspen" ./cmd/aspen
-cluster=1=127.0.0.1:19301,2=127.0.0.1:19302,3=127.0.0.1:19303
-for i in 1 2 3; do
-  "$work/aspen" node start --id $i --data-dir "$work/aspen$i" --http-addr 127.0.0.1:1950$i \
-    --initial-cluster $cluster --log-level warn 2>"$work/aspen$i.log" &
-  pids+=($!)
-done
+start_aspen "$work/aspen" aspen 19300
 ecluster=e1=http://127.0.0.1:19381,e2=http://127.0.0.1:19382,e3=http://127.0.0.1:19383
 for i in 1 2 3; do
   etcd --name e$i --data-dir "$work/etcd$i" \
@@ -30,12 +22,8 @@ for i in 1 2 3; do
     --initial-cluster $ecluster --initial-cluster-state new --log-level error 2>"$work/etcd$i.log" &
   pids+=($!)
 done
-aspen_addrs=127.0.0.1:19501,127.0.0.1:19502,127.0.0.1:19503
+aspen_addrs=127.0.0.1:19311,127.0.0.1:19312,127.0.0.1:19313
 etcd_addrs=127.0.0.1:19371,127.0.0.1:19372,127.0.0.1:19373
-for _ in $(seq 1 100); do
-  curl -sf http://127.0.0.1:19501/v1/status/leader | grep -q : && break
-  sleep 0.1
-done
 sleep 2
 # VmRSS, and in brackets the part that is the process's own memory (RssAnon);
 # the rest is Badger's memory-mapped files, which the kernel can reclaim.

@@ -24,25 +24,10 @@ git worktree add -q --detach "$work/src" "$rev" || exit 1
 (cd "$work/src" && go build -o "$work/old" ./cmd/aspen) || exit 1
 go build -o "$work/new" ./cmd/aspen || exit 1
 
-# start NAME BASEPORT: a 3-node cluster of binary NAME, peers on BASEPORT+1..3,
-# HTTP on BASEPORT+11..13.
-start() {
-  local bin=$1 base=$2 cluster=""
-  for i in 1 2 3; do cluster+="${cluster:+,}$i=127.0.0.1:$((base + i))"; done
-  for i in 1 2 3; do
-    "$work/$bin" node start --id $i --data-dir "$work/$bin$i" --http-addr 127.0.0.1:$((base + 10 + i)) \
-      --initial-cluster "$cluster" --log-level warn 2>"$work/$bin$i.log" &
-    pids+=($!)
-  done
-  for _ in $(seq 1 100); do
-    curl -sf http://127.0.0.1:$((base + 11))/v1/status/leader | grep -q : && return
-    sleep 0.1
-  done
-  echo "$bin cluster elected no leader" >&2
-  exit 1
-}
-start old 19600
-start new 19700
+. tools/bench/lib.sh
+
+start_aspen "$work/old" old 19600
+start_aspen "$work/new" new 19700
 sleep 2
 for r in $(seq 1 "$rounds"); do
   for mode in put get; do

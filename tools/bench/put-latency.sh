@@ -12,33 +12,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-15}
-work=$(mktemp -d /tmp/aspen-put-latency.XXXXXX)
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
+. tools/bench/lib.sh
+bench_work aspen-put-latency
 go build -o "$work/aspen" ./cmd/aspen
-cluster=1=127.0.0.1:19401,2=127.0.0.1:19402,3=127.0.0.1:19403
-for i in 1 2 3; do
-  "$work/aspen" node start --id $i --data-dir "$work/n$i" --http-addr 127.0.0.1:1950$((i + 4)) \
-    --initial-cluster $cluster --log-level warn 2>"$work/n$i.log" &
-  pids+=($!)
-done
-
+base=19400
+start_aspen "$work/aspen" n $base
 leader=
-for _ in $(seq 100); do
-  for i in 1 2 3; do
-    if curl -sf http://127.0.0.1:1950$((i + 4))/v1/aspen/status | grep -q '"Role":"StateLeader"'; then leader=$i; fi
-  done
-  [ -n "$leader" ] && break
-  sleep 0.1
+for i in 1 2 3; do
+  if curl -sf http://127.0.0.1:$((base + 10 + i))/v1/aspen/status | grep -q '"Role":"StateLeader"'; then leader=$i; fi
 done
-[ -n "$leader" ] || { echo "no leader after 10 s" >&2; exit 1; }
-addr=127.0.0.1:1950$((leader + 4))
+[ -n "$leader" ] || { echo "the leader moved before the run" >&2; exit 1; }
+addr=127.0.0.1:$((base + 10 + leader))
 
 scrape() {
   for i in 1 2 3; do
-    curl -sf http://127.0.0.1:1950$((i + 4))/metrics |
+    curl -sf http://127.0.0.1:$((base + 10 + i))/metrics |
       grep -E '^aspen_(ready|batch_write|fsync)_seconds_(sum|count) |^aspen_http_request_seconds_(sum|count)\{code="OK",route="kv"\}' |
       sed -e 's/{code="OK",route="kv"}//' -e "s/^/$i /"
   done
