@@ -17,7 +17,7 @@ var (
 	keyApplied   = []byte("m/applied") // applied index, revision and conf state, written with the state they describe
 	keyMembers   = []byte("m/members") // member addresses and removed ids
 	keyRemoved   = []byte("m/removed") // present once this replica knows it was removed
-	prefixLog    = []byte("l/")
+	prefixLog    = storage.LogPrefix
 	prefixKV     = []byte("k/")
 	prefixClient = []byte("c/")
 )

@@ -46,6 +46,10 @@ func (b *Batch) Delete(key []byte) {
 // Empty reports whether the batch holds no writes.
 func (b *Batch) Empty() bool { return len(b.Ops) == 0 }
 
+// LogPrefix starts the keys of raft's log entries: each written once and
+// deleted after a later snapshot, so a store may keep them apart from the rest.
+var LogPrefix = []byte("l/")
+
 // Reader reads a store back. Scan visits keys with the prefix in ascending order
 // and stops at the first error fn returns.
 type Reader interface {

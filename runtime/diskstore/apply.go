@@ -1,6 +1,7 @@
 package diskstore
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -17,11 +18,9 @@ const valueBytesMax = valueLogFileBytes / 2
 // atomically with respect to crashes: after a crash and Open, either all of b
 // is in the store or none of it is. Only Sync makes b durable.
 //
-// A batch that fits one Badger transaction is committed as one. A larger one is
-// journaled under reserved keys, committed by a marker, applied over several
-// transactions, and its journal deleted; Open finishes a committed journal a
-// crash interrupted and discards an uncommitted one. If a journaled Apply fails
-// part way, the store refuses every call until it is reopened.
+// b is appended to the write-ahead log as one record; its log keys are
+// indexed there, and its other ops wait for Sync to write them into Badger.
+// If the append fails, the store refuses every call until it is reopened.
 func (s *Store) Apply(b storage.Batch) error {
 	if err := checkBatch(b); err != nil {
 		return fmt.Errorf("diskstore: apply: %w", err)
@@ -34,19 +33,88 @@ func (s *Store) Apply(b storage.Batch) error {
 	if b.Empty() {
 		return nil
 	}
-	err := s.applyInOneTxn(b.Ops)
-	if !errors.Is(err, badger.ErrTxnTooBig) {
+	rec := encodeRecord(s.wal.next, b.Ops)
+	seg, at, err := s.wal.append(rec)
+	if err != nil {
+		s.broken = fmt.Errorf("diskstore: apply: %w", err)
+		return s.broken
+	}
+	// The pending ops alias rec, which nothing else holds: the caller may
+	// reuse b's memory once Apply returns.
+	return s.take(seg, at, rec[recordHeaderBytes:], func(op storage.Op) { s.pending = append(s.pending, op) })
+}
+
+// syncLocked syncs the write-ahead log, then writes the state ops it holds
+// into Badger, then removes the log segments no one needs. Badger is written
+// only after the log is synced: its writes may reach the disk at any time, and
+// a batch Badger reflects must be one the log can replay. Callers hold mu.
+func (s *Store) syncLocked() error {
+	err := s.wal.sync()
+	if err == nil {
+		err = s.flush()
+	}
+	if err == nil {
+		err = s.dropSegments()
+	}
+	if err != nil {
+		s.broken = fmt.Errorf("diskstore: sync: %w", err)
+		return s.broken
+	}
+	return nil
+}
+
+// flush writes the pending state ops into Badger.
+func (s *Store) flush() error {
+	last := s.wal.next - 1
+	if last == s.flushed {
+		return nil
+	}
+	if err := s.writeState(s.pending, last); err != nil {
 		return err
 	}
-	if err := s.applyJournaled(b.Ops); err != nil {
-		s.broken = err
-		return err
+	clear(s.pending) // drop the records they alias
+	s.pending = s.pending[:0]
+	s.flushed = last
+	return nil
+}
+
+// writeState writes ops into Badger with last, the seq of the record they
+// reach, written last: in one transaction when they fit one, else over
+// several. A crash part way leaves Badger's seq where it was, and Open
+// replays the records after it; replaying a sequence of puts and deletes
+// over a state that already holds a prefix of them ends in the same state.
+func (s *Store) writeState(ops []storage.Op, last uint64) error {
+	ops = append(ops, storage.Op{Key: appliedKey, Value: binary.BigEndian.AppendUint64(nil, last)})
+	err := s.applyInOneTxn(ops)
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		err = s.writeOps(ops)
+	}
+	if err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	return nil
+}
+
+// dropSegments removes the oldest log segments while none of their log keys
+// is current, syncing Badger first when it may not yet hold their state ops
+// on disk. The newest segment always stays.
+func (s *Store) dropSegments() error {
+	for len(s.wal.segs) > 1 && s.wal.segs[0].live == 0 {
+		if s.wal.segs[0].last > s.durable {
+			if err := s.db.Sync(); err != nil {
+				return fmt.Errorf("badger: %w", err)
+			}
+			s.durable = s.flushed
+		}
+		if err := s.wal.dropFront(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
 // checkBatch rejects, before anything is written, every op Badger would refuse,
-// so that a journaled batch can always be applied once it is committed.
+// so that a batch in the log can always be written into Badger.
 func checkBatch(b storage.Batch) error {
 	for i, op := range b.Ops {
 		if err := checkKey(op.Key); err != nil {
@@ -59,7 +127,7 @@ func checkBatch(b storage.Batch) error {
 	return nil
 }
 
-// applyInOneTxn commits ops as one transaction, or returns badger.ErrTxnTooBig
+// applyInOneTxn commits ops as one Badger transaction, or returns badger.ErrTxnTooBig
 // having written nothing.
 func (s *Store) applyInOneTxn(ops []storage.Op) error {
 	txn := s.db.NewTransaction(true)
@@ -84,7 +152,7 @@ func setOp(txn *badger.Txn, op storage.Op) error {
 }
 
 // writeOps applies ops in order over as many transactions as it takes. It is
-// not atomic: callers journal what must be.
+// not atomic: the write-ahead log replays what a crash interrupted.
 func (s *Store) writeOps(ops []storage.Op) error {
 	w := &txnWriter{db: s.db, bytesMax: int(s.db.MaxBatchSize())}
 	w.txn = s.db.NewTransaction(true)

@@ -6,17 +6,25 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
+
+	"github.com/aspen-db/aspen/core/storage"
 )
 
 // Options sizes a Store. The zero value is not usable: start from DefaultOptions.
 type Options struct {
 	// MemTableBytes is the size of one Badger memtable. It also fixes Badger's
-	// per-transaction limit (15% of it), above which Apply journals a batch.
+	// per-transaction limit (15% of it), above which Sync writes a batch's
+	// state over several transactions.
 	MemTableBytes int64
 	// CacheBytes is the size of each of Badger's block and index caches.
 	CacheBytes int64
 	// Logger receives Badger's warnings and errors; nil silences Badger.
 	Logger *slog.Logger
+	// SegmentBytes is the size of one write-ahead log file.
+	SegmentBytes int64
+	// LogPrefix starts the keys kept in the write-ahead log alone (raft's
+	// entries: written once, deleted after a later snapshot).
+	LogPrefix []byte
 
 	// tune, when set, adjusts Badger's options last: tests use small value
 	// log files and eager compactions to see files rewritten.
@@ -31,8 +39,13 @@ const (
 
 	// memTableBytesMin keeps Badger's per-transaction limit above its largest
 	// key (65000 bytes) plus an inline value, so that every op a batch may hold
-	// fits in a transaction of its own and a journaled batch can always finish.
+	// fits in a transaction of its own and a batch's state can always be written.
 	memTableBytesMin = 512 << 10
+
+	// segmentBytesDefault holds a few seconds of a busy node's batches; a
+	// rotation takes a spare file made in the background.
+	segmentBytesDefault = 8 << 20
+	segmentBytesMin     = 4 << 10
 )
 
 // DefaultOptions returns options under which an idle node stays well under
@@ -45,12 +58,20 @@ func DefaultOptions() Options {
 	return Options{
 		MemTableBytes: 4 << 20,
 		CacheBytes:    8 << 20,
+		SegmentBytes:  segmentBytesDefault,
+		LogPrefix:     storage.LogPrefix,
 	}
 }
 
 func (o Options) validate() error {
 	if o.MemTableBytes < memTableBytesMin {
 		return fmt.Errorf("diskstore: MemTableBytes %d is below the minimum %d", o.MemTableBytes, memTableBytesMin)
+	}
+	if o.SegmentBytes < segmentBytesMin {
+		return fmt.Errorf("diskstore: SegmentBytes %d is below the minimum %d", o.SegmentBytes, segmentBytesMin)
+	}
+	if len(o.LogPrefix) == 0 {
+		return fmt.Errorf("diskstore: LogPrefix is empty")
 	}
 	if o.CacheBytes < 0 {
 		return fmt.Errorf("diskstore: CacheBytes %d is negative", o.CacheBytes)
@@ -69,8 +90,8 @@ func (o Options) badgerOptions(dir string) badger.Options {
 		WithValueLogFileSize(valueLogFileBytes).
 		WithNumCompactors(compactors).
 		WithCompression(options.None).
-		// Durability comes from the explicit Sync the node loop calls before
-		// acting on a batch, not from a sync per transaction.
+		// Durability comes from the write-ahead log, which Badger's writes
+		// follow; Badger is synced only before log segments are removed.
 		WithSyncWrites(false).
 		// One goroutine writes, so there are no conflicts to detect; skipping it
 		// saves a hash set per transaction.

@@ -8,8 +8,11 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// reservedPrefix starts every key the store keeps for itself (its journal).
+// reservedPrefix starts every key the store keeps for itself.
 var reservedPrefix = []byte{0x00}
+
+// appliedKey holds the seq of the last write-ahead log record Badger reflects.
+var appliedKey = []byte("\x00wal/applied")
 
 // firstUserKey is the smallest key outside reservedPrefix.
 var firstUserKey = []byte{0x01}
@@ -38,12 +41,29 @@ func (s *Store) Get(key []byte) ([]byte, bool, error) {
 	if err := checkKey(key); err != nil {
 		return nil, false, fmt.Errorf("diskstore: get: %w", err)
 	}
-	txn, err := s.snapshot()
-	if err != nil {
+	s.mu.Lock()
+	if err := s.readable(); err != nil {
+		s.mu.Unlock()
 		return nil, false, err
 	}
+	if s.isLog(key) {
+		defer s.mu.Unlock()
+		return s.readLog(key)
+	}
+	txn := s.db.NewTransaction(false)
+	s.mu.Unlock()
 	defer txn.Discard()
 	return getIn(txn, key)
+}
+
+// readable makes the store ready for a read: Badger must hold every batch
+// applied, and may be written only once the log is synced. Reads happen when
+// a node starts, so syncing for them costs nothing that matters. Callers hold mu.
+func (s *Store) readable() error {
+	if err := s.usableLocked(); err != nil {
+		return err
+	}
+	return s.syncLocked()
 }
 
 // getIn reads key in txn, copying the value out of Badger's buffers.
@@ -70,12 +90,33 @@ func (s *Store) Scan(prefix []byte, fn func(key, value []byte) error) error {
 	if bytes.HasPrefix(prefix, reservedPrefix) {
 		return fmt.Errorf("%w: scan %q", ErrReservedKey, prefix)
 	}
-	txn, err := s.snapshot()
-	if err != nil {
+	s.mu.Lock()
+	if err := s.readable(); err != nil {
+		s.mu.Unlock()
 		return err
 	}
+	logs, err := s.scanLog(prefix)
+	if err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	txn := s.db.NewTransaction(false)
+	s.mu.Unlock()
 	defer txn.Discard()
-	return scanIn(txn, prefix, fn)
+	// Badger holds no log key, so the two never share one.
+	i := 0
+	err = scanIn(txn, prefix, func(key, value []byte) error {
+		for ; i < len(logs) && bytes.Compare(logs[i].key, key) < 0; i++ {
+			if err := fn(logs[i].key, logs[i].value); err != nil {
+				return err
+			}
+		}
+		return fn(key, value)
+	})
+	for ; err == nil && i < len(logs); i++ {
+		err = fn(logs[i].key, logs[i].value)
+	}
+	return err
 }
 
 // scanIn is Scan within txn; an empty prefix starts past the reserved keys.
@@ -106,17 +147,4 @@ func iterate(txn *badger.Txn, prefix, start []byte, fn func(key, value []byte) e
 		}
 	}
 	return nil
-}
-
-// snapshot returns a read transaction that sees every Apply that returned
-// before it and none that had not started. Holding mu only while Badger picks
-// the read timestamp keeps a journaled Apply from being half-seen, and lets fn
-// in a Scan call Apply.
-func (s *Store) snapshot() (*badger.Txn, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if err := s.usableLocked(); err != nil {
-		return nil, err
-	}
-	return s.db.NewTransaction(false), nil
 }

@@ -1,18 +1,24 @@
-// Package diskstore is the runtime's storage.Store, on Badger v4.
+// Package diskstore is the runtime's storage.Store: a write-ahead log of its
+// own for durability and for raft's log, and Badger v4 for the rest.
 //
-// Every batch is applied atomically, even one larger than Badger's
-// per-transaction limit (a snapshot install rewrites every key): such a batch
-// is first journaled under reserved keys, then applied, then its journal is
-// deleted, and Open finishes or discards a journal a crash left behind.
+// Every batch is first appended to the write-ahead log (wal.go) as one
+// checksummed record. Sync syncs the log (one fdatasync of a preallocated
+// file), then writes what the batch holds outside the log prefix (the
+// replicated state) into Badger, unsynced, with the sequence number of the
+// last record it reflects. Keys under the log prefix (raft's entries) live
+// only in the log: an index in memory says where each one's value lies. So
+// Badger never sees an entry that is written once and deleted a snapshot
+// later, nor syncs per batch; it is synced only before the log segment
+// holding records it may not have on disk is removed.
 //
-// Keys starting with 0x00 are reserved for that journal. Core keys never start
-// with 0x00; Apply rejects a batch that uses one, Get and Scan reject them, and
-// a Scan over every key skips them. Badger reserves keys starting with
-// "!badger!", which Apply rejects too.
+// A crash leaves the log's records up to the last synced one, perhaps more;
+// Open replays the records past the sequence number Badger holds into
+// Badger, so every batch is in the store whole or not at all, and every
+// batch that was synced is there.
 //
-// Writes are not synced as they are applied: Sync makes every applied batch
-// durable, and the node loop calls it before acting on anything that depends
-// on a batch.
+// Keys starting with 0x00 are reserved for the store itself, and "!badger!"
+// for Badger: Apply rejects a batch that uses one, Get and Scan reject them,
+// and a Scan over every key skips them.
 package diskstore
 
 import (
@@ -40,13 +46,18 @@ type Store struct {
 	db  *badger.DB
 	dir string
 
-	// mu is held for writing across each Apply, so that a journaled batch
-	// applied over several Badger transactions is never half-visible: readers
-	// hold it only while taking their Badger snapshot.
-	mu          sync.RWMutex
-	closed      bool
-	broken      error  // set when a journaled Apply failed part way; reopening repairs it
-	lastJournal uint64 // sequence number of the last journal written since Open
+	logPrefix []byte // keys kept in the write-ahead log alone
+
+	// mu is held across each Apply and Sync, and by readers while they
+	// find their values and take their Badger snapshot.
+	mu      sync.Mutex
+	closed  bool
+	broken  error // set when a write failed part way; reopening repairs it
+	wal     *wal
+	log     map[string]logLoc // where the value of each log key lies
+	pending []storage.Op      // state ops in the log, not yet in Badger
+	flushed uint64            // seq of the last record Badger reflects
+	durable uint64            // flushed, as of Badger's last Sync
 
 	gc    *collector            // rewrites value log files mostly dead (vlog.go)
 	gcErr atomic.Pointer[error] // the last value log rewrite that failed, for Close to report
@@ -54,8 +65,8 @@ type Store struct {
 
 var _ storage.Store = (*Store)(nil)
 
-// Open opens (creating if needed) the store in dir and finishes or discards any
-// batch journal a crash left behind.
+// Open opens (creating if needed) the store in dir and brings Badger up to
+// the last record of the write-ahead log.
 func Open(dir string, opts Options) (*Store, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
@@ -64,16 +75,18 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("diskstore: open %s: %w", dir, err)
 	}
-	s := &Store{db: db, dir: dir}
-	if err := s.recover(); err != nil {
+	s := &Store{db: db, dir: dir, logPrefix: opts.LogPrefix, log: make(map[string]logLoc)}
+	if err := s.load(opts.SegmentBytes); err != nil {
+		if s.wal != nil {
+			err = errors.Join(err, s.wal.close())
+		}
 		return nil, errors.Join(err, s.closeDB())
 	}
 	s.startCollector()
 	return s, nil
 }
 
-// Close closes the store. Batches applied since the last Sync are flushed by a
-// clean Close, but only Sync promises they survive a crash.
+// Close syncs every batch applied and closes the store.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -82,11 +95,15 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.stopCollector()
-	var gcErr error
-	if p := s.gcErr.Load(); p != nil {
-		gcErr = fmt.Errorf("diskstore: value log rewrite: %w", *p)
+	var errs []error
+	if s.broken == nil {
+		errs = append(errs, s.syncLocked())
 	}
-	return errors.Join(gcErr, s.closeDB())
+	if p := s.gcErr.Load(); p != nil {
+		errs = append(errs, fmt.Errorf("diskstore: value log rewrite: %w", *p))
+	}
+	errs = append(errs, s.wal.close(), s.closeDB())
+	return errors.Join(errs...)
 }
 
 func (s *Store) closeDB() error {
@@ -96,15 +113,46 @@ func (s *Store) closeDB() error {
 	return nil
 }
 
-// Sync makes every batch applied so far durable.
+// Sync makes every batch applied so far durable and writes their state into
+// Badger.
 func (s *Store) Sync() error {
-	if err := s.usable(); err != nil {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.usableLocked(); err != nil {
 		return err
 	}
-	if err := s.db.Sync(); err != nil {
-		return fmt.Errorf("diskstore: sync: %w", err)
+	return s.syncLocked()
+}
+
+// SyncLog makes every batch applied so far durable, as Sync does, but leaves
+// their state for Settle or the next Sync to write into Badger: the node loop
+// sends the messages that wait on durability in between.
+func (s *Store) SyncLog() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.usableLocked(); err != nil {
+		return err
+	}
+	if err := s.wal.sync(); err != nil {
+		s.broken = fmt.Errorf("diskstore: sync: %w", err)
+		return s.broken
 	}
 	return nil
+}
+
+// Settle writes the state of the synced batches into Badger. It waits, and
+// does nothing, while a batch applied since the last sync is not synced:
+// Badger may write only what the log can replay.
+func (s *Store) Settle() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.usableLocked(); err != nil {
+		return err
+	}
+	if s.wal.dirty {
+		return nil
+	}
+	return s.syncLocked()
 }
 
 // Size returns the disk space taken by the store's table files (lsm) and value
@@ -139,11 +187,4 @@ func (s *Store) usableLocked() error {
 		return fmt.Errorf("diskstore: reopen to recover from a failed batch: %w", s.broken)
 	}
 	return nil
-}
-
-// usable is usableLocked for callers that do not hold mu.
-func (s *Store) usable() error {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.usableLocked()
 }

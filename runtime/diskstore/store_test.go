@@ -15,10 +15,12 @@ import (
 )
 
 // testOptions keeps Badger's transaction limit small (about 77 KiB), so that
-// a batch that needs the journal is cheap to build.
+// a batch written over several transactions is cheap to build, and the log's
+// segments small, so that tests move through several.
 func testOptions() Options {
 	o := DefaultOptions()
 	o.MemTableBytes = memTableBytesMin
+	o.SegmentBytes = segmentBytesMin
 	return o
 }
 
@@ -87,8 +89,8 @@ func checkContents(t testing.TB, s *Store, want map[string]string) {
 	if !maps.Equal(got, want) {
 		t.Fatalf("store holds %d keys, want %d; first differences: %s", len(got), len(want), diff(got, want))
 	}
-	if n := journalKeys(t, s); n != 0 {
-		t.Fatalf("got %d journal keys left, want 0", n)
+	if n := badgerLogKeys(t, s); n != 0 {
+		t.Fatalf("Badger holds %d log keys, want 0: they live in the write-ahead log", n)
 	}
 }
 
@@ -108,15 +110,6 @@ func diff(got, want map[string]string) string {
 }
 
 func trim(s string) string { return s[:min(len(s), 12)] }
-
-func journalKeys(t testing.TB, s *Store) int {
-	t.Helper()
-	journals, err := s.readJournals()
-	if err != nil {
-		t.Fatalf("readJournals: %v", err)
-	}
-	return len(journals)
-}
 
 func TestApplyGetScan(t *testing.T) {
 	s := openStore(t, t.TempDir(), testOptions())
@@ -223,7 +216,7 @@ func bigBatch(t testing.TB, s *Store, n int, tag string, base map[string]string)
 		b.Ops = append(b.Ops, put(key, value))
 		after[key] = value
 	}
-	if size := len(encodeOps(b.Ops)); int64(size) <= s.db.MaxBatchSize() {
+	if size := len(appendOps(nil, b.Ops)); int64(size) <= s.db.MaxBatchSize() {
 		t.Fatalf("batch of %d bytes fits Badger's %d-byte transaction limit; want it larger", size, s.db.MaxBatchSize())
 	}
 	return b, after
@@ -254,76 +247,12 @@ func TestBatchOverTxnLimitAppliesAtomically(t *testing.T) {
 	if err := s.Apply(b); err != nil {
 		t.Fatalf("Apply(%d ops): %v", len(b.Ops), err)
 	}
-	if s.lastJournal != 1 {
-		t.Errorf("got %d journals written, want 1", s.lastJournal)
-	}
 	checkContents(t, s, want)
 	if err := s.Sync(); err != nil {
 		t.Fatalf("Sync: %v", err)
 	}
 	s = reopen(t, s, opts)
 	checkContents(t, s, want)
-}
-
-func TestOpenRecoversJournal(t *testing.T) {
-	cases := []struct {
-		name      string
-		commit    bool
-		opsBefore int // ops of the batch applied before the crash
-	}{
-		{"uncommitted", false, 0},
-		{"committed, none applied", true, 0},
-		{"committed, half applied", true, 1000},
-		{"committed, all applied", true, 2000},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			opts := testOptions()
-			s := openStore(t, t.TempDir(), opts)
-			base := seed(t, s)
-			b, after := bigBatch(t, s, 2000, "crash", base)
-			crashMidJournal(t, s, b, c.commit, c.opsBefore)
-			s = reopen(t, s, opts)
-			want := base
-			if c.commit {
-				want = after
-			}
-			checkContents(t, s, want)
-		})
-	}
-}
-
-// crashMidJournal leaves the store as a crash during a journaled Apply would:
-// b's journal written, committed or not, and its first opsBefore ops applied.
-func crashMidJournal(t testing.TB, s *Store, b storage.Batch, commit bool, opsBefore int) {
-	t.Helper()
-	s.lastJournal++
-	if err := s.writeJournal(s.lastJournal, encodeOps(b.Ops), commit); err != nil {
-		t.Fatalf("writeJournal: %v", err)
-	}
-	if err := s.writeOps(b.Ops[:opsBefore]); err != nil {
-		t.Fatalf("writeOps: %v", err)
-	}
-	if err := s.Sync(); err != nil {
-		t.Fatalf("Sync: %v", err)
-	}
-}
-
-func TestCorruptJournalFailsOpen(t *testing.T) {
-	opts := testOptions()
-	s := openStore(t, t.TempDir(), opts)
-	b, _ := bigBatch(t, s, 2000, "x", map[string]string{})
-	crashMidJournal(t, s, b, true, 0)
-	// Drop the first chunk, as a lost write would.
-	if err := s.writeOps([]storage.Op{{Key: chunkKey(s.lastJournal, 0), Delete: true}}); err != nil {
-		t.Fatalf("writeOps: %v", err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	if _, err := Open(s.dir, opts); !errors.Is(err, storage.ErrCorrupt) {
-		t.Errorf("Open = %v, want %v", err, storage.ErrCorrupt)
-	}
 }
 
 func TestSyncCloseReopenKeepsData(t *testing.T) {

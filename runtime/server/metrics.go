@@ -23,7 +23,8 @@ type metrics struct {
 	proposals      prometheus.Counter
 	droppedInbound prometheus.Counter
 	fsync          prometheus.Histogram
-	write          prometheus.Histogram // a Ready's batch into Badger, before its sync
+	write          prometheus.Histogram // a Ready's batch into the write-ahead log, before its sync
+	settle         prometheus.Histogram // the synced batches' state into Badger, after the acknowledgements
 	ready          prometheus.Histogram // the core's step: node.Ready
 	requests       *prometheus.HistogramVec
 	modules        *moduleCollector // jobs and schedules (modulemetrics.go)
@@ -41,7 +42,9 @@ func newMetrics() *metrics {
 		droppedInbound: prometheus.NewCounter(prometheus.CounterOpts{Name: "aspen_peer_messages_dropped_total", Help: "Peer messages dropped because the node loop was behind."}),
 		fsync: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "aspen_fsync_seconds", Help: "Latency of disk syncs.",
 			Buckets: prometheus.ExponentialBuckets(latencyBucketSecondsMin, 2, fsyncBuckets)}),
-		write: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "aspen_batch_write_seconds", Help: "Time to write one Ready's batch to the store, before its sync.",
+		write: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "aspen_batch_write_seconds", Help: "Time to write one Ready's batch to the write-ahead log, before its sync.",
+			Buckets: prometheus.ExponentialBuckets(stepBucketSecondsMin, 2, stepBuckets)}),
+		settle: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "aspen_state_write_seconds", Help: "Time to write the synced batches' state into Badger, after the acknowledgements leave.",
 			Buckets: prometheus.ExponentialBuckets(stepBucketSecondsMin, 2, stepBuckets)}),
 		ready: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "aspen_ready_seconds", Help: "Time the replica's step takes to make one Ready: proposing, applying what committed, answering.",
 			Buckets: prometheus.ExponentialBuckets(stepBucketSecondsMin, 2, stepBuckets)}),
@@ -49,7 +52,7 @@ func newMetrics() *metrics {
 			Buckets: prometheus.ExponentialBuckets(latencyBucketSecondsMin, 2, requestBuckets)}, []string{"route", "code"}),
 		modules: newModuleCollector(),
 	}
-	m.reg.MustRegister(m.term, m.commit, m.applied, m.revision, m.leader, m.proposals, m.droppedInbound, m.fsync, m.write, m.ready, m.requests, m.modules,
+	m.reg.MustRegister(m.term, m.commit, m.applied, m.revision, m.leader, m.proposals, m.droppedInbound, m.fsync, m.write, m.settle, m.ready, m.requests, m.modules,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -27,7 +27,7 @@ addr=127.0.0.1:$((base + 10 + leader))
 scrape() {
   for i in 1 2 3; do
     curl -sf http://127.0.0.1:$((base + 10 + i))/metrics |
-      grep -E '^aspen_(ready|batch_write|fsync)_seconds_(sum|count) |^aspen_http_request_seconds_(sum|count)\{code="OK",route="kv"\}' |
+      grep -E '^aspen_(ready|batch_write|fsync|state_write)_seconds_(sum|count) |^aspen_http_request_seconds_(sum|count)\{code="OK",route="kv"\}' |
       sed -e 's/{code="OK",route="kv"}//' -e "s/^/$i /"
   done
 }
@@ -41,10 +41,10 @@ awk -v leader="$leader" '
   FNR == NR { before[$1 " " $2] = $3; next }
   { after[$1 " " $2] = $3 }
   END {
-    split("ready batch_write fsync http_request", steps, " ")
+    split("ready batch_write fsync state_write http_request", steps, " ")
     for (n = 1; n <= 3; n++) {
       line = sprintf("  node %d%s", n, n == leader ? "*" : " ")
-      for (s = 1; s <= 4; s++) {
+      for (s = 1; s <= 5; s++) {
         k = n " aspen_" steps[s] "_seconds"
         c = after[k "_count"] - before[k "_count"]
         if (c > 0) line = line sprintf("  %s %d x %.0f us", steps[s], c, 1e6 * (after[k "_sum"] - before[k "_sum"]) / c)
