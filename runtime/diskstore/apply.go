@@ -19,7 +19,8 @@ const valueBytesMax = valueLogFileBytes / 2
 // is in the store or none of it is. Only Sync makes b durable.
 //
 // b is appended to the write-ahead log as one record; its log keys are
-// indexed there, and its other ops wait for Sync to write them into Badger.
+// indexed there, and its other ops wait for the log's sync, after which the
+// state writer puts them into Badger.
 // If the append fails, the store refuses every call until it is reopened.
 func (s *Store) Apply(b storage.Batch) error {
 	if err := checkBatch(b); err != nil {
@@ -33,7 +34,8 @@ func (s *Store) Apply(b storage.Batch) error {
 	if b.Empty() {
 		return nil
 	}
-	rec := encodeRecord(s.wal.next, b.Ops)
+	seq := s.wal.next
+	rec := encodeRecord(seq, b.Ops)
 	seg, at, err := s.wal.append(rec)
 	if err != nil {
 		s.broken = fmt.Errorf("diskstore: apply: %w", err)
@@ -41,49 +43,61 @@ func (s *Store) Apply(b storage.Batch) error {
 	}
 	// The pending ops alias rec, which nothing else holds: the caller may
 	// reuse b's memory once Apply returns.
-	return s.take(seg, at, rec[recordHeaderBytes:], func(op storage.Op) { s.pending = append(s.pending, op) })
+	p := pendingRecord{seq: seq, bytes: len(rec)}
+	if err := s.take(seg, at, rec[recordHeaderBytes:], func(op storage.Op) { p.ops = append(p.ops, op) }); err != nil {
+		return err
+	}
+	s.pending = append(s.pending, p)
+	s.pendingBytes += len(rec)
+	if s.pendingBytes > pendingBytesMax {
+		// A node whose batches need no sync for long (they only apply)
+		// would otherwise hold them all in memory.
+		return s.syncLogLocked()
+	}
+	return nil
 }
 
-// syncLocked syncs the write-ahead log, then writes the state ops it holds
-// into Badger, then removes the log segments no one needs. Badger is written
-// only after the log is synced: its writes may reach the disk at any time, and
-// a batch Badger reflects must be one the log can replay. Callers hold mu.
-func (s *Store) syncLocked() error {
-	err := s.wal.sync()
-	if err == nil {
-		err = s.flush()
-	}
-	if err == nil {
-		err = s.dropSegments()
-	}
-	if err != nil {
+// syncLogLocked syncs the write-ahead log and hands what it synced to the
+// state writer. Callers hold mu.
+func (s *Store) syncLogLocked() error {
+	if err := s.wal.sync(); err != nil {
 		s.broken = fmt.Errorf("diskstore: sync: %w", err)
 		return s.broken
 	}
+	if s.synced != s.wal.next-1 {
+		s.synced = s.wal.next - 1
+		s.kickWriter()
+	}
 	return nil
 }
 
-// flush writes the pending state ops into Badger.
-func (s *Store) flush() error {
-	last := s.wal.next - 1
-	if last == s.flushed {
-		return nil
-	}
-	if err := s.writeState(s.pending, last); err != nil {
+// syncLocked syncs the write-ahead log and waits until Badger holds the
+// state of every record in it. Callers hold mu.
+func (s *Store) syncLocked() error {
+	if err := s.syncLogLocked(); err != nil {
 		return err
 	}
-	clear(s.pending) // drop the records they alias
-	s.pending = s.pending[:0]
-	s.flushed = last
-	return nil
+	for s.flushed < s.synced && s.broken == nil {
+		s.flushedCond.Wait()
+	}
+	return s.broken
 }
 
-// writeState writes ops into Badger with last, the seq of the record they
-// reach, written last: in one transaction when they fit one, else over
-// several. A crash part way leaves Badger's seq where it was, and Open
-// replays the records after it; replaying a sequence of puts and deletes
-// over a state that already holds a prefix of them ends in the same state.
-func (s *Store) writeState(ops []storage.Op, last uint64) error {
+// writeState writes records' state ops into Badger with the seq of the last,
+// written last: in one transaction when they fit one, else over several. A
+// crash part way leaves Badger's seq where it was, and Open replays the
+// records after it; replaying a sequence of puts and deletes over a state
+// that already holds a prefix of them ends in the same state.
+func (s *Store) writeState(recs []pendingRecord) error {
+	n := 1
+	for _, r := range recs {
+		n += len(r.ops)
+	}
+	ops := make([]storage.Op, 0, n)
+	for _, r := range recs {
+		ops = append(ops, r.ops...)
+	}
+	last := recs[len(recs)-1].seq
 	ops = append(ops, storage.Op{Key: appliedKey, Value: binary.BigEndian.AppendUint64(nil, last)})
 	err := s.applyInOneTxn(ops)
 	if errors.Is(err, badger.ErrTxnTooBig) {
@@ -96,10 +110,10 @@ func (s *Store) writeState(ops []storage.Op, last uint64) error {
 }
 
 // dropSegments removes the oldest log segments while none of their log keys
-// is current, syncing Badger first when it may not yet hold their state ops
-// on disk. The newest segment always stays.
+// is current, syncing Badger first when it may not yet hold their state on
+// disk. The newest segment always stays. Callers hold mu.
 func (s *Store) dropSegments() error {
-	for len(s.wal.segs) > 1 && s.wal.segs[0].live == 0 {
+	for len(s.wal.segs) > 1 && s.wal.segs[0].live == 0 && s.wal.segs[0].last <= s.flushed {
 		if s.wal.segs[0].last > s.durable {
 			if err := s.db.Sync(); err != nil {
 				return fmt.Errorf("badger: %w", err)

@@ -19,15 +19,15 @@ func (s *Store) load(segBytes int64) error {
 	if err != nil {
 		return err
 	}
-	var redo []storage.Op
+	var redo []pendingRecord
 	s.wal, err = openWAL(filepath.Join(s.dir, walDirName), segBytes, func(r replayed) error {
-		err := s.take(r.seg, r.at, r.payload, func(op storage.Op) {
-			if r.seq > applied {
-				redo = append(redo, op)
-			}
-		})
+		p := pendingRecord{seq: r.seq}
+		err := s.take(r.seg, r.at, r.payload, func(op storage.Op) { p.ops = append(p.ops, op) })
 		if err != nil {
 			return fmt.Errorf("write-ahead log record %d: %w", r.seq, err)
+		}
+		if r.seq > applied {
+			redo = append(redo, p)
 		}
 		return nil
 	})
@@ -43,9 +43,11 @@ func (s *Store) load(segBytes int64) error {
 		return fmt.Errorf("diskstore: open %s: %w: write-ahead log records %d to %d are missing",
 			s.dir, storage.ErrCorrupt, applied+1, s.wal.segs[0].first-1)
 	}
-	s.flushed, s.durable = applied, applied
-	s.pending = redo
-	if err := s.flush(); err != nil {
+	s.synced, s.flushed, s.durable = last, last, applied
+	if len(redo) == 0 {
+		return nil
+	}
+	if err := s.writeState(redo); err != nil {
 		return fmt.Errorf("diskstore: open %s: replay the write-ahead log: %w", s.dir, err)
 	}
 	return nil

@@ -3,6 +3,7 @@ package diskstore
 import (
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
@@ -25,6 +26,9 @@ type Options struct {
 	// LogPrefix starts the keys kept in the write-ahead log alone (raft's
 	// entries: written once, deleted after a later snapshot).
 	LogPrefix []byte
+	// OnStateWrite, when set, is told how long each write of synced
+	// batches' state into Badger took (for metrics).
+	OnStateWrite func(time.Duration)
 
 	// tune, when set, adjusts Badger's options last: tests use small value
 	// log files and eager compactions to see files rewritten.

@@ -28,6 +28,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -48,16 +49,23 @@ type Store struct {
 
 	logPrefix []byte // keys kept in the write-ahead log alone
 
-	// mu is held across each Apply and Sync, and by readers while they
-	// find their values and take their Badger snapshot.
-	mu      sync.Mutex
-	closed  bool
-	broken  error // set when a write failed part way; reopening repairs it
-	wal     *wal
-	log     map[string]logLoc // where the value of each log key lies
-	pending []storage.Op      // state ops in the log, not yet in Badger
-	flushed uint64            // seq of the last record Badger reflects
-	durable uint64            // flushed, as of Badger's last Sync
+	// mu guards what follows; the state writer (writer.go) holds it only
+	// to take records and to record what it wrote.
+	mu           sync.Mutex
+	flushedCond  *sync.Cond // on mu: flushed moved, or the store broke
+	closed       bool
+	broken       error // set when a write failed part way; reopening repairs it
+	wal          *wal
+	log          map[string]logLoc // where the value of each log key lies
+	pending      []pendingRecord   // records whose state Badger does not hold, oldest first
+	pendingBytes int
+	synced       uint64 // seq of the last record the log has synced
+	flushed      uint64 // seq of the last record Badger reflects
+	durable      uint64 // flushed, as of Badger's last Sync
+
+	kick         chan struct{} // wakes the state writer
+	writerDone   chan struct{}
+	onStateWrite func(time.Duration)
 
 	gc    *collector            // rewrites value log files mostly dead (vlog.go)
 	gcErr atomic.Pointer[error] // the last value log rewrite that failed, for Close to report
@@ -75,13 +83,15 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("diskstore: open %s: %w", dir, err)
 	}
-	s := &Store{db: db, dir: dir, logPrefix: opts.LogPrefix, log: make(map[string]logLoc)}
+	s := &Store{db: db, dir: dir, logPrefix: opts.LogPrefix, log: make(map[string]logLoc), onStateWrite: opts.OnStateWrite}
+	s.flushedCond = sync.NewCond(&s.mu)
 	if err := s.load(opts.SegmentBytes); err != nil {
 		if s.wal != nil {
 			err = errors.Join(err, s.wal.close())
 		}
 		return nil, errors.Join(err, s.closeDB())
 	}
+	s.startWriter()
 	s.startCollector()
 	return s, nil
 }
@@ -89,8 +99,8 @@ func Open(dir string, opts Options) (*Store, error) {
 // Close syncs every batch applied and closes the store.
 func (s *Store) Close() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return ErrClosed
 	}
 	s.closed = true
@@ -99,6 +109,8 @@ func (s *Store) Close() error {
 	if s.broken == nil {
 		errs = append(errs, s.syncLocked())
 	}
+	s.mu.Unlock()
+	s.stopWriter() // it takes mu to record what it wrote
 	if p := s.gcErr.Load(); p != nil {
 		errs = append(errs, fmt.Errorf("diskstore: value log rewrite: %w", *p))
 	}
@@ -113,8 +125,8 @@ func (s *Store) closeDB() error {
 	return nil
 }
 
-// Sync makes every batch applied so far durable and writes their state into
-// Badger.
+// Sync makes every batch applied so far durable and waits until Badger
+// holds their state.
 func (s *Store) Sync() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -124,35 +136,16 @@ func (s *Store) Sync() error {
 	return s.syncLocked()
 }
 
-// SyncLog makes every batch applied so far durable, as Sync does, but leaves
-// their state for Settle or the next Sync to write into Badger: the node loop
-// sends the messages that wait on durability in between.
+// SyncLog makes every batch applied so far durable, as Sync does, and leaves
+// their state to the state writer: the node loop sends what waits on
+// durability while Badger is written.
 func (s *Store) SyncLog() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.usableLocked(); err != nil {
 		return err
 	}
-	if err := s.wal.sync(); err != nil {
-		s.broken = fmt.Errorf("diskstore: sync: %w", err)
-		return s.broken
-	}
-	return nil
-}
-
-// Settle writes the state of the synced batches into Badger. It waits, and
-// does nothing, while a batch applied since the last sync is not synced:
-// Badger may write only what the log can replay.
-func (s *Store) Settle() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.usableLocked(); err != nil {
-		return err
-	}
-	if s.wal.dirty {
-		return nil
-	}
-	return s.syncLocked()
+	return s.syncLogLocked()
 }
 
 // Size returns the disk space taken by the store's table files (lsm) and value

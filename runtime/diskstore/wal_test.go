@@ -29,9 +29,10 @@ func badgerLogKeys(t testing.TB, s *Store) int {
 func crash(t testing.TB, s *Store) {
 	t.Helper()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.closed = true
 	s.stopCollector()
+	s.mu.Unlock()
+	s.stopWriter()
 	if err := errors.Join(s.wal.close(), s.closeDB()); err != nil {
 		t.Fatalf("crash: %v", err)
 	}
@@ -100,7 +101,11 @@ func TestOpenReplaysTheLog(t *testing.T) {
 			if err := s.wal.sync(); err != nil {
 				t.Fatal(err)
 			}
-			if err := s.writeOps(s.pending[:inBadger]); err != nil {
+			var state []storage.Op
+			for _, r := range s.pending {
+				state = append(state, r.ops...)
+			}
+			if err := s.writeOps(state[:inBadger]); err != nil {
 				t.Fatal(err)
 			}
 			checkContents(t, reopenAfter(t, s, opts), want)

@@ -126,13 +126,6 @@ func (s *Server) handleReady() error {
 		}
 		s.tr.Send(rd.Messages)
 		s.node.Advance()
-		// The batch's state goes into Badger once its acknowledgements
-		// are on their way: the write-ahead log already holds it.
-		t0 = time.Now()
-		if err := s.store.Settle(); err != nil {
-			return fmt.Errorf("write state: %w", err)
-		}
-		s.metrics.settle.Observe(time.Since(t0).Seconds())
 	}
 	if s.node.Removed() {
 		return ErrRemoved

@@ -24,7 +24,7 @@ type metrics struct {
 	droppedInbound prometheus.Counter
 	fsync          prometheus.Histogram
 	write          prometheus.Histogram // a Ready's batch into the write-ahead log, before its sync
-	settle         prometheus.Histogram // the synced batches' state into Badger, after the acknowledgements
+	settle         prometheus.Histogram // synced batches' state into Badger, by the store's state writer
 	ready          prometheus.Histogram // the core's step: node.Ready
 	requests       *prometheus.HistogramVec
 	modules        *moduleCollector // jobs and schedules (modulemetrics.go)
@@ -44,7 +44,7 @@ func newMetrics() *metrics {
 			Buckets: prometheus.ExponentialBuckets(latencyBucketSecondsMin, 2, fsyncBuckets)}),
 		write: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "aspen_batch_write_seconds", Help: "Time to write one Ready's batch to the write-ahead log, before its sync.",
 			Buckets: prometheus.ExponentialBuckets(stepBucketSecondsMin, 2, stepBuckets)}),
-		settle: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "aspen_state_write_seconds", Help: "Time to write the synced batches' state into Badger, after the acknowledgements leave.",
+		settle: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "aspen_state_write_seconds", Help: "Time to write synced batches' state into Badger, on the store's own goroutine.",
 			Buckets: prometheus.ExponentialBuckets(stepBucketSecondsMin, 2, stepBuckets)}),
 		ready: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "aspen_ready_seconds", Help: "Time the replica's step takes to make one Ready: proposing, applying what committed, answering.",
 			Buckets: prometheus.ExponentialBuckets(stepBucketSecondsMin, 2, stepBuckets)}),

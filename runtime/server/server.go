@@ -138,7 +138,9 @@ func Start(cfg Config) (*Server, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.stop = s.ctx.Done()
 	s.readID = randomID()
-	store, err := diskstore.Open(cfg.DataDir, diskstore.DefaultOptions())
+	opts := diskstore.DefaultOptions()
+	opts.OnStateWrite = func(d time.Duration) { s.metrics.settle.Observe(d.Seconds()) }
+	store, err := diskstore.Open(cfg.DataDir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("open data dir %s: %w", cfg.DataDir, err)
 	}

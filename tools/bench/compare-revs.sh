@@ -4,12 +4,13 @@
 # tree's aspen bench), rounds alternating so background load hits both
 # alike. Use it to check a change does not slow puts or gets.
 #
-#   tools/bench/compare-revs.sh REV [seconds per round] [rounds]
+#   tools/bench/compare-revs.sh REV [seconds per round] [rounds] [clients]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 rev=${1:?usage: compare-revs.sh REV [seconds] [rounds]}
 secs=${2:-8}
 rounds=${3:-3}
+clients=${4:-64}
 work=$(mktemp -d /tmp/aspen-revs.XXXXXX)
 pids=()
 cleanup() {
@@ -35,7 +36,7 @@ for r in $(seq 1 "$rounds"); do
       base=19600; [ $bin = new ] && base=19700
       addrs=127.0.0.1:$((base + 11)),127.0.0.1:$((base + 12)),127.0.0.1:$((base + 13))
       printf 'round %d %-4s %-4s ' "$r" $mode $bin
-      "$work/new" bench --mode $mode --clients 64 --value-size 256 --keys 10000 \
+      "$work/new" bench --mode $mode --clients $clients --value-size 256 --keys 10000 \
         --duration ${secs}s --addrs $addrs --json 2>&1 |
         python3 -c 'import json,sys; d=json.load(sys.stdin); print("%8.0f ops/s  p50 %6.1f ms  p99 %6.1f ms  errors %d" % (d["ops_per_second"], d["latency_p50_ms"], d["latency_p99_ms"], d["errors"]))'
     done
