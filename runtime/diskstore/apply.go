@@ -77,25 +77,37 @@ func (s *Store) syncLocked() error {
 	if err := s.syncLogLocked(); err != nil {
 		return err
 	}
+	if s.flushed < s.synced {
+		s.hurryWriter()
+	}
 	for s.flushed < s.synced && s.broken == nil {
 		s.flushedCond.Wait()
 	}
 	return s.broken
 }
 
-// writeState writes records' state ops into Badger with the seq of the last,
-// written last: in one transaction when they fit one, else over several. A
-// crash part way leaves Badger's seq where it was, and Open replays the
-// records after it; replaying a sequence of puts and deletes over a state
-// that already holds a prefix of them ends in the same state.
+// writeState writes records' state ops into Badger, each key's last op
+// only, and the seq of the last record, written last: in one transaction when
+// they fit one, else over several. A crash part way leaves Badger's seq where
+// it was, and Open replays the records after it; replaying a sequence of puts
+// and deletes over a state that holds some of its keys' final values ends in
+// the same state.
 func (s *Store) writeState(recs []pendingRecord) error {
 	n := 1
 	for _, r := range recs {
 		n += len(r.ops)
 	}
 	ops := make([]storage.Op, 0, n)
+	at := make(map[string]int, n)
 	for _, r := range recs {
-		ops = append(ops, r.ops...)
+		for _, op := range r.ops {
+			if i, ok := at[string(op.Key)]; ok {
+				ops[i] = op
+				continue
+			}
+			at[string(op.Key)] = len(ops)
+			ops = append(ops, op)
+		}
 	}
 	last := recs[len(recs)-1].seq
 	ops = append(ops, storage.Op{Key: appliedKey, Value: binary.BigEndian.AppendUint64(nil, last)})

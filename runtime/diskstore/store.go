@@ -64,6 +64,7 @@ type Store struct {
 	durable      uint64 // flushed, as of Badger's last Sync
 
 	kick         chan struct{} // wakes the state writer
+	hurry        chan struct{} // ends its pause between writes
 	writerDone   chan struct{}
 	onStateWrite func(time.Duration)
 
