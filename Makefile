@@ -68,7 +68,8 @@ bench-etcd:
 	cd tools/bench/etcdcmp && $(GO) run . -repo $(CURDIR) $(ETCDCMP_FLAGS)
 
 # Where one client's put goes: the mean of each step of the node loop
-# (Ready, batch write, sync) on every node and the leader's time for the
+# (Ready, batch write, sync) and of the state writes into Badger on every
+# node and the leader's time for the
 # request, around a 1-client run of aspen bench (PUT_LATENCY_SECONDS).
 PUT_LATENCY_SECONDS ?= 15
 bench-latency:
