@@ -159,31 +159,30 @@ func fillSegments(t testing.TB, s *Store, n int) {
 	}
 }
 
-func TestCorruptSegmentFailsOpen(t *testing.T) {
-	opts := testOptions()
-	s := openStore(t, t.TempDir(), opts)
-	fillSegments(t, s, 3)
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
+// A damaged log anywhere but at its end fails the open: a flipped byte in
+// the oldest segment, or a segment gone from the middle.
+func TestDamagedLogFailsOpen(t *testing.T) {
+	damage := map[string]func(t *testing.T, segments []string){
+		"flipped byte in the first segment": func(t *testing.T, segments []string) { flipByte(t, segments[0], 100) },
+		"middle segment removed": func(t *testing.T, segments []string) {
+			if err := os.Remove(segments[1]); err != nil {
+				t.Fatal(err)
+			}
+		},
 	}
-	flipByte(t, segmentFiles(t, s)[0], 100)
-	if _, err := Open(s.dir, opts); !errors.Is(err, storage.ErrCorrupt) {
-		t.Errorf("Open with a flipped byte in the first segment = %v, want %v", err, storage.ErrCorrupt)
-	}
-}
-
-func TestMissingSegmentFailsOpen(t *testing.T) {
-	opts := testOptions()
-	s := openStore(t, t.TempDir(), opts)
-	fillSegments(t, s, 3)
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Remove(segmentFiles(t, s)[1]); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Open(s.dir, opts); !errors.Is(err, storage.ErrCorrupt) {
-		t.Errorf("Open without the middle segment = %v, want %v", err, storage.ErrCorrupt)
+	for name, harm := range damage {
+		t.Run(name, func(t *testing.T) {
+			opts := testOptions()
+			s := openStore(t, t.TempDir(), opts)
+			fillSegments(t, s, 3)
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			harm(t, segmentFiles(t, s))
+			if _, err := Open(s.dir, opts); !errors.Is(err, storage.ErrCorrupt) {
+				t.Errorf("Open = %v, want %v", err, storage.ErrCorrupt)
+			}
+		})
 	}
 }
 
@@ -223,5 +222,22 @@ func TestOldLayoutRefused(t *testing.T) {
 	_, err := Open(s.dir, opts)
 	if err == nil || !strings.Contains(err.Error(), "older") {
 		t.Errorf("Open with raft's log in Badger = %v, want an error naming an older Aspen", err)
+	}
+}
+
+// Batches that are never synced (a node that only applies) are not all held
+// in memory for the state writer: past pendingBytesMax, Apply syncs the log.
+func TestUnsyncedBatchesAreBounded(t *testing.T) {
+	s := openStore(t, t.TempDir(), testOptions())
+	value := strings.Repeat("v", 64<<10)
+	for i := range 2 * pendingBytesMax / len(value) {
+		apply(t, s, put(fmt.Sprintf("k/%d", i%10), value))
+	}
+	s.mu.Lock()
+	synced, held := s.synced, s.pendingBytes
+	s.mu.Unlock()
+	if synced == 0 || held > pendingBytesMax+len(value)+recordHeaderBytes+64 {
+		t.Errorf("after %d MB applied unsynced: log synced to record %d, %d bytes held; want a sync and at most %d held",
+			2*pendingBytesMax>>20, synced, held, pendingBytesMax)
 	}
 }
