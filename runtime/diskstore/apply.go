@@ -45,7 +45,8 @@ func (s *Store) Apply(b storage.Batch) error {
 	// reuse b's memory once Apply returns.
 	p := pendingRecord{seq: seq, bytes: len(rec)}
 	if err := s.take(seg, at, rec[recordHeaderBytes:], func(op storage.Op) { p.ops = append(p.ops, op) }); err != nil {
-		return err
+		s.broken = fmt.Errorf("diskstore: apply: %w", err) // the record is written but not indexed
+		return s.broken
 	}
 	s.pending = append(s.pending, p)
 	s.pendingBytes += len(rec)
@@ -77,10 +78,8 @@ func (s *Store) syncLocked() error {
 	if err := s.syncLogLocked(); err != nil {
 		return err
 	}
-	if s.flushed < s.synced {
-		s.hurryWriter()
-	}
 	for s.flushed < s.synced && s.broken == nil {
+		s.hurryWriter() // again after each write: it may have been woken for less
 		s.flushedCond.Wait()
 	}
 	return s.broken

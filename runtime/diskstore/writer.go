@@ -97,10 +97,33 @@ func (s *Store) writeSynced() {
 	defer s.mu.Unlock()
 	if err == nil {
 		s.flushed = recs[n-1].seq
+		err = s.syncForDrop()
+	}
+	if err == nil {
 		err = s.dropSegments()
 	}
 	if err != nil && s.broken == nil {
 		s.broken = fmt.Errorf("diskstore: %w", err)
 	}
 	s.flushedCond.Broadcast()
+}
+
+// syncForDrop syncs Badger when the oldest segment waits only for Badger to
+// hold its state on disk, without holding mu meanwhile: a Badger sync takes
+// milliseconds, which the node loop's next Apply need not wait out. Callers
+// hold mu.
+func (s *Store) syncForDrop() error {
+	front := s.wal.segs[0]
+	if len(s.wal.segs) == 1 || front.live > 0 || front.last > s.flushed || front.last <= s.durable {
+		return nil
+	}
+	target := s.flushed
+	s.mu.Unlock()
+	err := s.db.Sync()
+	s.mu.Lock()
+	if err != nil {
+		return fmt.Errorf("badger: %w", err)
+	}
+	s.durable = max(s.durable, target)
+	return nil
 }
