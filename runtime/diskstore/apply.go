@@ -43,7 +43,7 @@ func (s *Store) Apply(b storage.Batch) error {
 	}
 	// The pending ops alias rec, which nothing else holds: the caller may
 	// reuse b's memory once Apply returns.
-	p := pendingRecord{seq: seq, bytes: len(rec)}
+	p := pendingRecord{seq: seq, bytes: len(rec), ops: make([]storage.Op, 0, len(b.Ops))}
 	if err := s.take(seg, at, rec[recordHeaderBytes:], func(op storage.Op) { p.ops = append(p.ops, op) }); err != nil {
 		s.broken = fmt.Errorf("diskstore: apply: %w", err) // the record is written but not indexed
 		return s.broken
