@@ -120,24 +120,6 @@ func (s *Store) writeState(recs []pendingRecord) error {
 	return nil
 }
 
-// dropSegments removes the oldest log segments while none of their log keys
-// is current, syncing Badger first when it may not yet hold their state on
-// disk. The newest segment always stays. Callers hold mu.
-func (s *Store) dropSegments() error {
-	for len(s.wal.segs) > 1 && s.wal.segs[0].live == 0 && s.wal.segs[0].last <= s.flushed {
-		if s.wal.segs[0].last > s.durable {
-			if err := s.db.Sync(); err != nil {
-				return fmt.Errorf("badger: %w", err)
-			}
-			s.durable = s.flushed
-		}
-		if err := s.wal.dropFront(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // checkBatch rejects, before anything is written, every op Badger would refuse,
 // so that a batch in the log can always be written into Badger.
 func checkBatch(b storage.Batch) error {

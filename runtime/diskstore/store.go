@@ -35,14 +35,15 @@ import (
 	"github.com/aspen-db/aspen/core/storage"
 )
 
-// ErrReservedKey marks a key in the prefix reserved for the store's journal or Badger.
+// ErrReservedKey marks a key in the prefix reserved for the store itself or Badger.
 var ErrReservedKey = errors.New("diskstore: reserved key")
 
 // ErrClosed is returned by every method of a closed Store.
 var ErrClosed = errors.New("diskstore: store is closed")
 
-// Store is a storage.Store in a Badger database. Its methods may be called from
-// several goroutines, except Close, which must follow every other call.
+// Store is a storage.Store in a write-ahead log and a Badger database. Its
+// methods may be called from several goroutines, except Close, which must
+// follow every other call.
 type Store struct {
 	db  *badger.DB
 	dir string

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -300,7 +299,7 @@ func (w *wal) replaySegment(first uint64, last bool, fn func(r replayed) error) 
 	}
 	seg := &segment{first: first, last: first - 1, f: f}
 	w.segs = append(w.segs, seg)
-	data, err := io.ReadAll(io.NewSectionReader(f, 0, 1<<62))
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("write-ahead log: read %s: %w", path, err)
 	}

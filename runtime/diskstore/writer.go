@@ -97,9 +97,6 @@ func (s *Store) writeSynced() {
 	defer s.mu.Unlock()
 	if err == nil {
 		s.flushed = recs[n-1].seq
-		err = s.syncForDrop()
-	}
-	if err == nil {
 		err = s.dropSegments()
 	}
 	if err != nil && s.broken == nil {
@@ -108,22 +105,27 @@ func (s *Store) writeSynced() {
 	s.flushedCond.Broadcast()
 }
 
-// syncForDrop syncs Badger when the oldest segment waits only for Badger to
-// hold its state on disk, without holding mu meanwhile: a Badger sync takes
-// milliseconds, which the node loop's next Apply need not wait out. Callers
-// hold mu.
-func (s *Store) syncForDrop() error {
-	front := s.wal.segs[0]
-	if len(s.wal.segs) == 1 || front.live > 0 || front.last > s.flushed || front.last <= s.durable {
-		return nil
+// dropSegments removes the oldest log segments while none of their log keys
+// is current and Badger holds their state on disk; the newest always stays.
+// Badger is synced first when it may not hold that state yet, without mu
+// held meanwhile: a Badger sync takes milliseconds, which the node loop's
+// next Apply need not wait out. Callers hold mu.
+func (s *Store) dropSegments() error {
+	for len(s.wal.segs) > 1 && s.wal.segs[0].live == 0 && s.wal.segs[0].last <= s.flushed {
+		if s.wal.segs[0].last > s.durable {
+			target := s.flushed
+			s.mu.Unlock()
+			err := s.db.Sync()
+			s.mu.Lock()
+			if err != nil {
+				return fmt.Errorf("badger: %w", err)
+			}
+			s.durable = max(s.durable, target)
+			continue // the segments may have moved meanwhile: look again
+		}
+		if err := s.wal.dropFront(); err != nil {
+			return err
+		}
 	}
-	target := s.flushed
-	s.mu.Unlock()
-	err := s.db.Sync()
-	s.mu.Lock()
-	if err != nil {
-		return fmt.Errorf("badger: %w", err)
-	}
-	s.durable = max(s.durable, target)
 	return nil
 }
