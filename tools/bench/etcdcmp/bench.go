@@ -271,12 +271,26 @@ func runOne(ctx context.Context, c *cluster, l load, round int) (result, error) 
 		}
 		kvs = kvs[lead : lead+1]
 	}
+	nodes0, err := c.cpu()
+	if err != nil {
+		return result{}, err
+	}
+	client0 := selfCPU()
 	r := runLoad(ctx, kvs, l, uint64(round))
+	client := selfCPU() - client0
 	if ctx.Err() != nil {
 		return r, ctx.Err()
 	}
 	if err := c.exited(); err != nil {
 		return r, c.failure(err)
+	}
+	nodes1, err := c.cpu()
+	if err != nil {
+		return r, err
+	}
+	if r.Ops > 0 {
+		r.NodeCPUUsPerOp = float64((nodes1 - nodes0).Microseconds()) / float64(r.Ops)
+		r.ClientCPUUsPerOp = float64(client.Microseconds()) / float64(r.Ops)
 	}
 	r.System, r.Load, r.Round = c.system, l.Name, round
 	return r, nil

@@ -188,6 +188,19 @@ func (c *cluster) memory() ([]memory, error) {
 	return ms, nil
 }
 
+// cpu is the CPU time the cluster's nodes have used so far, together.
+func (c *cluster) cpu() (time.Duration, error) {
+	var total time.Duration
+	for _, p := range c.procs {
+		d, err := readCPU(p.pid())
+		if err != nil {
+			return 0, c.failure(fmt.Errorf("%s: %w", p.name, err))
+		}
+		total += d
+	}
+	return total, nil
+}
+
 func (c *cluster) disk() ([]int64, error) {
 	var sizes []int64
 	for _, dir := range c.dataDirs {

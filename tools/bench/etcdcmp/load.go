@@ -62,6 +62,10 @@ type result struct {
 	P99Ms        float64 `json:"p99_ms"`
 	MaxMs        float64 `json:"max_ms"`
 	FirstError   string  `json:"first_error,omitempty"`
+	// CPU time per answered op: the three nodes' together, and the load
+	// generator's (the client library's cost, which shares the machine).
+	NodeCPUUsPerOp   float64 `json:"node_cpu_us_per_op"`
+	ClientCPUUsPerOp float64 `json:"client_cpu_us_per_op"`
 }
 
 // worker is one closed-loop client: one request in flight, the next sent

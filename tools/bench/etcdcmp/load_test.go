@@ -126,3 +126,22 @@ func TestParseFlagsRefusesUnknownLoad(t *testing.T) {
 		t.Error("parseFlags -loads put9: got no error, want one")
 	}
 }
+
+// readCPU reads the CPU time the kernel counts for a process: over a busy
+// loop of 300 ms of this process's CPU (by getrusage), /proc/PID/stat's
+// utime and stime must grow by as much, to their 10 ms steps.
+func TestReadCPU(t *testing.T) {
+	before, err := readCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for self0 := selfCPU(); selfCPU()-self0 < 300*time.Millisecond; {
+	}
+	got, err := readCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if burned := got - before; burned < 250*time.Millisecond || burned > time.Second {
+		t.Fatalf("300 ms of CPU burned: /proc/self/stat grew %v", burned)
+	}
+}

@@ -143,6 +143,47 @@ func readMemory(pid int) (memory, error) {
 	return m, sc.Err()
 }
 
+// userHz is the unit of /proc/PID/stat's CPU times: USER_HZ, 100 on Linux
+// on every architecture Go runs on.
+const userHz = 100
+
+// readCPU is the CPU time, user and system, the process pid has used so
+// far (/proc/PID/stat's utime and stime, in steps of 10 ms).
+func readCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces: count from its ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
+	}
+	var ticks int64
+	for _, s := range f[11:13] { // fields 14 and 15: utime, stime
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / userHz, nil
+}
+
+// selfCPU is the CPU time, user and system, this process has used so far:
+// the load generator's, whose clients run one system at a time.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // diskBytes is the space the files under dir take on disk (allocated
 // blocks, so preallocated but unwritten files count for what they hold).
 func diskBytes(dir string) (int64, error) {

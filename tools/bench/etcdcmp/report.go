@@ -57,6 +57,8 @@ var figures = []struct {
 	{"p50 ms", func(r result) float64 { return r.P50Ms }},
 	{"p99 ms", func(r result) float64 { return r.P99Ms }},
 	{"errors", func(r result) float64 { return float64(r.Errors) }},
+	{"node CPU µs/op", func(r result) float64 { return r.NodeCPUUsPerOp }},
+	{"client CPU µs/op", func(r result) float64 { return r.ClientCPUUsPerOp }},
 }
 
 func summaryRows(loads []load, results []result) []row {
@@ -101,7 +103,7 @@ func printTable(w io.Writer, rep *report) error {
 		fmt.Fprintf(w, "%d rounds of %s over %d keys, the first system alternating. Cells: median over rounds (min-max);\n", cfg.Rounds, cfg.Duration, cfg.Keys)
 		fmt.Fprintln(w, "aspen/etcd: the ratio within each round, median (min-max).")
 	}
-	fmt.Fprintln(w, "Ratios above 1 mean more ops/s, ms, MB or keys for aspen. Memory: MB per node; its ratio is of the sums.")
+	fmt.Fprintln(w, "Ratios above 1 mean more ops/s, ms, CPU, MB or keys for aspen. Memory: MB per node; its ratio is of the sums.")
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "load\tfigure\taspen\tetcd\taspen/etcd")
@@ -185,7 +187,7 @@ func statCell(s stat, figure string) string {
 	if s.N == 0 {
 		return "-"
 	}
-	unit := "ms"
+	unit := "ms" // or µs: printed alike
 	if figure == "ops/s" {
 		unit = "ops/s"
 	}
