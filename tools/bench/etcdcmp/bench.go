@@ -289,7 +289,9 @@ func runOne(ctx context.Context, c *cluster, l load, round int) (result, error) 
 		return r, err
 	}
 	if r.Ops > 0 {
-		r.NodeCPUUsPerOp = float64((nodes1 - nodes0).Microseconds()) / float64(r.Ops)
+		nodes := nodes1.minus(nodes0)
+		r.NodeCPUUsPerOp = float64(nodes.total().Microseconds()) / float64(r.Ops)
+		r.NodeKernelCPUUsPerOp = float64(nodes.Sys.Microseconds()) / float64(r.Ops)
 		r.ClientCPUUsPerOp = float64(client.Microseconds()) / float64(r.Ops)
 	}
 	r.System, r.Load, r.Round = c.system, l.Name, round

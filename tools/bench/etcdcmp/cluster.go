@@ -189,14 +189,14 @@ func (c *cluster) memory() ([]memory, error) {
 }
 
 // cpu is the CPU time the cluster's nodes have used so far, together.
-func (c *cluster) cpu() (time.Duration, error) {
-	var total time.Duration
+func (c *cluster) cpu() (cpuTime, error) {
+	var total cpuTime
 	for _, p := range c.procs {
 		d, err := readCPU(p.pid())
 		if err != nil {
-			return 0, c.failure(fmt.Errorf("%s: %w", p.name, err))
+			return cpuTime{}, c.failure(fmt.Errorf("%s: %w", p.name, err))
 		}
-		total += d
+		total.User, total.Sys = total.User+d.User, total.Sys+d.Sys
 	}
 	return total, nil
 }

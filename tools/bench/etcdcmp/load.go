@@ -64,8 +64,9 @@ type result struct {
 	FirstError   string  `json:"first_error,omitempty"`
 	// CPU time per answered op: the three nodes' together, and the load
 	// generator's (the client library's cost, which shares the machine).
-	NodeCPUUsPerOp   float64 `json:"node_cpu_us_per_op"`
-	ClientCPUUsPerOp float64 `json:"client_cpu_us_per_op"`
+	NodeCPUUsPerOp       float64 `json:"node_cpu_us_per_op"`
+	NodeKernelCPUUsPerOp float64 `json:"node_kernel_cpu_us_per_op"` // of it, in the kernel
+	ClientCPUUsPerOp     float64 `json:"client_cpu_us_per_op"`
 }
 
 // worker is one closed-loop client: one request in flight, the next sent

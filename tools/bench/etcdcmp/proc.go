@@ -147,31 +147,37 @@ func readMemory(pid int) (memory, error) {
 // on every architecture Go runs on.
 const userHz = 100
 
-// readCPU is the CPU time, user and system, the process pid has used so
-// far (/proc/PID/stat's utime and stime, in steps of 10 ms).
-func readCPU(pid int) (time.Duration, error) {
+// cpuTime is CPU a process used, in user space and in the kernel (its
+// system calls: socket reads and writes, fsync).
+type cpuTime struct{ User, Sys time.Duration }
+
+func (c cpuTime) total() time.Duration { return c.User + c.Sys }
+
+func (c cpuTime) minus(d cpuTime) cpuTime { return cpuTime{c.User - d.User, c.Sys - d.Sys} }
+
+// readCPU is the CPU time the process pid has used so far (/proc/PID/stat's
+// utime and stime, in steps of 10 ms).
+func readCPU(pid int) (cpuTime, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0, err
+		return cpuTime{}, err
 	}
 	// The command name (field 2) may hold spaces: count from its ')'.
 	i := strings.LastIndexByte(string(b), ')')
 	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+		return cpuTime{}, fmt.Errorf("/proc/%d/stat: no command name", pid)
 	}
 	f := strings.Fields(string(b[i+1:]))
 	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
+		return cpuTime{}, fmt.Errorf("/proc/%d/stat: too few fields", pid)
 	}
-	var ticks int64
-	for _, s := range f[11:13] { // fields 14 and 15: utime, stime
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	var ticks [2]int64
+	for j, s := range f[11:13] { // fields 14 and 15: utime, stime
+		if ticks[j], err = strconv.ParseInt(s, 10, 64); err != nil {
+			return cpuTime{}, fmt.Errorf("/proc/%d/stat: %w", pid, err)
 		}
-		ticks += n
 	}
-	return time.Duration(ticks) * time.Second / userHz, nil
+	return cpuTime{time.Duration(ticks[0]) * time.Second / userHz, time.Duration(ticks[1]) * time.Second / userHz}, nil
 }
 
 // selfCPU is the CPU time, user and system, this process has used so far:

@@ -58,6 +58,7 @@ var figures = []struct {
 	{"p99 ms", func(r result) float64 { return r.P99Ms }},
 	{"errors", func(r result) float64 { return float64(r.Errors) }},
 	{"node CPU µs/op", func(r result) float64 { return r.NodeCPUUsPerOp }},
+	{"  in the kernel", func(r result) float64 { return r.NodeKernelCPUUsPerOp }},
 	{"client CPU µs/op", func(r result) float64 { return r.ClientCPUUsPerOp }},
 }
 
