@@ -196,7 +196,7 @@ func (c *cluster) cpu() (cpuTime, error) {
 		if err != nil {
 			return cpuTime{}, c.failure(fmt.Errorf("%s: %w", p.name, err))
 		}
-		total.User, total.Sys = total.User+d.User, total.Sys+d.Sys
+		total = total.plus(d)
 	}
 	return total, nil
 }

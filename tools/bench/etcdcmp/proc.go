@@ -153,6 +153,8 @@ type cpuTime struct{ User, Sys time.Duration }
 
 func (c cpuTime) total() time.Duration { return c.User + c.Sys }
 
+func (c cpuTime) plus(d cpuTime) cpuTime { return cpuTime{c.User + d.User, c.Sys + d.Sys} }
+
 func (c cpuTime) minus(d cpuTime) cpuTime { return cpuTime{c.User - d.User, c.Sys - d.Sys} }
 
 // readCPU is the CPU time the process pid has used so far (/proc/PID/stat's
